@@ -1,0 +1,137 @@
+"""Core commands: summary, train, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+
+def print_json(data: Any) -> None:
+    """One JSON object on stdout."""
+    print(json.dumps(data, indent=2))
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="local directory holding mnist/ and fashion-mnist/ with the official IDX files "
+                             "(default: $CNNSCOPE_DATA_DIR, else download to the cache)")
+
+
+def _schedule_args(pairs: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--schedule-arg expects KEY=NUMBER, received {pair!r}") from None
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("summary", help="layer table: output shapes, parameters, receptive fields")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--preset", help="a built-in model: seed-ii, seed-iv, tiny")
+    src.add_argument("--config", metavar="FILE", help="a TOML model spec or run config")
+    p.add_argument("run", nargs="?", metavar="RUN_DIR", help="a run directory (its saved spec)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_summary)
+
+    p = sub.add_parser("train", help="train a model and write a run directory")
+    p.add_argument("--config", metavar="FILE", help="TOML with [model], [train], [data] tables")
+    p.add_argument("--preset", help="model preset (overrides the config's [model]): seed-ii, seed-iv, tiny")
+    p.add_argument("--out", metavar="DIR", help="run directory to write (default runs/<dataset>-<time>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run up to --epochs in total")
+    p.add_argument("--init-from", metavar="RUN_DIR", help="start from that run's initial weights")
+    p.add_argument("--no-plot", action="store_true", help="do not rewrite curves.png every epoch")
+    add_data_dir(p)
+    train_flags = p.add_argument_group("training (override [train])")
+    for flag, kind in (("epochs", int), ("batch-size", int), ("optimizer", str), ("lr", float),
+                       ("momentum", float), ("weight-decay", float), ("schedule", str),
+                       ("label-smoothing", float), ("augment-shift", int), ("seed", int), ("device", str),
+                       ("threads", int), ("precision", str)):
+        train_flags.add_argument(f"--{flag}", type=kind, default=None)
+    train_flags.add_argument("--nesterov", action="store_true", default=None)
+    train_flags.add_argument("--schedule-arg", action="append", default=[], metavar="KEY=VALUE",
+                             help="schedule parameter, e.g. rate=0.001 (repeatable)")
+    data_flags = p.add_argument_group("data (override [data])")
+    for flag, kind in (("dataset", str), ("preprocess", str), ("split", str), ("val-size", int),
+                       ("limit-train", int), ("limit-test", int)):
+        data_flags.add_argument(f"--{flag}", type=kind, default=None)
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test loss/accuracy, per-class accuracy, confusion matrix")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--out", metavar="FILE", help="confusion matrix image (default RUN_DIR/confusion.png)")
+    add_data_dir(p)
+    p.set_defaults(handler=cmd_evaluate)
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from ..config import build_run_config
+    from ..runs import read_run_config
+    from ..spec import get_preset, summary_dict, summary_table
+
+    if args.run and (args.preset or args.config):
+        raise ConfigError("give one of --preset, --config or RUN_DIR")
+    if args.run:
+        spec = read_run_config(args.run).model
+    elif args.config:
+        spec = build_run_config(args.config).model
+    else:
+        spec = get_preset(args.preset or "seed-iv")
+    if args.json:
+        print_json(summary_dict(spec))
+    else:
+        print(summary_table(spec))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..train import train_from_settings
+
+    train_overrides = {key: getattr(args, key) for key in (
+        "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "label_smoothing",
+        "augment_shift", "seed", "device", "threads", "precision", "nesterov") if getattr(args, key) is not None}
+    if args.schedule_arg:
+        train_overrides["schedule_args"] = _schedule_args(args.schedule_arg)
+    data_overrides = {key: getattr(args, key) for key in (
+        "dataset", "preprocess", "split", "val_size", "limit_train", "limit_test") if getattr(args, key) is not None}
+    if args.data_dir:
+        data_overrides["data_dir"] = str(Path(args.data_dir).resolve())
+    if "seed" in train_overrides:
+        data_overrides.setdefault("seed", train_overrides["seed"])
+    run = train_from_settings(config_file=args.config, preset=args.preset, train=train_overrides,
+                              data=data_overrides, out=args.out, overwrite=args.overwrite, resume=args.resume,
+                              init_from=args.init_from, plot=not args.no_plot)
+    m = run.metrics
+    state = "interrupted after" if m["status"] == "interrupted" else "trained"
+    print(f"{state} {m['epochs_completed']} epoch(s) in {m['train_seconds']:.1f} s "
+          f"({m['images_per_second']:.0f} images/s on {m['device']})")
+    print(f"test accuracy {m['test_accuracy']:.4f}, test loss {m['test_loss']:.4f} on {m['test_images']:,} images")
+    print(f"run directory: {run.path}")
+    return 130 if m["status"] == "interrupted" else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..train import evaluate_run
+
+    result = evaluate_run(args.run, data_dir=args.data_dir, figure=args.out)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"test accuracy {result['test_accuracy']:.4f}  loss {result['test_loss']:.4f}  "
+          f"({result['test_images']:,} images)")
+    for name, acc in zip(result["class_names"], result["per_class_accuracy"]):
+        print(f"  {name:>12}: {acc:.4f}")
+    print(f"confusion matrix: {result['confusion_png']}", file=sys.stdout)
+    return 0

@@ -1,0 +1,345 @@
+"""MNIST / Fashion-MNIST from the official IDX files: download or local dir, checks, preprocessing, splits."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import logging
+import os
+import struct
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError, choice_error
+
+log = logging.getLogger("cnnscope")
+
+FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Where a dataset comes from and how to check it."""
+
+    name: str
+    mirrors: tuple[str, ...]
+    md5: dict[str, str]  # official .gz checksums by FILES key
+    class_names: tuple[str, ...]
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo(
+        "mnist",
+        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+        {"train_images": "f68b3c2dcbeaaa9fbdd348bbdeb94873", "train_labels": "d53e105ee54ea40749a09fcbcd1e9432",
+         "test_images": "9fb629c4189551a2d022fa330f9573f3", "test_labels": "ec29112dd5afa0611ce80d1b7f02629c"},
+        tuple(str(d) for d in range(10)),
+    ),
+    "fashion-mnist": DatasetInfo(
+        "fashion-mnist",
+        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        {"train_images": "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "train_labels": "25c81989df183df01b3e8a0aad5dffbe",
+         "test_images": "bef4ecab320f06d8554ea6380940ec79", "test_labels": "bb300cfdad3c16e7a12a480ee83cd310"},
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+         "Ankle boot"),
+    ),
+}
+
+PREPROCESS = ("standard", "global", "unit")
+SPLITS = ("official", "reshuffle")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data a run uses and how it is prepared."""
+
+    dataset: str = "mnist"
+    preprocess: str = "standard"
+    split: str = "official"
+    val_size: int = 0  # images held out of the training part for validation (0: validate on test)
+    limit_train: int | None = None
+    limit_test: int | None = None
+    seed: int = 0  # for the reshuffle split and the validation holdout
+    data_dir: str | None = None  # local directory holding <dataset>/ folders; None: env var or cache
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise choice_error(DataError, "dataset", self.dataset, DATASETS)
+        if self.preprocess not in PREPROCESS:
+            raise choice_error(DataError, "preprocess", self.preprocess, PREPROCESS)
+        if self.split not in SPLITS:
+            raise choice_error(DataError, "split", self.split, SPLITS)
+        for key in ("val_size", "limit_train", "limit_test", "seed"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise DataError(f"{key} must be a non-negative integer, received {value!r}")
+        for key in ("limit_train", "limit_test"):
+            if getattr(self, key) == 0:
+                raise DataError(f"{key} must be at least 1, received 0")
+
+
+# --- locating and reading files ---------------------------------------------------------------
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cnnscope"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> tuple[Path, bool]:
+    """(directory, is_user_supplied): explicit argument, then CNNSCOPE_DATA_DIR, then the download cache."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser(), True
+    env = os.environ.get("CNNSCOPE_DATA_DIR")
+    if env:
+        return Path(env).expanduser(), True
+    return cache_dir(), False
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(url: str, dest: Path, md5: str) -> None:
+    """Download `url` to `dest` with a progress bar, verify its MD5, then rename into place."""
+    from tqdm.auto import tqdm
+
+    from .fileio import atomic_write
+
+    def fetch(tmp: Path) -> None:
+        with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
+                for chunk in iter(lambda: resp.read(1 << 16), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        got = _md5(tmp)
+        if got != md5:
+            raise DataError(f"download of {url} is corrupt: MD5 {got}, expected {md5}; try again")
+
+    atomic_write(dest, fetch)
+
+
+def ensure_files(info: DatasetInfo, data_dir: str | os.PathLike | None) -> dict[str, Path]:
+    """Paths of the four files; downloads into the cache when no local directory is given."""
+    root, user_supplied = resolve_data_dir(data_dir)
+    folder = root / info.name
+    paths = {key: folder / fname for key, fname in FILES.items()}
+    for key, path in paths.items():
+        if path.is_file():
+            continue
+        plain = path.with_suffix("")  # an uncompressed copy is fine too
+        if plain.is_file():
+            paths[key] = plain
+            continue
+        if user_supplied:
+            raise DataError(f"missing file {path}: the data directory must hold {info.name}/{FILES[key]} "
+                            f"(official file names); fix --data-dir / CNNSCOPE_DATA_DIR")
+        errors = []
+        for mirror in info.mirrors:
+            url = mirror + FILES[key]
+            log.info("downloading %s", url)
+            try:
+                download(url, path, info.md5[key])
+                break
+            except (urllib.error.URLError, OSError) as exc:
+                errors.append(f"{url}: {exc}")
+        else:
+            raise DataError(f"could not download {FILES[key]} ({'; '.join(errors)}); without internet, "
+                            f"pass --data-dir DIR holding {info.name}/{FILES[key]}")
+    if user_supplied:
+        differ = [p.name for key, p in paths.items() if p.suffix == ".gz" and _md5(p) != info.md5[key]]
+        if differ:
+            log.warning("%s: %s differ%s from the official files (MD5); using them as supplied", folder,
+                        ", ".join(differ), "s" if len(differ) == 1 else "")
+    return paths
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (gzip or plain) of unsigned bytes into an array of its declared shape."""
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                raw = fh.read()
+        else:
+            raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"missing file {path}") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: truncated or not a valid gzip file ({exc}); delete it and download again") \
+            from None
+    if len(raw) < 4:
+        raise DataError(f"{path}: too short to be an IDX file ({len(raw)} bytes)")
+    zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype != 0x08 or ndim not in (1, 3):
+        raise DataError(f"{path}: wrong IDX magic number 0x{raw[:4].hex()}; expected 0x00000801 (labels) "
+                        f"or 0x00000803 (images)")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(shape))
+    if len(raw) - header != expected:
+        raise DataError(f"{path}: holds {len(raw) - header} data bytes, header says {expected} for shape "
+                        f"{tuple(shape)}; the file is truncated or corrupt")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3:
+        raise DataError(f"{images_path}: expected an image file (3-D IDX), found {images.ndim}-D")
+    if labels.ndim != 1:
+        raise DataError(f"{labels_path}: expected a label file (1-D IDX), found {labels.ndim}-D")
+    if len(images) != len(labels):
+        raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} "
+                        f"labels; they must match")
+    return images, labels.astype(np.int64)
+
+
+# --- preprocessing ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preprocessor:
+    """Maps raw pixels (0..255) to model input; statistics fitted on training images only."""
+
+    kind: str
+    mean: np.ndarray  # (H, W) for standard, () otherwise
+    scale: np.ndarray  # same shape; zero-std pixels get scale 1 (as StandardScaler), so they map to 0
+
+    @classmethod
+    def fit(cls, kind: str, images: np.ndarray) -> Preprocessor:
+        """Fit on raw training images (n, H, W) uint8."""
+        if kind not in PREPROCESS:
+            raise choice_error(DataError, "preprocess", kind, PREPROCESS)
+        if kind == "unit":
+            mean, std = np.zeros(()), np.full((), 255.0)
+        elif kind == "global":
+            mean, std = np.asarray(images.mean(dtype=np.float64)), np.asarray(images.std(dtype=np.float64))
+        else:
+            mean, std = images.mean(axis=0, dtype=np.float64), images.std(axis=0, dtype=np.float64)
+        scale = np.where(std == 0, 1.0, std)
+        return cls(kind, mean.astype(np.float32), scale.astype(np.float32))
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Raw (n, H, W) or (n, 1, H, W) pixels -> float32 (n, 1, H, W)."""
+        x = np.asarray(images, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[:, None]
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise DataError(f"expected images of shape (n, H, W) or (n, 1, H, W), received {images.shape}")
+        if self.mean.ndim == 2 and x.shape[2:] != self.mean.shape:
+            raise DataError(f"images are {x.shape[2]}×{x.shape[3]}, the run's preprocessing expects "
+                            f"{self.mean.shape[0]}×{self.mean.shape[1]}")
+        return (x - self.mean) / self.scale
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "shape": list(self.mean.shape),
+                "mean": self.mean.ravel().tolist(), "scale": self.scale.ravel().tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessor:
+        try:
+            shape = tuple(data["shape"])
+            mean = np.asarray(data["mean"], dtype=np.float32).reshape(shape)
+            scale = np.asarray(data["scale"], dtype=np.float32).reshape(shape)
+            return cls(data["kind"], mean, scale)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"preprocessing data is malformed ({exc!r})") from None
+
+
+# --- the dataset ---------------------------------------------------------------------------------
+@dataclass
+class Dataset:
+    """Preprocessed arrays (float32 (n, 1, 28, 28), int64 labels) plus the raw pixels they came from."""
+
+    config: DataConfig
+    class_names: tuple[str, ...]
+    preprocessor: Preprocessor
+    train_raw: np.ndarray
+    train_y: np.ndarray
+    test_raw: np.ndarray
+    test_y: np.ndarray
+    val_raw: np.ndarray | None = None
+    val_y: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.train_x = self.preprocessor(self.train_raw)
+        self.test_x = self.preprocessor(self.test_raw)
+        self.val_x = None if self.val_raw is None else self.preprocessor(self.val_raw)
+
+    @property
+    def name(self) -> str:
+        return self.config.dataset
+
+    def validation(self) -> tuple[np.ndarray, np.ndarray, str]:
+        """(x, y, source): the holdout when there is one, else the test set (as the series does)."""
+        if self.val_x is not None:
+            return self.val_x, self.val_y, "validation"
+        return self.test_x, self.test_y, "test"
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x, y, raw) of 'train', 'test' or 'val'."""
+        table = {"train": (self.train_x, self.train_y, self.train_raw),
+                 "test": (self.test_x, self.test_y, self.test_raw)}
+        if self.val_x is not None:
+            table["val"] = (self.val_x, self.val_y, self.val_raw)
+        if name not in table:
+            raise choice_error(DataError, "set", name, table)
+        return table[name]
+
+
+def load_dataset(name: str = "mnist", data_dir: str | os.PathLike | None = None, preprocess: str = "standard",
+                 split: str = "official", *, val_size: int = 0, limit_train: int | None = None,
+                 limit_test: int | None = None, seed: int = 0, preprocessor: Preprocessor | None = None,
+                 config: DataConfig | None = None) -> Dataset:
+    """Load a dataset, split it and preprocess it (statistics fitted on its training part only).
+
+    Pass `config` instead of the keyword settings to reuse a saved DataConfig, and `preprocessor` to reuse
+    saved statistics instead of fitting new ones.
+    """
+    if config is None:
+        config = DataConfig(name, preprocess, split, val_size, limit_train, limit_test, seed,
+                            None if data_dir is None else str(data_dir))
+    elif data_dir is not None:
+        config = dataclasses.replace(config, data_dir=str(data_dir))
+    info = DATASETS[config.dataset]
+    paths = ensure_files(info, config.data_dir)
+    train_raw, train_y = read_pair(paths["train_images"], paths["train_labels"])
+    test_raw, test_y = read_pair(paths["test_images"], paths["test_labels"])
+    if config.split == "reshuffle":  # the series: merge all, shuffle with the seed, split back
+        n_test = len(test_raw)
+        all_raw, all_y = np.concatenate([train_raw, test_raw]), np.concatenate([train_y, test_y])
+        order = np.random.default_rng(config.seed).permutation(len(all_raw))
+        train_raw, train_y = all_raw[order[:-n_test]], all_y[order[:-n_test]]
+        test_raw, test_y = all_raw[order[-n_test:]], all_y[order[-n_test:]]
+    val_raw = val_y = None
+    if config.val_size:
+        if config.val_size >= len(train_raw):
+            raise DataError(f"val_size {config.val_size} leaves no training images (training part holds "
+                            f"{len(train_raw)})")
+        order = np.random.default_rng(config.seed + 1).permutation(len(train_raw))
+        val_idx, train_idx = np.sort(order[:config.val_size]), np.sort(order[config.val_size:])
+        val_raw, val_y = train_raw[val_idx], train_y[val_idx]
+        train_raw, train_y = train_raw[train_idx], train_y[train_idx]
+    if config.limit_train:
+        train_raw, train_y = train_raw[:config.limit_train], train_y[:config.limit_train]
+    if config.limit_test:
+        test_raw, test_y = test_raw[:config.limit_test], test_y[:config.limit_test]
+    if preprocessor is None:
+        preprocessor = Preprocessor.fit(config.preprocess, train_raw)
+    return Dataset(config, info.class_names, preprocessor, train_raw, train_y, test_raw, test_y, val_raw, val_y)

@@ -1,0 +1,115 @@
+"""Registries of optimizers and learning-rate schedules, looked up by name."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import torch
+
+from .errors import ConfigError, choice_error
+
+
+# --- optimizers ------------------------------------------------------------------------------------
+# Keras' defaults where they differ from PyTorch's (the series used Keras): RMSprop rho 0.9, eps 1e-7.
+def _rmsprop(params: Iterable, lr: float, momentum: float, nesterov: bool, weight_decay: float):
+    return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, momentum=momentum, weight_decay=weight_decay)
+
+
+def _sgd(params: Iterable, lr: float, momentum: float, nesterov: bool, weight_decay: float):
+    if nesterov and momentum <= 0:
+        raise ConfigError("sgd with nesterov needs momentum > 0")
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "rmsprop": _rmsprop,
+    "adam": lambda p, lr, momentum, nesterov, wd: torch.optim.Adam(p, lr=lr, eps=1e-7, weight_decay=wd),
+    "nadam": lambda p, lr, momentum, nesterov, wd: torch.optim.NAdam(p, lr=lr, eps=1e-7, weight_decay=wd),
+    "adamax": lambda p, lr, momentum, nesterov, wd: torch.optim.Adamax(p, lr=lr, eps=1e-7, weight_decay=wd),
+    "sgd": _sgd,
+    "adamw": lambda p, lr, momentum, nesterov, wd: torch.optim.AdamW(p, lr=lr, eps=1e-7, weight_decay=wd),
+}
+
+
+def make_optimizer(name: str, params: Iterable, lr: float, momentum: float = 0.0, nesterov: bool = False,
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """An optimizer from the registry; ConfigError listing the valid names otherwise."""
+    if name not in OPTIMIZERS:
+        raise choice_error(ConfigError, "optimizer", name, OPTIMIZERS)
+    return OPTIMIZERS[name](params, lr, momentum, nesterov, weight_decay)
+
+
+# --- schedules --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Schedule:
+    """lr(step) = fn(lr0, step, total_steps, **params); `defaults` lists every accepted parameter."""
+
+    fn: Callable[..., float]
+    defaults: dict[str, Any]
+    doc: str
+
+
+def _power(lr0: float, step: int, total: int, rate: float, decay_steps: int) -> float:
+    return lr0 / (1.0 + rate * step / decay_steps)  # Keras InverseTimeDecay (staircase=False)
+
+
+def _exponential(lr0: float, step: int, total: int, rate: float, decay_steps: int) -> float:
+    return lr0 * rate ** (step / decay_steps)  # Keras ExponentialDecay (staircase=False)
+
+
+def _cosine(lr0: float, step: int, total: int, min_lr: float, warmup_steps: int) -> float:
+    if step < warmup_steps:
+        return lr0 * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total - warmup_steps))
+    return min_lr + 0.5 * (lr0 - min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def _one_cycle(lr0: float, step: int, total: int, pct_start: float, div_factor: float,
+               final_div_factor: float) -> float:
+    # lr0 is the peak; cosine up from lr0/div_factor, then cosine down to lr0/(div_factor*final_div_factor),
+    # as torch.optim.lr_scheduler.OneCycleLR.
+    start, end = lr0 / div_factor, lr0 / (div_factor * final_div_factor)
+    up = max(1, int(pct_start * total))
+    if step < up:
+        return start + (lr0 - start) * 0.5 * (1 - math.cos(math.pi * step / up))
+    progress = min(1.0, (step - up) / max(1, total - up))
+    return end + (lr0 - end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+SCHEDULES: dict[str, Schedule] = {
+    "none": Schedule(lambda lr0, step, total: lr0, {}, "constant learning rate"),
+    "power": Schedule(_power, {"rate": 0.001, "decay_steps": 1},
+                      "lr0 / (1 + rate*step/decay_steps) (Keras InverseTimeDecay, the series' 'power')"),
+    "exponential": Schedule(_exponential, {"rate": 0.96, "decay_steps": 1000},
+                            "lr0 * rate^(step/decay_steps) (Keras ExponentialDecay)"),
+    "cosine": Schedule(_cosine, {"min_lr": 0.0, "warmup_steps": 0}, "cosine from lr0 to min_lr over the run"),
+    "one-cycle": Schedule(_one_cycle, {"pct_start": 0.25, "div_factor": 25.0, "final_div_factor": 1e4},
+                          "warm up to lr0 then anneal (OneCycleLR); lr is the peak"),
+}
+
+
+def schedule_params(name: str, given: dict[str, Any] | None) -> dict[str, Any]:
+    """The schedule's defaults overridden by `given`; unknown names or keys are ConfigErrors."""
+    if name not in SCHEDULES:
+        raise choice_error(ConfigError, "schedule", name, SCHEDULES)
+    defaults = SCHEDULES[name].defaults
+    params = dict(defaults)
+    for key, value in (given or {}).items():
+        if key not in defaults:
+            valid = ", ".join(defaults) or "none"
+            raise ConfigError(f"schedule {name!r} has no parameter {key!r}; valid: {valid}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"schedule parameter {key} must be a non-negative number, received {value!r}")
+        params[key] = type(defaults[key])(value)
+    if params.get("decay_steps", 1) <= 0:
+        raise ConfigError(f"decay_steps must be >= 1, received {params['decay_steps']}")
+    if name == "exponential" and not 0 < params["rate"] <= 1:
+        raise ConfigError(f"exponential rate must be in (0, 1], received {params['rate']}")
+    return params
+
+
+def lr_at(name: str, lr0: float, step: int, total_steps: int, params: dict[str, Any] | None = None) -> float:
+    """Learning rate of schedule `name` at optimizer step `step` (0-based, as Keras' iterations)."""
+    return SCHEDULES[name].fn(lr0, step, total_steps, **schedule_params(name, params))

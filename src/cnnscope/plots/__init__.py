@@ -1,0 +1,7 @@
+"""Figures (matplotlib, Agg backend). Each function returns a Figure; save_figure writes it atomically."""
+
+from __future__ import annotations
+
+from .training import confusion_figure, curves_figure, plot_curves, save_figure
+
+__all__ = ["confusion_figure", "curves_figure", "plot_curves", "save_figure"]
