@@ -41,6 +41,8 @@ class EpochLog:
     images_per_second: float
     lr: float
     history: dict[str, Any]
+    model: CNN  # the model being trained (on its training device); callbacks must not modify it
+    run_dir: Path
 
 
 Callback = Callable[[EpochLog], None]
@@ -245,7 +247,7 @@ def _fit(run_dir: Path, model: CNN, dataset: Dataset, config: TrainConfig, histo
                      epoch + 1, config.epochs, loss_sum / n, correct / n, val_source, val["loss"], val_source,
                      val["accuracy"], seconds, n / train_seconds)
             entry = EpochLog(epoch + 1, config.epochs, loss_sum / n, correct / n, val["loss"], val["accuracy"],
-                             seconds, n / train_seconds, lr, history)
+                             seconds, n / train_seconds, lr, history, model, run_dir)
             for callback in callbacks:
                 callback(entry)
     except KeyboardInterrupt:
