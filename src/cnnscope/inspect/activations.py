@@ -1,30 +1,70 @@
-"""Outputs of named layers, captured with forward hooks (the model is never rebuilt)."""
+"""Outputs of named layers, captured with forward hooks (the model is never rebuilt), and their display grids."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+from torch import nn
 
+from ..errors import ConfigError, SpecError, choice_error
 from ..model import CNN
+
+NORMS = ("map", "layer", "fixed")
 
 
 def _device(model: CNN) -> torch.device:
     return next(model.parameters()).device
 
 
-def capture(model: CNN, layers: list[str], x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+class _Stop(Exception):
+    """Raised by a hook to end the forward pass once every requested output is captured."""
+
+
+def _hook_target(model: CNN, name: str, pre_activation: bool) -> nn.Module:
+    """The module whose output is `name`'s output, or (pre_activation) its conv/linear before the activation."""
+    module = model.layer(name)  # SpecError listing valid names on a typo
+    if not pre_activation:
+        return module
+    inner = getattr(module, "conv", None)
+    if inner is None:
+        inner = getattr(module, "linear", None)
+    if inner is None:
+        valid = [n for n, m in model.layers.items() if hasattr(m, "conv") or hasattr(m, "linear")]
+        raise SpecError(f"layer {name!r} has no activation function, so it has no pre-activation output; "
+                        f"layers with one: {', '.join(valid)}")
+    return inner
+
+
+def capture(model: CNN, layers: list[str], x: torch.Tensor, *, pre_activation: bool = False,
+            stop_early: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """Run `model` on preprocessed x (N, C, H, W) and return ({layer: output}, logits).
 
     Gradients flow (callers wrap in no_grad when they need none); hooks are removed in `finally`.
+    pre_activation: capture conv/dense layers before their activation function (signed values).
+    stop_early: end the forward pass after the last requested layer (logits are then None).
     """
-    modules = {name: model.layer(name) for name in layers}  # SpecError listing valid names on a typo
+    modules = {name: _hook_target(model, name, pre_activation) for name in layers}
     outputs: dict[str, torch.Tensor] = {}
     handles = []
+
+    def hook(name: str):
+        def store(_module, _inp, out):
+            outputs[name] = out
+            if stop_early and len(outputs) == len(modules):
+                raise _Stop
+        return store
+
+    logits = None
     try:
         for name, module in modules.items():
-            handles.append(module.register_forward_hook(
-                lambda _m, _inp, out, name=name: outputs.__setitem__(name, out)))
-        logits = model(x)
+            handles.append(module.register_forward_hook(hook(name)))
+        try:
+            logits = model(x)
+        except _Stop:
+            pass
     finally:
         for handle in handles:
             handle.remove()
@@ -32,29 +72,144 @@ def capture(model: CNN, layers: list[str], x: torch.Tensor) -> tuple[dict[str, t
 
 
 @torch.no_grad()
-def activations(model: CNN, layer: str, images: np.ndarray | torch.Tensor, batch_size: int = 1000) -> np.ndarray:
+def activations(model: CNN, layer: str, images: np.ndarray | torch.Tensor, batch_size: int = 1000, *,
+                pre_activation: bool = False) -> np.ndarray:
     """Output of `layer` for preprocessed images (n, C, H, W): (n, maps, h, w) for conv/pool layers,
-    (n, units) for flatten/dense layers. Eval mode, no gradients; the model's mode is restored."""
+    (n, units) for flatten/dense layers. Eval mode, no gradients; the model's mode is restored.
+
+    pre_activation: for conv/dense layers, the output before the activation function (signed).
+    """
+    _hook_target(model, layer, pre_activation)  # validate the name before any work
     was_training = model.training
     model.eval()
     device = _device(model)
-    x = torch.as_tensor(np.asarray(images, dtype=np.float32) if not torch.is_tensor(images) else images)
+    x = images if torch.is_tensor(images) else torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     if x.ndim == 3:  # (n, H, W) single-channel
         x = x[:, None]
-    parts = []
+    out = np.empty((len(x), *layer_output_shape(model, layer)), np.float32)  # filled batch by batch
     try:
         for i in range(0, len(x), batch_size):
-            outputs, _ = capture(model, [layer], x[i:i + batch_size].to(device))
-            parts.append(outputs[layer].float().cpu().contiguous().numpy())
+            outputs, _ = capture(model, [layer], x[i:i + batch_size].to(device), pre_activation=pre_activation,
+                                 stop_early=True)  # later layers are not computed
+            out[i:i + batch_size] = outputs[layer].float().cpu().numpy()
     finally:
         model.train(was_training)
-    if not parts:
-        model.layer(layer)
-        return np.zeros((0, *layer_output_shape(model, layer)), np.float32)
-    return np.concatenate(parts)
+    return out
 
 
 def layer_output_shape(model: CNN, layer: str) -> tuple[int, ...]:
     """Output shape of `layer` for one image: (maps, h, w) or (units,)."""
     model.layer(layer)
     return model.spec.layer(layer).output_shape
+
+
+def map_layers(model: CNN) -> list[str]:
+    """Names of the layers whose outputs are maps (conv and pool layers), in order."""
+    return [info.name for info in model.spec.layers() if len(info.output_shape) == 3]
+
+
+def conv_layers(model: CNN) -> list[str]:
+    """Names of the conv layers, in order."""
+    return [name for name, module in model.layers.items() if isinstance(getattr(module, "conv", None), nn.Conv2d)]
+
+
+# --- display ---------------------------------------------------------------------------------------------------
+def as_maps(values: np.ndarray) -> np.ndarray:
+    """One image's layer output as maps: (maps, h, w) unchanged, (units,) -> (units, 1, 1)."""
+    values = np.asarray(values)
+    if values.ndim == 1:
+        return values[:, None, None]
+    if values.ndim != 3:
+        raise ConfigError(f"expected one image's maps (maps, h, w) or units (units,), received shape "
+                          f"{values.shape}")
+    return values
+
+
+def standardize_maps(maps: np.ndarray) -> np.ndarray:
+    """The series' display standardisation, per map: (x − mean)/std·64 + 128, clipped to 0..255.
+
+    A map with zero std has nothing to standardise: it becomes the constant 128 (its mean)."""
+    x = np.asarray(maps, dtype=np.float32)
+    axes = tuple(range(1, x.ndim))
+    mean = x.mean(axis=axes, keepdims=True)
+    std = x.std(axis=axes, keepdims=True)
+    safe = np.where(std > 0, std, 1.0)
+    out = np.where(std > 0, (x - mean) / safe * 64.0 + 128.0, 128.0)
+    return np.clip(out, 0.0, 255.0).astype(np.float32)
+
+
+def activation_grid(maps: np.ndarray, cols: int = 8, scale: bool = False) -> np.ndarray:
+    """Tile one image's maps (maps, h, w) into (ceil(maps/cols)·h, cols·w), row by row, top-down.
+
+    No map is ever dropped; empty trailing cells are NaN. scale=True applies `standardize_maps` first.
+    """
+    if isinstance(cols, bool) or not isinstance(cols, (int, np.integer)) or cols < 1:
+        raise ConfigError(f"cols must be a positive integer, received {cols!r}")
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim != 3:
+        raise ConfigError(f"activation_grid expects one image's maps (maps, h, w), received shape {maps.shape}")
+    if scale:
+        maps = standardize_maps(maps)
+    n, h, w = maps.shape
+    rows = math.ceil(n / cols)
+    cells = np.full((rows * cols, h, w), np.nan, np.float32)
+    cells[:n] = maps
+    # (rows, cols, h, w) -> (rows, h, cols, w) -> (rows·h, cols·w)
+    return cells.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
+
+
+@dataclass(frozen=True)
+class MapDisplay:
+    """Maps ready to draw with one colour scale that is true for every one of them."""
+
+    values: np.ndarray  # (maps, h, w), the numbers to colour
+    vmin: float
+    vmax: float
+    label: str  # what the colour bar's numbers mean
+    signed: bool  # negative values present: use a diverging map centred on zero
+    extend: str  # 'neither', 'min', 'max' or 'both': values beyond the colour range were clipped
+
+
+def display_maps(maps: np.ndarray, norm: str = "layer", fixed: tuple[float, float] | None = None,
+                 scale: bool = False) -> MapDisplay:
+    """Normalise one image's maps for display.
+
+    norm='layer': one range (min..max of all maps; ±max|x| when signed) so maps are comparable; 'map': each map
+    its own range (0..1 of its min..max, or −1..1 of its max |x| when signed); 'fixed': the given (lo, hi).
+    scale=True: the series' standardise-and-clip (a per-map norm; values 0..255).
+    """
+    if norm not in NORMS:
+        raise choice_error(ConfigError, "norm", norm, NORMS)
+    x = as_maps(maps).astype(np.float32)
+    if scale:
+        if norm != "map":
+            raise ConfigError(f"scale (standardise and clip) is a per-map normalisation; it cannot be combined "
+                              f"with norm {norm!r} (use norm 'map' or leave scale off)")
+        return MapDisplay(standardize_maps(x), 0.0, 255.0, "per map: (x − mean)/std·64 + 128", False, "neither")
+    finite = x[np.isfinite(x)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    signed = lo < 0
+    if norm == "fixed":
+        if fixed is None or len(fixed) != 2:
+            raise ConfigError("norm 'fixed' needs a range: LO HI")
+        flo, fhi = float(fixed[0]), float(fixed[1])
+        if not (math.isfinite(flo) and math.isfinite(fhi) and flo < fhi):
+            raise ConfigError(f"fixed range needs LO < HI, received {flo:g} {fhi:g}")
+        extend = {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}[
+            (lo < flo, hi > fhi)]
+        return MapDisplay(np.clip(x, flo, fhi), flo, fhi, "activation (fixed range)", flo < 0 < fhi, extend)
+    if norm == "layer":
+        if signed:
+            m = max(abs(lo), abs(hi)) or 1.0
+            return MapDisplay(x, -m, m, "activation (one range for the layer)", True, "neither")
+        return MapDisplay(x, lo, hi if hi > lo else lo + 1.0, "activation (one range for the layer)", False,
+                          "neither")
+    axes = (1, 2)
+    if signed:
+        m = np.abs(x).max(axis=axes, keepdims=True)
+        return MapDisplay(x / np.where(m > 0, m, 1.0), -1.0, 1.0, "per map: x / max|x| of the map", True,
+                          "neither")
+    mn, mx = x.min(axis=axes, keepdims=True), x.max(axis=axes, keepdims=True)
+    span = mx - mn
+    return MapDisplay(np.where(span > 0, (x - mn) / np.where(span > 0, span, 1.0), 0.0).astype(np.float32),
+                      0.0, 1.0, "per map: 0 = its min, 1 = its max", False, "neither")

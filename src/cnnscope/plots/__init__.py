@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from .activations import (
+    activations_figure,
+    filters_figure,
+    overview_figure,
+    render_activations,
+    render_filters,
+    save_figure_as,
+)
 from .training import confusion_figure, curves_figure, plot_curves, save_figure
 
 __all__ = ["confusion_figure", "curves_figure", "plot_curves", "save_figure"]
+__all__ += ["activations_figure", "filters_figure", "overview_figure", "render_activations", "render_filters",
+            "save_figure_as"]

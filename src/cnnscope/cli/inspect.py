@@ -1,0 +1,113 @@
+"""Look-inside commands: activations (one layer's maps, or every conv/pool layer) and filters."""
+
+from __future__ import annotations
+
+import argparse
+
+from .core import add_data_dir
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {value}")
+    return value
+
+
+def _add_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", metavar="FILE", help="figure file: .png (default), .svg or .pdf "
+                                                 "(default: inside RUN_DIR)")
+    p.add_argument("--svg", action="store_true", help="also write an SVG beside the PNG")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("activations", help="the maps of a layer for one image, beside the image",
+                       description="Draw the output maps of a named layer for one test/train image or for your "
+                                   "own digit picture, as a grid next to the input image.")
+    p.add_argument("run", metavar="RUN_DIR")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--layer", metavar="NAME", help="layer to show, e.g. Conv2D_1 (see 'cnnscope summary RUN')")
+    which.add_argument("--all-layers", action="store_true", help="one overview of every conv and pool layer")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--index", type=int, metavar="N", help="image N of the data set (see --set)")
+    src.add_argument("--image", metavar="FILE", help="your own picture (PNG/JPEG, any size, colour or grey, "
+                                                     "dark-on-light or light-on-dark); converted as MNIST expects")
+    p.add_argument("--set", dest="split", default="test", metavar="SET", help="test (default) or train")
+    p.add_argument("--cols", type=_positive_int, default=8, help="maps per row (default 8)")
+    p.add_argument("--scale", action="store_true",
+                   help="the series' display: per map (x-mean)/std*64+128 clipped to 0..255 (implies --norm map)")
+    p.add_argument("--cmap", metavar="NAME", help="matplotlib colour map (default magma; RdBu_r for signed data)")
+    p.add_argument("--norm", nargs="+", metavar="MODE",
+                   help="colour range: 'layer' (default: one range, maps comparable), 'map' (each map its own), "
+                        "or 'fixed LO HI'")
+    p.add_argument("--pre-activation", action="store_true",
+                   help="show a conv/dense layer's output before its activation function (signed values)")
+    _add_output(p)
+    add_data_dir(p)
+    p.set_defaults(handler=cmd_activations)
+
+    p = sub.add_parser("filters", help="the kernels and biases of a conv layer",
+                       description="Draw the kernels of a conv layer in a diverging colour map centred on zero, "
+                                   "with each filter's bias.")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--layer", metavar="NAME", required=True, help="conv layer, e.g. Conv2D_1")
+    p.add_argument("--channel", type=int, metavar="C",
+                   help="deeper layers: show the kernels for input channel C (default: the mean over channels)")
+    p.add_argument("--cols", type=_positive_int, default=8, help="filters per row (default 8)")
+    p.add_argument("--cmap", metavar="NAME", help="matplotlib colour map (default RdBu_r)")
+    _add_output(p)
+    p.set_defaults(handler=cmd_filters)
+
+
+def _parse_norm(words: list[str] | None) -> tuple[str | None, tuple[float, float] | None]:
+    from ..errors import ConfigError
+
+    if not words:
+        return None, None
+    mode, rest = words[0], words[1:]
+    if mode == "fixed":
+        try:
+            lo, hi = (float(v) for v in rest)
+        except ValueError:
+            raise ConfigError(f"--norm fixed needs two numbers LO HI, received {' '.join(rest) or 'none'}") from None
+        return mode, (lo, hi)
+    if rest:
+        raise ConfigError(f"--norm {mode} takes no values, received {' '.join(rest)}; only 'fixed LO HI' does")
+    return mode, None
+
+
+def cmd_activations(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..plots.activations import render_activations
+
+    if not args.layer and not args.all_layers:
+        raise ConfigError("name a layer with --layer NAME (see 'cnnscope summary RUN_DIR'), or pass --all-layers")
+    norm, fixed = _parse_norm(args.norm)
+    result = render_activations(args.run, args.layer, index=args.index, split=args.split, image=args.image,
+                                cols=args.cols, scale=args.scale, cmap=args.cmap, norm=norm, fixed=fixed,
+                                all_layers=args.all_layers, pre_activation=args.pre_activation, out=args.out,
+                                svg=args.svg, data_dir=args.data_dir)
+    if result.notes:
+        print(f"converted {args.image} to a 28×28 model input:")
+        for note in result.notes:
+            print(f"  - {note}")
+    p = result.prediction
+    truth = f", true class {p.true_name}" if p.true_name is not None else ""
+    print(f"{result.source}: predicted {p.class_name} ({p.probability:.1%}){truth}")
+    for path in result.paths:
+        print(f"figure: {path}")
+    return 0
+
+
+def cmd_filters(args: argparse.Namespace) -> int:
+    from ..plots.activations import render_filters
+
+    result = render_filters(args.run, args.layer, channel=args.channel, cols=args.cols, cmap=args.cmap,
+                            out=args.out, svg=args.svg)
+    print(f"{args.layer}: {result.source}")
+    for path in result.paths:
+        print(f"figure: {path}")
+    return 0

@@ -1,0 +1,374 @@
+"""Figures of what a layer sees: activation grids beside the input, an all-layers overview, conv filters."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
+from matplotlib.colors import Colormap, Normalize, TwoSlopeNorm  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from ..errors import ConfigError  # noqa: E402
+from ..fileio import atomic_write  # noqa: E402
+from ..inspect.activations import MapDisplay, activation_grid, as_maps, display_maps  # noqa: E402
+from ..inspect.filters import Filters  # noqa: E402
+from .training import save_figure  # noqa: E402
+
+FORMATS = (".png", ".svg", ".pdf")
+SEQUENTIAL = "magma"  # default for non-negative data (the series' choice)
+DIVERGING = "RdBu_r"  # default for signed data: blue below zero, red above, white at zero
+_OUTLINE = [patheffects.withStroke(linewidth=1.6, foreground="black")]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the model says about the image shown."""
+
+    class_name: str
+    probability: float
+    true_name: str | None = None  # None for a user's picture
+
+
+def get_cmap(name: str | None, signed: bool) -> Colormap:
+    """A colour map by name (validated against matplotlib's registry); default by the data's sign."""
+    name = name or (DIVERGING if signed else SEQUENTIAL)
+    if name not in matplotlib.colormaps:
+        valid = sorted((n for n in matplotlib.colormaps if not n.endswith("_r")), key=str.lower)
+        raise ConfigError(f"unknown colour map {name!r}; valid: {', '.join(valid)} (add _r to reverse any)")
+    cmap = matplotlib.colormaps[name].copy()
+    cmap.set_bad("white")  # empty trailing cells of a grid
+    return cmap
+
+
+def _norm(vmin: float, vmax: float, signed: bool) -> Normalize:
+    if signed and vmin < 0 < vmax:  # zero is the centre colour even when the range is not symmetric
+        return TwoSlopeNorm(0.0, vmin, vmax)
+    return Normalize(vmin, vmax)
+
+
+def _inches_to_fig(fig: Figure, left: float, bottom: float, width: float, height: float) -> list[float]:
+    w, h = fig.get_size_inches()
+    return [left / w, bottom / h, width / w, height / h]
+
+
+def _draw_grid(ax, display: MapDisplay, cols: int, cmap: Colormap, cell_in: float, numbers: bool) -> None:
+    """One image for all maps (so one colour scale holds for each), thin lines between maps, map numbers."""
+    n, h, w = display.values.shape
+    grid = activation_grid(display.values, cols)
+    rows = grid.shape[0] // h
+    # Lines must stand out from the colour map's ends and middle: white on sequential maps, grey on diverging
+    # ones (whose centre is white); empty cells match the lines.
+    line_colour = "#7a7a7a" if display.signed else "white"
+    cmap.set_bad("#d9d9d9" if display.signed else "white")
+    ax.imshow(grid, cmap=cmap, norm=_norm(display.vmin, display.vmax, display.signed), interpolation="nearest",
+              extent=(0, cols * w, rows * h, 0), aspect="equal")
+    line = max(0.6, min(1.5, cell_in * 2.0))
+    ax.vlines(np.arange(1, cols) * w, 0, rows * h, colors=line_colour, linewidth=line)
+    ax.hlines(np.arange(1, rows) * h, 0, cols * w, colors=line_colour, linewidth=line)
+    if display.signed:
+        ax.add_patch(plt.Rectangle((0, 0), cols * w, rows * h, fill=False, edgecolor=line_colour, linewidth=line))
+    ax.set_xlim(0, cols * w)
+    ax.set_ylim(rows * h, 0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if numbers:
+        size = max(4.5, min(8.0, cell_in * 72 * 0.22))
+        pad_x, pad_y = 0.06 * w, 0.06 * h
+        for k in range(n):
+            r, c = divmod(k, cols)
+            ax.text(c * w + pad_x, r * h + pad_y, str(k), color="white", fontsize=size, ha="left", va="top",
+                    path_effects=_OUTLINE)
+            values = display.values[k]
+            if values.size > 1 and values.min() == values.max():
+                ax.text(c * w + w / 2, r * h + h * 0.55, "flat", color="white", fontsize=size * 0.9,
+                        ha="center", va="center", alpha=0.9, path_effects=_OUTLINE)
+
+
+def _draw_input(ax, image: np.ndarray, source: str, prediction: Prediction | None) -> None:
+    ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(source, fontsize=10)
+    lines = []
+    if prediction is not None:
+        if prediction.true_name is not None:
+            lines.append(f"true class: {prediction.true_name}")
+        lines.append(f"predicted: {prediction.class_name} ({prediction.probability:.1%})")
+        wrong = prediction.true_name is not None and prediction.true_name != prediction.class_name
+        ax.set_xlabel("\n".join(lines), fontsize=10, color="#b00020" if wrong else "black", loc="left")
+
+
+def _colorbar(fig: Figure, rect: list[float], display: MapDisplay, cmap: Colormap, orientation: str) -> None:
+    mappable = plt.cm.ScalarMappable(_norm(display.vmin, display.vmax, display.signed), cmap)
+    cax = fig.add_axes(rect)
+    bar = fig.colorbar(mappable, cax=cax, orientation=orientation, extend=display.extend)
+    bar.set_label(display.label, fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+
+
+def activations_figure(image: np.ndarray, maps: np.ndarray, *, layer: str, source: str = "",
+                       prediction: Prediction | None = None, cols: int = 8, scale: bool = False,
+                       cmap: str | None = None, norm: str | None = None, fixed: tuple[float, float] | None = None,
+                       stage: str = "") -> Figure:
+    """The input image beside the grid of one layer's maps (maps, h, w), with map numbers and one colour bar.
+
+    norm: 'layer' (default), 'map' (implied by scale=True) or 'fixed' with `fixed` = (lo, hi); see display_maps.
+    stage: words on what the values are (e.g. "after ReLU"), shown in the title.
+    """
+    maps = as_maps(maps)
+    display = display_maps(maps, norm or ("map" if scale else "layer"), fixed, scale)
+    colormap = get_cmap(cmap, display.signed)
+    n, h, w = maps.shape
+    cols = max(1, min(int(cols), n))
+    rows = math.ceil(n / cols)
+    # Cells as large as fit in about 8 × 10 inches; the input panel beside is 2.4 inches square.
+    cell = min(0.8, 8.0 / cols, 10.0 / (rows * h / w))
+    grid_w, grid_h = cols * cell, rows * cell * h / w
+    side, top, bottom, left = 2.4, 1.05, 0.25, 0.25
+    height = max(grid_h, side + 0.9) + top + bottom
+    width = left + side + 0.45 + grid_w + 0.15 + 0.14 + 0.9
+    fig = plt.figure(figsize=(width, height))
+    y_top = height - top
+    ax_in = fig.add_axes(_inches_to_fig(fig, left, y_top - side, side, side))
+    _draw_input(ax_in, image, source, prediction)
+    ax = fig.add_axes(_inches_to_fig(fig, left + side + 0.45, y_top - grid_h, grid_w, grid_h))
+    _draw_grid(ax, display, cols, colormap, cell, numbers=cell >= 0.3)
+    bar_h = max(grid_h, 1.5)
+    _colorbar(fig, _inches_to_fig(fig, left + side + 0.45 + grid_w + 0.15, y_top - bar_h, 0.14, bar_h), display,
+              colormap, "vertical")
+    shape = "×".join(map(str, maps.shape)) if maps.shape[1:] != (1, 1) else f"{n} units"
+    title = f"{layer}: {n} map{'s' if n != 1 else ''} of {h}×{w}" if maps.shape[1:] != (1, 1) else f"{layer}: {shape}"
+    fig.text(left / width, (height - 0.22) / height, title + (f" ({stage})" if stage else ""), fontsize=13,
+             fontweight="bold", va="top")
+    fig.text(left / width, (height - 0.5) / height, f"output shape ({', '.join(map(str, maps.shape))})  ·  "
+             f"{display.label}  ·  {n} of {n} maps shown", fontsize=8.5, va="top", color="#444444")
+    return fig
+
+
+def _relative(display: MapDisplay) -> MapDisplay:
+    """A layer-range display expressed as a fraction of that range, so layers can share one colour bar."""
+    if display.signed:
+        return MapDisplay(display.values / display.vmax, -1.0, 1.0, "per layer: x / max|x| of the layer", True,
+                          "neither")
+    span = display.vmax - display.vmin
+    return MapDisplay((display.values - display.vmin) / span, 0.0, 1.0, "per layer: 0 = its min, 1 = its max",
+                      False, "neither")
+
+
+def overview_figure(image: np.ndarray, outputs: dict[str, np.ndarray], *, source: str = "",
+                    prediction: Prediction | None = None, scale: bool = False, cmap: str | None = None,
+                    norm: str | None = None, fixed: tuple[float, float] | None = None) -> Figure:
+    """Every given layer's maps for one image (conv and pool layers), in near-square grids, one colour bar.
+
+    With norm 'layer' each layer is shown relative to its own range (stated in its title), so one colour bar
+    holds for every panel; 'map', scale and 'fixed' are as in activations_figure.
+    """
+    norm = norm or ("map" if scale else "layer")
+    displays, ranges = {}, {}
+    for name, values in outputs.items():
+        display = display_maps(values, norm, fixed, scale)
+        ranges[name] = (float(np.min(values)), float(np.max(values)))
+        displays[name] = _relative(display) if norm == "layer" and not scale else display
+    signed = any(d.signed for d in displays.values())
+    if norm == "layer" and signed:  # one diverging scale for all: unsigned layers use its upper half
+        displays = {k: d if d.signed else MapDisplay(d.values, -1.0, 1.0, "per layer: x / max|x| of the layer",
+                                                    True, "neither") for k, d in displays.items()}
+    first = next(iter(displays.values()))
+    colormap = get_cmap(cmap, signed)
+    shared = MapDisplay(first.values, first.vmin, first.vmax, first.label, signed,
+                        _widest(d.extend for d in displays.values()))
+    panels = 1 + len(displays)
+    per_row = min(3, panels)
+    n_rows = math.ceil(panels / per_row)
+    side, gap_x, gap_y, top, bottom = 3.0, 0.35, 0.75, 0.8, 0.85
+    width = per_row * side + (per_row - 1) * gap_x + 0.5
+    height = top + n_rows * side + (n_rows - 1) * gap_y + bottom
+    fig = plt.figure(figsize=(width, height))
+
+    def slot(i: int) -> tuple[float, float]:
+        r, c = divmod(i, per_row)
+        return 0.25 + c * (side + gap_x), height - top - side - r * (side + gap_y)
+
+    x0, y0 = slot(0)
+    ax_in = fig.add_axes(_inches_to_fig(fig, x0 + 0.4, y0 + 0.4, side - 0.8, side - 0.8))
+    _draw_input(ax_in, image, source, prediction)
+    for i, (name, display) in enumerate(displays.items(), start=1):
+        n, h, w = display.values.shape
+        cols = max(1, math.ceil(math.sqrt(n * h / w)))
+        rows = math.ceil(n / cols)
+        scale_in = min(side / (cols * w), side / (rows * h))
+        gw, gh = cols * w * scale_in, rows * h * scale_in
+        x, y = slot(i)
+        ax = fig.add_axes(_inches_to_fig(fig, x + (side - gw) / 2, y + (side - gh), gw, gh))
+        _draw_grid(ax, MapDisplay(display.values, shared.vmin, shared.vmax, "", signed, "neither"), cols,
+                   colormap, gw / cols / 4, numbers=False)
+        lo, hi = ranges[name]
+        ax.set_title(f"{name}  ({n}, {h}, {w})", fontsize=10, fontweight="bold", pad=16)
+        ax.text(0.5, 1.01, f"values {lo:.3g} … {hi:.3g}", transform=ax.transAxes, ha="center", va="bottom",
+                fontsize=8, color="#444444")
+    bar_w = min(width - 1.0, 5.0)
+    _colorbar(fig, _inches_to_fig(fig, (width - bar_w) / 2, 0.45, bar_w, 0.13), shared, colormap, "horizontal")
+    fig.text(0.25 / width, (height - 0.2) / height, "Every conv and pool layer for one image", fontsize=13,
+             fontweight="bold", va="top")
+    return fig
+
+
+def _widest(extends) -> str:
+    got = set(extends)
+    if "both" in got or {"min", "max"} <= got:
+        return "both"
+    return "min" if "min" in got else "max" if "max" in got else "neither"
+
+
+def filters_figure(filters: Filters, cols: int = 8, cmap: str | None = None) -> Figure:
+    """Each filter's kernel in one diverging colour scale centred on zero, numbered, with its bias beneath."""
+    kernels = filters.kernels
+    n, kh, kw = kernels.shape
+    cols = max(1, min(int(cols), n))
+    rows = math.ceil(n / cols)
+    m = float(np.abs(kernels).max()) or 1.0
+    display = MapDisplay(kernels, -m, m, "weight", True, "neither")
+    colormap = get_cmap(cmap or DIVERGING, True)
+    norm = _norm(-m, m, True)
+    cell, label_h = 0.62, 0.3
+    top, left = 0.85, 0.25
+    width = left + cols * cell + 0.2 + 0.14 + 0.8
+    height = top + rows * (cell * kh / kw + label_h) + 0.2
+    fig = plt.figure(figsize=(max(width, 4.5), height))
+    for k in range(n):
+        r, c = divmod(k, cols)
+        ax = fig.add_axes(_inches_to_fig(fig, left + c * cell + 0.03, height - top - (r + 1) * (cell * kh / kw)
+                                         - r * label_h, cell - 0.06, cell * kh / kw - 0.06))
+        ax.imshow(kernels[k], cmap=colormap, norm=norm, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(str(k), fontsize=7, pad=1.5)
+        ax.set_xlabel(f"b {filters.biases[k]:+.2f}", fontsize=6.5, labelpad=1.5, color="#333333")
+    grid_h = rows * (cell * kh / kw + label_h)
+    _colorbar(fig, _inches_to_fig(fig, left + cols * cell + 0.2, height - top - grid_h + label_h, 0.14,
+                                  grid_h - label_h), display, colormap, "vertical")
+    fig.text(left / fig.get_size_inches()[0], (height - 0.2) / height,
+             f"{filters.layer}: {n} filters, {kh}×{kw} kernels", fontsize=13, fontweight="bold", va="top")
+    fig.text(left / fig.get_size_inches()[0], (height - 0.48) / height,
+             f"each kernel: {filters.view}  ·  zero is white  ·  b = the filter's bias", fontsize=8.5,
+             va="top", color="#444444")
+    return fig
+
+
+# --- from a run directory to files ---------------------------------------------------------------------------
+@dataclass
+class Rendered:
+    """What a render_* call wrote and what it found."""
+
+    paths: list[Path]
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+    prediction: Prediction | None = None
+    layers: list[str] = field(default_factory=list)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "image"
+
+
+def save_figure_as(fig: Figure, path: str | Path, svg: bool = False) -> list[Path]:
+    """Save as `path` (PNG, SVG or PDF by suffix); svg=True also writes an SVG beside a PNG. Closes `fig`."""
+    path = Path(path)
+    suffix = path.suffix.lower() or ".png"
+    if suffix not in FORMATS:
+        plt.close(fig)
+        raise ConfigError(f"cannot write a figure as {path.suffix!r}; use {', '.join(FORMATS)}")
+    path = path if path.suffix else path.with_suffix(".png")
+    paths = []
+    if svg and suffix != ".svg":
+        svg_path = path.with_suffix(".svg")
+        atomic_write(svg_path, lambda tmp: fig.savefig(tmp, format="svg", bbox_inches="tight"))
+        paths.append(svg_path)
+    save_figure(fig, path)
+    return [path, *paths]
+
+
+def _predict(run, logits) -> tuple[str, float]:
+    from ..data import DATASETS
+
+    probs = run.model.probabilities(logits)[0].detach().cpu().numpy()
+    k = int(probs.argmax())
+    return DATASETS[run.data_config.dataset].class_names[k], float(probs[k])
+
+
+def render_activations(run_dir: str | Path, layer: str | None = None, *, index: int | None = None,
+                       split: str = "test", image: str | Path | None = None, cols: int = 8, scale: bool = False,
+                       cmap: str | None = None, norm: str | None = None, fixed: Sequence[float] | None = None,
+                       all_layers: bool = False, pre_activation: bool = False, out: str | Path | None = None,
+                       svg: bool = False, data_dir: str | Path | None = None) -> Rendered:
+    """Load a run, pick the image (test/train index or a user's picture), draw one layer's maps (or, with
+    all_layers, every conv and pool layer) and save the figure (default: inside the run directory)."""
+    import torch
+
+    from ..data import DATASETS
+    from ..inspect.activations import capture, map_layers
+    from ..inspect.images import select_image
+    from ..runs import load_run
+
+    if not all_layers and not layer:
+        raise ConfigError("name a layer (--layer NAME) or ask for --all-layers")
+    if all_layers and pre_activation:
+        raise ConfigError("--pre-activation applies to one layer; leave it out with --all-layers")
+    norm = norm or ("map" if scale else "layer")
+    fixed_pair = None if fixed is None else (float(fixed[0]), float(fixed[1]))
+    get_cmap(cmap, False)  # a bad colour map name or display option fails before any work
+    display_maps(np.zeros((1, 1, 1), np.float32), norm, fixed_pair, scale)
+    run = load_run(run_dir)
+    model = run.model
+    layers = map_layers(model) if all_layers else [layer]
+    if not all_layers:
+        model.layer(layer)  # a wrong name fails before the data is loaded
+    picked = select_image(run, index, split, image, data_dir)
+    x = torch.from_numpy(run.preprocessor(picked.raw[None]))
+    with torch.no_grad():
+        outputs, logits = capture(model, layers, x, pre_activation=pre_activation)
+    class_name, probability = _predict(run, logits)
+    names = DATASETS[run.data_config.dataset].class_names
+    prediction = Prediction(class_name, probability, None if picked.label is None else names[picked.label])
+    arrays = {name: outputs[name][0].float().cpu().numpy() for name in layers}
+    if all_layers:
+        fig = overview_figure(picked.raw, arrays, source=picked.source, prediction=prediction, scale=scale,
+                              cmap=cmap, norm=norm, fixed=fixed_pair)
+        default = f"activations-all-{_slug(Path(picked.source).stem if image else picked.source)}.png"
+    else:
+        module = model.layer(layer)
+        act = type(getattr(module, "act", None)).__name__
+        stage = (f"before its {act}" if pre_activation else f"after {act}") if hasattr(module, "act") else ""
+        fig = activations_figure(picked.raw, arrays[layer], layer=layer, source=picked.source,
+                                 prediction=prediction, cols=cols, scale=scale, cmap=cmap, norm=norm,
+                                 fixed=fixed_pair, stage=stage)
+        default = f"activations-{layer}-{_slug(Path(picked.source).stem if image else picked.source)}.png"
+    paths = save_figure_as(fig, out if out else run.path / default, svg)
+    return Rendered(paths, picked.source, picked.notes, prediction, layers)
+
+
+def render_filters(run_dir: str | Path, layer: str, *, channel: int | None = None, cols: int = 8,
+                   cmap: str | None = None, out: str | Path | None = None, svg: bool = False) -> Rendered:
+    """Draw a conv layer's kernels and biases and save the figure (default: inside the run directory)."""
+    from ..inspect.filters import conv_filters
+    from ..runs import load_run
+
+    get_cmap(cmap, True)
+    run = load_run(run_dir)
+    filters = conv_filters(run.model, layer, channel)
+    fig = filters_figure(filters, cols=cols, cmap=cmap)
+    suffix = "" if channel is None else f"-channel{channel}"
+    paths = save_figure_as(fig, out if out else run.path / f"filters-{layer}{suffix}.png", svg)
+    return Rendered(paths, filters.view, layers=[layer])
