@@ -5,6 +5,7 @@ from __future__ import annotations
 from .config import RunConfig, TrainConfig, build_run_config
 from .data import DataConfig, Dataset, Preprocessor, load_dataset
 from .errors import CnnscopeError, ConfigError, DataError, RunError, SpecError
+from .keras_import import import_keras
 from .model import CNN, build_model
 from .runs import Run, load_run
 from .spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec, RegularizerSpec, presets, summary_table
@@ -15,6 +16,6 @@ __version__ = "0.1.0"
 __all__ = [
     "CNN", "CnnscopeError", "ConfigError", "ConvSpec", "DataConfig", "DataError", "Dataset", "DenseSpec",
     "EpochLog", "ModelSpec", "PoolSpec", "Preprocessor", "RegularizerSpec", "Run", "RunConfig", "RunError",
-    "SpecError", "TrainConfig", "build_model", "build_run_config", "load_dataset", "load_run", "presets",
-    "resume", "summary_table", "train",
+    "SpecError", "TrainConfig", "build_model", "build_run_config", "import_keras", "load_dataset", "load_run",
+    "presets", "resume", "summary_table", "train",
 ]
