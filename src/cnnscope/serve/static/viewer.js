@@ -1,0 +1,574 @@
+// cnnscope viewer: one page, no build step, no dependencies. Talks to the /api/ endpoints of `cnnscope serve`.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const GAP = 3; // pixels between maps in the grid
+
+const state = {
+  info: null,
+  layers: [],
+  layer: null,
+  cmap: "magma",
+  cols: 8,
+  scale: false,
+  // the image being looked at: a data-set image, or a drawing/upload (sent as a picture, then as its pixels)
+  source: { kind: "dataset", set: "test", index: 0 },
+  pixels: null, // base64 of the 28×28 model input, once known
+  gridMeta: null,
+  card: null, // {layer, map}
+};
+
+// --- small helpers ----------------------------------------------------------------------------
+function qs(params) {
+  return new URLSearchParams(Object.entries(params).filter(([, v]) => v !== null && v !== undefined)).toString();
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, options);
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try { message = (await response.json()).error || message; } catch (e) { /* not JSON */ }
+    throw new Error(message);
+  }
+  return response;
+}
+
+function showError(error) {
+  const box = $("error");
+  if (!error) { box.hidden = true; return; }
+  box.textContent = String(error.message || error);
+  box.hidden = false;
+}
+
+function fmt(value, digits = 3) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "–";
+  const abs = Math.abs(value);
+  if (abs !== 0 && (abs < 0.001 || abs >= 10000)) return value.toExponential(2);
+  return Number(value.toFixed(digits)).toString();
+}
+
+function gridParams() {
+  return { layer: state.layer, cols: state.cols, scale: state.scale ? 1 : 0, cmap: state.cmap };
+}
+
+function layerInfo(name) { return state.layers.find((l) => l.name === name); }
+
+// Latest-wins: every refresh gets a number; answers to older refreshes are dropped.
+let sequence = 0;
+let inflight = false;
+let pending = false;
+
+async function refresh() {
+  if (inflight) { pending = true; return; }
+  inflight = true;
+  document.body.dataset.busy = "1";
+  const mine = ++sequence;
+  try {
+    await refreshNow(mine);
+    showError(null);
+  } catch (error) {
+    showError(error);
+  } finally {
+    inflight = false;
+    document.body.dataset.busy = "0";
+    if (pending) { pending = false; refresh(); }
+  }
+}
+
+async function refreshNow(mine) {
+  const src = state.source;
+  let prediction, gridResponse;
+  if (src.kind === "dataset") {
+    const where = { set: src.set, index: src.index };
+    [prediction, gridResponse] = await Promise.all([
+      api(`/api/sample?${qs(where)}`).then((r) => r.json()),
+      api(`/api/activations?${qs({ ...where, ...gridParams() })}`),
+    ]);
+  } else {
+    // A picture (drawn or uploaded) goes up as multipart; afterwards its 28×28 pixels are enough.
+    const body = () => {
+      if (src.blob) { const form = new FormData(); form.append("image", src.blob, "drawing.png"); return form; }
+      return JSON.stringify({ pixels: state.pixels });
+    };
+    const headers = src.blob ? {} : { "Content-Type": "application/json" };
+    [prediction, gridResponse] = await Promise.all([
+      api("/api/predict", { method: "POST", body: body(), headers }).then((r) => r.json()),
+      api(`/api/activations?${qs(gridParams())}`, { method: "POST", body: body(), headers }),
+    ]);
+  }
+  const blob = await gridResponse.blob();
+  if (mine !== sequence) return; // a newer refresh was started meanwhile
+  state.pixels = prediction.pixels;
+  if (src.kind !== "dataset") src.blob = null;
+  showPrediction(prediction);
+  const meta = {};
+  for (const key of ["maps", "rows", "cols", "height", "width", "min", "max", "value-min", "value-max"]) {
+    meta[key] = Number(gridResponse.headers.get(`X-Grid-${key}`)); // header names are case-insensitive
+  }
+  state.gridMeta = meta;
+  await drawGrid(blob, meta);
+  if (state.card) openCard(state.card.layer, state.card.map, true);
+}
+
+// --- prediction -------------------------------------------------------------------------------
+function showPrediction(p) {
+  $("input-img").src = p.image;
+  $("pred-label").textContent = p.predicted_name;
+  $("pred-conf").textContent = `${(100 * p.probabilities[p.predicted]).toFixed(1)} % confident`;
+  const truth = p.label;
+  const truthBox = $("true-label");
+  if (truth !== undefined) {
+    const ok = truth === p.predicted;
+    truthBox.innerHTML = `true class <b>${p.class_names[truth]}</b> ${ok ? "✓" : "✗"}`;
+    truthBox.style.color = ok ? "var(--good)" : "var(--bad)";
+  } else {
+    truthBox.textContent = state.source.kind === "upload" ? "uploaded picture" : "your drawing";
+    truthBox.style.color = "";
+  }
+  const probs = $("probs");
+  probs.innerHTML = "";
+  p.probabilities.forEach((value, k) => {
+    const row = document.createElement("div");
+    row.className = "prob" + (k === p.predicted ? " best" : "") + (k === truth ? " truth" : "");
+    row.innerHTML = `<span class="name" title="${p.class_names[k]}">${p.class_names[k]}</span>` +
+      `<span class="bar"><span class="fill" style="width:${(100 * value).toFixed(2)}%"></span></span>` +
+      `<span class="pct">${(100 * value).toFixed(1)}%</span>`;
+    probs.appendChild(row);
+  });
+}
+
+// --- the activation grid ----------------------------------------------------------------------
+let gridLayout = null;
+
+async function drawGrid(blob, meta) {
+  const bitmap = await createImageBitmap(blob);
+  const canvas = $("grid");
+  const width = canvas.parentElement.clientWidth;
+  const maxHeight = Math.max(360, window.innerHeight - 260); // keep the whole grid on screen when possible
+  const byWidth = (width - GAP * (meta.cols - 1)) / meta.cols;
+  const byHeight = (maxHeight - GAP * (meta.rows - 1)) / meta.rows * meta.width / meta.height;
+  const cell = Math.max(4, Math.floor(Math.min(byWidth, byHeight, 160)));
+  const cssW = meta.cols * cell + GAP * (meta.cols - 1);
+  const cellH = Math.round(cell * meta.height / meta.width);
+  const cssH = meta.rows * cellH + GAP * (meta.rows - 1);
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = Math.round(cssW * dpr);
+  canvas.height = Math.round(cssH * dpr);
+  canvas.style.width = `${cssW}px`;
+  canvas.style.height = `${cssH}px`;
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.imageSmoothingEnabled = false;
+  ctx.clearRect(0, 0, cssW, cssH);
+  for (let m = 0; m < meta.maps; m++) {
+    const r = Math.floor(m / meta.cols), c = m % meta.cols;
+    ctx.drawImage(bitmap, c * meta.width, r * meta.height, meta.width, meta.height,
+      c * (cell + GAP), r * (cellH + GAP), cell, cellH);
+  }
+  if (state.card && state.card.layer === state.layer) {
+    const m = state.card.map, r = Math.floor(m / meta.cols), c = m % meta.cols;
+    ctx.strokeStyle = "#5b3fd6";
+    ctx.lineWidth = 2;
+    ctx.strokeRect(c * (cell + GAP) - 1, r * (cellH + GAP) - 1, cell + 2, cellH + 2);
+  }
+  gridLayout = { cell, cellH, meta };
+  canvas.dataset.renders = String(Number(canvas.dataset.renders) + 1);
+  const info = layerInfo(state.layer);
+  const shape = info.output_shape;
+  const rf = info.geometry ? info.geometry.size.join("×") : "–";
+  $("layer-info").innerHTML = `<b>${info.name}</b> <span class="muted">(${info.type})</span> · ${shape[0]} maps of ` +
+    `${shape[1]}×${shape[2]} · receptive field ${rf} px · values ${fmt(meta["value-min"])} … ${fmt(meta["value-max"])}`;
+  $("cbar").style.backgroundImage = `url(/api/colormap?cmap=${encodeURIComponent(state.cmap)})`;
+  $("cbar-min").textContent = state.scale ? "−2σ" : fmt(meta.min);
+  $("cbar-max").textContent = state.scale ? "+2σ" : fmt(meta.max);
+}
+
+function mapAt(event) {
+  if (!gridLayout) return null;
+  const rect = $("grid").getBoundingClientRect();
+  const x = event.clientX - rect.left, y = event.clientY - rect.top;
+  const { cell, cellH, meta } = gridLayout;
+  const c = Math.floor(x / (cell + GAP)), r = Math.floor(y / (cellH + GAP));
+  if (x - c * (cell + GAP) > cell || y - r * (cellH + GAP) > cellH || c < 0 || c >= meta.cols) return null;
+  const m = r * meta.cols + c;
+  return m >= 0 && m < meta.maps ? { map: m, x, y } : null;
+}
+
+// --- drawing and uploads ----------------------------------------------------------------------
+const draw = { canvas: null, ctx: null, down: false, last: null, timer: null, dirty: false };
+
+function resetCanvas() {
+  draw.ctx.fillStyle = "#000";
+  draw.ctx.fillRect(0, 0, draw.canvas.width, draw.canvas.height);
+}
+
+function canvasPoint(event) {
+  const rect = draw.canvas.getBoundingClientRect();
+  return [(event.clientX - rect.left) * draw.canvas.width / rect.width,
+    (event.clientY - rect.top) * draw.canvas.height / rect.height];
+}
+
+function strokeTo(point) {
+  const ctx = draw.ctx;
+  ctx.strokeStyle = "#fff";
+  ctx.fillStyle = "#fff";
+  ctx.lineWidth = 19;
+  ctx.lineCap = "round";
+  ctx.lineJoin = "round";
+  if (!draw.last) {
+    ctx.beginPath(); ctx.arc(point[0], point[1], ctx.lineWidth / 2, 0, 2 * Math.PI); ctx.fill();
+  } else {
+    ctx.beginPath(); ctx.moveTo(...draw.last); ctx.lineTo(...point); ctx.stroke();
+  }
+  draw.last = point;
+}
+
+function scheduleDrawingUpdate(delay = 120) {
+  clearTimeout(draw.timer);
+  draw.timer = setTimeout(() => {
+    draw.canvas.toBlob((blob) => {
+      state.source = { kind: "drawing", blob };
+      $("source-label").textContent = "showing your drawing";
+      refresh();
+    }, "image/png");
+  }, delay);
+}
+
+function setupDrawing() {
+  draw.canvas = $("draw");
+  draw.ctx = draw.canvas.getContext("2d");
+  resetCanvas();
+  const c = draw.canvas;
+  c.addEventListener("pointerdown", (e) => {
+    e.preventDefault();
+    if (state.source.kind !== "drawing") resetCanvas(); // a new drawing starts from a clean canvas
+    c.setPointerCapture(e.pointerId);
+    draw.down = true;
+    draw.last = null;
+    $("draw-hint").hidden = true;
+    strokeTo(canvasPoint(e));
+    state.source = { kind: "drawing", blob: null };
+    scheduleDrawingUpdate();
+  });
+  c.addEventListener("pointermove", (e) => {
+    if (!draw.down) return;
+    e.preventDefault();
+    const events = e.getCoalescedEvents ? e.getCoalescedEvents() : [e];
+    for (const ev of events.length ? events : [e]) strokeTo(canvasPoint(ev));
+    scheduleDrawingUpdate();
+  });
+  const end = () => { if (draw.down) { draw.down = false; draw.last = null; scheduleDrawingUpdate(30); } };
+  c.addEventListener("pointerup", end);
+  c.addEventListener("pointercancel", end);
+  $("clear").addEventListener("click", () => {
+    resetCanvas();
+    $("draw-hint").hidden = false;
+    setDatasetImage(state.source.kind === "dataset" ? state.source.index : Number($("index").value) || 0);
+  });
+  $("upload").addEventListener("change", (e) => { if (e.target.files[0]) useUpload(e.target.files[0]); });
+  const wrap = c.parentElement;
+  wrap.addEventListener("dragover", (e) => { e.preventDefault(); wrap.classList.add("dragover"); });
+  wrap.addEventListener("dragleave", () => wrap.classList.remove("dragover"));
+  wrap.addEventListener("drop", (e) => {
+    e.preventDefault();
+    wrap.classList.remove("dragover");
+    if (e.dataTransfer.files[0]) useUpload(e.dataTransfer.files[0]);
+  });
+}
+
+function useUpload(file) {
+  const url = URL.createObjectURL(file);
+  const img = new Image();
+  img.onload = () => {
+    resetCanvas();
+    const s = Math.min(draw.canvas.width / img.width, draw.canvas.height / img.height);
+    const w = img.width * s, h = img.height * s;
+    draw.ctx.drawImage(img, (draw.canvas.width - w) / 2, (draw.canvas.height - h) / 2, w, h);
+    URL.revokeObjectURL(url);
+  };
+  img.src = url;
+  $("draw-hint").hidden = true;
+  state.source = { kind: "upload", blob: file };
+  $("source-label").textContent = `showing ${file.name}`;
+  refresh();
+}
+
+function setDatasetImage(index, set) {
+  const size = state.info.sets[set || state.source.set || "test"];
+  index = Math.max(0, Math.min(size - 1, Number(index) || 0));
+  state.source = { kind: "dataset", set: set || $("set").value, index };
+  $("index").value = index;
+  $("source-label").textContent = "";
+  $("draw-hint").hidden = false;
+  resetCanvas();
+  refresh();
+}
+
+// --- the map card -----------------------------------------------------------------------------
+function sourceForCard() {
+  return state.source.kind === "dataset" ? { set: state.source.set, index: state.source.index } : null;
+}
+
+async function openCard(layer, map, quiet = false) {
+  state.card = { layer, map };
+  $("card").hidden = false;
+  $("card-backdrop").hidden = false;
+  const info = layerInfo(layer);
+  $("card-title").textContent = `${layer} · map ${map} of ${info.output_shape[0]}`;
+  if (!quiet) $("card-body").innerHTML = `<div class="spinner">computing…</div>`;
+  const where = sourceForCard();
+  const params = { layer, map, cmap: state.cmap };
+  let card;
+  try {
+    if (where) {
+      card = await (await api(`/api/card?${qs({ ...params, ...where })}`)).json();
+    } else {
+      card = await (await api(`/api/card?${qs(params)}`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ pixels: state.pixels }),
+      })).json();
+    }
+  } catch (error) {
+    $("card-body").innerHTML = "";
+    const p = document.createElement("p"); p.className = "error"; p.textContent = error.message;
+    $("card-body").appendChild(p);
+    return;
+  }
+  if (!state.card || state.card.layer !== layer || state.card.map !== map) return;
+  renderCard(card);
+}
+
+function closeCard() {
+  state.card = null;
+  $("card").hidden = true;
+  $("card-backdrop").hidden = true;
+}
+
+function section(title, html) {
+  const s = document.createElement("section");
+  s.className = "card-section";
+  s.innerHTML = `<h3>${title}</h3>${html}`;
+  return s;
+}
+
+function loadImage(src) {
+  return new Promise((resolve, reject) => {
+    const img = new Image(); img.onload = () => resolve(img); img.onerror = reject; img.src = src;
+  });
+}
+
+function rfRect(rf, pos, size) { // the input patch seen by output position pos, clipped to the image
+  const top = rf.offset[0] + pos[0] * rf.jump[0], left = rf.offset[1] + pos[1] * rf.jump[1];
+  const t = Math.max(0, top), l = Math.max(0, left);
+  const b = Math.min(size[0], top + rf.size[0]), r = Math.min(size[1], left + rf.size[1]);
+  return { top: t, left: l, height: b - t, width: r - l };
+}
+
+async function paintWithRect(canvas, src, rf, pos, size, px) {
+  const img = await loadImage(src);
+  canvas.width = size[1] * px; canvas.height = size[0] * px;
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+  if (pos) {
+    const r = rfRect(rf, pos, size);
+    ctx.fillStyle = "rgba(91, 63, 214, 0.22)";
+    ctx.fillRect(r.left * px, r.top * px, r.width * px, r.height * px);
+    ctx.strokeStyle = "#b7a6ff"; ctx.lineWidth = Math.max(2, px / 3);
+    ctx.strokeRect(r.left * px, r.top * px, r.width * px, r.height * px);
+  }
+}
+
+async function renderCard(card) {
+  const body = $("card-body");
+  body.innerHTML = "";
+  const size = state.info.input_shape.slice(1);
+  const inputSrc = $("input-img").src;
+  const rf = card.receptive_field;
+  const [h, w] = card.shape;
+
+  // 1. the map enlarged + its receptive field on the input
+  const s1 = section("Map and receptive field", `<div class="pair">
+      <figure><canvas class="map-big"></canvas><figcaption>${h}×${w} map · ${fmt(card.min)} … ${fmt(card.max)}, mean
+        ${fmt(card.mean)} · <span class="pos"></span></figcaption></figure>
+      <figure><canvas class="rf-input"></canvas><figcaption>The input patch (${rf.size.join("×")} px) that
+        the marked position sees. Click or hover the map to move it.</figcaption></figure></div>`);
+  body.appendChild(s1);
+  const big = s1.querySelector(".map-big"), rfCanvas = s1.querySelector(".rf-input");
+  const mapImg = await loadImage(card.png);
+  const px = Math.max(1, Math.floor(230 / Math.max(h, w)));
+  const showPos = async (pos) => {
+    big.width = w * px; big.height = h * px;
+    const ctx = big.getContext("2d");
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(mapImg, 0, 0, big.width, big.height);
+    ctx.strokeStyle = "#7df0c8"; ctx.lineWidth = 2;
+    ctx.strokeRect(pos[1] * px + 1, pos[0] * px + 1, px - 2, px - 2);
+    s1.querySelector(".pos").textContent = `(${pos[0]}, ${pos[1]}) = ${fmt(card.values[pos[0]][pos[1]])}`;
+    await paintWithRect(rfCanvas, inputSrc, rf, pos, size, 8);
+  };
+  const posFromEvent = (e) => {
+    const rect = big.getBoundingClientRect();
+    return [Math.min(h - 1, Math.max(0, Math.floor((e.clientY - rect.top) / rect.height * h))),
+      Math.min(w - 1, Math.max(0, Math.floor((e.clientX - rect.left) / rect.width * w)))];
+  };
+  big.addEventListener("pointermove", (e) => showPos(posFromEvent(e)));
+  big.addEventListener("click", (e) => showPos(posFromEvent(e)));
+  await showPos(card.peak);
+
+  // 2. kernels (conv) or the pooling rule
+  if (card.kernel) {
+    const k = card.kernel;
+    const s2 = section("Kernel", `<canvas class="kernels"></canvas><p>The ${k.height}×${k.width} weights
+      applied to each of the ${k.channels} ${k.input === "input" ? "input channel(s)" : `maps of ${k.input}`}
+      (blue negative, red positive, ±${fmt(k.max)}); bias ${fmt(k.bias)}.</p>`);
+    body.appendChild(s2);
+    const kimg = await loadImage(k.png);
+    const canvas = s2.querySelector(".kernels");
+    const cell = Math.max(10, Math.min(k.channels <= 4 ? 96 : 48, Math.floor((480 - 4 * (k.cols - 1)) / k.cols)));
+    canvas.width = k.cols * cell + 4 * (k.cols - 1);
+    canvas.height = k.rows * cell + 4 * (k.rows - 1);
+    canvas.style.width = `${canvas.width}px`;
+    const ctx = canvas.getContext("2d");
+    ctx.imageSmoothingEnabled = false;
+    for (let i = 0; i < k.channels; i++) {
+      const r = Math.floor(i / k.cols), c = i % k.cols;
+      ctx.drawImage(kimg, c * k.width, r * k.height, k.width, k.height, c * (cell + 4), r * (cell + 4), cell, cell);
+    }
+  } else if (card.pool) {
+    body.appendChild(section("Pooling", `<p>Each value is the ${card.pool.kind} of a
+      ${card.pool.size.join("×")} window (stride ${card.pool.stride.join("×")}) of map ${card.map} of
+      ${card.pool.input}: pooling has no weights.</p>`));
+  }
+
+  // 3. maximising pattern (computed lazily by the server, then cached)
+  if (card.pattern_url) {
+    const s3 = section("Maximising pattern", `<div class="pair"><img class="pattern pixelated" alt="pattern">
+      <p>An input found by gradient ascent that makes this map as large as possible.</p></div>`);
+    body.appendChild(s3);
+    const img = s3.querySelector("img");
+    const note = s3.querySelector("p");
+    note.textContent = "computing… " + note.textContent;
+    img.onload = () => { note.textContent = "An input found by gradient ascent that makes this map as large as possible."; };
+    img.onerror = () => { note.textContent = "could not compute the pattern"; };
+    img.src = card.pattern_url;
+  } else {
+    body.appendChild(section("Maximising pattern", "<p>Not available in this installation.</p>"));
+  }
+
+  // 4. top-activating test images
+  if (card.top && card.top.length) {
+    const s4 = section("Top-activating test images", `<div class="tops"></div><p>The test images whose
+      strongest response in this map is largest; the box is the receptive field of that strongest position.
+      Click one to look at it.</p>`);
+    body.appendChild(s4);
+    const tops = s4.querySelector(".tops");
+    for (const t of card.top) {
+      const item = document.createElement("div");
+      item.className = "top-item";
+      item.innerHTML = `<canvas></canvas><span>#${t.index} · ${t.class_name}</span><span class="muted">${fmt(t.value)}</span>`;
+      item.addEventListener("click", () => { $("set").value = "test"; setDatasetImage(t.index, "test"); });
+      tops.appendChild(item);
+      paintWithRect(item.querySelector("canvas"), t.png, rf, t.position, size, 4);
+    }
+  }
+
+  // 5. read-out to the classes (last conv layer and what follows it)
+  if (card.readout) {
+    const ro = card.readout;
+    const peak = Math.max(...ro.values.map(Math.abs)) || 1;
+    const rows = ro.values.map((v, k) => {
+      const width = 50 * Math.abs(v) / peak;
+      const seg = v >= 0 ? `left:50%;width:${width}%` : `left:${50 - width}%;width:${width}%`;
+      return `<div class="r"><span>${ro.class_names[k]}</span><span class="axis"><span class="seg ${v >= 0 ? "pos" : "neg"}"
+        style="${seg}"></span></span><span class="v">${v >= 0 ? "+" : ""}${fmt(v)}</span></div>`;
+    }).join("");
+    body.appendChild(section("How it feeds each class", `<div class="readout">${rows}</div><p>Gradient of each
+      class logit with respect to this map's spatial mean (the map rising by one unit everywhere), averaged over
+      ${ro.images} test images, through the dense head.</p>`));
+  }
+}
+
+// --- setup ------------------------------------------------------------------------------------
+async function init() {
+  try {
+    const [info, layers] = await Promise.all([
+      api("/api/info").then((r) => r.json()), api("/api/layers").then((r) => r.json()),
+    ]);
+    state.info = info;
+    state.layers = layers.layers;
+    const acc = info.test_accuracy !== null && info.test_accuracy !== undefined
+      ? ` · test accuracy <b>${(100 * info.test_accuracy).toFixed(2)} %</b>` : "";
+    $("run-info").innerHTML = `run <b>${info.run}</b> · ${info.dataset} · ${info.params.toLocaleString()} parameters` +
+      (info.epochs ? ` · ${info.epochs} epochs` : "") + acc;
+    for (const [name, n] of Object.entries(info.sets)) $("set").add(new Option(`${name} (${n.toLocaleString()})`, name));
+    info.class_names.forEach((name, k) => $("klass").add(new Option(`${k}: ${name}`, k)));
+    for (const l of state.layers.filter((x) => x.grid)) {
+      $("layer").add(new Option(`${l.name}  (${l.output_shape.join("×")})`, l.name));
+    }
+    for (const name of info.colormaps) $("cmap").add(new Option(name, name));
+    state.layer = info.grid_layers[0];
+    state.cols = Math.min(8, layerInfo(state.layer).maps);
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  setupDrawing();
+  $("layer").addEventListener("change", (e) => {
+    state.layer = e.target.value;
+    if (state.card) closeCard();
+    const maps = layerInfo(state.layer).maps;
+    $("cols").max = Math.min(32, maps);
+    state.cols = Math.min(state.cols, maps);
+    $("cols").value = state.cols;
+    $("cols-value").textContent = state.cols;
+    refresh();
+  });
+  $("cmap").addEventListener("change", (e) => { state.cmap = e.target.value; refresh(); });
+  $("scale").addEventListener("change", (e) => { state.scale = e.target.checked; refresh(); });
+  $("cols").addEventListener("input", (e) => { state.cols = Number(e.target.value); $("cols-value").textContent = state.cols; refresh(); });
+  $("index").addEventListener("change", (e) => setDatasetImage(e.target.value));
+  $("set").addEventListener("change", (e) => setDatasetImage(0, e.target.value));
+  $("prev").addEventListener("click", () => setDatasetImage((state.source.index || 0) - 1));
+  $("next").addEventListener("click", () => setDatasetImage((state.source.index || 0) + 1));
+  $("random").addEventListener("click", async () => {
+    try {
+      const params = { set: $("set").value, random: 1, class: $("klass").value || null };
+      const sample = await (await api(`/api/sample?${qs(params)}`)).json();
+      setDatasetImage(sample.index);
+    } catch (error) { showError(error); }
+  });
+  const grid = $("grid"), tip = $("grid-tip");
+  grid.addEventListener("click", (e) => { const hit = mapAt(e); if (hit) openCard(state.layer, hit.map); });
+  grid.addEventListener("pointermove", (e) => {
+    const hit = mapAt(e);
+    if (!hit) { tip.hidden = true; return; }
+    tip.hidden = false;
+    tip.textContent = `map ${hit.map}`;
+    tip.style.left = `${hit.x + 12}px`;
+    tip.style.top = `${hit.y + 12}px`;
+  });
+  grid.addEventListener("pointerleave", () => { tip.hidden = true; });
+  $("card-close").addEventListener("click", closeCard);
+  $("card-backdrop").addEventListener("click", closeCard);
+  const step = (d) => {
+    if (!state.card) return;
+    const n = layerInfo(state.card.layer).output_shape[0];
+    openCard(state.card.layer, (state.card.map + d + n) % n);
+  };
+  $("card-prev").addEventListener("click", () => step(-1));
+  $("card-next").addEventListener("click", () => step(1));
+  document.addEventListener("keydown", (e) => {
+    if (e.target.tagName === "INPUT" || e.target.tagName === "SELECT") return;
+    if (e.key === "Escape") closeCard();
+    else if (e.key === "ArrowLeft") state.card ? step(-1) : setDatasetImage((state.source.index || 0) - 1);
+    else if (e.key === "ArrowRight") state.card ? step(1) : setDatasetImage((state.source.index || 0) + 1);
+  });
+  let resizeTimer = null;
+  window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(refresh, 150); });
+  $("cols").max = Math.min(32, layerInfo(state.layer).maps);
+  $("cols").value = state.cols;
+  $("cols-value").textContent = state.cols;
+  refresh();
+}
+
+document.addEventListener("DOMContentLoaded", init);
