@@ -469,7 +469,7 @@ def _fold(layer: dict[str, Any], act: str, slots: list[_Slot], fail) -> None:
     blocking = [c for c in slot.between if c not in allowed]
     if slot.activation != "linear" or blocking:
         why = (f"{slot.name!r} already applies {slot.activation!r}" if slot.activation != "linear" else
-               f"a {blocking[0]} layer comes between it and {slot.name!r}")
+               f"{blocking[0]} comes between it and {slot.name!r}")
         raise fail(layer, f"cannot fold this activation into the layer before it ({why}); cnnscope applies "
                           f"activations inside Conv2D/Dense layers")
     slot.activation = act
