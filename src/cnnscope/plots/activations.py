@@ -45,9 +45,7 @@ def get_cmap(name: str | None, signed: bool) -> Colormap:
     if name not in matplotlib.colormaps:
         valid = sorted((n for n in matplotlib.colormaps if not n.endswith("_r")), key=str.lower)
         raise ConfigError(f"unknown colour map {name!r}; valid: {', '.join(valid)} (add _r to reverse any)")
-    cmap = matplotlib.colormaps[name].copy()
-    cmap.set_bad("white")  # empty trailing cells of a grid
-    return cmap
+    return matplotlib.colormaps[name].with_extremes(bad="white")  # bad: the empty trailing cells of a grid
 
 
 def _norm(vmin: float, vmax: float, signed: bool) -> Normalize:
@@ -69,7 +67,7 @@ def _draw_grid(ax, display: MapDisplay, cols: int, cmap: Colormap, cell_in: floa
     # Lines must stand out from the colour map's ends and middle: white on sequential maps, grey on diverging
     # ones (whose centre is white); empty cells match the lines.
     line_colour = "#7a7a7a" if display.signed else "white"
-    cmap.set_bad("#d9d9d9" if display.signed else "white")
+    cmap = cmap.with_extremes(bad="#d9d9d9" if display.signed else "white")
     ax.imshow(grid, cmap=cmap, norm=_norm(display.vmin, display.vmax, display.signed), interpolation="nearest",
               extent=(0, cols * w, rows * h, 0), aspect="equal")
     line = max(0.6, min(1.5, cell_in * 2.0))
@@ -112,7 +110,7 @@ def _draw_input(ax, image: np.ndarray, source: str, prediction: Prediction | Non
 
 def _colorbar(fig: Figure, rect: list[float], display: MapDisplay, cmap: Colormap, orientation: str) -> None:
     mappable = plt.cm.ScalarMappable(_norm(display.vmin, display.vmax, display.signed), cmap)
-    cax = fig.add_axes(rect)
+    cax = fig.add_axes(rect, label="colorbar")
     bar = fig.colorbar(mappable, cax=cax, orientation=orientation, extend=display.extend)
     bar.set_label(display.label, fontsize=8)
     bar.ax.tick_params(labelsize=7)

@@ -1,0 +1,129 @@
+"""Activation, overview and filter figures: one honest colour scale, every map drawn, files written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.colors import TwoSlopeNorm
+
+import cnnscope
+from cnnscope.errors import ConfigError
+from cnnscope.inspect import activation_grid, conv_filters, display_maps
+from cnnscope.plots import activations_figure, filters_figure, overview_figure, save_figure_as
+from cnnscope.plots.activations import Prediction, get_cmap
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _image() -> np.ndarray:
+    img = np.zeros((28, 28), np.uint8)
+    img[6:22, 12:16] = 255
+    return img
+
+
+def _maps(n: int, h: int = 6, w: int = 6, signed: bool = False) -> np.ndarray:
+    x = np.random.default_rng(n).normal(size=(n, h, w)).astype(np.float32)
+    return x if signed else np.maximum(x, 0)
+
+
+def _grid_axes(fig):
+    return [ax for ax in fig.axes if ax.images and ax.images[0].get_array().shape != (28, 28)]
+
+
+def _colorbars(fig):
+    return [ax for ax in fig.axes if ax.get_label() == "colorbar"]
+
+
+@pytest.mark.parametrize("n", [13, 64])
+def test_activations_figure_draws_every_map_with_one_colour_scale(n):
+    maps = _maps(n) * 3
+    fig = activations_figure(_image(), maps, layer="Conv2D_2", source="test image 4",
+                             prediction=Prediction("4", 0.97, "4"), cols=8)
+    grid_axes = _grid_axes(fig)
+    assert len(grid_axes) == 1 and len(_colorbars(fig)) == 1
+    drawn = np.ma.filled(grid_axes[0].images[0].get_array(), np.nan)
+    np.testing.assert_array_equal(drawn, activation_grid(maps, 8))  # layer norm: values as they are
+    image = grid_axes[0].images[0]
+    assert (image.norm.vmin, image.norm.vmax) == (pytest.approx(maps.min()), pytest.approx(maps.max()))
+    bar = _colorbars(fig)[0]
+    assert bar.get_ylim() == pytest.approx((image.norm.vmin, image.norm.vmax))  # the bar spans the grid's range
+    numbers = {t.get_text() for t in grid_axes[0].texts}
+    assert {str(k) for k in range(n)} <= numbers
+    texts = " ".join(t.get_text() for t in fig.texts)
+    assert "Conv2D_2" in texts and f"{n} of {n} maps shown" in texts and f"({n}, 6, 6)" in texts
+    assert "predicted: 4 (97.0%)" in fig.axes[0].get_xlabel()
+
+
+def test_scaled_figure_uses_the_0_255_scale_and_marks_flat_maps():
+    maps = _maps(10)
+    maps[3] = 0.0  # a dead map
+    fig = activations_figure(_image(), maps, layer="L", scale=True)
+    image = _grid_axes(fig)[0].images[0]
+    assert (image.norm.vmin, image.norm.vmax) == (0, 255)
+    assert "flat" in [t.get_text() for t in _grid_axes(fig)[0].texts]
+
+
+def test_signed_maps_get_a_diverging_map_centred_on_zero():
+    maps = _maps(8, signed=True) + 0.3
+    fig = activations_figure(_image(), maps, layer="Conv2D_1", stage="before its ReLU")
+    image = _grid_axes(fig)[0].images[0]
+    assert image.cmap.name.startswith("RdBu_r")
+    assert image.norm.vmin == -image.norm.vmax
+    fixed = activations_figure(_image(), maps, layer="Conv2D_1", norm="fixed", fixed=(-1.0, 3.0))
+    norm = _grid_axes(fixed)[0].images[0].norm
+    assert isinstance(norm, TwoSlopeNorm) and norm.vcenter == 0 and (norm.vmin, norm.vmax) == (-1, 3)
+
+
+def test_colour_maps_are_validated_by_name():
+    assert get_cmap("viridis", False).name.startswith("viridis")
+    assert get_cmap(None, False).name.startswith("magma")
+    with pytest.raises(ConfigError, match=r"unknown colour map 'magmaa'; valid: .*magma.*viridis"):
+        activations_figure(_image(), _maps(4), layer="L", cmap="magmaa")
+
+
+def test_overview_has_a_panel_per_layer_and_one_colour_bar():
+    outputs = {"Conv2D_1": _maps(32, 26, 26) * 2, "Max_Pool_1": _maps(32, 13, 13), "Conv2D_3": _maps(128, 3, 3) * 9}
+    fig = overview_figure(_image(), outputs, source="test image 0", prediction=Prediction("1", 0.5))
+    assert len(_grid_axes(fig)) == 3 and len(_colorbars(fig)) == 1
+    titles = [ax.get_title() for ax in _grid_axes(fig)]
+    assert titles == ["Conv2D_1  (32, 26, 26)", "Max_Pool_1  (32, 13, 13)", "Conv2D_3  (128, 3, 3)"]
+    for ax, maps in zip(_grid_axes(fig), outputs.values(), strict=True):
+        drawn = ax.images[0].get_array()
+        assert np.ma.count(drawn) == maps.size  # every value of every map is drawn
+        assert (ax.images[0].norm.vmin, ax.images[0].norm.vmax) == (0.0, 1.0)
+    fixed = overview_figure(_image(), outputs, norm="fixed", fixed=(0.0, 2.0))
+    assert all(ax.images[0].norm.vmax == 2.0 for ax in _grid_axes(fixed))
+
+
+def test_filters_figure(trained_run):
+    model = cnnscope.load_run(trained_run).model
+    filters = conv_filters(model, "Conv2D_2")
+    fig = filters_figure(filters, cols=4)
+    kernel_axes = [ax for ax in fig.axes if ax.images]
+    assert len(kernel_axes) == 12 and len(_colorbars(fig)) == 1
+    norms = {(ax.images[0].norm.vmin, ax.images[0].norm.vmax) for ax in kernel_axes}
+    assert len(norms) == 1
+    lo, hi = norms.pop()
+    assert lo == -hi == pytest.approx(-np.abs(filters.kernels).max())
+    assert kernel_axes[3].get_xlabel() == f"b {filters.biases[3]:+.2f}"
+    assert "mean over 6 input channels" in " ".join(t.get_text() for t in fig.texts)
+
+
+def test_save_figure_as_png_and_svg(tmp_path):
+    paths = save_figure_as(activations_figure(_image(), _maps(5), layer="L"), tmp_path / "a.png", svg=True)
+    assert paths == [tmp_path / "a.png", tmp_path / "a.svg"]
+    assert (tmp_path / "a.png").read_bytes()[:8] == PNG
+    assert b"<svg" in (tmp_path / "a.svg").read_bytes()[:500]
+    save_figure_as(activations_figure(_image(), _maps(5), layer="L"), tmp_path / "b.svg")
+    assert (tmp_path / "b.svg").is_file() and not (tmp_path / "b.png").exists()
+    with pytest.raises(ConfigError, match=r"cannot write a figure as '.jpg'; use .png, .svg, .pdf"):
+        save_figure_as(activations_figure(_image(), _maps(5), layer="L"), tmp_path / "c.jpg")
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_dense_units_are_drawn_as_one_pixel_maps():
+    d = display_maps(np.arange(10, dtype=np.float32), "layer")
+    assert d.values.shape == (10, 1, 1)
+    fig = activations_figure(_image(), np.arange(10, dtype=np.float32), layer="Dense_2", cols=5)
+    assert _grid_axes(fig)[0].images[0].get_array().shape == (2, 5)
+    assert "Dense_2: 10 units" in " ".join(t.get_text() for t in fig.texts)
