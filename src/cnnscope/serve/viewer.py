@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ log = logging.getLogger("cnnscope")
 
 MAX_COLS = 64
 TOP_IMAGES = 8
+TOP_BATCH = 64
 INFLUENCE_IMAGES = 1000  # test images averaged for the class read-out of the last conv layer
 GRID_TYPES = ("Conv2D", "MaxPooling2D", "AveragePooling2D")
 
@@ -275,14 +277,17 @@ class Viewer:
             peaks: dict[str, list[np.ndarray]] = {name: [] for name in names}
             where: dict[str, list[np.ndarray]] = {name: [] for name in names}
             x = self.dataset.test_x
-            for start in range(0, len(x), 250):  # the model lock is taken per batch: the page stays responsive
-                batch = torch.as_tensor(x[start:start + 250]).contiguous(memory_format=torch.channels_last)
+            # Small batches, the model lock taken per batch and a pause after each: a page request waiting for
+            # the lock gets it within one batch (~10-30 ms) even while this runs in the background.
+            for start in range(0, len(x), TOP_BATCH):
+                batch = torch.as_tensor(x[start:start + TOP_BATCH]).contiguous(memory_format=torch.channels_last)
                 with self._model_lock, torch.no_grad():
                     outputs, _ = capture(self.model, names, batch)
                     for name in names:
                         values, positions = outputs[name].flatten(2).max(dim=2)  # (n, maps)
                         peaks[name].append(values.numpy())
                         where[name].append(positions.numpy().astype(np.int32))
+                time.sleep(0.002)
             self._top = {name: (np.concatenate(peaks[name]), np.concatenate(where[name])) for name in names}
             return self._top
 
@@ -313,24 +318,29 @@ class Viewer:
                 "method": "gradient of each class logit w.r.t. the map's spatial mean, averaged over test images"}
 
     def _compute_influence(self, layer: str) -> np.ndarray:
-        """(classes, maps): mean over images of sum_ij d logit_c / d A[m, i, j]."""
+        """(classes, maps): mean over images of sum_ij d logit_c / d A[m, i, j] (in small locked batches)."""
         from ..inspect.activations import capture
 
         names = list(self.model.layers.keys())
         rest = [self.model.layers[name] for name in names[names.index(layer) + 1:]]
         x = torch.as_tensor(self.dataset.test_x[:INFLUENCE_IMAGES])
-        with self._model_lock:
-            with torch.no_grad():
-                outputs, _ = capture(self.model, [layer], x)
-            features = outputs[layer].detach().requires_grad_(True)  # (N, maps, h, w)
-            logits = features
-            for module in rest:
-                logits = module(logits)
-            rows = []
-            for c in range(logits.shape[1]):
-                (grad,) = torch.autograd.grad(logits[:, c].sum(), features, retain_graph=True)
-                rows.append(grad.sum(dim=(2, 3)).mean(dim=0))
-        return torch.stack(rows).numpy()
+        total: torch.Tensor | None = None
+        for start in range(0, len(x), TOP_BATCH):
+            with self._model_lock:
+                with torch.no_grad():
+                    outputs, _ = capture(self.model, [layer], x[start:start + TOP_BATCH])
+                features = outputs[layer].detach().requires_grad_(True)  # (n, maps, h, w)
+                logits = features
+                for module in rest:
+                    logits = module(logits)
+                rows = []
+                for c in range(logits.shape[1]):
+                    (grad,) = torch.autograd.grad(logits[:, c].sum(), features, retain_graph=True)
+                    rows.append(grad.sum(dim=(2, 3)).sum(dim=0))  # (maps,)
+                part = torch.stack(rows)  # (classes, maps)
+            total = part if total is None else total + part
+            time.sleep(0.002)
+        return (total / len(x)).numpy()
 
     def warm_up(self) -> None:
         """Fill the caches a map card needs (top images, class read-out); run in a background thread."""
