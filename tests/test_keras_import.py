@@ -154,6 +154,10 @@ def _insert(index: int, class_name: str, **config):
     (_insert(6, "Dense", name="dense_early", units=3), "layer 'dense_early' (Dense): a Dense layer before Flatten"),
     (_set(0, batch_input_shape=[None, 32, 32, 3]), "input shape (32, 32, 3) is not supported"),
     (_insert(1, "Rescaling", name="scale", scale=0.5), "layer 'scale' (Rescaling): unsupported layer type"),
+    (_set(1, name="conv same"), "layer name 'conv same' is invalid"),
+    (_set(5, data_format="channels_first"), "layer 'conv_even' (Conv2D): data_format=channels_first"),
+    (lambda layers: layers.__setitem__(6, {"class_name": "GlobalAveragePooling2D", "config": {"name": "gap"}}),
+     "layer 'gap' (GlobalAveragePooling2D): unsupported layer type"),
 ])
 def test_unsupported_setting_is_one_clear_line(edit, expected, tmp_path, data_dir):
     path = _edit_h5(FIXTURES / "keras2" / "padding_strides.h5", tmp_path / "edited.h5", edit)

@@ -373,7 +373,7 @@ def translate(config: dict[str, Any], where: str = "model") -> Translation:
             dense.append(slot)
             slots.append(slot)
         elif cls in _DROPOUT_LAYERS:
-            previous = chain[i - 1].get("class_name")
+            previous = chain[i - 1].get("class_name") if i else None
             after_dense = previous == "Dense" or (previous in _ACTIVATION_LAYERS and slots[-1].kind == "dense")
             position = ("flatten" if previous == "Flatten" else f"dense:{len(dense) - 1}" if after_dense
                         else "elsewhere")
@@ -430,12 +430,15 @@ def translate(config: dict[str, Any], where: str = "model") -> Translation:
         input_shape=(c, h, w), num_classes=int(out_slot.cfg["units"]), output_activation=output_activation,
         regularizer=regularizer, output_name=out_slot.name, flatten_name=flatten_name)
     try:
-        spec = ModelSpec(dropout=dropout, **spec_kwargs)
-    except SpecError:
-        if not dropout:
-            raise
-        notes.append("dropout dropped: its layer names clash with the model's")
-        spec = ModelSpec(**spec_kwargs)
+        try:
+            spec = ModelSpec(dropout=dropout, **spec_kwargs)
+        except SpecError:
+            if not dropout:
+                raise
+            notes.append("dropout dropped: its layer names (Dropout_1, …) clash with the model's")
+            spec = ModelSpec(**spec_kwargs)
+    except SpecError as exc:  # e.g. a Keras layer name our specs do not allow
+        raise KerasImportError(f"{where}: {exc}") from None
     return Translation(spec, output, notes, bias_free)
 
 
@@ -616,6 +619,6 @@ def import_keras(path: str | os.PathLike, out: str | os.PathLike | None = None, 
         runs.save_weights(run_dir / runs.INITIAL, model)
         write_json(run_dir / runs.METRICS, metrics)
         runs.write_run_files(run_dir, RunConfig(spec, TrainConfig(), data_config), data.preprocessor)
-    log.info("imported %s (Keras %s, %s) into %s: test accuracy %.4f on %d %s images", source.path,
+    log.debug("imported %s (Keras %s, %s) into %s: test accuracy %.4f on %d %s images", source.path,
              source.keras_version, source.format, run_dir, scores["accuracy"], len(data.test_y), dataset)
     return runs.load_run(run_dir)

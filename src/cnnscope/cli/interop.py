@@ -41,10 +41,10 @@ def cmd_import_keras(args: argparse.Namespace) -> int:
         return 0
     print(f"imported {m['source']} (Keras {m['keras_version']}, .{m['format']}): {len(run.model.layer_names)} "
           f"layers, {run.spec.total_params:,} parameters")
-    for note in m["notes"]:
-        print(f"  note: {note}")
     print(f"test accuracy {m['test_accuracy']:.4f} on {m['test_images']:,} {m['dataset']} images "
-          f"(preprocess {m['preprocess']}); a low figure means the inputs were prepared differently in Keras")
+          f"(preprocess {m['preprocess']})")
+    if m["test_accuracy"] < 0.5:
+        print("  low: was the model trained on this dataset, with inputs prepared as --preprocess says?")
     print(f"run directory: {run.path}")
     return 0
 
