@@ -14,10 +14,31 @@ from .activations import (
     map_layers,
     standardize_maps,
 )
+from .attribution import (
+    METHODS,
+    DeletionResult,
+    deletion_score,
+    get_method,
+    grad_cam,
+    integrated_gradients,
+    last_conv_layer,
+    saliency,
+)
 from .filters import Filters, conv_filters
 from .images import InputImage, load_picture, mnist_format, read_picture, select_image
+from .patterns import (
+    PatternResult,
+    input_bounds,
+    map_statistics,
+    maximize_activation,
+    maximize_activation_result,
+    parse_maps,
+)
 
 __all__ = ["activations", "layer_output_shape"]
 __all__ += ["Filters", "InputImage", "MapDisplay", "activation_grid", "as_maps", "capture", "conv_filters",
             "conv_layers", "display_maps", "load_picture", "map_layers", "mnist_format", "read_picture",
             "select_image", "standardize_maps"]
+__all__ += ["METHODS", "DeletionResult", "PatternResult", "deletion_score", "get_method", "grad_cam", "input_bounds",
+            "integrated_gradients", "last_conv_layer", "map_statistics", "maximize_activation",
+            "maximize_activation_result", "parse_maps", "saliency"]

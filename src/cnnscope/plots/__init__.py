@@ -10,8 +10,11 @@ from .activations import (
     render_filters,
     save_figure_as,
 )
+from .attribution import explain_figure, render_explain
+from .patterns import pattern_pixels, patterns_figure, render_patterns
 from .training import confusion_figure, curves_figure, plot_curves, save_figure
 
 __all__ = ["confusion_figure", "curves_figure", "plot_curves", "save_figure"]
 __all__ += ["activations_figure", "filters_figure", "overview_figure", "render_activations", "render_filters",
             "save_figure_as"]
+__all__ += ["explain_figure", "pattern_pixels", "patterns_figure", "render_explain", "render_patterns"]

@@ -1,0 +1,105 @@
+"""Commands `patterns` (inputs that maximise a layer's maps) and `explain` (why this class: heat maps)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .core import add_data_dir, print_json
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {value}")
+    return value
+
+
+def _output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", metavar="FILE", help="figure file: .png (default), .svg or .pdf (default: inside RUN_DIR)")
+    p.add_argument("--svg", action="store_true", help="also write an SVG beside the PNG")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("patterns", help="input patterns that maximise each map of a layer",
+                       description="Gradient ascent on the input, for each chosen map of a layer, with pixels kept "
+                                   "inside the range of the run's preprocessed training data. Prints per map the "
+                                   "mean activation reached next to the map's 99th percentile over the test set.")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--layer", metavar="NAME", required=True, help="e.g. Conv2D_3 (see 'cnnscope summary RUN_DIR')")
+    p.add_argument("--maps", metavar="SPEC", help="maps to optimise: START:END (end excluded), N, or N,M,… "
+                                                  "(default: all)")
+    p.add_argument("--steps", type=_positive_int, default=48, help="gradient steps per map (default 48)")
+    p.add_argument("--restarts", type=_positive_int, default=4,
+                   help="random starts per map; the best is kept (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same patterns")
+    p.add_argument("--cols", type=_positive_int, default=8, help="patterns per row in the figure (default 8)")
+    _output_flags(p)
+    add_data_dir(p)
+    p.set_defaults(handler=cmd_patterns)
+
+    p = sub.add_parser("explain", help="why this class: a heat map over the input, with a deletion test",
+                       description="A heat map over the input for the predicted (or a given) class, overlaid on "
+                                   "the image, and a deletion test: the class probability after blanking the 20 % "
+                                   "of pixels the method ranks highest, next to blanking a random 20 %.")
+    p.add_argument("run", metavar="RUN_DIR")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--index", type=int, metavar="N", help="image N of the data set (see --set)")
+    src.add_argument("--image", metavar="FILE", help="your own picture, converted as MNIST expects")
+    p.add_argument("--set", dest="split", default="test", metavar="SET", help="test (default) or train")
+    p.add_argument("--method", default="gradcam", metavar="NAME",
+                   help="gradcam (default), saliency or integrated-gradients")
+    p.add_argument("--layer", metavar="NAME", help="Grad-CAM's layer (default: the last conv layer)")
+    p.add_argument("--target", metavar="C", help="explain class C (number or name) instead of the predicted one")
+    _output_flags(p)
+    add_data_dir(p)
+    p.set_defaults(handler=cmd_explain)
+
+
+def cmd_patterns(args: argparse.Namespace) -> int:
+    from ..plots.patterns import render_patterns
+
+    report = render_patterns(args.run, args.layer, maps=args.maps, steps=args.steps, restarts=args.restarts,
+                             seed=args.seed, cols=args.cols, out=args.out, svg=args.svg, data_dir=args.data_dir)
+    data = report.to_dict()
+    if args.json:
+        print_json(data)
+        return 0
+    print(f"{report.layer}: {len(report.maps)} map(s) in {report.seconds:.1f} s "
+          f"({report.restarts} restarts × {report.steps} steps, seed {report.seed})")
+    print(f"{'map':>5}  {'reached':>9}  {'test p99':>9}  {'test max':>9}")
+    for row in data["maps"]:
+        mark = "" if row["activation"] > row["test_max"] else "  (below test max)"
+        print(f"{row['map']:>5}  {row['activation']:>9.4g}  {row['test_p99']:>9.4g}  {row['test_max']:>9.4g}{mark}")
+    print(f"above the test max: {data['above_test_max']:.1%} of maps; above p99: {data['above_test_p99']:.1%} "
+          f"(mean activation of the map, over {report.test_images:,} test images)")
+    for path in report.paths:
+        print(f"figure: {path}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from ..plots.attribution import render_explain
+
+    result = render_explain(args.run, index=args.index, split=args.split, image=args.image, method=args.method,
+                            layer=args.layer, target=args.target, out=args.out, svg=args.svg,
+                            data_dir=args.data_dir)
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    for note in result.notes:
+        print(f"  - {note}")
+    p, t, d = result.predicted, result.target, result.deletion
+    truth = f", true class {result.label}" if result.label is not None else ""
+    print(f"{result.source}: predicted {p['class']} ({p['probability']:.1%}){truth}")
+    where = f" on {result.layer}" if result.layer else ""
+    print(f"{result.method}{where}: heat map for class {t['class']} ({t['probability']:.1%})")
+    print(f"deletion test: blanking the top {d['fraction']:.0%} pixels -> p = {d['after_top']:.1%} "
+          f"(drop {d['drop_top']:.3f}); a random {d['fraction']:.0%} -> p = {d['after_random']:.1%} "
+          f"(drop {d['drop_random']:.3f}, mean of {d['random_draws']} draws)")
+    for path in result.paths:
+        print(f"figure: {path}")
+    return 0
