@@ -32,14 +32,12 @@ from .spec import ACTIVATIONS, ConvSpec, DenseSpec, ModelSpec, PoolSpec, Regular
 log = logging.getLogger("cnnscope")
 
 SUPPORTED = ("InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten", "Dense", "Dropout",
-             "Activation")
+             "Activation", "ReLU", "ELU", "Softmax")
 _ACTIVATION_LAYERS = ("Activation", "ReLU", "ELU", "Softmax")
 _DROPOUT_LAYERS = ("Dropout", "SpatialDropout2D")
 _POOLS = {"MaxPooling2D": "max", "MaxPool2D": "max", "AveragePooling2D": "average", "AvgPool2D": "average"}
 # Activations that commute with max pooling (non-decreasing), so they may be folded across a MaxPooling2D.
 _MONOTONIC = ("relu", "sigmoid", "elu", "selu", "tanh", "linear")
-_KERAS_NAMES = {"gelu": "gelu", "relu": "relu", "sigmoid": "sigmoid", "elu": "elu", "selu": "selu",
-                "tanh": "tanh", "linear": "linear", "softmax": "softmax"}
 
 
 class KerasImportError(SpecError):
@@ -251,7 +249,7 @@ def _activation(value: Any) -> str:
     if isinstance(value, dict):
         inner = value.get("config")
         value = inner if isinstance(inner, str) else value.get("class_name", "?")
-    return _KERAS_NAMES.get(str(value).lower(), str(value))
+    return str(value).lower()
 
 
 def _regularizer(value: Any) -> tuple[str, float] | str | None:
