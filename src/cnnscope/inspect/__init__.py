@@ -24,6 +24,13 @@ from .attribution import (
     last_conv_layer,
     saliency,
 )
+from .compare import (
+    activation_correlation,
+    compare_runs,
+    kernel_correlation,
+    linear_assignment,
+    match_maps,
+)
 from .filters import Filters, conv_filters
 from .images import InputImage, load_picture, mnist_format, read_picture, select_image
 from .patterns import (
@@ -34,6 +41,15 @@ from .patterns import (
     maximize_activation_result,
     parse_maps,
 )
+from .profile import (
+    FieldGeometry,
+    Misclassified,
+    TopImages,
+    class_profile,
+    field_geometry,
+    misclassified,
+    top_images,
+)
 
 __all__ = ["activations", "layer_output_shape"]
 __all__ += ["Filters", "InputImage", "MapDisplay", "activation_grid", "as_maps", "capture", "conv_filters",
@@ -42,3 +58,5 @@ __all__ += ["Filters", "InputImage", "MapDisplay", "activation_grid", "as_maps",
 __all__ += ["METHODS", "DeletionResult", "PatternResult", "deletion_score", "get_method", "grad_cam", "input_bounds",
             "integrated_gradients", "last_conv_layer", "map_statistics", "maximize_activation",
             "maximize_activation_result", "parse_maps", "saliency"]
+__all__ += ["FieldGeometry", "Misclassified", "TopImages", "activation_correlation", "class_profile", "compare_runs",
+            "field_geometry", "kernel_correlation", "linear_assignment", "match_maps", "misclassified", "top_images"]

@@ -1,0 +1,162 @@
+"""Analysis commands: class profiles, top images of a map, misclassified images, comparing two runs."""
+
+from __future__ import annotations
+
+import argparse
+
+from .core import add_data_dir, print_json
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {value}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser, limit_help: str) -> None:
+    p.add_argument("--limit", type=_positive_int, metavar="N", help=limit_help)
+    p.add_argument("--out", metavar="FILE", help="figure file: .png (default), .svg or .pdf "
+                                                 "(default: inside RUN_DIR)")
+    p.add_argument("--svg", action="store_true", help="also write an SVG beside the PNG")
+    p.add_argument("--json", action="store_true", help="print one JSON object (the figure is still written)")
+    add_data_dir(p)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profile", help="mean activation of each map per class, as a heat map",
+                       description="Mean activation of every map (or unit) of a layer for each class over the "
+                                   "test set: which classes drive which maps.")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--layer", metavar="NAME", required=True, help="layer, e.g. Conv2D_3 (see 'cnnscope summary')")
+    p.add_argument("--set", dest="split", default="test", metavar="SET", help="test (default) or train")
+    p.add_argument("--norm", default="map", choices=("map", "layer"),
+                   help="colours: 'map' (default) each map scaled to its largest class mean; 'layer' raw means")
+    p.add_argument("--order", default="index", choices=("index", "class"),
+                   help="map order: by number (default) or grouped by preferred class")
+    _common(p, "use only the first N images of the set")
+    p.set_defaults(handler=cmd_profile)
+
+    p = sub.add_parser("top-images", help="the test images that excite one map most",
+                       description="The images of the test set in which one map reaches its highest values, with "
+                                   "the patch of the input its strongest node sees highlighted.")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--layer", metavar="NAME", required=True, help="layer, e.g. Conv2D_3")
+    p.add_argument("--map", dest="map_index", type=int, metavar="K", required=True, help="map (or unit) number")
+    p.add_argument("--k", type=_positive_int, default=16, help="how many images (default 16)")
+    p.add_argument("--set", dest="split", default="test", metavar="SET", help="test (default) or train")
+    _common(p, "search only the first N images of the set")
+    p.set_defaults(handler=cmd_top_images)
+
+    p = sub.add_parser("errors", help="confusion matrix and the misclassified test images",
+                       description="The confusion matrix beside a gallery of misclassified test images (most "
+                                   "confident mistakes first) with true and predicted class and confidence.")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--max", dest="max_images", type=_positive_int, default=36,
+                   help="images in the gallery (default 36); --json lists every mistake")
+    p.add_argument("--set", dest="split", default="test", metavar="SET", help="test (default) or train")
+    _common(p, "use only the first N images of the set")
+    p.set_defaults(handler=cmd_errors)
+
+    p = sub.add_parser("compare", help="do two runs learn the same maps? (one-to-one matching)",
+                       description="Match the maps of a layer in two runs one-to-one (Hungarian assignment) on "
+                                   "the correlation of their activations over the test images, and, for conv "
+                                   "layers, of their kernels; draw matched pairs side by side.")
+    p.add_argument("run_a", metavar="RUN_A")
+    p.add_argument("run_b", metavar="RUN_B")
+    p.add_argument("--layer", metavar="NAME", required=True, help="layer present with the same shape in both runs")
+    p.add_argument("--index", type=int, default=0, metavar="N", help="test image shown in the figure (default 0)")
+    p.add_argument("--pairs", type=_positive_int, default=16, help="matched pairs drawn (default 16)")
+    p.add_argument("--no-kernels", dest="kernels", action="store_false", help="skip the kernel comparison")
+    _common(p, "use only the first N test images (default: all)")
+    p.set_defaults(handler=cmd_compare)
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from ..plots.profile import render_profile
+
+    result = render_profile(args.run, args.layer, split=args.split, limit=args.limit, norm=args.norm,
+                            order=args.order, out=args.out, svg=args.svg, data_dir=args.data_dir)
+    if args.json:
+        print_json(result)
+        return 0
+    names = result["class_names"]
+    counts = {name: 0 for name in names}
+    for preferred in result["preferred_class"]:
+        if preferred is not None:
+            counts[names[preferred]] += 1
+    print(f"{args.layer}: {result['maps']} maps over {result['images']:,} {args.split} images")
+    print("maps whose strongest class is: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
+    if result["silent_maps"]:
+        print(f"{len(result['silent_maps'])} map(s) never fire: {', '.join(map(str, result['silent_maps']))}")
+    for path in result["figures"]:
+        print(f"figure: {path}")
+    return 0
+
+
+def cmd_top_images(args: argparse.Namespace) -> int:
+    from ..plots.profile import render_top_images
+
+    result = render_top_images(args.run, args.layer, args.map_index, k=args.k, split=args.split, limit=args.limit,
+                               out=args.out, svg=args.svg, data_dir=args.data_dir)
+    if args.json:
+        print_json(result)
+        return 0
+    field = result["receptive_field"]
+    seen = f", each node sees {field[0]}×{field[1]} input pixels" if field else ""
+    print(f"{args.layer} map {args.map_index}: top {len(result['images'])} of {result['searched']:,} "
+          f"{args.split} images{seen}")
+    for item in result["images"]:
+        t, left, b, r = item["box"]
+        print(f"  #{item['index']:<6} class {item['class']:<12} max {item['value']:.4g} at ({item['row']}, "
+              f"{item['col']})  input rows {t}-{b - 1}, cols {left}-{r - 1}")
+    for path in result["figures"]:
+        print(f"figure: {path}")
+    return 0
+
+
+def cmd_errors(args: argparse.Namespace) -> int:
+    from ..plots.profile import render_errors
+
+    result = render_errors(args.run, max_images=args.max_images, split=args.split, limit=args.limit, out=args.out,
+                           svg=args.svg, data_dir=args.data_dir)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"{result['errors']:,} of {result['images']:,} {args.split} images misclassified "
+          f"(accuracy {result['accuracy']:.4f}); most confident mistakes:")
+    for item in result["misclassified"][:10]:
+        print(f"  #{item['index']:<6} true {item['true']:<12} predicted {item['predicted']:<12} "
+              f"{item['confidence']:.1%}")
+    for path in result["figures"]:
+        print(f"figure: {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ..plots.compare import render_compare
+
+    result = render_compare(args.run_a, args.run_b, args.layer, limit=args.limit, index=args.index,
+                            pairs=args.pairs, kernels=args.kernels, out=args.out, svg=args.svg,
+                            data_dir=args.data_dir)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"{args.layer}: {result['maps']} maps matched one-to-one over {result['images']:,} test images "
+          f"× {result['positions']} positions")
+    print(f"activations: mean matched correlation {result['mean_correlation']:.3f} (median "
+          f"{result['median_correlation']:.3f}), {result['matched_above_0.9']} of {result['pairs']} pairs above 0.9")
+    if result["constant_pairs"] or result["constant_maps_a"] or result["constant_maps_b"]:
+        print(f"  maps that never vary: {result['constant_maps_a']} in A, {result['constant_maps_b']} in B "
+              f"({result['constant_pairs']} dead-dead pairs left out of the numbers above)")
+    kernel = result.get("kernels")
+    if kernel:
+        print(f"kernels: mean matched correlation {kernel['mean_correlation']:.3f}, {kernel['matched_above_0.9']} "
+              f"above 0.9; {kernel['agreement_with_activation_matching']:.0%} of pairs agree with the activation "
+              f"matching ({kernel['input_channels']})")
+    for path in result["figures"]:
+        print(f"figure: {path}")
+    return 0

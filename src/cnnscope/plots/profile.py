@@ -1,0 +1,288 @@
+"""Figures of classification by activation patterns: class profiles, the images that excite a map most
+(receptive field highlighted), and the misclassified images beside the confusion matrix."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from ..errors import ConfigError  # noqa: E402
+from ..inspect.profile import Misclassified, TopImages  # noqa: E402
+from .training import confusion_figure  # noqa: E402
+
+PROFILE_NORMS = ("map", "layer")
+PROFILE_ORDERS = ("index", "class")
+WRONG = "#b00020"
+HIGHLIGHT = "#ffb000"
+
+
+def _check_choice(value: str, valid: Sequence[str], what: str) -> None:
+    if value not in valid:
+        raise ConfigError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+
+
+# --- class profile -------------------------------------------------------------------------------------------
+def profile_figure(profile: np.ndarray, class_names: Sequence[str], *, layer: str, norm: str = "map",
+                   order: str = "index", images: int | None = None, chunk: int = 64,
+                   cmap: str = "viridis") -> Figure:
+    """Heat map of a class profile (classes, maps): classes down, maps across, wrapped every `chunk` maps.
+
+    norm "map": each map divided by its largest class mean (which class a map prefers; maps that never fire
+    are grey); "layer": the raw means on one scale (which maps are strong). order "class": maps sorted by
+    preferred class (then by strength), map numbers kept on the axis.
+    """
+    _check_choice(norm, PROFILE_NORMS, "profile norm")
+    _check_choice(order, PROFILE_ORDERS, "profile order")
+    profile = np.asarray(profile, np.float64)
+    k, m = profile.shape
+    peak = np.nanmax(np.abs(profile), axis=0) if k else np.zeros(m)
+    silent = ~(peak > 0)
+    if norm == "map":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shown = profile / peak[None, :]
+        shown[:, silent] = np.nan
+        vmin, vmax = (-1.0 if np.nanmin(shown, initial=0) < 0 else 0.0), 1.0
+        label = "mean activation ÷ the map's largest class mean"
+    else:
+        shown = profile
+        vmin, vmax = min(0.0, float(np.nanmin(profile, initial=0))), float(np.nanmax(profile, initial=1e-12))
+        label = "mean activation"
+    columns = np.arange(m)
+    if order == "class":
+        preferred = np.where(silent, k, np.argmax(np.nan_to_num(profile, nan=-np.inf), axis=0) if k else 0)
+        columns = np.lexsort((-peak, preferred))
+    chunks = max(1, math.ceil(m / chunk))
+    per = min(m, chunk)
+    cell = 0.19 if per > 32 else 0.3
+    width = max(6.0, per * cell + 2.6)
+    panel_h = k * cell + 0.55
+    fig = plt.figure(figsize=(width, chunks * panel_h + 0.75))
+    colour = matplotlib.colormaps[cmap].with_extremes(bad="#cfcfcf")
+    image = None
+    axes = []
+    for c in range(chunks):
+        cols = columns[c * chunk:(c + 1) * chunk]
+        top = 1 - (0.55 + c * panel_h) / fig.get_figheight()
+        ax = fig.add_axes([1.3 / width, top - k * cell / fig.get_figheight(), len(cols) * cell / width,
+                           k * cell / fig.get_figheight()])
+        image = ax.imshow(shown[:, cols], cmap=colour, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+        ax.set_yticks(range(k), class_names, fontsize=8)
+        ax.set_ylabel("class", fontsize=8)
+        ax.set_xticks(range(len(cols)), [str(i) for i in cols], fontsize=6 if per > 32 else 8, rotation=90)
+        ax.tick_params(length=2, pad=1.5)
+        ax.set_xticks(np.arange(len(cols) + 1) - 0.5, minor=True)
+        ax.set_yticks(np.arange(k + 1) - 0.5, minor=True)
+        ax.grid(which="minor", color="white", linewidth=0.5)
+        ax.tick_params(which="minor", length=0)
+        if c == chunks - 1:
+            ax.set_xlabel("map" if order == "index" else "map (sorted by preferred class)", fontsize=8)
+        axes.append(ax)
+    over = f" over {images:,} images" if images else ""
+    fig.suptitle(f"Class profile of {layer}: mean activation of each map per class{over}", fontsize=11,
+                 x=1.3 / width, ha="left", y=1 - 0.2 / fig.get_figheight(), va="top")
+    first = axes[0].get_position()
+    cax = fig.add_axes([first.x0 + first.width + 0.15 / width, axes[-1].get_position().y0, 0.12 / width,
+                        first.y1 - axes[-1].get_position().y0])
+    bar = fig.colorbar(image, cax=cax)
+    bar.set_label(label, fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    if silent.any():
+        fig.text(1.3 / width, 0.05 / fig.get_figheight(), f"grey: {int(silent.sum())} map(s) that never fire on "
+                 f"these images", fontsize=7.5, color="#555555", va="bottom")
+    return fig
+
+
+# --- top images ----------------------------------------------------------------------------------------------
+def top_images_figure(raw_images: np.ndarray, top: TopImages, *, labels: Sequence[int] | None = None,
+                      class_names: Sequence[str] | None = None, cols: int = 8) -> Figure:
+    """The images that excite a map most, each with the patch of the input its strongest node sees highlighted
+    (outline; the rest of the image under a dark wash), the image's index, class and the map's value."""
+    raw_images = np.asarray(raw_images)
+    n = len(top.indices)
+    cols = max(1, min(cols, n))
+    rows = max(1, math.ceil(n / cols))
+    size, title_h, head = 1.45, 0.38, 0.75
+    fig = plt.figure(figsize=(cols * size + 0.2, rows * (size + title_h) + head))
+    W, H = fig.get_size_inches()
+    for slot, (index, value, box) in enumerate(zip(top.indices, top.values, top.boxes, strict=True)):
+        r, c = divmod(slot, cols)
+        ax = fig.add_axes([(0.1 + c * size + 0.04) / W, (H - head - (r + 1) * (size + title_h)) / H,
+                           (size - 0.08) / W, (size - 0.08) / H])
+        img = raw_images[slot]
+        h, w = img.shape
+        ax.imshow(img, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        t, left, b, right = (int(v) for v in box)
+        if top.receptive_field is not None:
+            wash = np.zeros((h, w, 4))
+            wash[..., :3] = (0.12, 0.16, 0.32)
+            wash[..., 3] = 0.62
+            wash[t:b, left:right, 3] = 0.0
+            ax.imshow(wash, interpolation="nearest")
+            ax.add_patch(Rectangle((left - 0.5, t - 0.5), right - left, b - t, fill=False, edgecolor=HIGHLIGHT,
+                                   linewidth=1.6))
+        label = ""
+        if labels is not None:
+            y = int(labels[slot])
+            label = f" · {class_names[y] if class_names is not None else y}"
+        ax.set_title(f"#{int(index)}{label}\n{float(value):.2f}", fontsize=7.5, pad=2, linespacing=1.1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    kind = "unit" if top.receptive_field is None else "map"
+    field = "" if top.receptive_field is None else (
+        f"; outlined: the {top.receptive_field[0]}×{top.receptive_field[1]} input patch (clipped to the image) "
+        f"seen by the node where the map peaks")
+    fig.text(0.5, 1 - 0.12 / H, f"{top.layer}, {kind} {top.map_index}: the {n} images that excite it most",
+             fontsize=10.5, ha="center", va="top")
+    fig.text(0.5, 1 - 0.42 / H, f"title: image index · class, then the {kind}'s maximum{field}", fontsize=8,
+             ha="center", va="top", color="#444444")
+    return fig
+
+
+# --- errors --------------------------------------------------------------------------------------------------
+def _figure_pixels(fig: Figure, dpi: int = 220) -> np.ndarray:
+    """Render a figure to an RGBA array (to place one figure inside another) and close it."""
+    try:
+        fig.set_dpi(dpi)
+        fig.canvas.draw()
+        return np.asarray(fig.canvas.buffer_rgba()).copy()
+    finally:
+        plt.close(fig)
+
+
+def _percent(p: float) -> str:
+    """A probability as a percentage that never rounds a mistake up to a certain 100 %."""
+    return ">99.9%" if p > 0.999 else f"{p:.1%}"
+
+
+def errors_figure(raw_images: np.ndarray, errors: Misclassified, class_names: Sequence[str], *,
+                  max_images: int = 36, cols: int | None = None) -> Figure:
+    """The confusion matrix (cnnscope.plots.confusion_figure) beside a gallery of misclassified images, most
+    confident mistakes first, each with its true and predicted class and the model's confidence."""
+    shown = min(max_images, len(errors.indices))
+    matrix = _figure_pixels(confusion_figure(errors.confusion, list(class_names)))
+    mh, mw = matrix.shape[:2]
+    matrix_w = 5.6 if len(class_names) <= 10 else 7.0
+    matrix_h = matrix_w * mh / mw
+    long_names = max(len(name) for name in class_names) > 3
+    cell_w, cell_h = (1.3, 1.75) if long_names else (1.1, 1.42)
+    if cols is None:  # as many rows as fit beside the matrix, 6 to 9 images a row
+        cols = min(9, max(6, math.ceil(shown / max(1, round(matrix_h / cell_h)))))
+    cols = max(1, min(cols, max(shown, 1)))
+    rows = max(1, math.ceil(shown / cols))
+    gallery_w = cols * cell_w
+    height = max(matrix_h + 0.6, rows * cell_h + 0.9)
+    fig = plt.figure(figsize=(matrix_w + gallery_w + 0.6, height))
+    W, H = fig.get_size_inches()
+    ax = fig.add_axes([0.1 / W, (H - 0.5 - matrix_h) / H, matrix_w / W, matrix_h / H])
+    ax.imshow(matrix, interpolation="antialiased")
+    ax.axis("off")
+    left = (matrix_w + 0.4) / W
+    for slot in range(shown):
+        r, c = divmod(slot, cols)
+        x0 = left + c * cell_w / W
+        y0 = (H - 0.55 - (r + 1) * cell_h) / H
+        gx = fig.add_axes([x0 + 0.05 / W, y0, (cell_w - 0.1) / W, (cell_h - 0.5) / H])
+        gx.imshow(raw_images[slot], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        gx.set_xticks([])
+        gx.set_yticks([])
+        for spine in gx.spines.values():
+            spine.set_color(WRONG)
+        t, p = class_names[int(errors.true[slot])], class_names[int(errors.predicted[slot])]
+        sure = _percent(float(errors.confidence[slot]))
+        text = (f"#{int(errors.indices[slot])}\n{t}\n→ {p} ({sure})" if long_names
+                else f"#{int(errors.indices[slot])}: {t} → {p}\n{sure}")
+        gx.set_title(text, fontsize=6.8 if long_names else 7.5, color=WRONG, pad=2, linespacing=1.1)
+    total = len(errors.indices)
+    what = (f"{shown} of {total:,} misclassified images (accuracy {errors.accuracy:.4f} on {errors.total:,}), "
+            f"most confident mistakes first" if total else f"no misclassified images among {errors.total:,}")
+    fig.text(left, (H - 0.12) / H, what, fontsize=10, va="top")
+    if total:
+        fig.text(left, (H - 0.34) / H, "image index: true class → predicted class, the model's confidence",
+                 fontsize=8, va="top", color="#444444")
+    return fig
+
+
+# --- from a run directory to files ---------------------------------------------------------------------------
+def _images(run, split: str, limit: int | None, data_dir) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    dataset = run.dataset(data_dir)
+    x, y, raw = dataset.split(split)  # DataError listing the valid sets
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigError(f"limit must be a positive integer, received {limit!r}")
+        x, y, raw = x[:limit], y[:limit], raw[:limit]
+    return dataset, x, y, raw
+
+
+def render_profile(run_dir: str | Path, layer: str, *, split: str = "test", limit: int | None = None,
+                   norm: str = "map", order: str = "index", out: str | Path | None = None, svg: bool = False,
+                   data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Class profile of a run's layer over its test (or train) images, drawn and saved; the numbers as a dict."""
+    from ..inspect.profile import class_profile
+    from ..runs import load_run
+    from .activations import save_figure_as
+
+    _check_choice(norm, PROFILE_NORMS, "profile norm")
+    _check_choice(order, PROFILE_ORDERS, "profile order")
+    run = load_run(run_dir)
+    run.model.layer(layer)  # a wrong name fails before the data is loaded
+    dataset, x, y, _ = _images(run, split, limit, data_dir)
+    profile = class_profile(run.model, layer, x, y)
+    fig = profile_figure(profile, dataset.class_names, layer=layer, norm=norm, order=order, images=len(x))
+    paths = save_figure_as(fig, out if out else run.path / f"profile-{layer}.png", svg)
+    with np.errstate(invalid="ignore"):
+        preferred = [int(np.argmax(col)) if np.nanmax(col) > 0 else None for col in profile.T]
+    return {"layer": layer, "set": split, "images": int(len(x)), "class_names": list(dataset.class_names),
+            "maps": int(profile.shape[1]), "profile": np.round(profile.astype(np.float64), 6).tolist(),
+            "preferred_class": preferred, "silent_maps": [i for i, p in enumerate(preferred) if p is None],
+            "figures": [str(p) for p in paths]}
+
+
+def render_top_images(run_dir: str | Path, layer: str, map_index: int, *, k: int = 16, split: str = "test",
+                      limit: int | None = None, out: str | Path | None = None, svg: bool = False,
+                      data_dir: str | Path | None = None) -> dict[str, Any]:
+    """The k images of a run's test (or train) set that excite one map most, drawn and saved."""
+    from ..inspect.profile import _check_map, top_images
+    from ..runs import load_run
+    from .activations import save_figure_as
+
+    run = load_run(run_dir)
+    _check_map(run.model, layer, map_index)  # wrong layer or map number fails before the data is loaded
+    dataset, x, y, raw = _images(run, split, limit, data_dir)
+    top = top_images(run.model, layer, map_index, x, k)
+    fig = top_images_figure(raw[top.indices], top, labels=y[top.indices], class_names=dataset.class_names)
+    paths = save_figure_as(fig, out if out else run.path / f"top-images-{layer}-map{map_index}.png", svg)
+    result = top.to_dict()
+    for item, label in zip(result["images"], y[top.indices], strict=True):
+        item["class"] = dataset.class_names[int(label)]
+    return {**result, "set": split, "searched": int(len(x)), "figures": [str(p) for p in paths]}
+
+
+def render_errors(run_dir: str | Path, *, max_images: int = 36, split: str = "test", limit: int | None = None,
+                  out: str | Path | None = None, svg: bool = False,
+                  data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Confusion matrix and the most confident mistakes of a run on its test (or train) set, drawn and saved."""
+    from ..inspect.profile import misclassified
+    from ..runs import load_run
+    from .activations import save_figure_as
+
+    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
+        raise ConfigError(f"max images must be a positive integer, received {max_images!r}")
+    run = load_run(run_dir)
+    dataset, x, y, raw = _images(run, split, limit, data_dir)
+    errors = misclassified(run.model, x, y)
+    shown = errors.indices[:max_images]
+    fig = errors_figure(raw[shown], errors, dataset.class_names, max_images=max_images)
+    paths = save_figure_as(fig, out if out else run.path / "errors.png", svg)
+    return {"set": split, **errors.to_dict(list(dataset.class_names)), "class_names": list(dataset.class_names),
+            "shown": int(len(shown)), "figures": [str(p) for p in paths]}
