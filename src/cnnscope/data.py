@@ -156,7 +156,7 @@ def ensure_files(info: DatasetInfo, data_dir: str | os.PathLike | None) -> dict[
             try:
                 download(url, path, info.md5[key])
                 break
-            except (urllib.error.URLError, OSError) as exc:
+            except (urllib.error.URLError, OSError, DataError) as exc:
                 errors.append(f"{url}: {exc}")
         else:
             raise DataError(f"could not download {FILES[key]} ({'; '.join(errors)}); without internet, "

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .errors import choice_error, SpecError
+from .errors import SpecError, choice_error
 from .spec import ModelSpec
 
 _ACTIVATIONS = {

@@ -6,9 +6,10 @@ import contextlib
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,13 +105,19 @@ def deferred_interrupt() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
-def init_run_dir(out: str | Path, overwrite: bool = False) -> Path:
-    """Create `out` for a new run; refuse to clobber an existing run unless asked."""
+def check_run_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """RunError unless `out` can receive a new run (checked before any slow work starts)."""
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise RunError(f"{path} exists and is not a directory; choose another --out")
     if (path / CONFIG).exists() and not overwrite:
         raise RunError(f"{path} already holds a run; choose another --out, pass --overwrite, or --resume it")
+    return path
+
+
+def init_run_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """Create `out` for a new run; refuse to clobber an existing run unless asked."""
+    path = check_run_dir(out, overwrite)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -361,7 +361,7 @@ def summary_table(spec: ModelSpec) -> str:
 
     def fmt(row: tuple[str, ...]) -> str:
         return "  ".join(cell.ljust(width) if i in (0, 1) else cell.rjust(width)
-                         for i, (cell, width) in enumerate(zip(row, widths))).rstrip()
+                         for i, (cell, width) in enumerate(zip(row, widths, strict=False))).rstrip()
 
     total = spec.total_params
     reg = spec.regularizer

@@ -1,0 +1,82 @@
+import json
+
+import pytest
+
+from cnnscope.errors import SpecError
+from cnnscope.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec, get_preset, presets, summary_dict, summary_table
+
+
+def test_preset_parameter_counts_match_the_series():
+    assert presets["seed-ii"].total_params == 96_844
+    assert presets["seed-iv"].total_params == 208_982
+
+
+def test_receptive_fields_match_the_series():
+    layers = {layer.name: layer.receptive_field for layer in presets["seed-iv"].layers()}
+    assert [layers[n] for n in ("Conv2D_1", "Max_Pool_1", "Conv2D_2", "Max_Pool_2", "Conv2D_3")] == [3, 4, 8, 10, 18]
+
+
+def test_default_names_and_shapes():
+    layers = presets["seed-iv"].layers()
+    assert [(layer.name, layer.output_shape) for layer in layers] == [
+        ("Conv2D_1", (32, 26, 26)), ("Max_Pool_1", (32, 13, 13)), ("Conv2D_2", (64, 11, 11)),
+        ("Max_Pool_2", (64, 5, 5)), ("Conv2D_3", (128, 3, 3)), ("Flatten_1", (1152,)), ("Dense_1", (100,)),
+        ("Dense_2", (10,))]
+
+
+def test_same_padding_and_stride_shapes():
+    spec = ModelSpec(conv=(ConvSpec(4, kernel=5, stride=2, padding="same"), ConvSpec(4, kernel=3, padding="same",
+                                                                                  pool=PoolSpec("average", 3))))
+    shapes = [layer.output_shape for layer in spec.layers()[:3]]
+    assert shapes == [(4, 14, 14), (4, 14, 14), (4, 4, 4)]
+
+
+def test_layer_too_small_for_kernel_is_a_precise_error():
+    with pytest.raises(SpecError, match=r"^Conv2D_3: input is 2×2, smaller than its 3×3 kernel$"):
+        ModelSpec(conv=(ConvSpec(8, pool=PoolSpec(size=3)), ConvSpec(8, pool=PoolSpec(size=3)), ConvSpec(8)))
+
+
+def test_bad_values_list_valid_choices():
+    with pytest.raises(SpecError, match="unknown activation 'relux'; valid: relu, sigmoid, elu, selu, tanh, gelu"):
+        ConvSpec(8, activation="relux")
+    with pytest.raises(SpecError, match="dense units must be a positive integer, received 0"):
+        DenseSpec(0)
+    with pytest.raises(SpecError, match="unknown preset 'seed-v'; valid: seed-ii, seed-iv, tiny"):
+        get_preset("seed-v")
+
+
+def test_unknown_keys_are_errors():
+    with pytest.raises(SpecError, match=r"model.conv\[0\]: unknown key 'filter'; valid: filters, kernel"):
+        ModelSpec.from_dict({"conv": [{"filter": 3}]})
+    with pytest.raises(SpecError, match="model: unknown key 'layers'"):
+        ModelSpec.from_dict({"layers": []})
+
+
+def test_duplicate_and_invalid_names():
+    with pytest.raises(SpecError, match="layer name 'A' is used twice"):
+        ModelSpec(conv=(ConvSpec(4, name="A"), ConvSpec(4, name="A")))
+    with pytest.raises(SpecError, match="layer name 'a.b' is invalid"):
+        ModelSpec(conv=(ConvSpec(4, name="a.b"),))
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_save_load_roundtrip(tmp_path, suffix):
+    spec = ModelSpec(conv=(ConvSpec(4, kernel=(3, 5), pool=PoolSpec("average", 2, name="P")),),
+                     dense=(DenseSpec(7, "tanh"),), dropout=0.25, output_activation="sigmoid")
+    path = tmp_path / f"spec{suffix}"
+    spec.save(path)
+    assert ModelSpec.load(path) == spec
+
+
+def test_load_accepts_preset_table(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text('[model]\npreset = "seed-ii"\n')
+    assert ModelSpec.load(path) == presets["seed-ii"]
+
+
+def test_summary_table_and_dict():
+    text = summary_table(presets["seed-ii"])
+    assert "Total params: 96,844" in text and "Conv2D_3 (Conv2D)" in text and "18×18" in text
+    data = summary_dict(presets["seed-iv"])
+    assert data["total_params"] == 208_982
+    assert json.loads(json.dumps(data))["layers"][4]["receptive_field"] == 18
