@@ -60,7 +60,9 @@ def test_scaled_figure_uses_the_0_255_scale_and_marks_flat_maps():
     fig = activations_figure(_image(), maps, layer="L", scale=True)
     image = _grid_axes(fig)[0].images[0]
     assert (image.norm.vmin, image.norm.vmax) == (0, 255)
-    assert "flat" in [t.get_text() for t in _grid_axes(fig)[0].texts]
+    assert "hatched: 1 flat map" in " ".join(t.get_text() for t in fig.texts)
+    hatched = [c for c in _grid_axes(fig)[0].collections if c.get_hatch()]
+    assert len(hatched) == 1 and len(hatched[0].get_paths()) == 1
 
 
 def test_signed_maps_get_a_diverging_map_centred_on_zero():

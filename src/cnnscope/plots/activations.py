@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib import patheffects  # noqa: E402
+from matplotlib.collections import PatchCollection  # noqa: E402
 from matplotlib.colors import Colormap, Normalize, TwoSlopeNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -22,12 +22,11 @@ from ..errors import ConfigError  # noqa: E402
 from ..fileio import atomic_write  # noqa: E402
 from ..inspect.activations import MapDisplay, activation_grid, as_maps, display_maps  # noqa: E402
 from ..inspect.filters import Filters  # noqa: E402
-from .training import save_figure  # noqa: E402
 
 FORMATS = (".png", ".svg", ".pdf")
 SEQUENTIAL = "magma"  # default for non-negative data (the series' choice)
 DIVERGING = "RdBu_r"  # default for signed data: blue below zero, red above, white at zero
-_OUTLINE = [patheffects.withStroke(linewidth=1.6, foreground="black")]
+_TAG = {"boxstyle": "square,pad=0.12", "facecolor": (0, 0, 0, 0.55), "edgecolor": "none"}
 
 
 @dataclass(frozen=True)
@@ -81,17 +80,20 @@ def _draw_grid(ax, display: MapDisplay, cols: int, cmap: Colormap, cell_in: floa
     ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
+    flat_values = display.values.reshape(n, -1)
+    flat = np.flatnonzero(flat_values.min(axis=1) == flat_values.max(axis=1)) if h * w > 1 else []
+    if len(flat):  # one value everywhere (e.g. a map that is zero for this image): hatched, one artist for all
+        boxes = [plt.Rectangle((k % cols * w, k // cols * h), w, h) for k in flat]
+        ax.add_collection(PatchCollection(boxes, facecolor="none", edgecolor=(1, 1, 1, 0.45), hatch="///",
+                                          linewidth=0))
     if numbers:
         size = max(4.5, min(8.0, cell_in * 72 * 0.22))
         pad_x, pad_y = 0.06 * w, 0.06 * h
         for k in range(n):
             r, c = divmod(k, cols)
+            # A dark tag keeps the number readable on every colour (faster to draw than an outline).
             ax.text(c * w + pad_x, r * h + pad_y, str(k), color="white", fontsize=size, ha="left", va="top",
-                    path_effects=_OUTLINE)
-            values = display.values[k]
-            if values.size > 1 and values.min() == values.max():
-                ax.text(c * w + w / 2, r * h + h * 0.55, "flat", color="white", fontsize=size * 0.9,
-                        ha="center", va="center", alpha=0.9, path_effects=_OUTLINE)
+                    bbox=_TAG)
 
 
 def _draw_input(ax, image: np.ndarray, source: str, prediction: Prediction | None) -> None:
@@ -151,8 +153,21 @@ def activations_figure(image: np.ndarray, maps: np.ndarray, *, layer: str, sourc
     fig.text(left / width, (height - 0.22) / height, title + (f" ({stage})" if stage else ""), fontsize=13,
              fontweight="bold", va="top")
     fig.text(left / width, (height - 0.5) / height, f"output shape ({', '.join(map(str, maps.shape))})  ·  "
-             f"{display.label}  ·  {n} of {n} maps shown", fontsize=8.5, va="top", color="#444444")
+             f"{display.label}  ·  {n} of {n} maps shown{_flat_note(display.values)}", fontsize=8.5, va="top",
+             color="#444444")
     return fig
+
+
+def _flat_maps(values: np.ndarray) -> int:
+    """How many maps hold one value everywhere (they are drawn hatched)."""
+    n = len(values)
+    flat = values.reshape(n, -1)
+    return 0 if flat.shape[1] < 2 else int((flat.min(axis=1) == flat.max(axis=1)).sum())
+
+
+def _flat_note(values: np.ndarray) -> str:
+    k = _flat_maps(values)
+    return f"  ·  hatched: {k} flat map{'s' if k != 1 else ''} (one value everywhere)" if k else ""
 
 
 def _relative(display: MapDisplay) -> MapDisplay:
@@ -214,7 +229,9 @@ def overview_figure(image: np.ndarray, outputs: dict[str, np.ndarray], *, source
                    colormap, gw / cols / 4, numbers=False)
         lo, hi = ranges[name]
         ax.set_title(f"{name}  ({n}, {h}, {w})", fontsize=10, fontweight="bold", pad=16)
-        ax.text(0.5, 1.01, f"values {lo:.3g} … {hi:.3g}", transform=ax.transAxes, ha="center", va="bottom",
+        flat = _flat_maps(values=outputs[name].reshape(n, h, w))
+        ax.text(0.5, 1.01, f"values {lo:.3g} … {hi:.3g}" + (f", {flat} flat (hatched)" if flat else ""),
+                transform=ax.transAxes, ha="center", va="bottom",
                 fontsize=8, color="#444444")
     bar_w = min(width - 1.0, 5.0)
     _colorbar(fig, _inches_to_fig(fig, (width - bar_w) / 2, 0.45, bar_w, 0.13), shared, colormap, "horizontal")
@@ -281,21 +298,27 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "image"
 
 
-def save_figure_as(fig: Figure, path: str | Path, svg: bool = False) -> list[Path]:
-    """Save as `path` (PNG, SVG or PDF by suffix); svg=True also writes an SVG beside a PNG. Closes `fig`."""
+def save_figure_as(fig: Figure, path: str | Path, svg: bool = False, dpi: int = 110) -> list[Path]:
+    """Save as `path` (PNG, SVG or PDF by suffix) atomically; svg=True also writes an SVG beside a PNG.
+
+    Closes `fig`. The figures here are laid out in inches, so no 'tight' bounding box (a second full draw) is
+    needed. Returns the paths written.
+    """
     path = Path(path)
     suffix = path.suffix.lower() or ".png"
-    if suffix not in FORMATS:
+    try:
+        if suffix not in FORMATS:
+            raise ConfigError(f"cannot write a figure as {path.suffix!r}; use {', '.join(FORMATS)}")
+        path = path if path.suffix else path.with_suffix(".png")
+        paths = [path]
+        if svg and suffix != ".svg":
+            paths.append(path.with_suffix(".svg"))
+        for target in paths:
+            fmt = target.suffix.lower().lstrip(".")
+            atomic_write(target, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=dpi))
+    finally:
         plt.close(fig)
-        raise ConfigError(f"cannot write a figure as {path.suffix!r}; use {', '.join(FORMATS)}")
-    path = path if path.suffix else path.with_suffix(".png")
-    paths = []
-    if svg and suffix != ".svg":
-        svg_path = path.with_suffix(".svg")
-        atomic_write(svg_path, lambda tmp: fig.savefig(tmp, format="svg", bbox_inches="tight"))
-        paths.append(svg_path)
-    save_figure(fig, path)
-    return [path, *paths]
+    return paths
 
 
 def _predict(run, logits) -> tuple[str, float]:
