@@ -7,9 +7,10 @@ import logging
 import math
 import platform
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -182,7 +183,7 @@ def _fit(run_dir: Path, model: CNN, dataset: Dataset, config: TrainConfig, histo
     train_x = torch.as_tensor(dataset.train_x)
     train_y = torch.as_tensor(dataset.train_y)
     if config.augment_shift:
-        train_raw = torch.as_tensor(dataset.train_raw, dtype=torch.float32)[:, None]  # (N, 1, H, W)
+        train_raw = torch.from_numpy(np.array(dataset.train_raw, dtype=np.float32))[:, None]  # (N, 1, H, W)
         mean = torch.as_tensor(dataset.preprocessor.mean)
         scale = torch.as_tensor(dataset.preprocessor.scale)
     val_x, val_y, val_source = dataset.validation()
@@ -279,7 +280,7 @@ def train_from_settings(config_file: str | Path | None = None, preset: str | Non
                         train: dict[str, Any] | None = None, data: dict[str, Any] | None = None,
                         out: str | Path | None = None, *, overwrite: bool = False, resume: str | Path | None = None,
                         init_from: str | Path | None = None, plot: bool = True,
-                        progress: bool | None = None) -> runs.Run:
+                        progress: bool | None = None, callbacks: Iterable[Callback] = ()) -> runs.Run:
     """Defaults -> TOML file -> overrides, then train (or resume). What the `train` command calls."""
     from .config import build_run_config
     from .data import load_dataset
@@ -287,16 +288,19 @@ def train_from_settings(config_file: str | Path | None = None, preset: str | Non
     if resume is not None:
         if config_file or preset or init_from or set(train or {}) - {"epochs"} or data:
             raise ConfigError("--resume continues a run with its saved settings; only --epochs may be given")
-        return globals()["resume"](resume, (train or {}).get("epochs"), progress=progress, plot=plot)
+        return globals()["resume"](resume, (train or {}).get("epochs"), callbacks=callbacks, progress=progress,
+                                   plot=plot)
     config = build_run_config(config_file, preset, train, data)
     initial = None
     if init_from is not None:
         initial = Path(init_from) / runs.INITIAL
         if not initial.is_file():
             raise RunError(f"--init-from {init_from}: no {runs.INITIAL} there; pass a run directory")
+    if out is not None:  # before the data is read: a refused --out should not cost a load
+        runs.check_run_dir(out, overwrite)
     dataset = load_dataset(config=config.data)
     return globals()["train"](config.model, dataset, config.train, out, initial_weights=initial,
-                              overwrite=overwrite, progress=progress, plot=plot)
+                              overwrite=overwrite, progress=progress, plot=plot, callbacks=callbacks)
 
 
 def evaluate_run(path: str | Path, data_dir: str | Path | None = None,

@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run up to --epochs in total")
     p.add_argument("--init-from", metavar="RUN_DIR", help="start from that run's initial weights")
     p.add_argument("--no-plot", action="store_true", help="do not rewrite curves.png every epoch")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
+    p.add_argument("--probe", type=int, metavar="INDEX",
+                   help="record this test image's activations and the first layer's filters every epoch")
     add_data_dir(p)
     train_flags = p.add_argument_group("training (override [train])")
     for flag, kind in (("epochs", int), ("batch-size", int), ("optimizer", str), ("lr", float),
@@ -110,15 +113,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_overrides["data_dir"] = str(Path(args.data_dir).resolve())
     if "seed" in train_overrides:
         data_overrides.setdefault("seed", train_overrides["seed"])
+    from ..probe import Probe
+
+    callbacks = [Probe(args.probe)] if args.probe is not None else []
     run = train_from_settings(config_file=args.config, preset=args.preset, train=train_overrides,
                               data=data_overrides, out=args.out, overwrite=args.overwrite, resume=args.resume,
-                              init_from=args.init_from, plot=not args.no_plot)
+                              init_from=args.init_from, plot=not args.no_plot, callbacks=callbacks)
     m = run.metrics
     state = "interrupted after" if m["status"] == "interrupted" else "trained"
     print(f"{state} {m['epochs_completed']} epoch(s) in {m['train_seconds']:.1f} s "
           f"({m['images_per_second']:.0f} images/s on {m['device']})")
     print(f"test accuracy {m['test_accuracy']:.4f}, test loss {m['test_loss']:.4f} on {m['test_images']:,} images")
     print(f"run directory: {run.path}")
+    if not args.no_report and m["status"] == "completed":
+        from ..errors import CnnscopeError
+        from ..report import build_report
+
+        try:  # the run is saved whatever happens here; a failed report is a warning, not a failed training
+            print(f"report: {build_report(run.path, data_dir=args.data_dir)}")
+        except CnnscopeError as exc:
+            print(f"warning: report not written ({exc}); retry with 'cnnscope report {run.path}'", file=sys.stderr)
     return 130 if m["status"] == "interrupted" else 0
 
 
@@ -131,7 +145,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     print(f"test accuracy {result['test_accuracy']:.4f}  loss {result['test_loss']:.4f}  "
           f"({result['test_images']:,} images)")
-    for name, acc in zip(result["class_names"], result["per_class_accuracy"]):
+    for name, acc in zip(result["class_names"], result["per_class_accuracy"], strict=False):
         print(f"  {name:>12}: {acc:.4f}")
     print(f"confusion matrix: {result['confusion_png']}", file=sys.stdout)
     return 0

@@ -1,0 +1,181 @@
+"""Watching a network learn: a training callback that stores, every epoch, the first conv layer's filters and the
+activation maps of one test image, in `probe.safetensors` inside the run directory (no pickles).
+
+Layout of probe.safetensors: `image` (H, W) uint8 raw pixels; per epoch e (0 = the initial weights)
+`e{e}.filters` (maps, in_channels, kh, kw) float32 and `e{e}.{layer}` (maps, h, w) float16 for every conv and
+pooling layer. Its metadata holds {"index", "set", "label", "filters_layer", "layers"} as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import CnnscopeError, ConfigError, RunError
+from .fileio import atomic_write
+
+log = logging.getLogger("cnnscope")
+
+PROBE = "probe.safetensors"
+MAP_TYPES = ("Conv2D", "MaxPooling2D", "AveragePooling2D")
+
+
+@dataclass
+class ProbeData:
+    """What a probe recorded: the image, and per epoch the filters and the maps of each conv/pool layer."""
+
+    index: int
+    split: str
+    label: int
+    image: np.ndarray  # (H, W) uint8
+    filters_layer: str
+    layers: list[str]
+    epochs: list[int] = field(default_factory=list)
+    filters: dict[int, np.ndarray] = field(default_factory=dict)  # epoch -> (maps, in, kh, kw)
+    maps: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # epoch -> layer -> (maps, h, w)
+
+
+class Probe:
+    """Training callback: `cnnscope.train(..., callbacks=[Probe(12)])` records test image 12 every epoch.
+
+    The image is read from the run's own data (its saved config and preprocessing) at the first epoch, so the
+    callback needs nothing but the index. Epoch 0 (the initial weights, from initial.safetensors) is recorded too.
+    """
+
+    def __init__(self, index: int, split: str = "test") -> None:
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise ConfigError(f"--probe expects a test image index >= 0, received {index!r}")
+        self.index = index
+        self.split = split
+        self._x: torch.Tensor | None = None  # (1, C, H, W) preprocessed
+        self._data: ProbeData | None = None
+        self._disabled = False
+
+    def _prepare(self, run_dir: Path) -> None:
+        from .data import Preprocessor, load_dataset
+        from .fileio import read_json
+        from .runs import PREPROCESS, read_run_config
+
+        config = read_run_config(run_dir)
+        preprocessor = Preprocessor.from_dict(read_json(run_dir / PREPROCESS, RunError))
+        dataset = load_dataset(config=config.data, preprocessor=preprocessor)
+        x, labels, raw = dataset.split(self.split)
+        if self.index >= len(x):
+            raise ConfigError(f"--probe {self.index} is out of range: the {self.split} set holds {len(x):,} "
+                              f"images (0 to {len(x) - 1})")
+        self._x = torch.as_tensor(x[self.index:self.index + 1])
+        infos = config.model.layers()
+        layers = [info.name for info in infos if info.type in MAP_TYPES]
+        convs = [info.name for info in infos if info.type == "Conv2D"]
+        if not convs:
+            raise ConfigError("--probe needs a model with at least one conv layer")
+        self._data = ProbeData(self.index, self.split, int(labels[self.index]), np.asarray(raw[self.index]),
+                               convs[0], layers)
+        previous = read_probe(run_dir) if (run_dir / PROBE).is_file() else None
+        if previous is not None and previous.index == self.index and previous.split == self.split:
+            self._data.epochs = list(previous.epochs)  # resuming: keep what earlier sessions recorded
+            self._data.filters = dict(previous.filters)
+            self._data.maps = dict(previous.maps)
+
+    def _record(self, epoch: int, model: torch.nn.Module) -> None:
+        from .inspect.activations import capture
+
+        data = self._data
+        assert data is not None and self._x is not None
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        try:
+            with torch.no_grad():
+                outputs, _ = capture(model, data.layers, self._x.to(device))
+        finally:
+            model.train(was_training)
+        data.maps[epoch] = {name: outputs[name][0].float().cpu().numpy() for name in data.layers}
+        data.filters[epoch] = model.layers[data.filters_layer].conv.weight.detach().float().cpu().numpy().copy()
+        if epoch not in data.epochs:
+            data.epochs = sorted([*data.epochs, epoch])
+
+    def __call__(self, entry: Any) -> None:
+        """Record this epoch (an EpochLog with .epoch, .model, .run_dir) and rewrite probe.safetensors."""
+        run_dir = Path(entry.run_dir)
+        if self._disabled:
+            return
+        if self._data is None:
+            try:
+                self._prepare(run_dir)
+            except CnnscopeError as exc:  # a bad index must not stop the training it rides along with
+                log.warning("probe disabled: %s", exc)
+                self._disabled = True
+                return
+            data = self._data
+            assert data is not None
+            # Epochs at or after this one belong to an older, overwritten history.
+            for epoch in [e for e in data.epochs if e >= entry.epoch]:
+                data.epochs.remove(epoch)
+                data.filters.pop(epoch, None)
+                data.maps.pop(epoch, None)
+            if entry.epoch == 1 and (run_dir / "initial.safetensors").is_file():
+                self._record(0, _initial_model(run_dir))
+        self._record(entry.epoch, entry.model)
+        write_probe(run_dir, self._data)
+
+
+def _initial_model(run_dir: Path) -> torch.nn.Module:
+    from .model import build_model
+    from .runs import INITIAL, load_weights, read_run_config
+
+    model = build_model(read_run_config(run_dir).model)
+    load_weights(run_dir / INITIAL, model)
+    return model.eval()
+
+
+def write_probe(run_dir: str | Path, data: ProbeData) -> Path:
+    """Write probe.safetensors atomically."""
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {"image": torch.as_tensor(np.ascontiguousarray(data.image, np.uint8))}
+    for epoch in data.epochs:
+        tensors[f"e{epoch}.filters"] = torch.as_tensor(np.ascontiguousarray(data.filters[epoch], np.float32))
+        for name, maps in data.maps[epoch].items():
+            tensors[f"e{epoch}.{name}"] = torch.as_tensor(np.ascontiguousarray(maps, np.float16))
+    meta = {"index": data.index, "set": data.split, "label": data.label, "filters_layer": data.filters_layer,
+            "layers": data.layers}
+    path = Path(run_dir) / PROBE
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"probe": json.dumps(meta)}))
+    return path
+
+
+def read_probe(run_dir: str | Path) -> ProbeData | None:
+    """The probe a run recorded, or None when it has none; RunError when the file is unreadable."""
+    from safetensors import safe_open
+
+    path = Path(run_dir) / PROBE
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads((fh.metadata() or {})["probe"])
+            tensors = {key: fh.get_tensor(key) for key in fh.keys()}
+    except Exception as exc:  # safetensors raises its own error types; a missing key is a KeyError
+        raise RunError(f"{path}: not a readable probe file ({exc})") from None
+    data = ProbeData(int(meta["index"]), str(meta["set"]), int(meta["label"]), tensors["image"].numpy(),
+                     str(meta["filters_layer"]), list(meta["layers"]))
+    pattern = re.compile(r"e(\d+)\.(.+)")
+    for key, value in tensors.items():
+        match = pattern.fullmatch(key)
+        if not match:
+            continue
+        epoch, name = int(match.group(1)), match.group(2)
+        if name == "filters":
+            data.filters[epoch] = value.float().numpy()
+        else:
+            data.maps.setdefault(epoch, {})[name] = value.float().numpy()
+    data.epochs = sorted(set(data.filters) & set(data.maps))
+    return data
