@@ -1,6 +1,6 @@
 """Import Keras models (Keras 2 `.h5`, Keras 3 `.keras` and legacy `.h5`) into a run directory, without TensorFlow.
 
-Only h5py and the standard library read the file. A model imports when it is a chain that cnnscope's ModelSpec
+Only h5py and the standard library read the file (keras_files). A model imports when it is a chain that cnnscope's ModelSpec
 can express: Conv2D (each optionally followed by one MaxPooling2D/AveragePooling2D), Flatten, Dense layers.
 InputLayer is read for the input shape; Dropout is kept when it sits where our spec puts it (after Flatten and
 after every hidden Dense, one rate) and dropped otherwise (it does nothing at inference); a standalone activation
@@ -12,13 +12,10 @@ treats as softmax logits (the usual `from_logits=True` setup): `model(x)` equals
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import os
 import re
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ import numpy as np
 import torch
 
 from .errors import SpecError
+from .keras_files import KerasImportError, config_layers, layer_name, read_keras_file
 from .spec import ACTIVATIONS, ConvSpec, DenseSpec, ModelSpec, PoolSpec, RegularizerSpec
 
 log = logging.getLogger("cnnscope")
@@ -40,140 +38,7 @@ _POOLS = {"MaxPooling2D": "max", "MaxPool2D": "max", "AveragePooling2D": "averag
 _MONOTONIC = ("relu", "sigmoid", "elu", "selu", "tanh", "linear")
 
 
-class KerasImportError(SpecError):
-    """The file is not a Keras model, or the model uses a layer or setting cnnscope cannot express."""
-
-
-@dataclass
-class KerasFile:
-    """What a Keras file holds: its model config (JSON), weights by layer name, and where it came from."""
-
-    path: Path
-    format: str  # "h5" or "keras"
-    keras_version: str
-    backend: str
-    config: dict[str, Any]
-    weights: dict[str, list[np.ndarray]] = field(default_factory=dict)
-
-
-# --- reading files ---------------------------------------------------------------------------------
-def read_keras_file(path: str | os.PathLike) -> KerasFile:
-    """Read a `.h5` or `.keras` file's model config and weights; KerasImportError when it is not a Keras model."""
-    import h5py
-
-    path = Path(path)
-    if not path.exists():
-        raise KerasImportError(f"file not found: {path}")
-    if path.is_dir():
-        hint = ("a TensorFlow SavedModel directory" if (path / "saved_model.pb").exists() else "a directory")
-        raise KerasImportError(f"{path} is {hint}, not a Keras model file; in Keras, save the model with "
-                               f"model.save('model.h5') or model.save('model.keras')")
-    if zipfile.is_zipfile(path):
-        return _read_keras_zip(path)
-    if h5py.is_hdf5(path):
-        return _read_legacy_h5(path)
-    raise KerasImportError(f"{path} is not a Keras model: neither an HDF5 (.h5) file nor a .keras zip archive")
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def _json(text: str, where: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise KerasImportError(f"{where} is not valid JSON ({exc})") from None
-
-
-def _read_legacy_h5(path: Path) -> KerasFile:
-    import h5py
-
-    try:
-        fh = h5py.File(path, "r")
-    except OSError as exc:
-        raise KerasImportError(f"{path}: cannot read the HDF5 file ({exc})") from None
-    with fh:
-        if "model_config" not in fh.attrs:
-            if "layer_names" in fh.attrs:
-                raise KerasImportError(f"{path} holds only weights (saved with model.save_weights), no model; "
-                                       f"save the whole model with model.save('model.h5')")
-            raise KerasImportError(f"{path} is not a Keras model: HDF5 file without a 'model_config' attribute")
-        config = _json(_text(fh.attrs["model_config"]), f"{path}: model_config")
-        version = _text(fh.attrs.get("keras_version", "unknown"))
-        backend = _text(fh.attrs.get("backend", "unknown"))
-        group = fh["model_weights"] if "model_weights" in fh else fh
-        weights: dict[str, list[np.ndarray]] = {}
-        for name in group:
-            sub = group[name]
-            if isinstance(sub, h5py.Group) and "weight_names" in sub.attrs:
-                weights[name] = [np.asarray(sub[_text(w)]) for w in sub.attrs["weight_names"]]
-    return KerasFile(path, "h5", version, backend, config, weights)
-
-
-def _read_keras_zip(path: Path) -> KerasFile:
-    import h5py
-
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        if "config.json" not in names:
-            raise KerasImportError(f"{path} is not a Keras model: a zip archive without config.json (a .keras "
-                                   f"file holds config.json, metadata.json and model.weights.h5)")
-        config = _json(archive.read("config.json").decode("utf-8"), f"{path}: config.json")
-        meta = _json(archive.read("metadata.json").decode("utf-8"), f"{path}: metadata.json") \
-            if "metadata.json" in names else {}
-        if "model.weights.h5" not in names:
-            raise KerasImportError(f"{path}: the .keras archive has no model.weights.h5")
-        blob = archive.read("model.weights.h5")
-    try:
-        fh = h5py.File(io.BytesIO(blob), "r")
-    except OSError as exc:
-        raise KerasImportError(f"{path}: model.weights.h5 is not a valid HDF5 file ({exc})") from None
-    with fh:
-        weights = _keras3_weights(fh, _config_layers(config))
-    backend = str(meta.get("backend") or "unknown")
-    return KerasFile(path, "keras", str(meta.get("keras_version", "unknown")), backend, config, weights)
-
-
-def _snake(name: str) -> str:
-    """Keras' to_snake_case: the key a .keras weights file stores a layer under (by class, not by name)."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def _keras3_weights(fh: Any, layers: list[dict[str, Any]]) -> dict[str, list[np.ndarray]]:
-    """Weights of a .keras file by layer name: `layers/<class_snake>[_k]/vars/<i>`, numbered per class."""
-    root = fh.get("layers")
-    if root is None:
-        return {}
-    by_attr = {_text(root[key]["vars"].attrs["name"]): key for key in root
-               if "vars" in root[key] and "name" in root[key]["vars"].attrs}
-    counts: dict[str, int] = {}
-    out: dict[str, list[np.ndarray]] = {}
-    for layer in layers:
-        snake = _snake(layer.get("class_name", ""))
-        counts[snake] = counts.get(snake, -1) + 1
-        key = snake if counts[snake] == 0 else f"{snake}_{counts[snake]}"
-        name = _layer_name(layer)
-        key = by_attr.get(name, key)  # Keras >= 3.x also records the layer's name; prefer it when present
-        if key in root and "vars" in root[key]:
-            group = root[key]["vars"]
-            out[name] = [np.asarray(group[k]) for k in sorted(group, key=int)]
-    return out
-
-
 # --- the layer chain --------------------------------------------------------------------------------
-def _layer_name(layer: dict[str, Any]) -> str:
-    return str(layer.get("name") or layer.get("config", {}).get("name") or "?")
-
-
-def _config_layers(config: dict[str, Any]) -> list[dict[str, Any]]:
-    inner = config.get("config", {}) if isinstance(config, dict) else {}
-    layers = inner if isinstance(inner, list) else inner.get("layers", [])  # Keras < 2.2.3: a bare list
-    return [layer for layer in layers if isinstance(layer, dict)]
-
-
 def _history(obj: Any) -> list[str]:
     """Names of the layers feeding one inbound node (Keras 2 lists or Keras 3 `__keras_tensor__` dicts)."""
     if isinstance(obj, dict):
@@ -198,7 +63,7 @@ def layer_chain(config: dict[str, Any], where: str = "model") -> list[dict[str, 
     if not isinstance(config, dict) or "class_name" not in config:
         raise KerasImportError(f"{where}: model config has no 'class_name'; not a Keras model")
     kind = config["class_name"]
-    layers = _config_layers(config)
+    layers = config_layers(config)
     if kind == "Sequential":
         return layers
     if kind not in ("Functional", "Model"):
@@ -209,10 +74,10 @@ def layer_chain(config: dict[str, Any], where: str = "model") -> list[dict[str, 
     if len(inputs) != 1 or len(outputs) != 1:
         raise KerasImportError(f"{where}: the model has {len(inputs)} inputs and {len(outputs)} outputs; only "
                                f"single-input, single-output chains are supported")
-    by_name = {_layer_name(layer): layer for layer in layers}
+    by_name = {layer_name(layer): layer for layer in layers}
     consumers: dict[str, list[str]] = {name: [] for name in by_name}
     for layer in layers:
-        name, nodes = _layer_name(layer), layer.get("inbound_nodes") or []
+        name, nodes = layer_name(layer), layer.get("inbound_nodes") or []
         if len(nodes) > 1:
             raise KerasImportError(f"{where}: layer {name!r} ({layer['class_name']}) is called {len(nodes)} times "
                                    f"(a shared layer); only a simple chain of layers is supported")
@@ -235,7 +100,7 @@ def layer_chain(config: dict[str, Any], where: str = "model") -> list[dict[str, 
                                    f": branching graphs are not supported")
         current = nxt[0]
     if len(chain) != len(layers):
-        extra = [name for name in by_name if name not in {_layer_name(layer) for layer in chain}]
+        extra = [name for name in by_name if name not in {layer_name(layer) for layer in chain}]
         raise KerasImportError(f"{where}: layers {', '.join(extra)} are not on the input-output path: branching "
                                f"graphs are not supported")
     return chain
@@ -313,7 +178,7 @@ def translate(config: dict[str, Any], where: str = "model") -> Translation:
     regs: dict[str, Any] = {}
 
     def fail(layer: dict[str, Any], what: str) -> KerasImportError:
-        return KerasImportError(f"{where}: layer {_layer_name(layer)!r} ({layer.get('class_name')}): {what}")
+        return KerasImportError(f"{where}: layer {layer_name(layer)!r} ({layer.get('class_name')}): {what}")
 
     def check_common(layer: dict[str, Any], cfg: dict[str, Any]) -> None:
         if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
@@ -326,7 +191,7 @@ def translate(config: dict[str, Any], where: str = "model") -> Translation:
             raise fail(layer, "LoRA-enabled layers are not supported")
 
     for i, layer in enumerate(chain):
-        cls, cfg, name = layer.get("class_name", "?"), layer.get("config") or {}, _layer_name(layer)
+        cls, cfg, name = layer.get("class_name", "?"), layer.get("config") or {}, layer_name(layer)
         if i == 0 and "batch_input_shape" in cfg:
             input_shape = cfg["batch_input_shape"]
         if cls == "InputLayer":
