@@ -17,18 +17,11 @@ from pathlib import Path
 import torch
 
 import cnnscope
+from cnnscope.config import build_run_config
 
-RECIPES = {
-    # The series (article IV): RMSprop lr 0.001 momentum 0.5, Keras InverseTimeDecay ("power") with rate 0.001
-    # per step, batch 64, L2 0.001 on the dense layers (part of the seed-iv preset), 80 epochs, per-pixel
-    # standardisation, validation on the test set.
-    "series": dict(epochs=80, batch_size=64, optimizer="rmsprop", lr=0.001, momentum=0.5, schedule="power",
-                   schedule_args={"rate": 0.001, "decay_steps": 1}),
-    # Ours: same model and preprocessing; Adam with a one-cycle schedule, larger batches, and random shifts of up
-    # to 2 pixels so a few epochs generalise as well as many.
-    "fast": dict(epochs=8, batch_size=128, optimizer="adam", lr=0.003, schedule="one-cycle", augment_shift=2,
-                 label_smoothing=0.05),
-}
+# The recipes are the TOML files users train with (configs/): what we measure is what the README tells them to run.
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+RECIPES = {"series": CONFIGS / "seed-iv-series.toml", "fast": CONFIGS / "seed-iv-fast.toml"}
 
 
 def main() -> None:
@@ -39,12 +32,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = dict(RECIPES[args.recipe], seed=args.seed)
-    if args.epochs:
-        settings["epochs"] = args.epochs
-    config = cnnscope.TrainConfig(**settings)
+    overrides = {"seed": args.seed, **({"epochs": args.epochs} if args.epochs else {})}
+    run_config = build_run_config(RECIPES[args.recipe], train=overrides, data={"seed": args.seed})
+    config = run_config.train
     out = args.out or Path("benchmarks/out") / f"{args.recipe}-seed{args.seed}"
-    dataset = cnnscope.load_dataset("mnist", seed=args.seed)
+    dataset = cnnscope.load_dataset(config=run_config.data)
     print(f"recipe {args.recipe}: {config}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'epoch':>5} {'images/s':>9} {'seconds':>8} {'test acc':>9}")
@@ -53,7 +45,7 @@ def main() -> None:
         print(f"{log.epoch:5d} {log.images_per_second:9.0f} {log.seconds:8.1f} {log.val_accuracy:9.4f}", flush=True)
 
     start = time.perf_counter()
-    run = cnnscope.train(cnnscope.presets["seed-iv"], dataset, config, out=out, overwrite=True,
+    run = cnnscope.train(run_config.model, dataset, config, out=out, overwrite=True,
                          callbacks=[report], progress=False, plot=True)
     wall = time.perf_counter() - start
     m = run.metrics
