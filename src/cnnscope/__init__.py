@@ -7,6 +7,7 @@ from .data import DataConfig, Dataset, Preprocessor, load_dataset
 from .errors import CnnscopeError, ConfigError, DataError, RunError, SpecError
 from .keras_import import import_keras
 from .model import CNN, build_model
+from .plots.training import LivePlot
 from .runs import Run, load_run
 from .spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec, RegularizerSpec, presets, summary_table
 from .train import EpochLog, resume, train
@@ -15,7 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CNN", "CnnscopeError", "ConfigError", "ConvSpec", "DataConfig", "DataError", "Dataset", "DenseSpec",
-    "EpochLog", "ModelSpec", "PoolSpec", "Preprocessor", "RegularizerSpec", "Run", "RunConfig", "RunError",
+    "EpochLog", "LivePlot", "ModelSpec", "PoolSpec", "Preprocessor", "RegularizerSpec", "Run", "RunConfig", "RunError",
     "SpecError", "TrainConfig", "build_model", "build_run_config", "import_keras", "load_dataset", "load_run",
     "presets", "resume", "summary_table", "train",
 ]

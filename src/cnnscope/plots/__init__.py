@@ -21,9 +21,9 @@ from .profile import (
     render_top_images,
     top_images_figure,
 )
-from .training import confusion_figure, curves_figure, plot_curves, save_figure
+from .training import LivePlot, confusion_figure, curves_figure, plot_curves, save_figure
 
-__all__ = ["confusion_figure", "curves_figure", "plot_curves", "save_figure"]
+__all__ = ["LivePlot", "confusion_figure", "curves_figure", "plot_curves", "save_figure"]
 __all__ += ["activations_figure", "filters_figure", "overview_figure", "render_activations", "render_filters",
             "save_figure_as"]
 __all__ += ["explain_figure", "pattern_pixels", "patterns_figure", "render_explain", "render_patterns"]

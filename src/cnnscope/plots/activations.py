@@ -9,19 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.collections import PatchCollection
+from matplotlib.colors import Colormap, Normalize, TwoSlopeNorm
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.collections import PatchCollection  # noqa: E402
-from matplotlib.colors import Colormap, Normalize, TwoSlopeNorm  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from ..errors import ConfigError  # noqa: E402
-from ..fileio import atomic_write  # noqa: E402
-from ..inspect.activations import MapDisplay, activation_grid, as_maps, display_maps  # noqa: E402
-from ..inspect.filters import Filters  # noqa: E402
+from ..errors import ConfigError
+from ..fileio import atomic_write
+from ..inspect.activations import MapDisplay, activation_grid, as_maps, display_maps
+from ..inspect.filters import Filters
+from . import backend  # noqa: F401  (Agg, except in a notebook)
 
 FORMATS = (".png", ".svg", ".pdf")
 SEQUENTIAL = "magma"  # default for non-negative data (the series' choice)

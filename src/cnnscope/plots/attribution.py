@@ -8,16 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import Normalize, TwoSlopeNorm
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from ..errors import ConfigError  # noqa: E402
-from .activations import _slug, save_figure_as  # noqa: E402
+from ..errors import ConfigError
+from . import backend  # noqa: F401  (Agg, except in a notebook)
+from .activations import _slug, save_figure_as
 
 METHOD_TITLES = {"gradcam": "Grad-CAM", "saliency": "Saliency |∂score/∂x|",
                  "integrated-gradients": "Integrated gradients"}

@@ -9,17 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from ..errors import ConfigError  # noqa: E402
-from ..inspect.activations import as_maps  # noqa: E402
-from ..inspect.compare import THRESHOLD  # noqa: E402
+from ..errors import ConfigError
+from ..inspect.activations import as_maps
+from ..inspect.compare import THRESHOLD
+from . import backend  # noqa: F401  (Agg, except in a notebook)
 
 log = logging.getLogger("cnnscope")
 

@@ -10,16 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from ..errors import ConfigError  # noqa: E402
-from .activations import get_cmap, save_figure_as  # noqa: E402
+from ..errors import ConfigError
+from . import backend  # noqa: F401  (Agg, except in a notebook)
+from .activations import get_cmap, save_figure_as
 
 log = logging.getLogger("cnnscope")
 

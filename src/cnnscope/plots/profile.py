@@ -9,17 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-
-from ..errors import ConfigError  # noqa: E402
-from ..inspect.profile import Misclassified, TopImages  # noqa: E402
-from .training import confusion_figure  # noqa: E402
+from ..errors import ConfigError
+from ..inspect.profile import Misclassified, TopImages
+from . import backend  # noqa: F401  (Agg, except in a notebook)
+from .training import confusion_figure
 
 PROFILE_NORMS = ("map", "layer")
 PROFILE_ORDERS = ("index", "class")

@@ -6,15 +6,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display needed; callers in notebooks get figures back
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from ..fileio import atomic_write  # noqa: E402
+from ..fileio import atomic_write
+from . import backend  # noqa: F401  (Agg, except in a notebook)
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
@@ -81,3 +78,55 @@ def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[s
     ax.set_title(f"Confusion matrix — accuracy {matrix.trace() / max(total, 1):.4f} on {total:,} images")
     fig.tight_layout()
     return fig
+
+
+class LivePlot:
+    """A training callback that redraws the curves after every epoch, in place, in a Jupyter cell.
+
+    `cnnscope.train(spec, ds, config, callbacks=[LivePlot()])`. Outside IPython nothing is shown; the latest
+    picture is kept as PNG bytes in `.png` (and written to `path` if given).
+
+    Args:
+        path: also write each redraw to this file (atomically).
+        display: show(png_bytes, first) -> None, for other front ends; default: IPython's display with an
+            update of the same output.
+    """
+
+    def __init__(self, path: str | Path | None = None, display: Any = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.png: bytes | None = None
+        self.frames = 0
+        self._display = display
+        self._handle: Any = None
+
+    def __call__(self, log: Any) -> None:
+        import io
+
+        fig = curves_figure(log.history)
+        buffer = io.BytesIO()
+        try:
+            fig.savefig(buffer, format="png", dpi=90)
+        finally:
+            plt.close(fig)
+        self.png = buffer.getvalue()
+        self.frames += 1
+        if self.path is not None:
+            atomic_write(self.path, lambda tmp: tmp.write_bytes(self.png))
+        if self._display is not None:
+            self._display(self.png, self.frames == 1)
+        else:
+            self._show_in_ipython()
+
+    def _show_in_ipython(self) -> None:
+        try:
+            from IPython import get_ipython
+            from IPython.display import Image, display
+        except ImportError:  # not in a notebook: nothing to show
+            return
+        if get_ipython() is None:
+            return
+        image = Image(data=self.png, format="png")
+        if self._handle is None:
+            self._handle = display(image, display_id=True)
+        else:
+            self._handle.update(image)

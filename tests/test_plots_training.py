@@ -1,0 +1,49 @@
+"""Training figures: curves, confusion matrix, and the live-plot callback for notebooks."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+
+import cnnscope
+from cnnscope.plots import LivePlot, confusion_figure, curves_figure, plot_curves
+
+PNG = b"\x89PNG\r\n\x1a\n"
+HISTORY = {"epoch": [1, 2, 3], "loss": [1.0, 0.5, 0.3], "accuracy": [0.6, 0.8, 0.9], "val_loss": [0.8, 0.6, 0.5],
+           "val_accuracy": [0.7, 0.85, 0.88], "lr": list(np.geomspace(1e-2, 1e-5, 30))}
+
+
+def test_curves_figure_has_loss_accuracy_and_a_log_lr_axis(tmp_path):
+    fig = curves_figure(HISTORY)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["Loss", "Accuracy", "Learning rate"]
+    assert fig.axes[2].get_yscale() == "log"  # the LR spans 3 decades
+    assert [len(line.get_xdata()) for line in fig.axes[0].lines] == [3, 3]
+    path = plot_curves(HISTORY, tmp_path / "c.png")
+    assert path.read_bytes()[:8] == PNG
+
+
+def test_confusion_figure_shows_every_count():
+    matrix = [[5, 1], [0, 7]]
+    fig = confusion_figure(matrix, ["cat", "dog"])
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert {"5", "1", "7"} <= texts
+
+
+def test_live_plot_redraws_each_epoch_through_the_display_hook(tmp_path):
+    shown = []
+    live = LivePlot(path=tmp_path / "live.png", display=lambda png, first: shown.append((png[:8], first)))
+    for epoch in (1, 2):
+        log = types.SimpleNamespace(history={k: v[:epoch] for k, v in HISTORY.items()})
+        live(log)
+    assert shown == [(PNG, True), (PNG, False)] and live.frames == 2
+    assert (tmp_path / "live.png").read_bytes() == live.png
+
+
+def test_live_plot_as_a_training_callback_outside_a_notebook(data_dir, tiny_spec, tmp_path):
+    ds = cnnscope.load_dataset("mnist", data_dir=data_dir, limit_train=200, limit_test=50)
+    live = cnnscope.LivePlot()
+    cnnscope.train(tiny_spec, ds, cnnscope.TrainConfig(epochs=2, batch_size=50), out=tmp_path / "r",
+                   callbacks=[live], progress=False, plot=False)
+    assert live.frames == 2 and live.png[:8] == PNG
