@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from .core import add_data_dir, print_json
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {value}")
-    return value
+from .core import add_data_dir, positive_int, print_json
 
 
 def _common(p: argparse.ArgumentParser, limit_help: str) -> None:
-    p.add_argument("--limit", type=_positive_int, metavar="N", help=limit_help)
+    p.add_argument("--limit", type=positive_int, metavar="N", help=limit_help)
     p.add_argument("--out", metavar="FILE", help="figure file: .png (default), .svg or .pdf "
                                                  "(default: inside RUN_DIR)")
     p.add_argument("--svg", action="store_true", help="also write an SVG beside the PNG")
@@ -46,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--layer", metavar="NAME", required=True, help="layer, e.g. Conv2D_3")
     p.add_argument("--map", dest="map_index", type=int, metavar="K", required=True, help="map (or unit) number")
-    p.add_argument("--k", type=_positive_int, default=16, help="how many images (default 16)")
+    p.add_argument("--k", type=positive_int, default=16, help="how many images (default 16)")
     p.add_argument("--set", dest="split", default="test", metavar="SET", help="test (default) or train")
     _common(p, "search only the first N images of the set")
     p.set_defaults(handler=cmd_top_images)
@@ -55,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="The confusion matrix beside a gallery of misclassified test images (most "
                                    "confident mistakes first) with true and predicted class and confidence.")
     p.add_argument("run", metavar="RUN_DIR")
-    p.add_argument("--max", dest="max_images", type=_positive_int, default=36,
+    p.add_argument("--max", dest="max_images", type=positive_int, default=36,
                    help="images in the gallery (default 36); --json lists every mistake")
     p.add_argument("--set", dest="split", default="test", metavar="SET", help="test (default) or train")
     _common(p, "use only the first N images of the set")
@@ -69,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_b", metavar="RUN_B")
     p.add_argument("--layer", metavar="NAME", required=True, help="layer present with the same shape in both runs")
     p.add_argument("--index", type=int, default=0, metavar="N", help="test image shown in the figure (default 0)")
-    p.add_argument("--pairs", type=_positive_int, default=16, help="matched pairs drawn (default 16)")
+    p.add_argument("--pairs", type=positive_int, default=16, help="matched pairs drawn (default 16)")
     p.add_argument("--no-kernels", dest="kernels", action="store_false", help="skip the kernel comparison")
     _common(p, "use only the first N test images (default: all)")
     p.set_defaults(handler=cmd_compare)

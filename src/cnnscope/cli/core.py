@@ -16,6 +16,17 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2))
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {value}")
+    return value
+
+
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", metavar="DIR",
                         help="local directory holding mnist/ and fashion-mnist/ with the official IDX files "

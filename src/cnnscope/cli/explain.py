@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .core import add_data_dir, print_json
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {value}")
-    return value
+from .core import add_data_dir, positive_int, print_json
 
 
 def _output_flags(p: argparse.ArgumentParser) -> None:
@@ -32,11 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", metavar="NAME", required=True, help="e.g. Conv2D_3 (see 'cnnscope summary RUN_DIR')")
     p.add_argument("--maps", metavar="SPEC", help="maps to optimise: START:END (end excluded), N, or N,M,… "
                                                   "(default: all)")
-    p.add_argument("--steps", type=_positive_int, default=48, help="gradient steps per map (default 48)")
-    p.add_argument("--restarts", type=_positive_int, default=4,
+    p.add_argument("--steps", type=positive_int, default=48, help="gradient steps per map (default 48)")
+    p.add_argument("--restarts", type=positive_int, default=4,
                    help="random starts per map; the best is kept (default 4)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same patterns")
-    p.add_argument("--cols", type=_positive_int, default=8, help="patterns per row in the figure (default 8)")
+    p.add_argument("--cols", type=positive_int, default=8, help="patterns per row in the figure (default 8)")
     _output_flags(p)
     add_data_dir(p)
     p.set_defaults(handler=cmd_patterns)

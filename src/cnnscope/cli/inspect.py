@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .core import add_data_dir
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {value}")
-    return value
+from .core import add_data_dir, positive_int
 
 
 def _add_output(p: argparse.ArgumentParser) -> None:
@@ -36,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--image", metavar="FILE", help="your own picture (PNG/JPEG, any size, colour or grey, "
                                                      "dark-on-light or light-on-dark); converted as MNIST expects")
     p.add_argument("--set", dest="split", default="test", metavar="SET", help="test (default) or train")
-    p.add_argument("--cols", type=_positive_int, default=8, help="maps per row (default 8)")
+    p.add_argument("--cols", type=positive_int, default=8, help="maps per row (default 8)")
     p.add_argument("--scale", action="store_true",
                    help="the series' display: per map (x-mean)/std*64+128 clipped to 0..255 (implies --norm map)")
     p.add_argument("--cmap", metavar="NAME", help="matplotlib colour map (default magma; RdBu_r for signed data)")
@@ -56,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", metavar="NAME", required=True, help="conv layer, e.g. Conv2D_1")
     p.add_argument("--channel", type=int, metavar="C",
                    help="deeper layers: show the kernels for input channel C (default: the mean over channels)")
-    p.add_argument("--cols", type=_positive_int, default=8, help="filters per row (default 8)")
+    p.add_argument("--cols", type=positive_int, default=8, help="filters per row (default 8)")
     p.add_argument("--cmap", metavar="NAME", help="matplotlib colour map (default RdBu_r)")
     _add_output(p)
     p.set_defaults(handler=cmd_filters)
