@@ -58,6 +58,15 @@ class Probe:
         self._data: ProbeData | None = None
         self._disabled = False
 
+    def check(self, spec: Any, dataset: Any) -> None:
+        """ConfigError unless the image exists in `dataset` and `spec` has a conv layer; train() calls this first."""
+        x, _, _ = dataset.split(self.split)
+        if self.index >= len(x):
+            raise ConfigError(f"--probe {self.index} is out of range: the {self.split} set holds {len(x):,} "
+                              f"images (0 to {len(x) - 1})")
+        if not any(info.type == "Conv2D" for info in spec.layers()):
+            raise ConfigError("--probe needs a model with at least one conv layer")
+
     def _prepare(self, run_dir: Path) -> None:
         from .data import Preprocessor, load_dataset
         from .fileio import read_json
@@ -140,7 +149,8 @@ def write_probe(run_dir: str | Path, data: ProbeData) -> Path:
     """Write probe.safetensors atomically."""
     from safetensors.torch import save_file
 
-    tensors: dict[str, torch.Tensor] = {"image": torch.as_tensor(np.ascontiguousarray(data.image, np.uint8))}
+    # A copy: the image may be a read-only view of the dataset, which torch.as_tensor warns about.
+    tensors: dict[str, torch.Tensor] = {"image": torch.from_numpy(np.array(data.image, dtype=np.uint8))}
     for epoch in data.epochs:
         tensors[f"e{epoch}.filters"] = torch.as_tensor(np.ascontiguousarray(data.filters[epoch], np.float32))
         for name, maps in data.maps[epoch].items():

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import ConfigError, RunError
 from .fileio import atomic_write_text
 from .runs import Run, load_run
 from .serve import render
@@ -216,8 +217,9 @@ def _results_section(run: Run, class_names: list[str], labels: np.ndarray, raw: 
             f'<table class="acc"><tr><th>class</th><th></th><th>accuracy</th><th>images</th></tr>{bars}</table>'
             f'</div><div><h3>Confusion matrix</h3>'
             f'{_img(_figure_uri(confusion_figure(confusion.tolist(), class_names), dpi=90), "confusion matrix")}'
-            f'</div></div><h3>The {len(worst)} most confident mistakes</h3><p class="note">true class → predicted '
-            f'class, with the model\'s confidence.</p><div class="gallery">{gallery or "<p>None.</p>"}</div>')
+            f'</div></div><h3>{f"The {len(worst)} most confident mistakes" if len(worst) else "Mistakes"}</h3>'
+            f'<p class="note">true class → predicted class, with the model\'s confidence.</p>'
+            f'<div class="gallery">{gallery or "<p>None: every test image is classified correctly.</p>"}</div>')
     return _section("results", "Test results", body)
 
 
@@ -322,6 +324,10 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
 
     started = time.perf_counter()
     run = load_run(run_path)
+    path = Path(out) if out is not None else run.path / REPORT
+    if path.is_dir():  # refused before the work, not after it
+        raise ConfigError(f"cannot write the report to {path}: it is a directory; give a file name such as "
+                          f"{path / REPORT}")
     # This copy of the model is only looked at: no weight gradients (gradient ascent needs input gradients only),
     # and channels_last, which roughly halves the time of convolutions on CPU.
     run.model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
@@ -371,8 +377,10 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
             f'{_esc(__version__)}</p><nav>{nav}</nav></header><main><section id="summary"><div class="cards">'
             f'{card_html}</div></section>{"".join(sections)}</main>'
             f'<footer>built in {time.perf_counter() - started:.1f} s</footer></body></html>')
-    path = Path(out) if out is not None else run.path / REPORT
-    atomic_write_text(path, page)
+    try:
+        atomic_write_text(path, page)
+    except OSError as exc:
+        raise RunError(f"cannot write the report to {path} ({exc.strerror or exc})") from None
     log.info("report %s written in %.1f s (%s)", path, time.perf_counter() - started,
              ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     return path

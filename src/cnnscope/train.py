@@ -129,6 +129,8 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
     if int(dataset.train_y.max()) >= spec.num_classes:
         raise ConfigError(f"the dataset has labels up to {int(dataset.train_y.max())}, the model only "
                           f"{spec.num_classes} classes")
+    callbacks = list(callbacks)
+    _check_callbacks(callbacks, spec, dataset)
     out = Path(out) if out is not None else Path("runs") / time.strftime(f"{dataset.name}-%Y%m%d-%H%M%S")
     run_dir = runs.init_run_dir(out, overwrite=overwrite)
     model = build_model(spec, seed=config.seed)
@@ -152,11 +154,21 @@ def resume(path: str | Path, epochs: int | None = None, dataset: Dataset | None 
     done = len(run.history.get("epoch", []))
     if done >= config.epochs:
         raise RunError(f"{run.path} already completed {done} epochs; pass a larger --epochs to continue")
+    dataset = dataset or run.dataset()
+    callbacks = list(callbacks)
+    _check_callbacks(callbacks, run.spec, dataset)
     if epochs is not None:
         with runs.deferred_interrupt():
             RunConfig(run.spec, config, run.data_config).save(run.path / runs.CONFIG)
-    dataset = dataset or run.dataset()
     return _fit(run.path, run.model, dataset, config, run.history, callbacks, progress, plot, resume=True)
+
+
+def _check_callbacks(callbacks: list[Callback], spec: ModelSpec, dataset: Dataset) -> None:
+    """Callbacks with a check(spec, dataset) method (e.g. Probe's image index) refuse bad settings before training."""
+    for callback in callbacks:
+        check = getattr(callback, "check", None)
+        if callable(check):
+            check(spec, dataset)
 
 
 def _fit(run_dir: Path, model: CNN, dataset: Dataset, config: TrainConfig, history: dict[str, Any],
