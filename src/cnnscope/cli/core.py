@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,20 @@ from typing import Any
 from ..errors import ConfigError
 
 
+def _json_safe(data: Any) -> Any:
+    """NaN and ±inf (e.g. the profile of a class absent from --limit images) become null: strict JSON."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _json_safe(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_json_safe(value) for value in data]
+    return data
+
+
 def print_json(data: Any) -> None:
-    """One JSON object on stdout."""
-    print(json.dumps(data, indent=2))
+    """One JSON object on stdout (strict JSON: non-finite numbers are written as null)."""
+    print(json.dumps(_json_safe(data), indent=2, allow_nan=False))
 
 
 def positive_int(text: str) -> int:

@@ -94,7 +94,7 @@ class Explanation:
     def to_dict(self) -> dict[str, Any]:
         return {"run": self.run, "source": self.source, "method": self.method, "layer": self.layer,
                 "label": self.label, "predicted": self.predicted, "target": self.target, "deletion": self.deletion,
-                "figure": [str(p) for p in self.paths]}
+                "figures": [str(p) for p in self.paths]}
 
 
 def resolve_class(value: int | str | None, class_names: Sequence[str]) -> int | None:

@@ -99,7 +99,7 @@ class PatternsReport:
                 "maps": [{"map": m, "activation": a, "test_p99": p, "test_max": t}
                          for m, a, p, t in zip(self.maps, self.activation, self.test_p99, self.test_max,
                                                strict=True)],
-                "figure": [str(p) for p in self.paths]}
+                "figures": [str(p) for p in self.paths]}
 
 
 def render_patterns(run_dir: str | Path, layer: str, *, maps: str | Sequence[int] | None = None, steps: int = 48,
