@@ -141,3 +141,17 @@ def test_module_entry_point_runs_in_a_subprocess():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["total_params"] == 208_982
+
+
+def test_log_handler_follows_the_current_stderr(capsys, tmp_path):
+    import io
+    import logging
+
+    assert _run(capsys, "summary", "--preset", "tiny")[0] == 0
+    swapped = io.StringIO()
+    old, sys.stderr = sys.stderr, swapped
+    try:
+        logging.getLogger("cnnscope").warning("after main")
+    finally:
+        sys.stderr = old
+    assert "warning: after main" in swapped.getvalue()

@@ -26,12 +26,24 @@ class _HumanFormatter(logging.Formatter):
         return msg if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {msg}"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record is emitted (tests and notebooks swap it)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the property always wins
+        pass
+
+
 def _configure_logging(verbosity: int) -> None:
     logger = logging.getLogger("cnnscope")
     for handler in list(logger.handlers):
         if getattr(handler, "_cnnscope_cli", False):
             logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_HumanFormatter())
     handler._cnnscope_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
