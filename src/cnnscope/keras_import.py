@@ -1,7 +1,8 @@
 """Import Keras models (Keras 2 `.h5`, Keras 3 `.keras` and legacy `.h5`) into a run directory, without TensorFlow.
 
-Only h5py and the standard library read the file (keras_files). A model imports when it is a chain that cnnscope's ModelSpec
-can express: Conv2D (each optionally followed by one MaxPooling2D/AveragePooling2D), Flatten, Dense layers.
+Only h5py and the standard library read the file (keras_files). A model imports when it is a chain that
+cnnscope's ModelSpec can express: Conv2D (each optionally followed by one MaxPooling2D/AveragePooling2D), Flatten,
+Dense layers.
 InputLayer is read for the input shape; Dropout is kept when it sits where our spec puts it (after Flatten and
 after every hidden Dense, one rate) and dropped otherwise (it does nothing at inference); a standalone activation
 layer (Activation, ReLU, ELU, Softmax) is folded into the Conv2D/Dense before it. The output layer's softmax or
