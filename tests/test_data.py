@@ -142,9 +142,11 @@ def test_uncompressed_files_are_accepted(data_dir, tmp_path):
     assert load_dataset("mnist", data_dir=root).test_x.shape == (300, 1, 28, 28)
 
 
-def test_checksum_mismatch_warns_once(data_dir, caplog):
+def test_checksum_mismatch_warns_once(data_dir, caplog, monkeypatch):
+    monkeypatch.setattr(data_mod, "_WARNED", set())  # other tests may have loaded this directory already
     with caplog.at_level(logging.WARNING, logger="cnnscope"):
         load_dataset("mnist", data_dir=data_dir)
+        load_dataset("mnist", data_dir=data_dir)  # a reload in the same process (report, probe) stays quiet
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "differ from the official files (MD5); using them as supplied" in warnings[0].message
 

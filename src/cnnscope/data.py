@@ -114,6 +114,19 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+_WARNED: set[tuple[str, tuple[str, ...]]] = set()
+_MD5_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def _md5_cached(path: Path) -> str:
+    """MD5 of a local file, computed once per (path, size, mtime) in this process."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _MD5_CACHE:
+        _MD5_CACHE[key] = _md5(path)
+    return _MD5_CACHE[key]
+
+
 def download(url: str, dest: Path, md5: str) -> None:
     """Download `url` to `dest` with a progress bar, verify its MD5, then rename into place."""
     from tqdm.auto import tqdm
@@ -162,8 +175,9 @@ def ensure_files(info: DatasetInfo, data_dir: str | os.PathLike | None) -> dict[
             raise DataError(f"could not download {FILES[key]} ({'; '.join(errors)}); without internet, "
                             f"pass --data-dir DIR holding {info.name}/{FILES[key]}")
     if user_supplied:
-        differ = [p.name for key, p in paths.items() if p.suffix == ".gz" and _md5(p) != info.md5[key]]
-        if differ:
+        differ = [p.name for key, p in paths.items() if p.suffix == ".gz" and _md5_cached(p) != info.md5[key]]
+        if differ and (str(folder), tuple(differ)) not in _WARNED:  # once per process, not on every reload
+            _WARNED.add((str(folder), tuple(differ)))
             log.warning("%s: %s differ%s from the official files (MD5); using them as supplied", folder,
                         ", ".join(differ), "s" if len(differ) == 1 else "")
     return paths
