@@ -188,7 +188,7 @@ def _grid_headers(meta: dict[str, Any]) -> dict[str, str]:
 def create_app(run_path: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
                max_upload_bytes: int = MAX_UPLOAD_BYTES, viewer: Viewer | None = None,
                warm_up: bool = True) -> Starlette:
-    """The viewer for one run: `GET /` serves the page, `/api/...` the data (see docs/readme-sections/viewer.md).
+    """The viewer for one run: `GET /` serves the page, `/api/...` the data (see README.md, "The API").
 
     Loads the run and its data now, so a bad path or missing data fails before a server starts; with `warm_up`
     a background thread then fills the map cards' caches (top images over the test set, class read-out).
