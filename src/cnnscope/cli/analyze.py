@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from .core import add_data_dir, positive_int, print_json
+from .core import add_data_dir, add_figure_flags, positive_int, print_figures, print_json
 
 
 def _common(p: argparse.ArgumentParser, limit_help: str) -> None:
     p.add_argument("--limit", type=positive_int, metavar="N", help=limit_help)
-    p.add_argument("--out", metavar="FILE", help="figure file: .png (default), .svg or .pdf "
-                                                 "(default: inside RUN_DIR)")
-    p.add_argument("--svg", action="store_true", help="also write an SVG beside the PNG")
-    p.add_argument("--json", action="store_true", help="print one JSON object (the figure is still written)")
+    add_figure_flags(p)
     add_data_dir(p)
 
 
@@ -82,8 +79,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     print("maps whose strongest class is: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
     if result["silent_maps"]:
         print(f"{len(result['silent_maps'])} map(s) never fire: {', '.join(map(str, result['silent_maps']))}")
-    for path in result["figures"]:
-        print(f"figure: {path}")
+    print_figures(result["figures"])
     return 0
 
 
@@ -103,8 +99,7 @@ def cmd_top_images(args: argparse.Namespace) -> int:
         t, left, b, r = item["box"]
         print(f"  #{item['index']:<6} class {item['class']:<12} max {item['value']:.4g} at ({item['row']}, "
               f"{item['col']})  input rows {t}-{b - 1}, cols {left}-{r - 1}")
-    for path in result["figures"]:
-        print(f"figure: {path}")
+    print_figures(result["figures"])
     return 0
 
 
@@ -121,8 +116,7 @@ def cmd_errors(args: argparse.Namespace) -> int:
     for item in result["misclassified"][:10]:
         print(f"  #{item['index']:<6} true {item['true']:<12} predicted {item['predicted']:<12} "
               f"{item['confidence']:.1%}")
-    for path in result["figures"]:
-        print(f"figure: {path}")
+    print_figures(result["figures"])
     return 0
 
 
@@ -147,6 +141,5 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"kernels: mean matched correlation {kernel['mean_correlation']:.3f}, {kernel['matched_above_0.9']} "
               f"above 0.9; {kernel['agreement_with_activation_matching']:.0%} of pairs agree with the activation "
               f"matching ({kernel['input_channels']})")
-    for path in result["figures"]:
-        print(f"figure: {path}")
+    print_figures(result["figures"])
     return 0

@@ -39,6 +39,20 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_figure_flags(parser: argparse.ArgumentParser, json: bool = True) -> None:
+    """--out FILE and --svg for commands that draw; --json for those that also compute numbers."""
+    parser.add_argument("--out", metavar="FILE", help="figure file: .png (default), .svg or .pdf "
+                                                      "(default: inside RUN_DIR)")
+    parser.add_argument("--svg", action="store_true", help="also write an SVG beside the PNG")
+    if json:
+        parser.add_argument("--json", action="store_true", help="print one JSON object (the figure is still written)")
+
+
+def print_figures(paths) -> None:
+    for path in paths:
+        print(f"figure: {path}")
+
+
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", metavar="DIR",
                         help="local directory holding mnist/ and fashion-mnist/ with the official IDX files "

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .core import add_data_dir, positive_int, print_json
-
-
-def _output_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", metavar="FILE", help="figure file: .png (default), .svg or .pdf (default: inside RUN_DIR)")
-    p.add_argument("--svg", action="store_true", help="also write an SVG beside the PNG")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+from .core import add_data_dir, add_figure_flags, positive_int, print_figures, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="random starts per map; the best is kept (default 4)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same patterns")
     p.add_argument("--cols", type=positive_int, default=8, help="patterns per row in the figure (default 8)")
-    _output_flags(p)
+    add_figure_flags(p)
     add_data_dir(p)
     p.set_defaults(handler=cmd_patterns)
 
@@ -44,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="gradcam (default), saliency or integrated-gradients")
     p.add_argument("--layer", metavar="NAME", help="Grad-CAM's layer (default: the last conv layer)")
     p.add_argument("--target", metavar="C", help="explain class C (number or name) instead of the predicted one")
-    _output_flags(p)
+    add_figure_flags(p)
     add_data_dir(p)
     p.set_defaults(handler=cmd_explain)
 
@@ -66,8 +60,7 @@ def cmd_patterns(args: argparse.Namespace) -> int:
         print(f"{row['map']:>5}  {row['activation']:>9.4g}  {row['test_p99']:>9.4g}  {row['test_max']:>9.4g}{mark}")
     print(f"above the test max: {data['above_test_max']:.1%} of maps; above p99: {data['above_test_p99']:.1%} "
           f"(mean activation of the map, over {report.test_images:,} test images)")
-    for path in report.paths:
-        print(f"figure: {path}")
+    print_figures(report.paths)
     return 0
 
 
@@ -90,6 +83,5 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(f"deletion test: blanking the top {d['fraction']:.0%} pixels -> p = {d['after_top']:.1%} "
           f"(drop {d['drop_top']:.3f}); a random {d['fraction']:.0%} -> p = {d['after_random']:.1%} "
           f"(drop {d['drop_random']:.3f}, mean of {d['random_draws']} draws)")
-    for path in result.paths:
-        print(f"figure: {path}")
+    print_figures(result.paths)
     return 0

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .core import add_data_dir, positive_int
-
-
-def _add_output(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", metavar="FILE", help="figure file: .png (default), .svg or .pdf "
-                                                 "(default: inside RUN_DIR)")
-    p.add_argument("--svg", action="store_true", help="also write an SVG beside the PNG")
+from .core import add_data_dir, add_figure_flags, positive_int, print_figures
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "or 'fixed LO HI'")
     p.add_argument("--pre-activation", action="store_true",
                    help="show a conv/dense layer's output before its activation function (signed values)")
-    _add_output(p)
+    add_figure_flags(p, json=False)
     add_data_dir(p)
     p.set_defaults(handler=cmd_activations)
 
@@ -48,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="deeper layers: show the kernels for input channel C (default: the mean over channels)")
     p.add_argument("--cols", type=positive_int, default=8, help="filters per row (default 8)")
     p.add_argument("--cmap", metavar="NAME", help="matplotlib colour map (default RdBu_r)")
-    _add_output(p)
+    add_figure_flags(p, json=False)
     p.set_defaults(handler=cmd_filters)
 
 
@@ -87,8 +81,7 @@ def cmd_activations(args: argparse.Namespace) -> int:
     p = result.prediction
     truth = f", true class {p.true_name}" if p.true_name is not None else ""
     print(f"{result.source}: predicted {p.class_name} ({p.probability:.1%}){truth}")
-    for path in result.paths:
-        print(f"figure: {path}")
+    print_figures(result.paths)
     return 0
 
 
@@ -98,6 +91,5 @@ def cmd_filters(args: argparse.Namespace) -> int:
     result = render_filters(args.run, args.layer, channel=args.channel, cols=args.cols, cmap=args.cmap,
                             out=args.out, svg=args.svg)
     print(f"{args.layer}: {result.source}")
-    for path in result.paths:
-        print(f"figure: {path}")
+    print_figures(result.paths)
     return 0
