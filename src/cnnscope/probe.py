@@ -56,37 +56,39 @@ class Probe:
         self.split = split
         self._x: torch.Tensor | None = None  # (1, C, H, W) preprocessed
         self._data: ProbeData | None = None
+        self._sample: tuple[np.ndarray, int, np.ndarray] | None = None  # (1, C, H, W) input, label, raw pixels
         self._disabled = False
 
     def check(self, spec: Any, dataset: Any) -> None:
-        """ConfigError unless the image exists in `dataset` and `spec` has a conv layer; train() calls this first."""
-        x, _, _ = dataset.split(self.split)
+        """ConfigError unless the image exists in `dataset` and `spec` has a conv layer; train() calls this first.
+
+        Keeps the image, so recording needs no second read of the data.
+        """
+        x, labels, raw = dataset.split(self.split)
         if self.index >= len(x):
             raise ConfigError(f"--probe {self.index} is out of range: the {self.split} set holds {len(x):,} "
                               f"images (0 to {len(x) - 1})")
         if not any(info.type == "Conv2D" for info in spec.layers()):
             raise ConfigError("--probe needs a model with at least one conv layer")
+        self._sample = (np.array(x[self.index:self.index + 1]), int(labels[self.index]), np.array(raw[self.index]))
 
     def _prepare(self, run_dir: Path) -> None:
-        from .data import Preprocessor, load_dataset
         from .fileio import read_json
         from .runs import PREPROCESS, read_run_config
 
         config = read_run_config(run_dir)
-        preprocessor = Preprocessor.from_dict(read_json(run_dir / PREPROCESS, RunError))
-        dataset = load_dataset(config=config.data, preprocessor=preprocessor)
-        x, labels, raw = dataset.split(self.split)
-        if self.index >= len(x):
-            raise ConfigError(f"--probe {self.index} is out of range: the {self.split} set holds {len(x):,} "
-                              f"images (0 to {len(x) - 1})")
-        self._x = torch.as_tensor(x[self.index:self.index + 1])
+        if self._sample is None:  # called outside train(): read the run's own data once
+            from .data import Preprocessor, load_dataset
+
+            preprocessor = Preprocessor.from_dict(read_json(run_dir / PREPROCESS, RunError))
+            self.check(config.model, load_dataset(config=config.data, preprocessor=preprocessor))
+        assert self._sample is not None
+        x, label, raw = self._sample
+        self._x = torch.as_tensor(x)
         infos = config.model.layers()
         layers = [info.name for info in infos if info.type in MAP_TYPES]
         convs = [info.name for info in infos if info.type == "Conv2D"]
-        if not convs:
-            raise ConfigError("--probe needs a model with at least one conv layer")
-        self._data = ProbeData(self.index, self.split, int(labels[self.index]), np.asarray(raw[self.index]),
-                               convs[0], layers)
+        self._data = ProbeData(self.index, self.split, label, raw, convs[0], layers)
         previous = read_probe(run_dir) if (run_dir / PROBE).is_file() else None
         if previous is not None and previous.index == self.index and previous.split == self.split:
             self._data.epochs = list(previous.epochs)  # resuming: keep what earlier sessions recorded
