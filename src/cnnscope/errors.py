@@ -23,6 +23,10 @@ class RunError(CnnscopeError):
     """A run directory is missing, incomplete or inconsistent, or a layer/index is not in it."""
 
 
+class OutputError(CnnscopeError):
+    """An output file cannot be written: bad format, directory missing or read-only, disk full."""
+
+
 def choice_error(cls: type[CnnscopeError], what: str, received: object, valid) -> CnnscopeError:
     """Build the standard 'unknown X' error listing the valid names."""
     names = ", ".join(str(v) for v in valid)
