@@ -7,14 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data import DataConfig
-from .errors import CnnscopeError, ConfigError, choice_error
+from .data import MAX_SEED, DataConfig
+from .errors import CnnscopeError, ConfigError, brief, check_number, choice_error
 from .fileio import read_toml, write_toml
-from .optim import OPTIMIZERS, schedule_params
+from .model import check_model_size
+from .optim import OPTIMIZERS, SCHEDULES, schedule_params
 from .spec import ModelSpec, get_preset, spec_from_any
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
+MAX_SHIFT = 64  # augment_shift: more than an image's width only blanks it
+MAX_THREADS = 1024
 
 
 @dataclass(frozen=True)
@@ -40,39 +43,41 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size"):
             _check_int(key, getattr(self, key), 1)
-        for key in ("augment_shift", "seed", "threads"):
-            _check_int(key, getattr(self, key), 0)
-        for key in ("lr", "momentum", "weight_decay", "label_smoothing"):
+        _check_int("augment_shift", self.augment_shift, 0, MAX_SHIFT)
+        _check_int("seed", self.seed, 0, MAX_SEED)
+        _check_int("threads", self.threads, 0, MAX_THREADS)
+        check_number(ConfigError, "lr", self.lr, 0, low_open=True)
+        check_number(ConfigError, "momentum", self.momentum, 0, 1)
+        check_number(ConfigError, "weight_decay", self.weight_decay, 0)
+        check_number(ConfigError, "label_smoothing", self.label_smoothing, 0, 1)
+        if not isinstance(self.nesterov, bool):
+            raise ConfigError(f"nesterov must be true or false, received {brief(self.nesterov)}")
+        for key, valid in (("optimizer", OPTIMIZERS), ("device", DEVICES), ("precision", PRECISIONS),
+                           ("schedule", SCHEDULES)):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"{key} must be a non-negative number, received {value!r}")
-        if self.lr == 0:
-            raise ConfigError("lr must be > 0, received 0")
-        if self.label_smoothing >= 1:
-            raise ConfigError(f"label_smoothing must be < 1, received {self.label_smoothing}")
-        if self.optimizer not in OPTIMIZERS:
-            raise choice_error(ConfigError, "optimizer", self.optimizer, OPTIMIZERS)
-        if self.device not in DEVICES:
-            raise choice_error(ConfigError, "device", self.device, DEVICES)
-        if self.precision not in PRECISIONS:
-            raise choice_error(ConfigError, "precision", self.precision, PRECISIONS)
+            if not isinstance(value, str) or value not in valid:
+                raise choice_error(ConfigError, key, value, valid)
+        if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
+            raise ConfigError("sgd with nesterov needs momentum > 0; set momentum (e.g. 0.9) or nesterov = false")
         # Store the schedule's full parameter set so a saved config says exactly what ran.
         object.__setattr__(self, "schedule_args", schedule_params(self.schedule, self.schedule_args))
 
 
-def _check_int(key: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{key} must be an integer >= {minimum}, received {value!r}")
+def _check_int(key: str, value: Any, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
+            maximum is not None and value > maximum):
+        valid = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ConfigError(f"{key} must be an integer {valid}, received {brief(value)}")
 
 
 def from_table(cls: type, data: Any, where: str, error: type[CnnscopeError] = ConfigError):
     """Build dataclass `cls` from a dict; unknown keys are errors listing the valid ones."""
     if not isinstance(data, dict):
-        raise error(f"[{where}] must be a table, received {data!r}")
+        raise error(f"[{where}] must be a table, received {brief(data)}")
     valid = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in valid:
-            raise error(f"[{where}] unknown key {key!r}; valid: {', '.join(valid)}")
+            raise error(f"[{where}] unknown key {brief(key)}; valid: {', '.join(valid)}")
     try:
         return cls(**data)
     except CnnscopeError as exc:
@@ -87,16 +92,18 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
+    def __post_init__(self) -> None:
+        check_model_size(self.model)  # refused here, before a run directory or any weights exist
+
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in dataclasses.asdict(self.data).items() if v is not None}
         return {"model": self.model.to_dict(), "train": dataclasses.asdict(self.train), "data": data}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config") -> RunConfig:
-        unknown = [k for k in data if k not in ("model", "train", "data")]
-        if unknown:
-            raise ConfigError(f"{where}: unknown table [{unknown[0]}]; valid: [model], [train], [data]")
-        model = spec_from_any(data.get("model", {"preset": "seed-iv"}), f"{where} [model]")
+        """Build from the tables of a config file ([model], [train], [data]); every value is checked."""
+        _check_tables(data, where)
+        model = _model_from(data.get("model", {"preset": "seed-iv"}), f"{where} [model]")
         return cls(model, from_table(TrainConfig, data.get("train", {}), "train"),
                    from_table(DataConfig, data.get("data", {}), "data"))
 
@@ -107,10 +114,32 @@ class RunConfig:
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a TOML config file into its raw tables (validated when combined with flags)."""
     data = read_toml(path, ConfigError)
+    _check_tables(data, str(path))
+    return data
+
+
+def _check_tables(data: Any, where: str) -> None:
+    """A config is a table of the tables [model], [train] and [data] (each optional)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table with [model], [train], [data], received {brief(data)}")
     unknown = [k for k in data if k not in ("model", "train", "data")]
     if unknown:
-        raise ConfigError(f"{path}: unknown table [{unknown[0]}]; valid: [model], [train], [data]")
-    return data
+        raise ConfigError(f"{where}: unknown table [{_key(unknown[0])}]; valid: [model], [train], [data]")
+    for key in ("model", "train", "data"):
+        if key in data and not isinstance(data[key], dict):
+            raise ConfigError(f"{where}: [{key}] must be a table, received {brief(data[key])}")
+
+
+def _key(key: Any) -> str:
+    """A table name as written in TOML (escaped, so the message stays one line)."""
+    return brief(key)[1:-1] if isinstance(key, str) and len(repr(key)) <= 80 else brief(key)
+
+
+def _model_from(table: dict[str, Any], where: str) -> ModelSpec:
+    """The spec of a [model] table: `preset = NAME` or a full description."""
+    if "preset" in table and not isinstance(table["preset"], str):
+        raise ConfigError(f"{where}: preset must be a name (string), received {brief(table['preset'])}")
+    return spec_from_any(table, where)
 
 
 def build_run_config(file: str | Path | None = None, preset: str | None = None,
@@ -119,9 +148,9 @@ def build_run_config(file: str | Path | None = None, preset: str | None = None,
     tables = load_config(file) if file else {}
     model_table = tables.get("model")
     if preset is not None:
-        model = get_preset(preset)
+        model = _model_from({"preset": preset}, "preset")
     elif model_table is not None:
-        model = spec_from_any(model_table, f"{file} [model]")
+        model = _model_from(model_table, f"{file} [model]")
     else:
         model = get_preset("seed-iv")
     train_table = {**tables.get("train", {}), **(train or {})}

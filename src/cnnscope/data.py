@@ -6,6 +6,7 @@ import dataclasses
 import gzip
 import hashlib
 import logging
+import math
 import os
 import struct
 import urllib.error
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError, choice_error
+from .errors import DataError, brief, choice_error
 
 log = logging.getLogger("cnnscope")
 
@@ -59,6 +60,8 @@ DATASETS: dict[str, DatasetInfo] = {
 
 PREPROCESS = ("standard", "global", "unit")
 SPLITS = ("official", "reshuffle")
+MAX_SEED = 2**32 - 1  # seeds are mixed into others (seed + 1, seed * 100_003 + epoch) that must stay in range
+MAX_IDX_BYTES = 2**31  # 2 GiB of pixels: 40× the MNIST training images; larger headers are corrupt or hostile
 
 
 @dataclass(frozen=True)
@@ -75,19 +78,24 @@ class DataConfig:
     data_dir: str | None = None  # local directory holding <dataset>/ folders; None: env var or cache
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise choice_error(DataError, "dataset", self.dataset, DATASETS)
-        if self.preprocess not in PREPROCESS:
-            raise choice_error(DataError, "preprocess", self.preprocess, PREPROCESS)
-        if self.split not in SPLITS:
-            raise choice_error(DataError, "split", self.split, SPLITS)
+        for key, valid in (("dataset", DATASETS), ("preprocess", PREPROCESS), ("split", SPLITS)):
+            value = getattr(self, key)
+            if not isinstance(value, str) or value not in valid:
+                raise choice_error(DataError, key, value, valid)
         for key in ("val_size", "limit_train", "limit_test", "seed"):
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise DataError(f"{key} must be a non-negative integer, received {value!r}")
+                raise DataError(f"{key} must be a non-negative integer, received {brief(value)}")
         for key in ("limit_train", "limit_test"):
             if getattr(self, key) == 0:
                 raise DataError(f"{key} must be at least 1, received 0")
+        if self.seed > MAX_SEED:
+            raise DataError(f"seed must be an integer in [0, {MAX_SEED}], received {self.seed}")
+        if isinstance(self.data_dir, os.PathLike):
+            object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
+        if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir
+                                          or "\0" in self.data_dir):
+            raise DataError(f"data_dir must be a directory path, received {brief(self.data_dir)}")
 
 
 # --- locating and reading files ---------------------------------------------------------------
@@ -184,37 +192,53 @@ def ensure_files(info: DatasetInfo, data_dir: str | os.PathLike | None) -> dict[
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (gzip or plain) of unsigned bytes into an array of its declared shape."""
+    """Read an IDX file (gzip or plain) of unsigned bytes into an array of its declared shape.
+
+    The header is checked before the payload is read: sizes that overflow, exceed MAX_IDX_BYTES or disagree
+    with the file's length are DataErrors, so a corrupt or hostile file never causes a large allocation.
+    """
     path = Path(path)
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                raw = fh.read()
-        else:
-            raw = path.read_bytes()
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as fh:
+            shape = _idx_shape(path, fh)
+            expected = math.prod(shape)  # Python ints: no overflow
+            if expected > MAX_IDX_BYTES:
+                raise DataError(f"{path}: header declares shape {shape} ({expected:,} bytes), more than the "
+                                f"{MAX_IDX_BYTES:,} accepted; the file is corrupt")
+            raw = fh.read(expected + 1)
     except FileNotFoundError:
         raise DataError(f"missing file {path}") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a directory, expected an IDX file") from None
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: truncated or not a valid gzip file ({exc}); delete it and download again") \
             from None
-    if len(raw) < 4:
-        raise DataError(f"{path}: too short to be an IDX file ({len(raw)} bytes)")
-    zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
+    if len(raw) != expected:
+        amount = f"{len(raw)}" if len(raw) < expected else "more"
+        raise DataError(f"{path}: holds {amount} data bytes, header says {expected} for shape {shape}; the "
+                        f"file is truncated or corrupt")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
+
+
+def _idx_shape(path: Path, fh) -> tuple[int, ...]:
+    """Read and check the magic number and the dimensions at the start of an open IDX file."""
+    magic = fh.read(4)
+    if not magic:
+        raise DataError(f"{path}: the file is empty; expected an IDX file (delete it and download it again)")
+    if len(magic) < 4:
+        raise DataError(f"{path}: too short to be an IDX file ({len(magic)} bytes)")
+    zero, dtype, ndim = struct.unpack(">HBB", magic)
     if zero != 0 or dtype != 0x08 or ndim not in (1, 3):
-        raise DataError(f"{path}: wrong IDX magic number 0x{raw[:4].hex()}; expected 0x00000801 (labels) "
+        raise DataError(f"{path}: wrong IDX magic number 0x{magic.hex()}; expected 0x00000801 (labels) "
                         f"or 0x00000803 (images)")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+    dims = fh.read(4 * ndim)
+    if len(dims) < 4 * ndim:
         raise DataError(f"{path}: truncated IDX header")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(shape))
-    if len(raw) - header != expected:
-        raise DataError(f"{path}: holds {len(raw) - header} data bytes, header says {expected} for shape "
-                        f"{tuple(shape)}; the file is truncated or corrupt")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    return struct.unpack(f">{ndim}I", dims)
 
 
-def read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_pair(images_path: Path, labels_path: Path, num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images (n, H, W) uint8 and labels (n,) int64 of one split; labels checked against `num_classes`."""
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3:
         raise DataError(f"{images_path}: expected an image file (3-D IDX), found {images.ndim}-D")
@@ -223,7 +247,20 @@ def read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndar
     if len(images) != len(labels):
         raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} "
                         f"labels; they must match")
-    return images, labels.astype(np.int64)
+    if images.size == 0:
+        raise DataError(f"{images_path} holds no pixels (shape {images.shape}); the file is corrupt or incomplete")
+    labels = labels.astype(np.int64)
+    if num_classes is not None:
+        check_labels(labels, num_classes, str(labels_path))
+    return images, labels
+
+
+def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
+    """DataError naming the first label outside 0..num_classes-1, if any."""
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if len(bad):
+        raise DataError(f"{where}: label {int(labels[bad[0]])} at index {int(bad[0])} is out of range; the "
+                        f"dataset has {num_classes} classes (0–{num_classes - 1}); the file is corrupt")
 
 
 # --- preprocessing ------------------------------------------------------------------------------
@@ -267,13 +304,26 @@ class Preprocessor:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessor:
+        """Rebuild saved statistics (preprocess.json); DataError when they are malformed."""
         try:
             shape = tuple(data["shape"])
-            mean = np.asarray(data["mean"], dtype=np.float32).reshape(shape)
-            scale = np.asarray(data["scale"], dtype=np.float32).reshape(shape)
-            return cls(data["kind"], mean, scale)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"preprocessing data is malformed ({exc!r})") from None
+            if len(shape) not in (0, 2):
+                raise ValueError(f"shape {list(shape)} is neither [] nor [H, W]")
+            with np.errstate(over="ignore"):
+                mean = np.asarray(data["mean"], dtype=np.float32).reshape(shape)
+                scale = np.asarray(data["scale"], dtype=np.float32).reshape(shape)
+            kind = data["kind"]
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise DataError(f"preprocessing data is malformed ({brief(exc)})") from None
+        if not isinstance(kind, str) or kind not in PREPROCESS:
+            raise choice_error(DataError, "preprocess", kind, PREPROCESS)
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
+            raise DataError("preprocessing data is malformed: mean and scale must be finite, scale > 0")
+        return cls(kind, mean, scale)
+
+
+def _hw(images: np.ndarray) -> str:
+    return f"{images.shape[1]}×{images.shape[2]}"
 
 
 # --- the dataset ---------------------------------------------------------------------------------
@@ -292,6 +342,13 @@ class Dataset:
     val_y: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        for split, raw, labels in (("train", self.train_raw, self.train_y), ("test", self.test_raw, self.test_y),
+                                   ("val", self.val_raw, self.val_y)):
+            if raw is None and labels is None:
+                continue
+            if raw is None or labels is None or len(raw) != len(labels):
+                raise DataError(f"the {split} split needs as many labels as images")
+            check_labels(np.asarray(labels), len(self.class_names), f"{split} labels")
         self.train_x = self.preprocessor(self.train_raw)
         self.test_x = self.preprocessor(self.test_raw)
         self.val_x = None if self.val_raw is None else self.preprocessor(self.val_raw)
@@ -333,8 +390,12 @@ def load_dataset(name: str = "mnist", data_dir: str | os.PathLike | None = None,
         config = dataclasses.replace(config, data_dir=str(data_dir))
     info = DATASETS[config.dataset]
     paths = ensure_files(info, config.data_dir)
-    train_raw, train_y = read_pair(paths["train_images"], paths["train_labels"])
-    test_raw, test_y = read_pair(paths["test_images"], paths["test_labels"])
+    classes = len(info.class_names)  # every split is checked now, not when an epoch reaches a bad label
+    train_raw, train_y = read_pair(paths["train_images"], paths["train_labels"], classes)
+    test_raw, test_y = read_pair(paths["test_images"], paths["test_labels"], classes)
+    if train_raw.shape[1:] != test_raw.shape[1:]:
+        raise DataError(f"{paths['train_images']} holds {_hw(train_raw)} images but {paths['test_images']} "
+                        f"{_hw(test_raw)} ones; both splits must have the same size")
     if config.split == "reshuffle":  # the series: merge all, shuffle with the seed, split back
         n_test = len(test_raw)
         all_raw, all_y = np.concatenate([train_raw, test_raw]), np.concatenate([train_y, test_y])

@@ -27,7 +27,59 @@ class OutputError(CnnscopeError):
     """An output file cannot be written: bad format, directory missing or read-only, disk full."""
 
 
+class PictureError(DataError):
+    """A user's picture cannot be read or prepared: not a picture, too many pixels, truncated, blank."""
+
+
+class RequestError(CnnscopeError):
+    """A viewer request is invalid; `status` is the HTTP status to answer with (4xx)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RenderError(CnnscopeError):
+    """A rendering parameter is invalid (unknown colour map, …)."""
+
+
+class KerasImportError(SpecError):
+    """The file is not a Keras model, is hostile or malformed, or uses a layer cnnscope cannot express."""
+
+
 def choice_error(cls: type[CnnscopeError], what: str, received: object, valid) -> CnnscopeError:
     """Build the standard 'unknown X' error listing the valid names."""
     names = ", ".join(str(v) for v in valid)
-    return cls(f"unknown {what} {received!r}; valid: {names}")
+    return cls(f"unknown {what} {brief(received)}; valid: {names}")
+
+
+def brief(value: object, limit: int = 80) -> str:
+    """repr(value) cut to `limit` characters, for quoting what a user gave in a one-line message."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int with more digits than Python will print
+        text = f"<{type(value).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def check_number(cls: type[CnnscopeError], what: str, value: object, low: float | None = None,
+                 high: float | None = None, *, low_open: bool = False, high_open: bool = True) -> float:
+    """`value` as a float when it is a finite real number within the bounds; else `cls` saying the valid range."""
+    if low is not None and high is not None:
+        valid = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        valid = f"{'>' if low_open else '>='} {low:g}"
+    else:
+        valid = "finite"
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range
+            number = None
+    if number is None or number != number or number in (float("inf"), float("-inf")) or (
+            low is not None and (number <= low if low_open else number < low)) or (
+            high is not None and (number >= high if high_open else number > high)):
+        raise cls(f"{what} must be a finite number {valid}, received {brief(value)}")
+    return number

@@ -8,7 +8,11 @@ import torch
 from torch import nn
 
 from .errors import SpecError, choice_error
+from .geometry import window_padding
 from .spec import ModelSpec
+
+MAX_PARAMS = 100_000_000  # 400 MB of fp32 weights (plus as much again for gradients and optimizer state)
+MAX_ACTIVATIONS = 25_000_000  # values produced by all layers for ONE image (100 MB at fp32)
 
 _ACTIVATIONS = {
     "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "elu": nn.ELU, "selu": nn.SELU,
@@ -23,11 +27,8 @@ class ConvBlock(nn.Module):
         super().__init__()
         (kh, kw), (sh, sw) = conv_spec.kernel, conv_spec.stride
         if conv_spec.padding == "same":
-            pads = []
-            for size, k, s in ((in_hw[1], kw, sw), (in_hw[0], kh, sh)):
-                total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-                pads += [total // 2, total - total // 2]
-            self.pad: nn.Module = nn.ZeroPad2d(tuple(pads))  # (left, right, top, bottom)
+            (top, bottom), (left, right) = window_padding(in_hw, (kh, kw), (sh, sw), "same")
+            self.pad: nn.Module = nn.ZeroPad2d((left, right, top, bottom))
         else:
             self.pad = nn.Identity()
         self.conv = nn.Conv2d(in_channels, conv_spec.filters, (kh, kw), stride=(sh, sw))
@@ -54,6 +55,7 @@ class CNN(nn.Module):
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
+        check_model_size(spec)  # before any weight is allocated
         self.spec = spec
         infos = spec.layers()
         layers: dict[str, nn.Module] = {}
@@ -124,8 +126,22 @@ class CNN(nn.Module):
         return reg.coefficient * total
 
 
+def check_model_size(spec: ModelSpec) -> None:
+    """SpecError giving the figures when `spec` is too big to build (checked before any allocation)."""
+    infos = spec.layers()
+    params = sum(info.params for info in infos)
+    if params > MAX_PARAMS:
+        raise SpecError(f"the model has {params:,} parameters ({params * 4 / 2**30:.1f} GiB at fp32), more than "
+                        f"the limit of {MAX_PARAMS:,}; use fewer filters or units, or pool before the dense layers")
+    values = sum(math.prod(info.output_shape) for info in infos)
+    if values > MAX_ACTIVATIONS:
+        raise SpecError(f"the model produces {values:,} activation values per image ({values * 4 / 2**20:,.0f} "
+                        f"MiB at fp32), more than the limit of {MAX_ACTIVATIONS:,}; use a smaller input, fewer "
+                        f"filters or larger strides")
+
+
 def build_model(spec: ModelSpec, seed: int | None = None) -> CNN:
-    """A freshly initialised CNN for `spec` (deterministic when `seed` is given)."""
+    """A freshly initialised CNN for `spec` (deterministic when `seed` is given); SpecError if too big."""
     if seed is None:
         return CNN(spec)
     with torch.random.fork_rng(devices=[]):

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .errors import ConfigError, choice_error
+from .errors import ConfigError, brief, check_number, choice_error
 
 
 # --- optimizers ------------------------------------------------------------------------------------
@@ -37,8 +37,11 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 def make_optimizer(name: str, params: Iterable, lr: float, momentum: float = 0.0, nesterov: bool = False,
                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """An optimizer from the registry; ConfigError listing the valid names otherwise."""
-    if name not in OPTIMIZERS:
+    if not isinstance(name, str) or name not in OPTIMIZERS:
         raise choice_error(ConfigError, "optimizer", name, OPTIMIZERS)
+    check_number(ConfigError, "lr", lr, 0, low_open=True)
+    check_number(ConfigError, "momentum", momentum, 0, 1)
+    check_number(ConfigError, "weight_decay", weight_decay, 0)
     return OPTIMIZERS[name](params, lr, momentum, nesterov, weight_decay)
 
 
@@ -91,24 +94,44 @@ SCHEDULES: dict[str, Schedule] = {
 }
 
 
+# Valid range of each schedule parameter: (low, high, low_open, high_open); a missing high is unbounded.
+_RANGES: dict[tuple[str, str], tuple[float, float | None, bool, bool]] = {
+    ("power", "rate"): (0, None, False, True),
+    ("exponential", "rate"): (0, 1, True, False),
+    ("cosine", "min_lr"): (0, None, False, True),
+    ("one-cycle", "pct_start"): (0, 1, False, False),
+    ("one-cycle", "div_factor"): (0, None, True, True),
+    ("one-cycle", "final_div_factor"): (0, None, True, True),
+}
+_INT_MINIMUM = {"decay_steps": 1, "warmup_steps": 0}
+
+
 def schedule_params(name: str, given: dict[str, Any] | None) -> dict[str, Any]:
-    """The schedule's defaults overridden by `given`; unknown names or keys are ConfigErrors."""
-    if name not in SCHEDULES:
+    """The schedule's defaults overridden by `given`; unknown names or keys and bad values are ConfigErrors."""
+    if not isinstance(name, str) or name not in SCHEDULES:
         raise choice_error(ConfigError, "schedule", name, SCHEDULES)
+    if given is not None and not isinstance(given, dict):
+        raise ConfigError(f"schedule_args must be a table of numbers, received {brief(given)}")
     defaults = SCHEDULES[name].defaults
     params = dict(defaults)
     for key, value in (given or {}).items():
         if key not in defaults:
             valid = ", ".join(defaults) or "none"
-            raise ConfigError(f"schedule {name!r} has no parameter {key!r}; valid: {valid}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"schedule parameter {key} must be a non-negative number, received {value!r}")
-        params[key] = type(defaults[key])(value)
-    if params.get("decay_steps", 1) <= 0:
-        raise ConfigError(f"decay_steps must be >= 1, received {params['decay_steps']}")
-    if name == "exponential" and not 0 < params["rate"] <= 1:
-        raise ConfigError(f"exponential rate must be in (0, 1], received {params['rate']}")
+            raise ConfigError(f"schedule {name!r} has no parameter {brief(key)}; valid: {valid}")
+        params[key] = _schedule_value(name, key, value)
     return params
+
+
+def _schedule_value(name: str, key: str, value: Any) -> int | float:
+    """One schedule parameter, checked finite and in its range (integral where the parameter counts steps)."""
+    if key in _INT_MINIMUM:
+        number = check_number(ConfigError, f"schedule parameter {key}", value, _INT_MINIMUM[key])
+        if not number.is_integer():
+            raise ConfigError(f"schedule parameter {key} must be a whole number of steps, received {brief(value)}")
+        return int(number)
+    low, high, low_open, high_open = _RANGES[(name, key)]
+    return check_number(ConfigError, f"{name} schedule parameter {key}", value, low, high, low_open=low_open,
+                        high_open=high_open)
 
 
 def lr_at(name: str, lr0: float, step: int, total_steps: int, params: dict[str, Any] | None = None) -> float:

@@ -23,7 +23,8 @@ import torch
 
 from .errors import ConfigError, RunError
 from .fileio import atomic_write_text
-from .runs import Run, load_run
+from .layers import CONV
+from .runs import HISTORY, METRICS, Run, load_run
 from .serve import render
 
 log = logging.getLogger("cnnscope")
@@ -32,7 +33,6 @@ REPORT = "report.html"
 PATTERN_MAPS = 32  # maximising patterns of the first 32 maps of each conv layer
 WORST = 24  # misclassified images shown
 PROBE_ROWS = 12  # epochs shown in the probe strip (evenly spaced, first and last always)
-MAP_TYPES = ("Conv2D", "MaxPooling2D", "AveragePooling2D")
 
 
 # --- small rendering helpers --------------------------------------------------------------------------------
@@ -121,6 +121,51 @@ def test_pass(run: Run, x: np.ndarray, layers: list[str], batch_size: int = 500)
     classes = run.spec.num_classes
     return TestPass(np.concatenate(probs) if probs else np.zeros((0, classes), np.float32),
                     {name: np.concatenate(parts) for name, parts in means.items() if parts})
+
+
+# --- what a run's history.json and metrics.json must hold for the report ------------------------------------
+CURVE_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")  # one value per epoch, plotted against "epoch"
+METRIC_NUMBERS = ("test_loss", "test_accuracy", "epochs_completed", "train_seconds", "images_per_second")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _json_kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def check_history(run: Run) -> None:
+    """RunError naming RUN/history.json when it is not an object of per-epoch lists of numbers."""
+    where, history = run.path / HISTORY, run.history
+    fix = "the file is corrupt; delete it (the report then has no curves) or train the run again"
+    if not isinstance(history, dict):
+        raise RunError(f"{where}: expected a JSON object of per-epoch lists, found {_json_kind(history)}; {fix}")
+    for key in ("epoch", *CURVE_KEYS, "lr"):
+        values = history.get(key, [])
+        if not isinstance(values, list) or not all(_is_number(v) for v in values):
+            raise RunError(f"{where}: {key!r} must be a list of numbers, found {_json_kind(values)}; {fix}")
+    epochs = len(history.get("epoch", []))
+    for key in CURVE_KEYS:
+        if len(history.get(key, [])) != epochs:
+            raise RunError(f"{where}: {key!r} holds {len(history.get(key, []))} values for {epochs} epochs; {fix}")
+    if not isinstance(history.get("val_source", ""), str):
+        raise RunError(f"{where}: 'val_source' must be a string, found {_json_kind(history['val_source'])}; {fix}")
+
+
+def check_metrics(run: Run) -> None:
+    """RunError naming RUN/metrics.json when it is not an object whose figures are numbers."""
+    where, metrics = run.path / METRICS, run.metrics
+    fix = "the file is corrupt; delete it (the report then shows no training figures) or train the run again"
+    if not isinstance(metrics, dict):
+        raise RunError(f"{where}: expected a JSON object, found {_json_kind(metrics)}; {fix}")
+    for key in METRIC_NUMBERS:
+        if key in metrics and not _is_number(metrics[key]):
+            raise RunError(f"{where}: {key!r} must be a number, found {_json_kind(metrics[key])}; {fix}")
+    if not isinstance(metrics.get("status", ""), str):
+        raise RunError(f"{where}: 'status' must be a string, found {_json_kind(metrics['status'])}; {fix}")
 
 
 # --- sections -----------------------------------------------------------------------------------------------
@@ -324,6 +369,8 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
 
     started = time.perf_counter()
     run = load_run(run_path)
+    check_history(run)  # before the work: a corrupt file is one line, not a traceback at the end
+    check_metrics(run)
     path = Path(out) if out is not None else run.path / REPORT
     if path.is_dir():  # refused before the work, not after it
         raise ConfigError(f"cannot write the report to {path}: it is a directory; give a file name such as "
@@ -333,9 +380,8 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
     run.model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
     dataset = run.dataset(data_dir)
     class_names = list(dataset.class_names)
-    infos = run.spec.layers()
-    map_layers = [info.name for info in infos if info.type in MAP_TYPES]
-    convs = [info.name for info in infos if info.type == "Conv2D"]
+    map_layers = run.spec.map_layer_names()
+    convs = run.spec.layer_names(CONV)
     labels = np.asarray(dataset.test_y).astype(np.int64)
     timings: dict[str, float] = {}
 
