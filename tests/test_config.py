@@ -56,3 +56,90 @@ def test_bad_config_files(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(CnnscopeError, match=message):  # ConfigError, or DataError for [data] values
         build_run_config(path)
+
+
+# --- every float setting finite and in range, every choice a name (issue 8, point 5) ----------------------------
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"lr": float("nan")}, r"lr must be a finite number > 0, received nan"),
+    ({"lr": float("inf")}, r"lr must be a finite number > 0, received inf"),
+    ({"lr": 0}, r"lr must be a finite number > 0, received 0"),
+    ({"lr": 10**400}, r"lr must be a finite number > 0, received 1000000000.*…"),
+    ({"momentum": 5}, r"momentum must be a finite number in \[0, 1\), received 5"),
+    ({"momentum": 1.0}, r"momentum must be a finite number in \[0, 1\), received 1.0"),
+    ({"momentum": -0.1}, r"momentum must be a finite number in \[0, 1\), received -0.1"),
+    ({"weight_decay": float("inf")}, r"weight_decay must be a finite number >= 0, received inf"),
+    ({"label_smoothing": float("nan")}, r"label_smoothing must be a finite number in \[0, 1\), received nan"),
+    ({"lr": "0.1"}, r"lr must be a finite number > 0, received '0.1'"),
+    ({"lr": True}, r"lr must be a finite number > 0, received True"),
+    ({"nesterov": 1}, r"nesterov must be true or false, received 1"),
+    ({"optimizer": ["sgd"]}, r"unknown optimizer \['sgd'\]; valid: rmsprop, adam"),
+    ({"device": 3}, r"unknown device 3; valid: auto, cpu, cuda, mps"),
+    ({"seed": 2**32}, r"seed must be an integer in \[0, 4294967295\], received 4294967296"),
+    ({"threads": 10**6}, r"threads must be an integer in \[0, 1024\], received 1000000"),
+    ({"augment_shift": 1000}, r"augment_shift must be an integer in \[0, 64\], received 1000"),
+    ({"optimizer": "sgd", "nesterov": True, "momentum": 0}, r"sgd with nesterov needs momentum > 0"),
+    ({"schedule": "cosine", "schedule_args": {"min_lr": float("nan")}},
+     r"cosine schedule parameter min_lr must be a finite number >= 0, received nan"),
+    ({"schedule": "power", "schedule_args": [1]}, r"schedule_args must be a table of numbers, received \[1\]"),
+])
+def test_train_settings_are_checked_when_built(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**settings)
+
+
+def test_limits_are_inclusive():
+    config = TrainConfig(momentum=0, label_smoothing=0.0, weight_decay=0, seed=2**32 - 1, augment_shift=64)
+    assert (config.momentum, config.seed, config.augment_shift) == (0, 2**32 - 1, 64)
+
+
+@pytest.mark.parametrize(("tables", "message"), [
+    ([1, 2], r"config: expected a table with \[model\], \[train\], \[data\], received \[1, 2\]"),
+    ({"train": 3}, r"config: \[train\] must be a table, received 3"),
+    ({"model": "tiny"}, r"config: \[model\] must be a table, received 'tiny'"),
+    ({"model": {"preset": ["tiny"]}}, r"config \[model\]: preset must be a name \(string\), received \['tiny'\]"),
+    ({"data": {"dataset": {}}}, r"\[data\] unknown dataset \{\}; valid: mnist, fashion-mnist"),
+    ({"data": {"data_dir": 5}}, r"\[data\] data_dir must be a directory path, received 5"),
+    ({"data": {"seed": -1}}, r"\[data\] seed must be a non-negative integer, received -1"),
+    ({"tra\nin": {}}, r"config: unknown table \[tra\\nin\]"),
+])
+def test_bad_tables_from_dict(tables, message):
+    with pytest.raises(CnnscopeError, match=message) as info:
+        RunConfig.from_dict(tables)
+    assert "\n" not in str(info.value)
+
+
+def test_model_over_the_size_limit_is_refused_in_the_config(tmp_path):
+    path = tmp_path / "big.toml"
+    path.write_text("[model]\nconv = [{filters = 64}]\ndense = [{units = 4096}]\n")  # 64*26*26*4096 weights
+    with pytest.raises(CnnscopeError, match=r"the model has 177,\d{3},\d{3} parameters \(0.7 GiB at fp32\), more "
+                                            r"than the limit of 100,000,000"):
+        build_run_config(path)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--lr", "nan"], "error: [train] lr must be a finite number > 0, received nan"),
+    (["--lr", "inf"], "error: [train] lr must be a finite number > 0, received inf"),
+    (["--momentum", "5"], "error: [train] momentum must be a finite number in [0, 1), received 5.0"),
+    (["--schedule", "exponential", "--schedule-arg", "rate=nan"],
+     "error: [train] exponential schedule parameter rate must be a finite number in (0, 1], received nan"),
+    (["--schedule", "power", "--schedule-arg", "decay_steps=0.5"],
+     "error: [train] schedule parameter decay_steps must be a finite number >= 1, received 0.5"),
+])
+def test_cli_refuses_bad_floats_in_one_line(flags, message, tmp_path, capsys):
+    from cnnscope.cli import main
+
+    code = main(["train", "--preset", "tiny", "--epochs", "1", "--out", str(tmp_path / "run"), *flags])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert (code, lines) == (2, [message])
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_refuses_a_huge_model_with_its_size(tmp_path, capsys):
+    from cnnscope.cli import main
+
+    path = tmp_path / "big.toml"
+    path.write_text("[model]\nconv = [{filters = 64}]\ndense = [{units = 4096}]\n")
+    code = main(["train", "--config", str(path), "--out", str(tmp_path / "run")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: the model has 177,")
+    assert "limit of 100,000,000" in lines[0] and not (tmp_path / "run").exists()

@@ -178,3 +178,130 @@ def test_real_mnist_shapes(real_data_dir):
     ds = load_dataset("mnist", data_dir=real_data_dir, limit_train=1000)
     assert ds.test_x.shape == (10000, 1, 28, 28)
     assert np.bincount(ds.test_y).tolist()[:3] == [980, 1135, 1032]
+
+
+# --- hostile and corrupt IDX files, labels of every split (issue 8, point 5) -------------------------------------
+def _raw_idx(path, header: bytes, payload: bytes = b"", gz: bool = True):
+    if gz:
+        with gzip.open(path, "wb") as fh:
+            fh.write(header + payload)
+    else:
+        path.write_bytes(header + payload)
+    return path
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_empty_idx_file(tmp_path, gz):
+    path = _raw_idx(tmp_path / ("e.gz" if gz else "e"), b"", gz=gz)
+    with pytest.raises(DataError, match=r"e(.gz)?: the file is empty; expected an IDX file"):
+        read_idx(path)
+
+
+def test_header_sizes_that_overflow_are_refused_before_reading(tmp_path, monkeypatch):
+    path = _raw_idx(tmp_path / "o.gz", struct.pack(">IIII", 0x803, 2**32 - 1, 2**32 - 1, 2**32 - 1), b"\0" * 64)
+    with pytest.raises(DataError, match=r"o.gz: header declares shape \(4294967295, 4294967295, 4294967295\) "
+                                        r"\(79,228,162,458,924,105,385,300,197,375 bytes\), more than the "
+                                        r"2,147,483,648 accepted; the file is corrupt"):
+        read_idx(path)
+    # an int64 product would wrap around to 0 and 'match' an empty payload: the check uses exact integers
+    path = _raw_idx(tmp_path / "w.gz", struct.pack(">IIII", 0x803, 2**32 - 1, 2**16, 2**16 + 1))
+    with pytest.raises(DataError, match="more than the 2,147,483,648 accepted"):
+        read_idx(path)
+
+
+def test_payload_longer_than_the_header_says(tmp_path):
+    path = _raw_idx(tmp_path / "l", struct.pack(">II", 0x801, 3), b"\1\2\3\4", gz=False)
+    with pytest.raises(DataError, match=r"l: holds more data bytes, header says 3 for shape \(3,\)"):
+        read_idx(path)
+
+
+def test_idx_directory_is_one_line(tmp_path):
+    (tmp_path / "d.gz").mkdir()
+    with pytest.raises(DataError, match=r"d.gz is a directory, expected an IDX file"):
+        read_idx(tmp_path / "d.gz")
+
+
+def test_split_without_images_is_refused(tmp_path):
+    from conftest import write_idx
+
+    write_idx(tmp_path / "i.gz", np.zeros((0, 28, 28), np.uint8))
+    write_idx(tmp_path / "l.gz", np.zeros(0, np.uint8))
+    with pytest.raises(DataError, match=r"i.gz holds no pixels \(shape \(0, 28, 28\)\); the file is corrupt"):
+        read_pair(tmp_path / "i.gz", tmp_path / "l.gz")
+
+
+def _with_bad_test_label(data_dir, tmp_path, value=200, index=7):
+    from conftest import write_idx
+
+    root = _copy(data_dir, tmp_path)
+    path = root / "mnist" / FILES["test_labels"]
+    labels = read_idx(path).copy()
+    labels[index] = value
+    write_idx(path, labels)
+    return root
+
+
+def test_test_labels_are_checked_at_load(data_dir, tmp_path):
+    root = _with_bad_test_label(data_dir, tmp_path)
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz: label 200 at index 7 is out of range; the "
+                                        r"dataset has 10 classes \(0–9\); the file is corrupt"):
+        load_dataset("mnist", data_dir=root, limit_test=5)  # index 7 is past the limit: checked all the same
+
+
+def test_dataset_checks_labels_of_every_split():
+    images = np.zeros((3, 28, 28), np.uint8)
+    pre = Preprocessor.fit("unit", images)
+    with pytest.raises(DataError, match=r"val labels: label -1 at index 2 is out of range; the dataset has 2 classes"):
+        data_mod.Dataset(DataConfig(), ("a", "b"), pre, images, np.array([0, 1, 1]), images, np.array([1, 0, 0]),
+                         images, np.array([0, 0, -1]))
+    with pytest.raises(DataError, match="the test split needs as many labels as images"):
+        data_mod.Dataset(DataConfig(), ("a", "b"), pre, images, np.array([0, 1, 1]), images, np.array([1, 0]))
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ([1, 2], "preprocessing data is malformed"),
+    ({"kind": "unit", "shape": [1, 2, 3], "mean": [0] * 6, "scale": [1] * 6}, r"shape \[1, 2, 3\] is neither"),
+    ({"kind": "zscore", "shape": [], "mean": 0, "scale": 1}, "unknown preprocess 'zscore'"),
+    ({"kind": "unit", "shape": [], "mean": 0, "scale": 0}, "scale must be finite, scale > 0"),
+    ({"kind": "unit", "shape": [], "mean": 10**400, "scale": 1}, "preprocessing data is malformed"),
+    ({"kind": "unit", "shape": [], "mean": 1e300, "scale": 1}, "mean and scale must be finite"),
+])
+def test_malformed_preprocessing_data(data, message):
+    with pytest.raises(DataError, match=message):
+        Preprocessor.from_dict(data)
+
+
+def test_data_config_paths_and_seeds():
+    from pathlib import Path
+
+    assert DataConfig(data_dir=Path("/x")).data_dir == "/x"
+    with pytest.raises(DataError, match=r"data_dir must be a directory path, received 'a\\x00b'"):
+        DataConfig(data_dir="a\0b")
+    with pytest.raises(DataError, match=r"seed must be an integer in \[0, 4294967295\], received 4294967296"):
+        DataConfig(seed=2**32)
+
+
+def _cli_error(args, capsys) -> str:
+    from cnnscope.cli import main
+
+    code = main(args)
+    lines = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("warning:")]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, lines)
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", ["empty", "overflow", "test-label"])
+def test_cli_reports_bad_data_files_in_one_line(case, data_dir, tmp_path, capsys):
+    if case == "test-label":
+        root = _with_bad_test_label(data_dir, tmp_path)
+        expected = "label 200 at index 7 is out of range"
+    else:
+        root = _copy(data_dir, tmp_path)
+        header = b"" if case == "empty" else struct.pack(">IIII", 0x803, 2**31, 2**31, 2**31)
+        _raw_idx(root / "mnist" / FILES["train_images"], header)
+        expected = "the file is empty" if case == "empty" else "more than the 2,147,483,648 accepted"
+    out = tmp_path / "run"
+    line = _cli_error(["train", "--preset", "tiny", "--epochs", "1", "--data-dir", str(root), "--out", str(out)],
+                      capsys)
+    assert expected in line
+    assert not (out / "history.json").exists()  # refused before any training

@@ -1,6 +1,8 @@
+import pytest
 import torch
 
-from cnnscope.model import build_model
+from cnnscope.errors import SpecError
+from cnnscope.model import CNN, MAX_PARAMS, build_model, check_model_size
 from cnnscope.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec, RegularizerSpec, presets
 
 
@@ -48,3 +50,30 @@ def test_probabilities_follow_output_activation():
     assert torch.allclose(soft.probabilities(logits).sum(1), torch.ones(4))
     sig = build_model(ModelSpec(conv=(ConvSpec(2),), output_activation="sigmoid"), seed=0)
     assert torch.allclose(sig.probabilities(logits), torch.sigmoid(logits))
+
+
+def test_models_over_the_parameter_limit_are_refused_before_allocation(monkeypatch):
+    allocated = []
+    monkeypatch.setattr(torch.nn.Linear, "__init__", lambda *a, **k: allocated.append(a))
+    spec = ModelSpec(conv=(ConvSpec(64),), dense=(DenseSpec(4096),))  # 64*26*26*4096 dense weights
+    assert spec.total_params > MAX_PARAMS
+    with pytest.raises(SpecError, match=rf"the model has {spec.total_params:,} parameters \(0.7 GiB at fp32\), "
+                                        r"more than the limit of 100,000,000; use fewer filters or units"):
+        build_model(spec)
+    with pytest.raises(SpecError, match="more than the limit of 100,000,000"):
+        CNN(spec)
+    assert allocated == []
+
+
+def test_models_with_huge_activations_are_refused():
+    spec = ModelSpec(input_shape=(1, 4000, 4000), conv=(ConvSpec(2, kernel=1, pool=PoolSpec(size=100)),), dense=())
+    assert spec.total_params < 100_000
+    with pytest.raises(SpecError, match=r"the model produces 32,00\d,\d{3} activation values per image "
+                                        r"\(122 MiB at fp32\), more than the limit of 25,000,000"):
+        build_model(spec)
+
+
+def test_models_at_the_limit_are_built():
+    for spec in presets.values():
+        check_model_size(spec)  # no error
+    assert build_model(presets["seed-iv"]).spec.total_params == 208_982

@@ -40,3 +40,38 @@ def test_every_optimizer_steps():
         assert (w < 1).all(), name
     with pytest.raises(ConfigError, match="unknown optimizer 'lamb'; valid: rmsprop, adam, nadam, adamax, sgd, adamw"):
         make_optimizer("lamb", [w], 0.1)
+
+
+@pytest.mark.parametrize(("name", "args", "message"), [
+    ("power", {"rate": float("inf")}, r"power schedule parameter rate must be a finite number >= 0, received inf"),
+    ("power", {"decay_steps": 1.5}, r"schedule parameter decay_steps must be a whole number of steps, received 1.5"),
+    ("power", {"decay_steps": float("nan")}, r"decay_steps must be a finite number >= 1, received nan"),
+    ("exponential", {"rate": 0}, r"exponential schedule parameter rate must be a finite number in \(0, 1\]"),
+    ("exponential", {"rate": 1.5}, r"received 1.5"),
+    ("cosine", {"warmup_steps": -1}, r"warmup_steps must be a finite number >= 0, received -1"),
+    ("one-cycle", {"div_factor": 0}, r"div_factor must be a finite number > 0, received 0"),
+    ("one-cycle", {"pct_start": 2}, r"pct_start must be a finite number in \[0, 1\], received 2"),
+    ("one-cycle", {"final_div_factor": "big"}, r"final_div_factor must be a finite number > 0, received 'big'"),
+    (["none"], {}, r"unknown schedule \['none'\]; valid"),
+    ("none", "rate=1", r"schedule_args must be a table of numbers, received 'rate=1'"),
+])
+def test_schedule_values_are_finite_and_in_range(name, args, message):
+    with pytest.raises(ConfigError, match=message):
+        schedule_params(name, args)
+
+
+def test_schedule_values_keep_their_types():
+    params = schedule_params("power", {"decay_steps": 4.0, "rate": 1})
+    assert params == {"rate": 1.0, "decay_steps": 4} and isinstance(params["decay_steps"], int)
+    assert schedule_params("one-cycle", {"pct_start": 1})["pct_start"] == 1.0
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"lr": float("nan")}, "lr must be a finite number > 0, received nan"),
+    ({"lr": 0.1, "momentum": 1.5}, r"momentum must be a finite number in \[0, 1\), received 1.5"),
+    ({"lr": 0.1, "weight_decay": -1}, "weight_decay must be a finite number >= 0, received -1"),
+])
+def test_make_optimizer_checks_its_numbers(kwargs, message):
+    w = torch.nn.Parameter(torch.ones(3))
+    with pytest.raises(ConfigError, match=message):
+        make_optimizer("sgd", [w], **kwargs)
