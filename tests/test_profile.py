@@ -66,7 +66,7 @@ def test_seed_iv_receptive_fields_by_hand():
     for name, (size, jump) in expected.items():
         g = field_geometry(spec, name)
         assert g.size == (size, size) and g.jump == (jump, jump) and g.start == (0, 0)
-        assert (spec.layer(name).receptive_field, spec.layer(name).jump) == (size, jump)
+        assert (spec.layer(name).receptive_field, spec.layer(name).jump) == ((size, size), (jump, jump))
     c1 = field_geometry(spec, "Conv2D_1")
     for r, c in [(0, 0), (5, 7), (25, 25)]:  # node (r, c) sees rows r..r+2, cols c..c+2
         assert c1.box(r, c) == (r, c, r + 3, c + 3)

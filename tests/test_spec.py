@@ -13,7 +13,8 @@ def test_preset_parameter_counts_match_the_series():
 
 def test_receptive_fields_match_the_series():
     layers = {layer.name: layer.receptive_field for layer in presets["seed-iv"].layers()}
-    assert [layers[n] for n in ("Conv2D_1", "Max_Pool_1", "Conv2D_2", "Max_Pool_2", "Conv2D_3")] == [3, 4, 8, 10, 18]
+    assert [layers[n] for n in ("Conv2D_1", "Max_Pool_1", "Conv2D_2", "Max_Pool_2", "Conv2D_3")] == [
+        (3, 3), (4, 4), (8, 8), (10, 10), (18, 18)]
 
 
 def test_default_names_and_shapes():
@@ -79,4 +80,42 @@ def test_summary_table_and_dict():
     assert "Total params: 96,844" in text and "Conv2D_3 (Conv2D)" in text and "18×18" in text
     data = summary_dict(presets["seed-iv"])
     assert data["total_params"] == 208_982
-    assert json.loads(json.dumps(data))["layers"][4]["receptive_field"] == 18
+    conv3 = json.loads(json.dumps(data))["layers"][4]
+    assert (conv3["receptive_field"], conv3["jump"], conv3["start"]) == ([18, 18], [4, 4], [8.5, 8.5])
+    assert data["layers"][5]["receptive_field"] is None and data["layers"][5]["kind"] == "flatten"
+
+
+def test_summary_is_per_axis_for_rectangular_kernels():
+    spec = ModelSpec(conv=(ConvSpec(2, kernel=(5, 3), pool=PoolSpec("average", (2, 1))),
+                           ConvSpec(2, kernel=(1, 3), stride=(1, 2), padding="same")))
+    rows = {row["name"]: row for row in summary_dict(spec)["layers"]}
+    assert (rows["Conv2D_1"]["receptive_field"], rows["Conv2D_1"]["jump"], rows["Conv2D_1"]["start"]) == (
+        [5, 3], [1, 1], [2, 1])
+    assert (rows["Avg_Pool_1"]["receptive_field"], rows["Avg_Pool_1"]["jump"], rows["Avg_Pool_1"]["start"]) == (
+        [6, 3], [2, 1], [2.5, 1])
+    # same padding on 26 columns with stride 2: 1 zero column, after the image, so the start does not move back
+    assert (rows["Conv2D_2"]["receptive_field"], rows["Conv2D_2"]["jump"], rows["Conv2D_2"]["start"]) == (
+        [6, 5], [2, 2], [2.5, 2])
+    assert rows["Conv2D_2"]["output_shape"] == [2, 12, 13]
+    table = summary_table(spec)
+    assert [line.split()[-1] for line in table.splitlines() if line.startswith(("Conv2D", "Avg_"))] == [
+        "5×3", "6×3", "6×5"]
+
+
+def test_three_by_three_then_two_by_two_pool_starts():
+    spec = ModelSpec(conv=(ConvSpec(4, pool=PoolSpec()),))
+    assert [info.start for info in spec.layers()[:2]] == [(1, 1), (1.5, 1.5)]
+    assert spec.geometry("Max_Pool_1").box(0, 0) == (0, 0, 4, 4)
+
+
+def test_layer_kinds_vocabulary():
+    spec = ModelSpec(conv=(ConvSpec(4, pool=PoolSpec()), ConvSpec(4)), dense=(DenseSpec(8),), dropout=0.5)
+    assert [info.kind for info in spec.layers()] == [
+        "conv", "pool", "conv", "flatten", "dropout", "dense", "dropout", "dense"]
+    assert spec.map_layer_names() == ["Conv2D_1", "Max_Pool_1", "Conv2D_2"]
+    assert spec.layer_names("conv") == ["Conv2D_1", "Conv2D_2"]
+    assert spec.layer_names("dense", "dropout") == ["Dropout_1", "Dense_1", "Dropout_2", "Dense_2"]
+    assert [info.has_maps for info in spec.layers()][:4] == [True, True, True, False]
+    with pytest.raises(SpecError, match=r"^layer 'Dense_1' \(Dense\) has no receptive field; layers with maps: "
+                                        r"Conv2D_1, Max_Pool_1, Conv2D_2$"):
+        spec.geometry("Dense_1")

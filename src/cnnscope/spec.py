@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SpecError, choice_error
+from .errors import SpecError, check_number, choice_error
 from .fileio import atomic_write_text, read_toml, write_toml
+from .geometry import NO_PADDING, Geometry, Padding, window_padding
+from .layers import CONV, DENSE, DROPOUT, FLATTEN, POOL, POOL_PREFIXES, POOL_TYPES, has_maps
 
 ACTIVATIONS = ("relu", "sigmoid", "elu", "selu", "tanh", "gelu", "linear")
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
@@ -103,20 +104,63 @@ class RegularizerSpec:
     def __post_init__(self) -> None:
         if self.kind not in REGULARIZERS:
             raise choice_error(SpecError, "regularizer", self.kind, REGULARIZERS)
-        if not isinstance(self.coefficient, (int, float)) or self.coefficient < 0:
-            raise SpecError(f"regularizer coefficient must be >= 0, received {self.coefficient!r}")
+        check_number(SpecError, "regularizer coefficient", self.coefficient, 0)
 
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One resolved layer: its name, type, output shape (C, H, W) or (units,), params, receptive field."""
+    """One resolved layer: name, Keras type name, kind (cnnscope.layers), output shape (C, H, W) or (units,),
+    parameters and, for conv/pool layers, its window (kernel, stride, padding) and receptive-field geometry."""
 
     name: str
-    type: str
+    type: str  # Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dropout, Dense
     output_shape: tuple[int, ...]
     params: int
-    receptive_field: int | None  # side, in input pixels, of the patch one output node sees
-    jump: int | None  # input pixels between neighbouring output nodes
+    kind: str  # conv, pool, flatten, dense, dropout
+    geometry: Geometry | None = None  # conv/pool layers: where each cell looks on the input (cnnscope.geometry)
+    kernel: tuple[int, int] | None = None  # conv kernel / pool window (h, w)
+    stride: tuple[int, int] | None = None
+    padding: Padding | None = None  # ((top, bottom), (left, right)) zeros added before the window slides
+
+    @property
+    def has_maps(self) -> bool:
+        """Whether the output is maps (conv and pool layers)."""
+        return has_maps(self.kind)
+
+    @property
+    def receptive_field(self) -> tuple[int, int] | None:
+        """(h, w) input pixels one output cell sees; None for layers without maps."""
+        return None if self.geometry is None else self.geometry.receptive_field
+
+    @property
+    def jump(self) -> tuple[int, int] | None:
+        """(h, w) input pixels between neighbouring output cells; None for layers without maps."""
+        return None if self.geometry is None else self.geometry.jump
+
+    @property
+    def start(self) -> tuple[float, float] | None:
+        """(y, x) input coordinate of the centre of cell (0, 0)'s field; None for layers without maps."""
+        return None if self.geometry is None else self.geometry.start
+
+
+def _window(geometry: Geometry, name: str, kernel: tuple[int, int], stride: tuple[int, int], padding: Padding,
+            what: str) -> Geometry:
+    """`geometry` moved through one conv/pool window; SpecError when the (padded) input is smaller than it."""
+    (top, bottom), (left, right) = padding
+    h, w = geometry.output_hw
+    if h + top + bottom < kernel[0] or w + left + right < kernel[1]:
+        raise SpecError(f"{name}: input is {h}×{w}, smaller than its {_fmt(kernel)} {what}")
+    return geometry.then(kernel, stride, padding)
+
+
+def _check_names(layers: list[LayerInfo]) -> None:
+    seen: set[str] = set()
+    for layer in layers:
+        if not _NAME_RE.fullmatch(layer.name):
+            raise SpecError(f"layer name {layer.name!r} is invalid; use letters, digits, '_' and '-'")
+        if layer.name in seen:
+            raise SpecError(f"layer name {layer.name!r} is used twice; layer names must be unique")
+        seen.add(layer.name)
 
 
 def _positive_int(value: Any, where: str) -> None:
@@ -155,65 +199,61 @@ class ModelSpec:
 
     # --- resolution -------------------------------------------------------------------------
     def layers(self) -> list[LayerInfo]:
-        """Resolve names, output shapes, parameter counts and receptive fields; raise SpecError on misfit."""
+        """Resolve names, kinds, output shapes, parameter counts and geometry; raise SpecError on misfit."""
+        out = self._map_layers()
+        c, h, w = out[-1].output_shape if out else self.input_shape
+        features = c * h * w
+        out.append(LayerInfo(self.flatten_name or "Flatten_1", "Flatten", (features,), 0, FLATTEN))
+        n_dropout = 0
+
+        def dropout() -> None:
+            nonlocal n_dropout
+            if self.dropout > 0:
+                n_dropout += 1
+                out.append(LayerInfo(f"Dropout_{n_dropout}", "Dropout", (features,), 0, DROPOUT))
+
+        dropout()
+        for i, dense in enumerate(self.dense, start=1):
+            out.append(LayerInfo(dense.name or f"Dense_{i}", "Dense", (dense.units,),
+                                 features * dense.units + dense.units, DENSE))
+            features = dense.units
+            dropout()
+        name = self.output_name or f"Dense_{len(self.dense) + 1}"
+        out.append(LayerInfo(name, "Dense", (self.num_classes,), features * self.num_classes + self.num_classes,
+                             DENSE))
+        _check_names(out)
+        return out
+
+    def _map_layers(self) -> list[LayerInfo]:
+        """The conv layers and their pools, each with its window and geometry."""
         out: list[LayerInfo] = []
-        c, h, w = self.input_shape
-        rf, jump = 1, 1
+        c = self.input_shape[0]
+        geometry = Geometry.of_input(self.input_shape[1:])
         pool_counts = {"max": 0, "average": 0}
         for i, conv in enumerate(self.conv, start=1):
             name = conv.name or f"Conv2D_{i}"
-            (kh, kw), (sh, sw) = conv.kernel, conv.stride
-            if conv.padding == "valid":
-                if h < kh or w < kw:
-                    raise SpecError(f"{name}: input is {h}×{w}, smaller than its {_fmt(conv.kernel)} kernel")
-                h, w = (h - kh) // sh + 1, (w - kw) // sw + 1
-            else:
-                h, w = math.ceil(h / sh), math.ceil(w / sw)
-            params = conv.filters * (c * kh * kw + 1)
+            padding = window_padding(geometry.output_hw, conv.kernel, conv.stride, conv.padding)
+            geometry = _window(geometry, name, conv.kernel, conv.stride, padding, "kernel")
+            params = conv.filters * (c * conv.kernel[0] * conv.kernel[1] + 1)
             c = conv.filters
-            rf += (max(kh, kw) - 1) * jump
-            jump *= max(sh, sw)
-            out.append(LayerInfo(name, "Conv2D", (c, h, w), params, rf, jump))
+            out.append(LayerInfo(name, "Conv2D", (c, *geometry.output_hw), params, CONV, geometry, conv.kernel,
+                                 conv.stride, padding))
             if conv.pool is not None:
                 pool = conv.pool
                 pool_counts[pool.kind] += 1
-                prefix = "Max_Pool" if pool.kind == "max" else "Avg_Pool"
-                pname = pool.name or f"{prefix}_{pool_counts[pool.kind]}"
-                (ph, pw), (qh, qw) = pool.size, pool.stride
-                if h < ph or w < pw:
-                    raise SpecError(f"{pname}: input is {h}×{w}, smaller than its {_fmt(pool.size)} window")
-                h, w = (h - ph) // qh + 1, (w - pw) // qw + 1
-                rf += (max(ph, pw) - 1) * jump
-                jump *= max(qh, qw)
-                kind = "MaxPooling2D" if pool.kind == "max" else "AveragePooling2D"
-                out.append(LayerInfo(pname, kind, (c, h, w), 0, rf, jump))
-        features = c * h * w
-        out.append(LayerInfo(self.flatten_name or "Flatten_1", "Flatten", (features,), 0, None, None))
-        n_dropout = 0
-        if self.dropout > 0:
-            n_dropout += 1
-            out.append(LayerInfo(f"Dropout_{n_dropout}", "Dropout", (features,), 0, None, None))
-        for i, dense in enumerate(self.dense, start=1):
-            name = dense.name or f"Dense_{i}"
-            out.append(LayerInfo(name, "Dense", (dense.units,), features * dense.units + dense.units, None, None))
-            features = dense.units
-            if self.dropout > 0:
-                n_dropout += 1
-                out.append(LayerInfo(f"Dropout_{n_dropout}", "Dropout", (features,), 0, None, None))
-        name = self.output_name or f"Dense_{len(self.dense) + 1}"
-        out.append(LayerInfo(name, "Dense", (self.num_classes,), features * self.num_classes + self.num_classes,
-                             None, None))
-        seen: set[str] = set()
-        for layer in out:
-            if not _NAME_RE.fullmatch(layer.name):
-                raise SpecError(f"layer name {layer.name!r} is invalid; use letters, digits, '_' and '-'")
-            if layer.name in seen:
-                raise SpecError(f"layer name {layer.name!r} is used twice; layer names must be unique")
-            seen.add(layer.name)
+                pname = pool.name or f"{POOL_PREFIXES[pool.kind]}_{pool_counts[pool.kind]}"
+                geometry = _window(geometry, pname, pool.size, pool.stride, NO_PADDING, "window")
+                out.append(LayerInfo(pname, POOL_TYPES[pool.kind], (c, *geometry.output_hw), 0, POOL, geometry,
+                                     pool.size, pool.stride, NO_PADDING))
         return out
 
-    def layer_names(self) -> list[str]:
-        return [layer.name for layer in self.layers()]
+    def layer_names(self, *kinds: str) -> list[str]:
+        """Names of the layers, in order; only those of the given kinds (cnnscope.layers) when any are given."""
+        return [layer.name for layer in self.layers() if not kinds or layer.kind in kinds]
+
+    def map_layer_names(self) -> list[str]:
+        """Names of the layers whose outputs are maps (conv and pool layers), in order."""
+        return [layer.name for layer in self.layers() if layer.has_maps]
 
     def layer(self, name: str) -> LayerInfo:
         """The resolved layer called `name`; SpecError listing the valid names otherwise."""
@@ -221,6 +261,14 @@ class ModelSpec:
             if layer.name == name:
                 return layer
         raise choice_error(SpecError, "layer", name, self.layer_names())
+
+    def geometry(self, name: str) -> Geometry:
+        """Receptive-field geometry of conv/pool layer `name`; SpecError naming the layers with maps otherwise."""
+        info = self.layer(name)
+        if info.geometry is None:
+            raise SpecError(f"layer {name!r} ({info.type}) has no receptive field; layers with maps: "
+                            f"{', '.join(self.map_layer_names())}")
+        return info.geometry
 
     @property
     def total_params(self) -> int:
@@ -337,23 +385,30 @@ def get_preset(name: str) -> ModelSpec:
 
 # --- summary --------------------------------------------------------------------------------
 def summary_dict(spec: ModelSpec) -> dict[str, Any]:
-    """Keras-like summary as data: layers with shapes, params and receptive fields, and totals."""
+    """Keras-like summary as data: per layer its kind, shape, params and, for conv/pool layers, "receptive_field"
+    [h, w], "jump" [h, w] and "start" [y, x] (input coordinate of cell 0's centre; null for other layers)."""
     layers = spec.layers()
     return {
         "input_shape": list(spec.input_shape),
-        "layers": [{"name": layer.name, "type": layer.type, "output_shape": list(layer.output_shape),
-                    "params": layer.params, "receptive_field": layer.receptive_field} for layer in layers],
+        "layers": [_layer_dict(layer) for layer in layers],
         "total_params": sum(layer.params for layer in layers),
         "trainable_params": sum(layer.params for layer in layers),
         "regularizer": dataclasses.asdict(spec.regularizer),
     }
 
 
+def _layer_dict(layer: LayerInfo) -> dict[str, Any]:
+    geometry = layer.geometry.to_dict() if layer.geometry is not None else {}
+    return {"name": layer.name, "type": layer.type, "kind": layer.kind, "output_shape": list(layer.output_shape),
+            "params": layer.params, "receptive_field": geometry.get("receptive_field"),
+            "jump": geometry.get("jump"), "start": geometry.get("start")}
+
+
 def summary_table(spec: ModelSpec) -> str:
     """Keras-like summary as text: name (type), output shape (C, H, W), params, receptive field."""
     rows = [("Layer (type)", "Output shape", "Param #", "Receptive field")]
     for layer in spec.layers():
-        rf = f"{layer.receptive_field}×{layer.receptive_field}" if layer.receptive_field else ""
+        rf = _fmt(layer.receptive_field) if layer.receptive_field else ""
         rows.append((f"{layer.name} ({layer.type})", str(layer.output_shape).replace(",)", ")"),
                      f"{layer.params:,}", rf))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]

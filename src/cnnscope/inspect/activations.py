@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, SpecError, choice_error
+from ..layers import CONV
 from ..model import CNN
 
 NORMS = ("map", "layer", "fixed")
@@ -105,12 +106,12 @@ def layer_output_shape(model: CNN, layer: str) -> tuple[int, ...]:
 
 def map_layers(model: CNN) -> list[str]:
     """Names of the layers whose outputs are maps (conv and pool layers), in order."""
-    return [info.name for info in model.spec.layers() if len(info.output_shape) == 3]
+    return model.spec.map_layer_names()
 
 
 def conv_layers(model: CNN) -> list[str]:
     """Names of the conv layers, in order."""
-    return [name for name, module in model.layers.items() if isinstance(getattr(module, "conv", None), nn.Conv2d)]
+    return model.spec.layer_names(CONV)
 
 
 # --- display ---------------------------------------------------------------------------------------------------

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import RunError, SpecError
+from ..errors import RunError
+from ..geometry import Geometry
 from ..model import CNN
 from ..spec import ModelSpec
 from .activations import activations, layer_output_shape
@@ -55,69 +55,41 @@ def class_profile(model: CNN, layer: str, images: np.ndarray, labels: np.ndarray
 # --- receptive fields ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FieldGeometry:
-    """Where a node of a map layer looks on the input, per axis (rows, cols).
+    """A conv/pool layer's receptive field as top images use it: a view of the spec's `Geometry`
+    (cnnscope.geometry, which does all the maths), per axis (rows, cols).
 
     Node i along an axis sees input pixels start + i·jump … start + i·jump + size − 1 (before clipping to the
-    image; `start` is negative where `same` padding adds zeros before the first pixel).
+    image; `start` is the top-left pixel, negative where `same` padding adds zeros before the first pixel).
     """
 
     layer: str
-    size: tuple[int, int]
-    jump: tuple[int, int]
-    start: tuple[int, int]
-    input_hw: tuple[int, int]
+    geometry: Geometry
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.geometry.receptive_field
+
+    @property
+    def jump(self) -> tuple[int, int]:
+        return self.geometry.jump
+
+    @property
+    def start(self) -> tuple[int, int]:
+        return self.geometry.offset
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return self.geometry.input_hw
 
     def box(self, row: int, col: int, clip: bool = True) -> tuple[int, int, int, int]:
         """(top, left, bottom, right) of node (row, col), bottom/right exclusive, clipped to the input."""
-        top, left = self.start[0] + row * self.jump[0], self.start[1] + col * self.jump[1]
-        bottom, right = top + self.size[0], left + self.size[1]
-        if clip:
-            h, w = self.input_hw
-            top, left, bottom, right = max(top, 0), max(left, 0), min(bottom, h), min(right, w)
-        return (top, left, bottom, right)
+        return self.geometry.box(row, col, clip)
 
 
 def field_geometry(spec: ModelSpec, layer: str) -> FieldGeometry:
-    """Receptive field size, jump and start offset of a conv/pool layer, derived through the layer stack.
-
-    Each layer with kernel k, stride s and leading padding p maps its node i to its input nodes
-    i·s − p … i·s − p + k − 1, so start_out = start_in − p·jump_in, jump_out = jump_in·s and
-    size_out = size_in + (k − 1)·jump_in. `same` padding is TensorFlow's (the extra pixel goes bottom/right),
-    as the model builds it; pools never pad.
-    """
-    info = spec.layer(layer)  # SpecError listing the valid names
-    if info.receptive_field is None:
-        maps = [i.name for i in spec.layers() if i.receptive_field is not None]
-        raise SpecError(f"layer {layer!r} ({info.type}) has no receptive field; layers with maps: {', '.join(maps)}")
-    _, h, w = spec.input_shape
-    hw = [h, w]
-    size, jump, start = [1, 1], [1, 1], [0, 0]
-
-    def step(kernel: tuple[int, int], stride: tuple[int, int], same: bool) -> None:
-        for axis in (0, 1):
-            k, s = kernel[axis], stride[axis]
-            if same:
-                out = math.ceil(hw[axis] / s)
-                pad = max((out - 1) * s + k - hw[axis], 0) // 2
-            else:
-                out, pad = (hw[axis] - k) // s + 1, 0
-            start[axis] -= pad * jump[axis]
-            size[axis] += (k - 1) * jump[axis]
-            jump[axis] *= s
-            hw[axis] = out
-
-    infos = iter(spec.layers())
-    for conv in spec.conv:
-        name = next(infos).name
-        step(conv.kernel, conv.stride, conv.padding == "same")
-        if name == layer:
-            break
-        if conv.pool is not None:
-            name = next(infos).name
-            step(conv.pool.size, conv.pool.stride, False)
-            if name == layer:
-                break
-    return FieldGeometry(layer, (size[0], size[1]), (jump[0], jump[1]), (start[0], start[1]), (h, w))
+    """Receptive field size, jump and top-left start of a conv/pool layer (`ModelSpec.geometry`); SpecError
+    naming the layers with maps for any other layer."""
+    return FieldGeometry(layer, spec.geometry(layer))
 
 
 # --- top images ----------------------------------------------------------------------------------------------
