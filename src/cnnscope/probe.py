@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from .errors import CnnscopeError, ConfigError, RunError
-from .fileio import atomic_write
+from .fileio import atomic_write_bytes
+from .layers import CONV
 
 log = logging.getLogger("cnnscope")
 
 PROBE = "probe.safetensors"
-MAP_TYPES = ("Conv2D", "MaxPooling2D", "AveragePooling2D")
 
 
 @dataclass
@@ -68,7 +68,7 @@ class Probe:
         if self.index >= len(x):
             raise ConfigError(f"--probe {self.index} is out of range: the {self.split} set holds {len(x):,} "
                               f"images (0 to {len(x) - 1})")
-        if not any(info.type == "Conv2D" for info in spec.layers()):
+        if not spec.layer_names(CONV):
             raise ConfigError("--probe needs a model with at least one conv layer")
         self._sample = (np.array(x[self.index:self.index + 1]), int(labels[self.index]), np.array(raw[self.index]))
 
@@ -85,9 +85,8 @@ class Probe:
         assert self._sample is not None
         x, label, raw = self._sample
         self._x = torch.as_tensor(x)
-        infos = config.model.layers()
-        layers = [info.name for info in infos if info.type in MAP_TYPES]
-        convs = [info.name for info in infos if info.type == "Conv2D"]
+        layers = config.model.map_layer_names()
+        convs = config.model.layer_names(CONV)
         self._data = ProbeData(self.index, self.split, label, raw, convs[0], layers)
         previous = read_probe(run_dir) if (run_dir / PROBE).is_file() else None
         if previous is not None and previous.index == self.index and previous.split == self.split:
@@ -135,7 +134,11 @@ class Probe:
             if entry.epoch == 1 and (run_dir / "initial.safetensors").is_file():
                 self._record(0, _initial_model(run_dir))
         self._record(entry.epoch, entry.model)
-        write_probe(run_dir, self._data)
+        try:
+            write_probe(run_dir, self._data)
+        except OSError as exc:  # disk full: the training's own checkpoint matters more than the probe
+            log.warning("probe disabled: %s could not be written (%s)", run_dir / PROBE, exc.strerror or exc)
+            self._disabled = True
 
 
 def _initial_model(run_dir: Path) -> torch.nn.Module:
@@ -149,7 +152,7 @@ def _initial_model(run_dir: Path) -> torch.nn.Module:
 
 def write_probe(run_dir: str | Path, data: ProbeData) -> Path:
     """Write probe.safetensors atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     # A copy: the image may be a read-only view of the dataset, which torch.as_tensor warns about.
     tensors: dict[str, torch.Tensor] = {"image": torch.from_numpy(np.array(data.image, dtype=np.uint8))}
@@ -160,7 +163,7 @@ def write_probe(run_dir: str | Path, data: ProbeData) -> Path:
     meta = {"index": data.index, "set": data.split, "label": data.label, "filters_layer": data.filters_layer,
             "layers": data.layers}
     path = Path(run_dir) / PROBE
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"probe": json.dumps(meta)}))
+    atomic_write_bytes(path, save(tensors, metadata={"probe": json.dumps(meta)}))
     return path
 
 
@@ -175,11 +178,12 @@ def read_probe(run_dir: str | Path) -> ProbeData | None:
         with safe_open(str(path), framework="pt") as fh:
             meta = json.loads((fh.metadata() or {})["probe"])
             tensors = {key: fh.get_tensor(key) for key in fh.keys()}
-    except Exception as exc:  # safetensors raises its own error types; a missing key is a KeyError
-        raise RunError(f"{path}: not a readable probe file ({exc})") from None
-    data = ProbeData(int(meta["index"]), str(meta["set"]), int(meta["label"]), tensors["image"].numpy(),
-                     str(meta["filters_layer"]), list(meta["layers"]))
-    pattern = re.compile(r"e(\d+)\.(.+)")
+        data = ProbeData(int(meta["index"]), str(meta["set"]), int(meta["label"]),
+                         tensors["image"].to(torch.uint8).numpy(), str(meta["filters_layer"]),
+                         [str(name) for name in meta["layers"]])
+    except Exception as exc:  # safetensors' own error types, a missing key, a value of the wrong type
+        raise RunError(f"{path}: not a readable probe file ({type(exc).__name__}: {str(exc)[:160]})") from None
+    pattern = re.compile(r"e(\d{1,9})\.(.+)")
     for key, value in tensors.items():
         match = pattern.fullmatch(key)
         if not match:
