@@ -148,7 +148,7 @@ def _insert(index: int, class_name: str, **config):
     (_insert(1, "MaxPooling2D", name="early_pool", pool_size=[2, 2]),
      "layer 'early_pool' (MaxPooling2D): a pooling layer must directly follow a Conv2D"),
     (_insert(2, "MaxPooling2D", name="extra_pool", pool_size=[2, 2]),  # fits our spec, not the saved weights
-     "layer 'hidden' kernel has shape (12, 24) after conversion, expected (12, 4)"),
+     "layer 'hidden' kernel (dataset '/model_weights/hidden/hidden/kernel:0') has shape (24, 12), expected (4, 12)"),
     (_insert(4, "MaxPooling2D", name="pool_twice", pool_size=[1, 1]),
      "layer 'pool_twice' (MaxPooling2D): a pooling layer must directly follow a Conv2D"),
     (_insert(6, "Dense", name="dense_early", units=3), "layer 'dense_early' (Dense): a Dense layer before Flatten"),

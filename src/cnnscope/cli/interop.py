@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (default mnist)")
     add_data_dir(p)
     p.add_argument("--json", action="store_true", help="print the run's metrics.json as one JSON object")
-    p.set_defaults(handler=cmd_import_keras)
+    p.set_defaults(handler=cmd_import_keras, out_kind="dir")
 
     p = sub.add_parser("export", help="export a run's model to ONNX (dynamic batch)")
     p.add_argument("run", metavar="RUN_DIR")
