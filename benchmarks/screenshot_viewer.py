@@ -29,6 +29,16 @@ SEVEN = [(0.26, 0.24), (0.72, 0.22), (0.56, 0.50), (0.44, 0.80)]  # a "7": the b
 IDLE = "document.body.dataset.busy === '0' && Number(document.querySelector('#grid').dataset.renders) >= {}"
 
 
+def wait_until(page, expression: str, timeout: int = 20_000) -> None:
+    """Poll a JavaScript expression until it is true (page.evaluate: works under the page's CSP, which forbids
+    the eval that page.wait_for_function uses for expressions)."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} ms waiting for {expression}")
+        time.sleep(0.05)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -125,17 +135,17 @@ def main() -> int:
                                         device_scale_factor=1)
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
                 page.goto(url)
-                page.wait_for_function(IDLE.format(1), timeout=60_000)
+                wait_until(page, IDLE.format(1), timeout=60_000)
                 renders = int(page.get_attribute("#grid", "data-renders"))
                 if page.eval_on_selector("#layer", "el => el.value") != args.layer:
                     page.select_option("#layer", args.layer)
-                    page.wait_for_function(IDLE.format(renders + 1), timeout=60_000)
+                    wait_until(page, IDLE.format(renders + 1), timeout=60_000)
                     renders = int(page.get_attribute("#grid", "data-renders"))
 
                 draw_stroke(page, SEVEN)
-                page.wait_for_function(IDLE.format(renders + 1) + " && document.querySelector('#true-label')"
+                wait_until(page, IDLE.format(renders + 1) + " && document.querySelector('#true-label')"
                                        ".textContent === 'your drawing'", timeout=60_000)
-                page.wait_for_function("document.body.dataset.busy === '0'", timeout=60_000)
+                wait_until(page, "document.body.dataset.busy === '0'", timeout=60_000)
                 predicted = page.inner_text("#pred-label")
                 confidence = page.inner_text("#pred-conf")
                 print(f"drawn a 7: predicted {predicted} ({confidence})")
@@ -157,7 +167,7 @@ def main() -> int:
                     page.mouse.click(box["x"] + col * (layout["cell"] + 3) + layout["cell"] / 2,
                                      box["y"] + row * (layout["cellH"] + 3) + layout["cellH"] / 2)
                     page.wait_for_selector("#card .top-item", timeout=120_000)
-                    page.wait_for_function("(() => { const img = document.querySelector('#card img.pattern');"
+                    wait_until(page, "(() => { const img = document.querySelector('#card img.pattern');"
                                            " return !img || (img.complete && img.naturalWidth > 0); })()",
                                            timeout=120_000)
                     page.mouse.move(5, args.height - 5)  # no hover tooltip in the picture

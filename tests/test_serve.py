@@ -39,7 +39,9 @@ def viewer(trained_run, data_dir) -> Viewer:
 
 @pytest.fixture(scope="module")
 def client(trained_run, viewer) -> TestClient:
-    return TestClient(create_app(trained_run, viewer=viewer, warm_up=False, max_upload_bytes=200_000))
+    app = create_app(trained_run, viewer=viewer, warm_up=False, max_upload_bytes=200_000)
+    with TestClient(app, base_url="http://127.0.0.1") as test_client:  # one event loop for the module
+        yield test_client
 
 
 def stroke_png(size: int = 200, light_background: bool = True) -> bytes:
@@ -50,6 +52,11 @@ def stroke_png(size: int = 200, light_background: bool = True) -> bytes:
     buffer = io.BytesIO()
     img.save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def _pair(value) -> list[int]:
+    """A receptive field as [rows, cols], whether the spec gives one int or a pair."""
+    return [int(v) for v in value] if isinstance(value, (tuple, list)) else [int(value)] * 2
 
 
 def error_of(response, status: int) -> str:
@@ -174,8 +181,9 @@ def test_post_activations_for_a_drawing(client):
 
 def test_bad_uploads_are_refused_cleanly(client):
     text = error_of(client.post("/api/predict", files={"image": ("notes.txt", b"just text", "text/plain")}), 400)
-    assert "not a readable picture" in text
-    assert "not a readable picture" in error_of(client.post("/api/predict", content=b"\x89PNG\r\n\x1a\nbroken"), 400)
+    assert "not an image Pillow can read" in text
+    broken = error_of(client.post("/api/predict", content=b"\x89PNG\r\n\x1a\nbroken"), 400)
+    assert "not an image Pillow can read" in broken or "cannot read the picture" in broken
     assert "empty" in error_of(client.post("/api/predict", content=b""), 400)
     assert "no 'image' file field" in error_of(client.post("/api/predict", data={"x": "1"}), 400)
     assert "not valid JSON" in error_of(client.post("/api/predict", content=b"{", headers={
@@ -211,7 +219,7 @@ def test_card_of_a_conv_map(client, viewer, tiny_spec):
     assert np.asarray(card["kernel"]["values"]).shape == (6, 3, 3)
     np.testing.assert_allclose(card["kernel"]["values"], weights, atol=1e-5)
     assert card["kernel"]["input"] == "Max_Pool_1" and card["pool"] is None
-    assert card["receptive_field"]["size"] == [tiny_spec.layer("Conv2D_2").receptive_field] * 2
+    assert card["receptive_field"]["size"] == _pair(tiny_spec.layer("Conv2D_2").receptive_field)
     # Top images: sorted, and their values are the real spatial maxima of this map.
     top = card["top"]
     values = [t["value"] for t in top]
@@ -279,7 +287,7 @@ def test_geometry_handles_same_padding_and_strides():
     assert geometry["Conv2D_2"].size == (10, 10) and geometry["Conv2D_2"].jump == (4, 4)
     for layer in spec.layers():
         if layer.name in geometry:
-            assert geometry[layer.name].size[0] == layer.receptive_field
+            assert list(geometry[layer.name].size) == _pair(layer.receptive_field)
 
 
 def test_the_run_directory_is_left_untouched(client, trained_run):
@@ -320,6 +328,16 @@ def test_serve_command_errors(tmp_path, trained_run, data_dir, capsys):
 
 
 # --- the page in a real browser -----------------------------------------------------------------
+def wait_until(page, expression: str, timeout: int = 20_000) -> None:
+    """Poll a JavaScript expression until it is true (page.evaluate: works under the page's CSP, which forbids
+    the eval that page.wait_for_function uses for expressions)."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} ms waiting for {expression}")
+        time.sleep(0.05)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -369,7 +387,7 @@ def test_drawing_in_a_real_browser_updates_prediction_and_grid(served, tmp_path)
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(served)
             idle = "document.body.dataset.busy === '0' && Number(document.querySelector('#grid').dataset.renders) >= {}"
-            page.wait_for_function(idle.format(1), timeout=20_000)
+            wait_until(page, idle.format(1), timeout=20_000)
             grid_before = page.evaluate("document.querySelector('#grid').toDataURL()")
             probs_before = page.inner_text("#probs")
             assert "true class" in page.inner_text("#true-label")
@@ -381,9 +399,9 @@ def test_drawing_in_a_real_browser_updates_prediction_and_grid(served, tmp_path)
             for i in range(1, 16):  # a diagonal stroke, drawn in steps like a hand would
                 page.mouse.move(box["x"] + box["width"] * (0.3 + 0.03 * i), box["y"] + box["height"] * (0.2 + 0.04 * i))
             page.mouse.up()
-            page.wait_for_function(idle.format(renders + 1) + " && document.querySelector('#source-label')"
+            wait_until(page, idle.format(renders + 1) + " && document.querySelector('#source-label')"
                                    ".textContent.includes('drawing')", timeout=20_000)
-            page.wait_for_function("document.body.dataset.busy === '0'", timeout=20_000)
+            wait_until(page, "document.body.dataset.busy === '0'", timeout=20_000)
             assert page.evaluate("document.querySelector('#grid').toDataURL()") != grid_before
             assert page.inner_text("#probs") != probs_before
             assert page.inner_text("#true-label") == "your drawing"

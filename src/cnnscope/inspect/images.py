@@ -1,19 +1,35 @@
-"""Input images for inspection: a test/train image by index, or a user's own picture converted as MNIST expects."""
+"""Input images for inspection: a test/train image by index, or a user's own picture converted as MNIST expects.
+
+One rule for every entry point (the CLI's --image and the viewer's uploads): a picture is decoded safely
+(`decode_picture`: known formats only, pixel limit checked before decoding, reduced to at most WORK_SIZE px
+before any float conversion) and prepared by `mnist_format`, whose notes say what was done and warn when the
+picture is far from what the data set holds.
+"""
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, PictureError
 
 SIZE = 28  # MNIST's field
 # MNIST: the digit is scaled so its longer side is 20 px and placed by its centre of mass in the 28×28 field.
 # Fashion-MNIST: the item is scaled so its longer side is 28 px and centred by its bounding box.
 STYLES = {"mnist": (20, "mass"), "fashion-mnist": (28, "box")}
+NOUNS = {"mnist": "digit", "fashion-mnist": "item"}
+# The prepared image's mean brightness (0..1) above which it holds more ink than any image of the data set
+# (the largest values over the 10,000 test images: MNIST 0.30, Fashion-MNIST 0.67).
+MAX_MEAN = {"mnist": 0.35, "fashion-mnist": 0.75}
+MAX_PIXELS = 4096 * 4096  # larger pictures are refused before decoding (decompression bombs)
+WORK_SIZE = 1024  # the longer side a picture is reduced to before preparation (the result is 28 px anyway)
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
+MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+         (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
 
 
 @dataclass
@@ -23,14 +39,97 @@ class InputImage:
     raw: np.ndarray  # (28, 28) uint8, light ink on a dark background
     source: str  # e.g. "test image 12" or "digit.png"
     label: int | None = None  # the true class when it comes from the data set
-    notes: list[str] = field(default_factory=list)  # what was done to a user's picture
+    notes: list[str] = field(default_factory=list)  # what was done to a user's picture ("warning: …" first)
 
 
-def _grey(img, notes: list[str]) -> np.ndarray:
+def sniff_picture(data: bytes) -> str | None:
+    """The picture format the first bytes announce (PNG, JPEG, GIF, BMP, WEBP, TIFF), or None."""
+    head = bytes(data[:12])
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((fmt for magic, fmt in MAGIC if head.startswith(magic)), None)
+
+
+def _open(source: bytes | str | os.PathLike, name: str):
+    """Pillow image with its header read (nothing decoded yet); PictureError when it is not a known picture."""
+    from PIL import Image, UnidentifiedImageError
+
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    try:
+        return Image.open(fp, formats=FORMATS)
+    except UnidentifiedImageError:
+        raise PictureError(f"{name}: not an image Pillow can read; give a PNG or JPEG file (also GIF, BMP, "
+                           f"WebP or TIFF)") from None
+    except Image.DecompressionBombError:
+        raise PictureError(f"{name} has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; at most "
+                           f"{MAX_PIXELS:,} ({_side()}) are accepted: scale it down first") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise PictureError(f"{name}: cannot read the picture ({type(exc).__name__}); the file may be truncated "
+                           f"or corrupt") from None
+
+
+def _side() -> str:
+    side = int(MAX_PIXELS ** 0.5)
+    return f"{side}×{side}"
+
+
+def _reduced(img, notes: list[str]):
+    """The decoded picture, no larger than WORK_SIZE on its longer side, in a mode that scales smoothly."""
+    from PIL import Image, ImageOps
+
+    img.draft(img.mode, (WORK_SIZE, WORK_SIZE))  # JPEG decodes at 1/2..1/8 scale; a no-op for other formats
+    img.load()
+    if img.mode == "1":
+        img = img.convert("L")
+    elif img.mode == "P":
+        img = img.convert("LA" if "transparency" in img.info else "L")
+    if max(img.size) > WORK_SIZE:
+        before = img.size
+        img.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.LANCZOS, reducing_gap=2.0)
+        notes.append(f"reduced from {before[0]}×{before[1]} to {img.width}×{img.height} px before preparing it")
+    turned = ImageOps.exif_transpose(img)
+    if turned is not img and (turned.size != img.size or turned.tobytes() != img.tobytes()):
+        notes.append("rotated as its EXIF orientation says")
+    return turned
+
+
+def decode_picture(source: bytes | str | os.PathLike, name: str = "the picture") -> tuple[np.ndarray, list[str]]:
+    """Picture bytes or a file -> float greyscale (H, W) in 0..255 (longer side ≤ WORK_SIZE), with notes.
+
+    Only PNG, JPEG, GIF, BMP, WebP and TIFF are read; a picture over MAX_PIXELS is refused from its header,
+    before anything is decoded. PictureError (one line) for anything that is not a readable picture.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)) and not len(source):
+        raise PictureError(f"{name} is empty; send a PNG or JPEG picture")
+    with _open(source, name) as img:
+        width, height = img.size
+        if width * height > MAX_PIXELS:
+            raise PictureError(f"{name} is {width}×{height} pixels ({width * height:,}); at most {MAX_PIXELS:,} "
+                               f"({_side()}) are accepted: scale it down first")
+        notes = [f"read {name}: {width}×{height} {img.format} ({img.mode})"]
+        mode = img.mode
+        try:
+            reduced = _reduced(img, notes)
+        except MemoryError:
+            raise PictureError(f"{name} is too large to decode ({width}×{height})") from None
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt data
+            raise PictureError(f"{name}: cannot read the picture ({brief_exc(exc)}); the file may be truncated "
+                               f"or corrupt") from None
+        grey = _grey(reduced, mode, notes)
+    return grey, notes
+
+
+def brief_exc(exc: BaseException, limit: int = 80) -> str:
+    """An exception as one short line: 'Type: message', cut to `limit` characters."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _grey(img, mode: str, notes: list[str]) -> np.ndarray:
     """A Pillow image as float greyscale 0..255; transparency is flattened onto a contrasting background."""
     from PIL import Image
 
-    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "La", "RGBa")
     if has_alpha:
         rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
         alpha = rgba[..., 3] / 255.0
@@ -41,77 +140,63 @@ def _grey(img, notes: list[str]) -> np.ndarray:
             background = 255.0 if ink_dark else 0.0
             notes.append(f"flattened transparency onto a {'white' if ink_dark else 'black'} background")
             return lum * alpha + background * (1.0 - alpha)
-    if img.mode not in ("L", "I", "I;16", "F", "1"):
-        notes.append(f"converted {img.mode} colour to greyscale")
-    if img.mode in ("I", "I;16", "F"):  # 16-bit or float greyscale: rescale to 0..255
+    if mode not in ("L", "I", "I;16", "I;16B", "I;16L", "F", "1"):
+        notes.append(f"converted {mode} colour to greyscale")
+    if img.mode.startswith("I") or img.mode == "F":  # 16-bit or float greyscale: rescale to 0..255
         x = np.asarray(img, dtype=np.float32)
-        lo, hi = float(x.min()), float(x.max())
-        return (x - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(x)
+        lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+        return np.nan_to_num((x - lo) / (hi - lo) * 255.0) if hi > lo else np.zeros_like(x)
     return np.asarray(img.convert("L"), dtype=np.float32)
 
 
 def read_picture(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
-    """Read a PNG/JPEG (or any format Pillow reads) as float greyscale (H, W) in 0..255, with notes."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
+    """Read a picture file as float greyscale (H, W) in 0..255 (reduced to WORK_SIZE), with notes."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            fmt = img.format or path.suffix.lstrip(".").upper()
-            notes = [f"read {path.name}: {img.width}×{img.height} {fmt} ({img.mode})"]
-            turned = ImageOps.exif_transpose(img)
-            if turned.size != img.size or turned.tobytes() != img.tobytes():
-                notes.append("rotated as its EXIF orientation says")
-            grey = _grey(turned, notes)
-    except UnidentifiedImageError:
-        raise DataError(f"{path}: not an image Pillow can read; give a PNG or JPEG file") from None
-    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data
-        raise DataError(f"{path}: cannot read the image ({exc}); the file may be truncated or corrupt") from None
-    return grey, notes
+        raise PictureError(f"image file not found: {path}")
+    return decode_picture(path, path.name)
 
 
-def mnist_format(grey: np.ndarray, style: str = "mnist") -> tuple[np.ndarray, list[str]]:
-    """Convert a greyscale picture (H, W), 0..255, of any size and polarity to a 28×28 uint8 MNIST-like image.
+def _uneven_edges(edges: np.ndarray, contrast: float, noun: str) -> list[str]:
+    """A warning when the picture's edges (background removed, 0 = background) vary like a shadow does."""
+    lo, hi = np.percentile(edges, [10, 90])
+    if hi - lo <= 0.3 * contrast:
+        return []
+    return [f"warning: uneven lighting: the background at the picture's edges ranges over {hi - lo:.0f} of the "
+            f"{contrast:.0f} levels between background and ink (a shadow or a gradient), so part of it may be "
+            f"taken for ink; photograph the {noun} under even light or crop the picture closer to it"]
 
-    Light ink on dark like MNIST (inverted when the border is light), background removed and contrast stretched,
-    cropped to the ink's bounding box, the longer side scaled to 20 px (28 for Fashion-MNIST) and placed by its
-    centre of mass (Fashion-MNIST: its box) in the 28×28 field. Returns (image, notes on what was done).
-    """
+
+def _ink_at_edges(x: np.ndarray, noun: str) -> list[str]:
+    """A warning when much of the picture's border is ink (x in 0..1 after background removal)."""
+    border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
+    share = float((border > 0).mean())
+    if min(x.shape) <= 2 or share <= 0.25:
+        return []
+    return [f"warning: the ink runs into the picture's edges ({share:.0%} of them): the {noun} may be cut off, "
+            f"or background was taken for ink; leave a margin around the {noun}"]
+
+
+def _crop_and_scale(x: np.ndarray, box: int, notes: list[str]) -> np.ndarray:
+    """Crop to the ink's bounding box and scale its longer side to `box` px (x in 0..1, ink > 0)."""
     from PIL import Image
 
-    if style not in STYLES:
-        raise DataError(f"unknown image style {style!r}; valid: {', '.join(STYLES)}")
-    box, centring = STYLES[style]
-    x = np.asarray(grey, dtype=np.float32)
-    if x.ndim != 2 or min(x.shape) < 1:
-        raise DataError(f"expected a greyscale picture (H, W), received shape {x.shape}")
-    notes: list[str] = []
-    border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
-    background = float(np.median(border))
-    if background > 127:
-        x, background = 255.0 - x, 255.0 - background
-        notes.append("inverted: dark ink on a light background (MNIST digits are light on dark)")
-    ink = float(np.percentile(x, 99.5)) if x.size > 400 else float(x.max())
-    if ink - background < 16:
-        raise DataError("no digit found: the picture has (nearly) a single shade; give a picture of a digit with "
-                        "clear contrast to its background")
-    x = np.clip((x - background) / (ink - background), 0.0, 1.0)
-    x[x < 0.1] = 0.0  # paper texture and sensor noise are not ink
-    if background > 8 or ink < 247:
-        notes.append(f"removed the background level ({background:.0f}) and stretched the ink to full contrast")
     rows, cols = np.nonzero(x > 0.0)
-    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    x = x[top:bottom, left:right]
+    full = x.shape
+    x = x[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     h, w = x.shape
-    notes.append(f"cropped to the ink's bounding box ({w}×{h} px)")
+    notes.append(f"cropped to the ink's bounding box ({w}×{h} px of {full[1]}×{full[0]})")
     factor = box / max(h, w)
     nw, nh = max(1, round(w * factor)), max(1, round(h * factor))
     resample = Image.Resampling.LANCZOS if factor < 1 else Image.Resampling.BICUBIC
-    x = np.clip(np.asarray(Image.fromarray(x, mode="F").resize((nw, nh), resample)), 0.0, 1.0)
+    x = np.clip(np.asarray(Image.fromarray(np.ascontiguousarray(x), mode="F").resize((nw, nh), resample)), 0, 1)
     notes.append(f"scaled to {nw}×{nh} px (longer side {box} px)")
+    return x
+
+
+def _place(x: np.ndarray, centring: str, notes: list[str]) -> np.ndarray:
+    """Put the scaled ink into the 28×28 field, by its centre of mass or its bounding box."""
+    nh, nw = x.shape
     if centring == "mass" and x.sum() > 0:
         yy, xx = np.indices(x.shape)
         cy, cx = (yy * x).sum() / x.sum(), (xx * x).sum() / x.sum()
@@ -124,17 +209,68 @@ def mnist_format(grey: np.ndarray, style: str = "mnist") -> tuple[np.ndarray, li
     out = np.zeros((SIZE, SIZE), np.float32)
     out[top:top + nh, left:left + nw] = x
     notes.append(f"placed in the 28×28 field centred by its {how}")
-    return np.round(out * 255.0).astype(np.uint8), notes
+    return out
+
+
+def mnist_format(grey: np.ndarray, style: str = "mnist") -> tuple[np.ndarray, list[str]]:
+    """Convert a greyscale picture (H, W), 0..255, of any size and polarity to a 28×28 uint8 MNIST-like image.
+
+    Light ink on dark like MNIST (inverted when the border is light), background removed and contrast stretched,
+    cropped to the ink's bounding box, the longer side scaled to 20 px (28 for Fashion-MNIST) and placed by its
+    centre of mass (Fashion-MNIST: its box) in the 28×28 field. Returns (image, notes on what was done); notes
+    starting with "warning:" (listed first) say the picture is far from the data set's images.
+    """
+    if style not in STYLES:
+        raise DataError(f"unknown image style {style!r}; valid: {', '.join(STYLES)}")
+    box, centring = STYLES[style]
+    noun, data = NOUNS[style], "MNIST digits" if style == "mnist" else "Fashion-MNIST items"
+    x = np.array(grey, dtype=np.float32)  # a copy: the caller's array is never changed
+    if x.ndim != 2 or min(x.shape) < 1:
+        raise DataError(f"expected a greyscale picture (H, W), received shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise DataError("the picture holds NaN or infinite values; give values from 0 to 255")
+    notes: list[str] = []
+    edges = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
+    background = float(np.median(edges))
+    if background > 127:
+        x, edges, background = 255.0 - x, 255.0 - edges, 255.0 - background
+        notes.append(f"inverted: dark ink on a light background ({data} are light on dark)")
+    ink = float(np.percentile(x, 99.5)) if x.size > 400 else float(x.max())
+    if ink - background < 16:
+        raise DataError(f"no {noun} found: the picture has (nearly) a single shade; give a picture of a {noun} "
+                        f"with clear contrast to its background")
+    warnings = _uneven_edges(edges - background, ink - background, noun)
+    x = np.clip((x - background) / (ink - background), 0.0, 1.0)
+    x[x < 0.1] = 0.0  # paper texture and sensor noise are not ink
+    if background > 8 or ink < 247:
+        notes.append(f"removed the background level ({background:.0f}) and stretched the ink to full contrast")
+    warnings += _ink_at_edges(x, noun)
+    out = _place(_crop_and_scale(x, box, notes), centring, notes)
+    if out.mean() > MAX_MEAN[style]:
+        warnings.append(f"warning: the prepared image is {out.mean():.0%} ink, more than any of the {data} "
+                        f"(at most {MAX_MEAN[style] - 0.05:.0%}): the model will see something unlike its data")
+    return np.round(out * 255.0).astype(np.uint8), warnings + notes
+
+
+def prepare_picture(source: bytes | str | os.PathLike, style: str = "mnist",
+                    name: str = "the picture") -> tuple[np.ndarray, list[str]]:
+    """Picture bytes or a file -> (uint8 (28, 28) as the data set expects, notes): what the CLI and viewer use."""
+    grey, notes = decode_picture(source, name)
+    try:
+        raw, more = mnist_format(grey, style)
+    except DataError as exc:
+        raise PictureError(f"{name}: {exc}") from None
+    notes += more
+    return raw, [n for n in notes if n.startswith("warning:")] + [n for n in notes if not n.startswith("warning:")]
 
 
 def load_picture(path: str | os.PathLike, style: str = "mnist") -> InputImage:
     """A user's own picture converted as MNIST (or Fashion-MNIST) expects, with notes on what was done."""
-    grey, notes = read_picture(path)
-    try:
-        raw, more = mnist_format(grey, style)
-    except DataError as exc:
-        raise DataError(f"{Path(path)}: {exc}") from None
-    return InputImage(raw, Path(path).name, None, notes + more)
+    path = Path(path)
+    if not path.is_file():
+        raise PictureError(f"image file not found: {path}")
+    raw, notes = prepare_picture(path, style, path.name)
+    return InputImage(raw, path.name, None, notes)
 
 
 def dataset_image(dataset, index: int, split: str = "test") -> InputImage:
@@ -152,6 +288,10 @@ def select_image(run, index: int | None = None, split: str = "test", image: str 
     if (index is None) == (image is None):
         raise DataError("give either an image index (--index N) or a picture file (--image FILE)")
     if image is not None:
-        style = "fashion-mnist" if run.data_config.dataset == "fashion-mnist" else "mnist"
-        return load_picture(image, style)
+        return load_picture(image, picture_style(run.data_config.dataset))
     return dataset_image(run.dataset(data_dir), index, split)
+
+
+def picture_style(dataset: str) -> str:
+    """The preparation style for a data set's name: 'fashion-mnist' or 'mnist' (every other data set)."""
+    return "fashion-mnist" if dataset == "fashion-mnist" else "mnist"

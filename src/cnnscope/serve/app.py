@@ -1,36 +1,46 @@
 """The viewer's ASGI app (Starlette): one static page and a small JSON/PNG API over a loaded run.
 
-Nothing is written to disk: uploads are read into memory (capped), decoded with Pillow, and forgotten.
+Nothing is written to disk: uploads are read into memory (capped), decoded with Pillow by the same safe
+preparation as the CLI's --image (cnnscope.inspect.images.prepare_picture), at most MAX_DECODES at a time,
+and forgotten. Every answer to a bad request is a 4xx with {"error": …}; JSON answers never carry NaN.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
-import json
+import ctypes
+import ctypes.util
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import CnnscopeError
-from . import imaging, render
-from .viewer import RequestError, Viewer
+from ..errors import CnnscopeError, RequestError
+from ..inspect.images import prepare_picture
+from . import render
+from .bodies import Posted, brief, posted
+from .guard import HostGuard, SafeJSONResponse
+from .viewer import Viewer
 
 log = logging.getLogger("cnnscope")
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+MAX_DECODES = 2  # pictures decoded at once (each may take ~70 MB while it is decoded)
+MAX_WAITING = 64  # pictures waiting for a decode slot before new ones get 429
 NO_STORE = {"Cache-Control": "no-store"}
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -43,9 +53,11 @@ def _int(params: dict[str, str], name: str, default: int | None = None) -> int:
             raise RequestError(f"missing parameter {name!r}")
         return default
     try:
+        if len(value) > 30:  # no index or count is that long; int() of huge strings is slow
+            raise ValueError
         return int(value)
     except ValueError:
-        raise RequestError(f"parameter {name!r} must be an integer, received {value!r}") from None
+        raise RequestError(f"parameter {name!r} must be an integer, received {brief(value)}") from None
 
 
 def _bool(params: dict[str, str], name: str, default: bool = False) -> bool:
@@ -56,7 +68,7 @@ def _bool(params: dict[str, str], name: str, default: bool = False) -> bool:
         return True
     if value.lower() in _FALSE:
         return False
-    raise RequestError(f"parameter {name!r} must be 0 or 1 (or true/false), received {value!r}")
+    raise RequestError(f"parameter {name!r} must be 0 or 1 (or true/false), received {brief(value)}")
 
 
 def _cmap(params: dict[str, str], default: str = "magma") -> str:
@@ -75,104 +87,8 @@ def _cols(params: dict[str, str]) -> int:
 def _format(params: dict[str, str]) -> str:
     fmt = params.get("format", "png")
     if fmt not in ("png", "json"):
-        raise RequestError(f"parameter 'format' must be 'png' or 'json', received {fmt!r}")
+        raise RequestError(f"parameter 'format' must be 'png' or 'json', received {brief(fmt)}")
     return fmt
-
-
-# --- request bodies --------------------------------------------------------------------------
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes `limit` bytes (declared or streamed)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise RequestError(f"the upload is {int(declared):,} bytes; the limit is {limit:,} bytes", status=413)
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise RequestError(f"the upload is larger than the limit of {limit:,} bytes", status=413)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _style(viewer: Viewer) -> str:
-    return "fashion-mnist" if viewer.dataset.name == "fashion-mnist" else "mnist"
-
-
-def _pixels_from_json(data: Any, viewer: Viewer) -> tuple[np.ndarray, list[str]]:
-    """JSON {"pixels": base64 of H*W bytes or a nested H×W list} or {"image": "data:image/...;base64,..."}."""
-    if not isinstance(data, dict) or not ({"pixels", "image"} & set(data)):
-        raise RequestError('JSON bodies must be {"pixels": …} (28×28 values 0..255, or their bytes in base64) '
-                           'or {"image": "data:image/png;base64,…"}')
-    if "image" in data:
-        text = str(data["image"])
-        try:
-            payload = base64.b64decode(text.split(",", 1)[1] if text.startswith("data:") else text, validate=True)
-        except (binascii.Error, ValueError):
-            raise RequestError("'image' is not valid base64") from None
-        return imaging.prepare(payload, _style(viewer))
-    h, w = viewer.run.spec.input_shape[1:]
-    pixels = data["pixels"]
-    if isinstance(pixels, str):
-        try:
-            raw = np.frombuffer(base64.b64decode(pixels, validate=True), dtype=np.uint8)
-        except (binascii.Error, ValueError):
-            raise RequestError("'pixels' is not valid base64") from None
-        if raw.size != h * w:
-            raise RequestError(f"'pixels' holds {raw.size} bytes; expected {h * w} ({h}×{w})")
-        return raw.reshape(h, w), []
-    try:
-        raw = np.asarray(pixels, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise RequestError(f"'pixels' must be a {h}×{w} list of numbers") from None
-    if raw.shape != (h, w) or not np.isfinite(raw).all():
-        raise RequestError(f"'pixels' must be a {h}×{w} list of numbers, received shape {raw.shape}")
-    return np.clip(raw, 0, 255).astype(np.uint8), []
-
-
-async def _posted_image(request: Request, viewer: Viewer,
-                        limit: int) -> tuple[np.ndarray, dict[str, str], list[str]]:
-    """(raw image (H, W) uint8, parameters, notes) from a POST: multipart 'image' file, JSON, or picture bytes."""
-    body = await _read_body(request, limit)
-    params = dict(request.query_params)
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        try:
-            form = await Request(request.scope, replay).form(max_files=1, max_fields=20, max_part_size=limit)
-        except Exception as exc:  # malformed multipart: python-multipart/Starlette raise several types
-            raise RequestError(f"could not read the multipart form ({exc})") from None
-        upload = form.get("image") or form.get("file")
-        params.update({k: v for k, v in form.items() if isinstance(v, str)})
-        if upload is None or isinstance(upload, str):
-            raise RequestError("the form has no 'image' file field; send the picture as image=@file.png")
-        data = await upload.read()
-        await form.close()
-        raw, notes = await run_in_threadpool(imaging.prepare, data, _style(viewer))
-        return raw, params, notes
-    if kind == "application/json":
-        try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise RequestError("the body is not valid JSON") from None
-        raw, notes = await run_in_threadpool(_pixels_from_json, data, viewer)
-        return raw, params, notes
-    raw, notes = await run_in_threadpool(imaging.prepare, body, _style(viewer))
-    return raw, params, notes
-
-
-def _source(params: dict[str, str], viewer: Viewer) -> tuple[np.ndarray, dict[str, Any]]:
-    split = params.get("set", "test")
-    index = _int(params, "index", 0)
-    raw, label = viewer.image(index, split)
-    return raw, {"set": split, "index": index, "label": label, "class_name": viewer.class_names[label]}
 
 
 def _pixels_b64(raw: np.ndarray) -> str:
@@ -184,68 +100,122 @@ def _grid_headers(meta: dict[str, Any]) -> dict[str, str]:
     return {**NO_STORE, **{f"X-Grid-{k.replace('_', '-').title()}": str(meta[k]) for k in keys}}
 
 
+# --- bounded work ----------------------------------------------------------------------------
+def _malloc_trim() -> Callable[[], Any] | None:
+    """glibc's malloc_trim (gives freed heap memory back to the system), or None elsewhere."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+class Slots:
+    """At most `size` calls at once, in worker threads of their own limiter (waiting calls hold no thread of the
+    shared pool, so grid answers never queue behind them); more than `queue` waiting gives 429."""
+
+    def __init__(self, size: int, queue: int, what: str, trim: bool = False) -> None:
+        self.limiter = anyio.CapacityLimiter(size)
+        self.queue, self.what, self.trim = queue, what, trim
+        self.active = 0
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.active >= self.queue:
+            raise RequestError(f"too many {self.what} at once ({self.active} waiting); try again in a moment",
+                               status=429)
+        self.active += 1
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+        finally:
+            self.active -= 1
+            if self.trim and self.active == 0 and _TRIM is not None:
+                _TRIM(0)  # the decodes' large buffers go back to the system, not into a fragmented heap
+
+
 # --- the app ---------------------------------------------------------------------------------
 def create_app(run_path: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
                max_upload_bytes: int = MAX_UPLOAD_BYTES, viewer: Viewer | None = None,
-               warm_up: bool = True) -> Starlette:
+               warm_up: bool = True, hosts: Iterable[str] = (), max_decodes: int = MAX_DECODES) -> Starlette:
     """The viewer for one run: `GET /` serves the page, `/api/...` the data (see README.md, "The API").
 
     Loads the run and its data now, so a bad path or missing data fails before a server starts; with `warm_up`
     a background thread then fills the map cards' caches (top images over the test set, class read-out).
+    Requests must be addressed to 127.0.0.1, localhost, [::1] or one of `hosts` (the address bound).
     """
     viewer = viewer or Viewer(run_path, data_dir)
     if warm_up:
         viewer.start_warm_up()
+    decodes = Slots(max_decodes, MAX_WAITING, "pictures are being prepared", trim=True)
+    patterns = Slots(1, 16, "patterns are being computed")
+    shape = tuple(viewer.run.spec.input_shape[1:])
 
     def threaded(fn: Callable[..., Any]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             return await run_in_threadpool(fn, dict(request.query_params))
         return endpoint
 
+    async def picture(request: Request) -> Posted:
+        sent = await posted(request, max_upload_bytes, shape)
+        if sent.picture is not None:
+            sent.pixels, sent.notes = await decodes.run(prepare_picture, sent.picture, viewer.style, "the upload")
+            sent.picture = None
+        return sent
+
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers=NO_STORE)
 
     def info(params: dict[str, str]) -> Response:
-        return JSONResponse(viewer.info())
+        return SafeJSONResponse(viewer.info())
 
     def layers(params: dict[str, str]) -> Response:
-        return JSONResponse({"layers": viewer.layer_list()})
+        return SafeJSONResponse({"layers": viewer.layer_list()})
+
+    def source(params: dict[str, str]) -> tuple[np.ndarray, dict[str, Any]]:
+        split = params.get("set", "test")
+        where = _int(params, "index", 0)
+        raw, label = viewer.image(where, split)
+        return raw, {"set": split, "index": where, "label": label, "class_name": viewer.class_names[label]}
 
     def sample(params: dict[str, str]) -> Response:
         if params.get("index") in (None, "") and ("class" in params or _bool(params, "random")):
             label = _int(params, "class") if params.get("class", "") != "" else None
             params = {**params, "index": str(viewer.random_index(params.get("set", "test"), label))}
-        raw, source = _source(params, viewer)
-        return JSONResponse({**source, **viewer.predict(raw), "pixels": _pixels_b64(raw),
-                             "image": render.data_uri(render.grey_png(raw))}, headers=NO_STORE)
+        raw, where = source(params)
+        return SafeJSONResponse({**where, **viewer.predict(raw), "pixels": _pixels_b64(raw),
+                                 "image": render.data_uri(render.grey_png(raw))}, headers=NO_STORE)
 
     def image(params: dict[str, str]) -> Response:
-        raw, _ = _source(params, viewer)
+        raw, _ = source(params)
         return Response(render.grey_png(raw), media_type="image/png")
 
     def grid_response(raw: np.ndarray, params: dict[str, str], extra: dict[str, Any]) -> Response:
         layer = params.get("layer") or viewer.grid_layers[0].name
         cols, scale, cmap, fmt = _cols(params), _bool(params, "scale"), _cmap(params), _format(params)
         if fmt == "json":
-            return JSONResponse({**extra, **viewer.grid_json(layer, raw, cols, scale, cmap)}, headers=NO_STORE)
+            return SafeJSONResponse({**extra, **viewer.grid_json(layer, raw, cols, scale, cmap)}, headers=NO_STORE)
         png, meta = viewer.grid(layer, raw, cols, scale, cmap)
         return Response(png, media_type="image/png", headers=_grid_headers(meta))
 
     def activations_get(params: dict[str, str]) -> Response:
-        raw, source = _source(params, viewer)
-        return grid_response(raw, params, source)
+        raw, where = source(params)
+        return grid_response(raw, params, where)
 
     def card_response(raw: np.ndarray, params: dict[str, str]) -> Response:
         layer = params.get("layer") or viewer.grid_layers[0].name
-        return JSONResponse(viewer.card(layer, _int(params, "map"), raw, _cmap(params)), headers=NO_STORE)
+        return SafeJSONResponse(viewer.card(layer, _int(params, "map"), raw, _cmap(params)), headers=NO_STORE)
 
     def card_get(params: dict[str, str]) -> Response:
-        raw, _ = _source(params, viewer)
+        raw, _ = source(params)
         return card_response(raw, params)
 
-    def pattern(params: dict[str, str]) -> Response:
+    async def pattern(request: Request) -> Response:
+        params = dict(request.query_params)
         layer = params.get("layer") or viewer.grid_layers[0].name
-        png = viewer.pattern(layer, _int(params, "map"), _cmap(params, "gray"))
+        where, cmap = _int(params, "map"), _cmap(params, "gray")
+        png = viewer.cached_pattern(layer, where, cmap) or await patterns.run(viewer.pattern, layer, where, cmap)
         return Response(png, media_type="image/png")
 
     def colormap_strip(params: dict[str, str]) -> Response:
@@ -253,32 +223,20 @@ def create_app(run_path: str | os.PathLike, data_dir: str | os.PathLike | None =
                         headers={"Cache-Control": "max-age=3600"})
 
     async def predict_post(request: Request) -> Response:
-        raw, _, notes = await _posted_image(request, viewer, max_upload_bytes)
-        result = await run_in_threadpool(viewer.predict, raw)
-        return JSONResponse({**result, "pixels": _pixels_b64(raw), "image": render.data_uri(render.grey_png(raw)),
-                             "notes": notes}, headers=NO_STORE)
+        sent = await picture(request)
+        result = await run_in_threadpool(viewer.predict, sent.pixels)
+        notes = [n for n in sent.notes if not n.startswith("warning:")]
+        warnings = [n.removeprefix("warning:").strip() for n in sent.notes if n.startswith("warning:")]
+        return SafeJSONResponse({**result, "pixels": _pixels_b64(sent.pixels), "notes": notes, "warnings": warnings,
+                                 "image": render.data_uri(render.grey_png(sent.pixels))}, headers=NO_STORE)
 
     async def activations_post(request: Request) -> Response:
-        raw, params, _ = await _posted_image(request, viewer, max_upload_bytes)
-        return await run_in_threadpool(grid_response, raw, params, {"source": "upload"})
+        sent = await picture(request)
+        return await run_in_threadpool(grid_response, sent.pixels, sent.params, {"source": "upload"})
 
     async def card_post(request: Request) -> Response:
-        raw, params, _ = await _posted_image(request, viewer, max_upload_bytes)
-        return await run_in_threadpool(card_response, raw, params)
-
-    async def request_error(request: Request, exc: Exception) -> Response:
-        status = getattr(exc, "status", 400)
-        return JSONResponse({"error": str(exc)}, status_code=status)
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        message = {404: f"no such page: {request.url.path}", 405: f"{request.method} is not allowed on "
-                   f"{request.url.path}"}.get(exc.status_code, str(exc.detail))
-        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
-
-    async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("viewer: %s %s failed", request.method, request.url.path)
-        return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+        sent = await picture(request)
+        return await run_in_threadpool(card_response, sent.pixels, sent.params)
 
     routes = [
         Route("/", index),
@@ -291,11 +249,31 @@ def create_app(run_path: str | os.PathLike, data_dir: str | os.PathLike | None =
         Route("/api/predict", predict_post, methods=["POST"]),
         Route("/api/card", threaded(card_get), methods=["GET"]),
         Route("/api/card", card_post, methods=["POST"]),
-        Route("/api/pattern", threaded(pattern)),
+        Route("/api/pattern", pattern),
         Route("/api/colormap", threaded(colormap_strip)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    handlers = {CnnscopeError: request_error, HTTPException: http_error, Exception: server_error}
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    handlers = {CnnscopeError: _request_error, HTTPException: _http_error, Exception: _server_error}
+    app = Starlette(routes=routes, exception_handlers=handlers,
+                    middleware=[Middleware(HostGuard, hosts=tuple(hosts))])
     app.state.viewer = viewer
     return app
+
+
+async def _request_error(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status", 400)
+    return SafeJSONResponse({"error": str(exc)}, status_code=status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)  # noqa: S101 - Starlette routes only HTTPException here
+    path = brief(request.url.path)
+    message = {404: f"no such page: {path}", 405: f"{request.method} is not allowed on {path}"}.get(
+        exc.status_code, str(exc.detail))
+    return SafeJSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("viewer: %s %s failed", request.method, request.url.path)
+    return SafeJSONResponse({"error": f"internal error: {type(exc).__name__}: {brief(str(exc), 200)}"},
+                            status_code=500)

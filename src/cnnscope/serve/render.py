@@ -9,15 +9,15 @@ import math
 import numpy as np
 from PIL import Image
 
-from ..errors import CnnscopeError, choice_error
+from ..errors import RenderError, choice_error
 
 # Colour maps offered by the viewer (any matplotlib name is accepted by the API).
 COLORMAPS = ("magma", "viridis", "inferno", "plasma", "cividis", "gray", "gray_r", "turbo", "RdBu_r", "coolwarm")
 EMPTY_RGB = (236, 238, 242)  # empty grid cells: the page's panel colour, so they read as "no map here"
 
 
-class RenderError(CnnscopeError):
-    """A rendering parameter is invalid (unknown colour map, …)."""
+__all__ = ["COLORMAPS", "EMPTY_RGB", "RenderError", "activation_grid", "colorize", "colormap", "colormap_strip",
+           "data_uri", "grey_png", "png_bytes"]
 
 
 def colormap(name: str):

@@ -1,4 +1,4 @@
-"""Run the viewer with uvicorn (what `cnnscope serve` calls)."""
+"""Run the viewer with uvicorn (what `cnnscope serve` calls): bind first, then load, then serve."""
 
 from __future__ import annotations
 
@@ -8,26 +8,43 @@ from collections.abc import Callable
 
 from ..errors import CnnscopeError
 from .app import create_app
+from .viewer import Viewer
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port; CnnscopeError (one line) for a bad port, a bad host or a busy port.
+
+    Called before anything else starts (no thread, no model), so a refusal exits cleanly.
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise CnnscopeError(f"--port must be between 0 and 65535, received {port!r}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CnnscopeError(f"--host {host!r:.80} is not a usable address ({exc.strerror}); use 127.0.0.1 "
+                            f"(this machine) or an address of this machine") from None
+    except (UnicodeError, ValueError, TypeError) as exc:
+        raise CnnscopeError(f"--host {host!r:.80} is not a usable address ({exc}); use 127.0.0.1") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is fine
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise CnnscopeError(f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port, or a --host "
+                            f"this machine has") from None
+    return sock
 
 
 def check_port(host: str, port: int) -> None:
     """CnnscopeError with a clear message when `port` cannot be bound on `host` (in use, bad address)."""
-    if not 0 <= port <= 65535:
-        raise CnnscopeError(f"--port must be between 0 and 65535, received {port}")
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise CnnscopeError(f"--host {host!r} is not a usable address ({exc.strerror})") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is fine
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            raise CnnscopeError(f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port") from None
+    bind_socket(host, port).close()
 
 
 def url_for(host: str, port: int) -> str:
+    """The address to open in a browser for a server bound to host:port."""
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else host
     if ":" in shown and not shown.startswith("["):
         shown = f"[{shown}]"
@@ -36,11 +53,26 @@ def url_for(host: str, port: int) -> str:
 
 def serve(run_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000,
           data_dir: str | os.PathLike | None = None, on_ready: Callable[[str], None] | None = None) -> None:
-    """Load the run, check the port, call on_ready(url), then serve until interrupted."""
+    """Bind host:port, load the run, call on_ready(url), then serve until interrupted.
+
+    The port is taken before any thread starts; the warm-up thread is stopped and joined on every way out
+    (Ctrl-C included), so the process never ends with a background thread inside torch.
+    """
     import uvicorn
 
-    app = create_app(run_path, data_dir)
-    check_port(host, port)
-    if on_ready is not None:
-        on_ready(url_for(host, port))
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    sock = bind_socket(host, port)
+    viewer = None
+    try:
+        viewer = Viewer(run_path, data_dir)
+        app = create_app(run_path, viewer=viewer, warm_up=False, hosts=[host])
+        config = uvicorn.Config(app, host=host, port=sock.getsockname()[1], log_level="warning",
+                                access_log=False, lifespan="off", timeout_graceful_shutdown=5)
+        server = uvicorn.Server(config)
+        if on_ready is not None:
+            on_ready(url_for(host, sock.getsockname()[1]))
+        viewer.start_warm_up()
+        server.run(sockets=[sock])
+    finally:
+        if viewer is not None:
+            viewer.stop_warm_up()
+        sock.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -10,12 +11,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CnnscopeError, SpecError
+from ..errors import CnnscopeError, RequestError, SpecError
+from ..inspect.images import NOUNS, picture_style
 from ..model import ConvBlock
 from ..runs import load_run, predict_proba
 from ..spec import LayerInfo
@@ -28,14 +31,6 @@ TOP_IMAGES = 8
 TOP_BATCH = 64
 INFLUENCE_IMAGES = 1000  # test images averaged for the class read-out of the last conv layer
 GRID_TYPES = ("Conv2D", "MaxPooling2D", "AveragePooling2D")
-
-
-class RequestError(CnnscopeError):
-    """A request parameter is invalid; `status` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -90,7 +85,12 @@ class Viewer:
         names = [layer.name for layer in self.grid_layers]
         # The class read-out makes sense from the last conv layer on (through max-pool and the dense head).
         self.readout_layers = names[names.index(conv[-1]):] if conv else []
+        self.style = picture_style(self.dataset.name)  # how uploaded pictures are prepared
         self._model_lock = threading.Lock()  # forward hooks are per module: one computation at a time
+        self._pattern_lock = threading.Lock()  # patterns run on a copy of the model: grids never wait for them
+        self._pattern_model: nn.Module | None = None
+        self._stop = threading.Event()  # set by stop_warm_up: background work ends at its next batch
+        self._warm_thread: threading.Thread | None = None
         self._cache_lock = threading.Lock()
         self._top_lock = threading.Lock()
         self._top: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
@@ -108,7 +108,7 @@ class Viewer:
                 "sets": sets, "test_accuracy": metrics.get("test_accuracy"),
                 "epochs": metrics.get("epochs_completed"), "params": self.run.spec.total_params,
                 "input_shape": list(self.run.spec.input_shape), "colormaps": list(render.COLORMAPS),
-                "grid_layers": [layer.name for layer in self.grid_layers],
+                "grid_layers": [layer.name for layer in self.grid_layers], "noun": NOUNS[self.style],
                 "pattern_available": self._maximizer() is not None}
 
     def layer_list(self) -> list[dict[str, Any]]:
@@ -235,7 +235,8 @@ class Viewer:
             "kernel": self._kernel(layer, index), "pool": self._pool(layer),
             "top": self._top_images(layer, index),
             "readout": self._readout(layer, index),
-            "pattern_url": (f"/api/pattern?layer={layer}&map={index}" if self._maximizer() is not None else None),
+            "pattern_url": (f"/api/pattern?{urlencode({'layer': layer, 'map': index})}"
+                            if self._maximizer() is not None else None),
         }
         return card
 
@@ -280,6 +281,7 @@ class Viewer:
             # Small batches, the model lock taken per batch and a pause after each: a page request waiting for
             # the lock gets it within one batch (~10-30 ms) even while this runs in the background.
             for start in range(0, len(x), TOP_BATCH):
+                self._check_stop()
                 batch = torch.as_tensor(x[start:start + TOP_BATCH]).contiguous(memory_format=torch.channels_last)
                 with self._model_lock, torch.no_grad():
                     outputs, _ = capture(self.model, names, batch)
@@ -326,6 +328,7 @@ class Viewer:
         x = torch.as_tensor(self.dataset.test_x[:INFLUENCE_IMAGES])
         total: torch.Tensor | None = None
         for start in range(0, len(x), TOP_BATCH):
+            self._check_stop()
             with self._model_lock:
                 with torch.no_grad():
                     outputs, _ = capture(self.model, [layer], x[start:start + TOP_BATCH])
@@ -344,19 +347,36 @@ class Viewer:
 
     def warm_up(self) -> None:
         """Fill the caches a map card needs (top images, class read-out); run in a background thread."""
+        _warming.on = True
         try:
             self._top_table()
             for layer in self.readout_layers:
                 with self._cache_lock:
                     if layer not in self._influence:
                         self._influence[layer] = self._compute_influence(layer)
+        except _Stopped:
+            log.debug("viewer warm-up stopped")
         except Exception:  # never let a background thread die noisily; the card computes lazily again
             log.exception("viewer warm-up failed")
 
     def start_warm_up(self) -> threading.Thread:
+        """Run `warm_up` in a background thread (stopped by `stop_warm_up`)."""
+        self._stop.clear()
         thread = threading.Thread(target=self.warm_up, name="cnnscope-viewer-warm-up", daemon=True)
         thread.start()
+        self._warm_thread = thread
         return thread
+
+    def stop_warm_up(self, timeout: float = 10.0) -> None:
+        """Ask the warm-up thread to stop after its current batch and wait for it (clean interpreter exit)."""
+        self._stop.set()
+        thread, self._warm_thread = self._warm_thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set() and getattr(_warming, "on", False):
+            raise _Stopped
 
     # --- maximising patterns ------------------------------------------------------------------
     @staticmethod
@@ -378,11 +398,24 @@ class Viewer:
         if maximize is None:
             raise RequestError("maximising patterns need cnnscope.inspect.maximize_activation, which this "
                                "installation lacks", status=404)
-        key = (layer, index, cmap)
-        with self._cache_lock:
-            cached = self._patterns.get(key)
+        cached = self.cached_pattern(layer, index, cmap)
         if cached is not None:
             return cached
+        with self._pattern_lock:
+            return self._compute_pattern(layer, index, cmap, maximize)
+
+    def cached_pattern(self, layer: str, index: int, cmap: str = "gray") -> bytes | None:
+        """The pattern's PNG when it was computed already, else None (no lock, no computation: a dict look-up)."""
+        return self._patterns.get((layer, index, cmap))
+
+    def _compute_pattern(self, layer: str, index: int, cmap: str, maximize: Any) -> bytes:
+        """Gradient ascent on a private copy of the model (under _pattern_lock), cached by (layer, map, cmap)."""
+        key = (layer, index, cmap)
+        if key in self._patterns:  # computed by a request that held the lock before this one
+            return self._patterns[key]
+        if self._pattern_model is None:
+            with self._model_lock:
+                self._pattern_model = copy.deepcopy(self.model)
         if self._bounds is None:
             try:
                 from ..inspect.patterns import input_bounds
@@ -391,16 +424,21 @@ class Viewer:
             else:  # keep the patterns inside the pixel range the training images span
                 lo, hi = input_bounds(self.dataset.train_x)
                 self._bounds = {"lo": lo, "hi": hi}
-        with self._model_lock:
-            pattern = np.asarray(maximize(self.model, layer, [index], **self._bounds), dtype=np.float32)
+        pattern = np.asarray(maximize(self._pattern_model, layer, [index], **self._bounds), dtype=np.float32)
         pattern = pattern.reshape(-1, *pattern.shape[-2:])[0]  # (H, W), preprocessed units
         prep = self.run.preprocessor
         pixels = pattern * prep.scale + prep.mean  # back to 0..255 pixels, as an input image would hold them
         rgb, _, _ = render.colorize(pixels, cmap, 0.0, 255.0)
         png = render.png_bytes(rgb)
-        with self._cache_lock:
-            self._patterns[key] = png
+        self._patterns[key] = png  # one dict assignment (atomic); _pattern_lock orders the writers
         return png
+
+
+_warming = threading.local()  # .on is True in the warm-up thread: only it stops when asked
+
+
+class _Stopped(Exception):
+    """Raised inside the warm-up thread when the server stops."""
 
 
 def _rounded(values: np.ndarray, decimals: int) -> list:

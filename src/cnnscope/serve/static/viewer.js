@@ -1,4 +1,6 @@
 // cnnscope viewer: one page, no build step, no dependencies. Talks to the /api/ endpoints of `cnnscope serve`.
+// Every text that comes from the run, a file, a request or the model goes in as text (el(), textContent,
+// attribute setters): this file never parses HTML, so a run or class named like markup shows as that markup.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -14,11 +16,24 @@ const state = {
   // the image being looked at: a data-set image, or a drawing/upload (sent as a picture, then as its pixels)
   source: { kind: "dataset", set: "test", index: 0 },
   pixels: null, // base64 of the 28×28 model input, once known
+  notes: null, // {notes, warnings} of the last picture sent (upload or drawing)
   gridMeta: null,
   card: null, // {layer, map}
 };
 
 // --- small helpers ----------------------------------------------------------------------------
+// el("b", {class: "x", title: t}, "text", child, …): an element; strings become text nodes, never markup.
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "class") node.className = value;
+    else if (key === "style") Object.assign(node.style, value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) if (child !== null && child !== undefined && child !== false) node.append(child);
+  return node;
+}
+
 function qs(params) {
   return new URLSearchParams(Object.entries(params).filter(([, v]) => v !== null && v !== undefined)).toString();
 }
@@ -99,7 +114,10 @@ async function refreshNow(mine) {
   const blob = await gridResponse.blob();
   if (mine !== sequence) return; // a newer refresh was started meanwhile
   state.pixels = prediction.pixels;
+  if (src.kind === "dataset") state.notes = null;
+  else if (src.blob) state.notes = { kind: src.kind, notes: prediction.notes || [], warnings: prediction.warnings || [] };
   if (src.kind !== "dataset") src.blob = null;
+  showNotes(prediction.warning);
   showPrediction(prediction);
   const meta = {};
   for (const key of ["maps", "rows", "cols", "height", "width", "min", "max", "value-min", "value-max"]) {
@@ -119,22 +137,33 @@ function showPrediction(p) {
   const truthBox = $("true-label");
   if (truth !== undefined) {
     const ok = truth === p.predicted;
-    truthBox.innerHTML = `true class <b>${p.class_names[truth]}</b> ${ok ? "✓" : "✗"}`;
+    truthBox.replaceChildren("true class ", el("b", {}, String(p.class_names[truth])), ok ? " ✓" : " ✗");
     truthBox.style.color = ok ? "var(--good)" : "var(--bad)";
   } else {
     truthBox.textContent = state.source.kind === "upload" ? "uploaded picture" : "your drawing";
     truthBox.style.color = "";
   }
   const probs = $("probs");
-  probs.innerHTML = "";
+  probs.replaceChildren();
   p.probabilities.forEach((value, k) => {
-    const row = document.createElement("div");
-    row.className = "prob" + (k === p.predicted ? " best" : "") + (k === truth ? " truth" : "");
-    row.innerHTML = `<span class="name" title="${p.class_names[k]}">${p.class_names[k]}</span>` +
-      `<span class="bar"><span class="fill" style="width:${(100 * value).toFixed(2)}%"></span></span>` +
-      `<span class="pct">${(100 * value).toFixed(1)}%</span>`;
-    probs.appendChild(row);
+    const name = String(p.class_names[k]);
+    const width = `${(100 * (value || 0)).toFixed(2)}%`;
+    probs.appendChild(el("div", { class: "prob" + (k === p.predicted ? " best" : "") + (k === truth ? " truth" : "") },
+      el("span", { class: "name", title: name }, name),
+      el("span", { class: "bar" }, el("span", { class: "fill", style: { width } })),
+      el("span", { class: "pct" }, value === null ? "–" : `${(100 * value).toFixed(1)}%`)));
   });
+}
+
+// What was done to an uploaded or drawn picture, and warnings when it is far from the data set's images.
+function showNotes(serverWarning) {
+  const box = $("notes");
+  const n = state.notes;
+  const warnings = [...(n ? n.warnings : []), ...(serverWarning ? [serverWarning] : [])];
+  const notes = n && n.kind === "upload" ? n.notes : [];
+  box.replaceChildren(...warnings.map((w) => el("li", { class: "warn" }, String(w))),
+    ...notes.map((text) => el("li", {}, String(text))));
+  box.hidden = !warnings.length && !notes.length;
 }
 
 // --- the activation grid ----------------------------------------------------------------------
@@ -176,8 +205,9 @@ async function drawGrid(blob, meta) {
   const info = layerInfo(state.layer);
   const shape = info.output_shape;
   const rf = info.geometry ? info.geometry.size.join("×") : "–";
-  $("layer-info").innerHTML = `<b>${info.name}</b> <span class="muted">(${info.type})</span> · ${shape[0]} maps of ` +
-    `${shape[1]}×${shape[2]} · receptive field ${rf} px · values ${fmt(meta["value-min"])} … ${fmt(meta["value-max"])}`;
+  $("layer-info").replaceChildren(el("b", {}, String(info.name)), " ", el("span", { class: "muted" }, `(${info.type})`),
+    ` · ${shape[0]} maps of ${shape[1]}×${shape[2]} · receptive field ${rf} px · values ` +
+    `${fmt(meta["value-min"])} … ${fmt(meta["value-max"])}`);
   $("cbar").style.backgroundImage = `url(/api/colormap?cmap=${encodeURIComponent(state.cmap)})`;
   $("cbar-min").textContent = state.scale ? "−2σ" : fmt(meta.min);
   $("cbar-max").textContent = state.scale ? "+2σ" : fmt(meta.max);
@@ -315,7 +345,7 @@ async function openCard(layer, map, quiet = false) {
   $("card-backdrop").hidden = false;
   const info = layerInfo(layer);
   $("card-title").textContent = `${layer} · map ${map} of ${info.output_shape[0]}`;
-  if (!quiet) $("card-body").innerHTML = `<div class="spinner">computing…</div>`;
+  if (!quiet) $("card-body").replaceChildren(el("div", { class: "spinner" }, "computing…"));
   const where = sourceForCard();
   const params = { layer, map, cmap: state.cmap };
   let card;
@@ -328,9 +358,7 @@ async function openCard(layer, map, quiet = false) {
       })).json();
     }
   } catch (error) {
-    $("card-body").innerHTML = "";
-    const p = document.createElement("p"); p.className = "error"; p.textContent = error.message;
-    $("card-body").appendChild(p);
+    $("card-body").replaceChildren(el("p", { class: "error" }, String(error.message)));
     return;
   }
   if (!state.card || state.card.layer !== layer || state.card.map !== map) return;
@@ -343,11 +371,8 @@ function closeCard() {
   $("card-backdrop").hidden = true;
 }
 
-function section(title, html) {
-  const s = document.createElement("section");
-  s.className = "card-section";
-  s.innerHTML = `<h3>${title}</h3>${html}`;
-  return s;
+function section(title, ...children) {
+  return el("section", { class: "card-section" }, el("h3", {}, title), ...children);
 }
 
 function loadImage(src) {
@@ -380,20 +405,21 @@ async function paintWithRect(canvas, src, rf, pos, size, px) {
 
 async function renderCard(card) {
   const body = $("card-body");
-  body.innerHTML = "";
+  body.replaceChildren();
   const size = state.info.input_shape.slice(1);
   const inputSrc = $("input-img").src;
   const rf = card.receptive_field;
   const [h, w] = card.shape;
 
   // 1. the map enlarged + its receptive field on the input
-  const s1 = section("Map and receptive field", `<div class="pair">
-      <figure><canvas class="map-big"></canvas><figcaption>${h}×${w} map · ${fmt(card.min)} … ${fmt(card.max)}, mean
-        ${fmt(card.mean)} · <span class="pos"></span></figcaption></figure>
-      <figure><canvas class="rf-input"></canvas><figcaption>The input patch (${rf.size.join("×")} px) that
-        the marked position sees. Click or hover the map to move it.</figcaption></figure></div>`);
+  const big = el("canvas", { class: "map-big" }), rfCanvas = el("canvas", { class: "rf-input" });
+  const posText = el("span", { class: "pos" });
+  const s1 = section("Map and receptive field", el("div", { class: "pair" },
+    el("figure", {}, big, el("figcaption", {}, `${h}×${w} map · ${fmt(card.min)} … ${fmt(card.max)}, mean ` +
+      `${fmt(card.mean)} · `, posText)),
+    el("figure", {}, rfCanvas, el("figcaption", {}, `The input patch (${rf.size.join("×")} px) that the marked ` +
+      "position sees. Click or hover the map to move it."))));
   body.appendChild(s1);
-  const big = s1.querySelector(".map-big"), rfCanvas = s1.querySelector(".rf-input");
   const mapImg = await loadImage(card.png);
   const px = Math.max(1, Math.floor(230 / Math.max(h, w)));
   const showPos = async (pos) => {
@@ -403,7 +429,7 @@ async function renderCard(card) {
     ctx.drawImage(mapImg, 0, 0, big.width, big.height);
     ctx.strokeStyle = "#7df0c8"; ctx.lineWidth = 2;
     ctx.strokeRect(pos[1] * px + 1, pos[0] * px + 1, px - 2, px - 2);
-    s1.querySelector(".pos").textContent = `(${pos[0]}, ${pos[1]}) = ${fmt(card.values[pos[0]][pos[1]])}`;
+    posText.textContent = `(${pos[0]}, ${pos[1]}) = ${fmt(card.values[pos[0]][pos[1]])}`;
     await paintWithRect(rfCanvas, inputSrc, rf, pos, size, 8);
   };
   const posFromEvent = (e) => {
@@ -418,12 +444,11 @@ async function renderCard(card) {
   // 2. kernels (conv) or the pooling rule
   if (card.kernel) {
     const k = card.kernel;
-    const s2 = section("Kernel", `<canvas class="kernels"></canvas><p>The ${k.height}×${k.width} weights
-      applied to each of the ${k.channels} ${k.input === "input" ? "input channel(s)" : `maps of ${k.input}`}
-      (blue negative, red positive, ±${fmt(k.max)}); bias ${fmt(k.bias)}.</p>`);
-    body.appendChild(s2);
+    const canvas = el("canvas", { class: "kernels" });
+    body.appendChild(section("Kernel", canvas, el("p", {}, `The ${k.height}×${k.width} weights applied to each ` +
+      `of the ${k.channels} ${k.input === "input" ? "input channel(s)" : `maps of ${k.input}`} (blue negative, ` +
+      `red positive, ±${fmt(k.max)}); bias ${fmt(k.bias)}.`)));
     const kimg = await loadImage(k.png);
-    const canvas = s2.querySelector(".kernels");
     const cell = Math.max(10, Math.min(k.channels <= 4 ? 96 : 48, Math.floor((480 - 4 * (k.cols - 1)) / k.cols)));
     canvas.width = k.cols * cell + 4 * (k.cols - 1);
     canvas.height = k.rows * cell + 4 * (k.rows - 1);
@@ -435,56 +460,53 @@ async function renderCard(card) {
       ctx.drawImage(kimg, c * k.width, r * k.height, k.width, k.height, c * (cell + 4), r * (cell + 4), cell, cell);
     }
   } else if (card.pool) {
-    body.appendChild(section("Pooling", `<p>Each value is the ${card.pool.kind} of a
-      ${card.pool.size.join("×")} window (stride ${card.pool.stride.join("×")}) of map ${card.map} of
-      ${card.pool.input}: pooling has no weights.</p>`));
+    body.appendChild(section("Pooling", el("p", {}, `Each value is the ${card.pool.kind} of a ` +
+      `${card.pool.size.join("×")} window (stride ${card.pool.stride.join("×")}) of map ${card.map} of ` +
+      `${card.pool.input}: pooling has no weights.`)));
   }
 
   // 3. maximising pattern (computed lazily by the server, then cached)
   if (card.pattern_url) {
-    const s3 = section("Maximising pattern", `<div class="pair"><img class="pattern pixelated" alt="pattern">
-      <p>An input found by gradient ascent that makes this map as large as possible.</p></div>`);
-    body.appendChild(s3);
-    const img = s3.querySelector("img");
-    const note = s3.querySelector("p");
-    note.textContent = "computing… " + note.textContent;
+    const img = el("img", { class: "pattern pixelated", alt: "pattern" });
+    const note = el("p", {}, "computing… An input found by gradient ascent that makes this map as large as possible.");
+    body.appendChild(section("Maximising pattern", el("div", { class: "pair" }, img, note)));
     img.onload = () => { note.textContent = "An input found by gradient ascent that makes this map as large as possible."; };
     img.onerror = () => { note.textContent = "could not compute the pattern"; };
     img.src = card.pattern_url;
   } else {
-    body.appendChild(section("Maximising pattern", "<p>Not available in this installation.</p>"));
+    body.appendChild(section("Maximising pattern", el("p", {}, "Not available in this installation.")));
   }
 
   // 4. top-activating test images
   if (card.top && card.top.length) {
-    const s4 = section("Top-activating test images", `<div class="tops"></div><p>The test images whose
-      strongest response in this map is largest; the box is the receptive field of that strongest position.
-      Click one to look at it.</p>`);
-    body.appendChild(s4);
-    const tops = s4.querySelector(".tops");
+    const tops = el("div", { class: "tops" });
+    body.appendChild(section("Top-activating test images", tops, el("p", {}, "The test images whose strongest " +
+      "response in this map is largest; the box is the receptive field of that strongest position. Click one " +
+      "to look at it.")));
     for (const t of card.top) {
-      const item = document.createElement("div");
-      item.className = "top-item";
-      item.innerHTML = `<canvas></canvas><span>#${t.index} · ${t.class_name}</span><span class="muted">${fmt(t.value)}</span>`;
+      const canvas = el("canvas");
+      const item = el("div", { class: "top-item" }, canvas, el("span", {}, `#${t.index} · ${t.class_name}`),
+        el("span", { class: "muted" }, fmt(t.value)));
       item.addEventListener("click", () => { $("set").value = "test"; setDatasetImage(t.index, "test"); });
       tops.appendChild(item);
-      paintWithRect(item.querySelector("canvas"), t.png, rf, t.position, size, 4);
+      paintWithRect(canvas, t.png, rf, t.position, size, 4);
     }
   }
 
   // 5. read-out to the classes (last conv layer and what follows it)
   if (card.readout) {
     const ro = card.readout;
-    const peak = Math.max(...ro.values.map(Math.abs)) || 1;
+    const peak = Math.max(...ro.values.map((v) => Math.abs(v || 0))) || 1;
     const rows = ro.values.map((v, k) => {
-      const width = 50 * Math.abs(v) / peak;
-      const seg = v >= 0 ? `left:50%;width:${width}%` : `left:${50 - width}%;width:${width}%`;
-      return `<div class="r"><span>${ro.class_names[k]}</span><span class="axis"><span class="seg ${v >= 0 ? "pos" : "neg"}"
-        style="${seg}"></span></span><span class="v">${v >= 0 ? "+" : ""}${fmt(v)}</span></div>`;
-    }).join("");
-    body.appendChild(section("How it feeds each class", `<div class="readout">${rows}</div><p>Gradient of each
-      class logit with respect to this map's spatial mean (the map rising by one unit everywhere), averaged over
-      ${ro.images} test images, through the dense head.</p>`));
+      const width = 50 * Math.abs(v || 0) / peak;
+      const seg = { left: `${v >= 0 ? 50 : 50 - width}%`, width: `${width}%` };
+      return el("div", { class: "r" }, el("span", {}, String(ro.class_names[k])),
+        el("span", { class: "axis" }, el("span", { class: `seg ${v >= 0 ? "pos" : "neg"}`, style: seg })),
+        el("span", { class: "v" }, `${v >= 0 ? "+" : ""}${fmt(v)}`));
+    });
+    body.appendChild(section("How it feeds each class", el("div", { class: "readout" }, ...rows),
+      el("p", {}, "Gradient of each class logit with respect to this map's spatial mean (the map rising by one " +
+        `unit everywhere), averaged over ${ro.images} test images, through the dense head.`)));
   }
 }
 
@@ -496,10 +518,16 @@ async function init() {
     ]);
     state.info = info;
     state.layers = layers.layers;
-    const acc = info.test_accuracy !== null && info.test_accuracy !== undefined
-      ? ` · test accuracy <b>${(100 * info.test_accuracy).toFixed(2)} %</b>` : "";
-    $("run-info").innerHTML = `run <b>${info.run}</b> · ${info.dataset} · ${info.params.toLocaleString()} parameters` +
-      (info.epochs ? ` · ${info.epochs} epochs` : "") + acc;
+    const hasAcc = info.test_accuracy !== null && info.test_accuracy !== undefined;
+    $("run-info").replaceChildren("run ", el("b", {}, String(info.run)),
+      ` · ${info.dataset} · ${Number(info.params).toLocaleString()} parameters` +
+      (info.epochs ? ` · ${info.epochs} epochs` : "") + (hasAcc ? " · test accuracy " : ""),
+      hasAcc ? el("b", {}, `${(100 * info.test_accuracy).toFixed(2)} %`) : null);
+    document.title = `cnnscope viewer · ${info.run}`;
+    const noun = info.noun === "item" ? "item" : "digit";
+    $("draw-hint").replaceChildren(noun === "item" ? "draw or upload an item" : "draw a digit here", el("br"),
+      el("small", {}, "or drop a picture"));
+    $("draw").setAttribute("aria-label", `drawing canvas: draw ${noun === "item" ? "an item" : "a digit"}`);
     for (const [name, n] of Object.entries(info.sets)) $("set").add(new Option(`${name} (${n.toLocaleString()})`, name));
     info.class_names.forEach((name, k) => $("klass").add(new Option(`${k}: ${name}`, k)));
     for (const l of state.layers.filter((x) => x.grid)) {
