@@ -43,10 +43,29 @@ def test_activations_for_a_users_picture(trained_run, tmp_path, capsys):
     img.save(picture)
     out = tmp_path / "mine.png"
     code, stdout, _ = _run(capsys, "activations", trained_run, "--layer", "Conv2D_2", "--image", picture,
-                           "--pre-activation", "--norm", "fixed", "-2", "2", "--out", out)
+                           "--pre-activation", "--norm", "fixed", "--range", "-2", "2", "--out", out)
     assert code == 0
     assert out.read_bytes()[:8] == PNG
     assert "inverted" in stdout and "centre of mass" in stdout and "my seven.jpg: predicted" in stdout
+
+
+def test_norm_takes_one_value_so_the_run_directory_is_not_swallowed(trained_run, data_dir, tmp_path, capsys):
+    out = tmp_path / "map.png"
+    code, stdout, err = _run(capsys, "activations", "--norm", "map", trained_run, "--layer", "Conv2D_1", "--index",
+                             1, "--data-dir", data_dir, "--out", out)
+    assert code == 0, err
+    assert out.read_bytes()[:8] == PNG and f"figure: {out}" in stdout
+    code, _, err = _run(capsys, "activations", "--range", "0", "3", trained_run, "--layer", "Conv2D_1", "--index",
+                        1, "--data-dir", data_dir, "--out", out)
+    assert code == 0, err
+
+
+def test_a_dense_layer_is_drawn_as_bars(trained_run, data_dir, tmp_path, capsys):
+    out = tmp_path / "dense.png"
+    code, stdout, err = _run(capsys, "activations", trained_run, "--layer", "Dense_1", "--index", 2,
+                             "--data-dir", data_dir, "--out", out)
+    assert code == 0, err
+    assert out.read_bytes()[:8] == PNG
 
 
 def test_filters(trained_run, tmp_path, capsys):
@@ -65,10 +84,22 @@ def test_filters(trained_run, tmp_path, capsys):
      "error: unknown set 'holdout'; valid: train, test"),
     (["activations", "{run}", "--layer", "Conv2D_1", "--index", "0", "--cmap", "nope"],
      "error: unknown colour map 'nope'; valid: "),
-    (["activations", "{run}", "--layer", "Conv2D_1", "--index", "0", "--norm", "fixed", "2", "1"],
+    (["activations", "{run}", "--layer", "Conv2D_1", "--index", "0", "--norm", "fixed", "--range", "2", "1"],
      "error: fixed range needs LO < HI, received 2 1"),
-    (["activations", "{run}", "--layer", "Conv2D_1", "--index", "0", "--norm", "fixed", "1"],
-     "error: --norm fixed needs two numbers LO HI, received 1"),
+    (["activations", "{run}", "--layer", "Conv2D_1", "--index", "0", "--range", "1", "nan"],
+     "error: fixed range needs LO < HI, received 1 nan"),
+    (["activations", "{run}", "--layer", "Conv2D_1", "--index", "0", "--norm", "fixed"],
+     "error: --norm fixed needs its range: add --range LO HI, e.g. --range 0 10"),
+    (["activations", "{run}", "--layer", "Conv2D_1", "--index", "0", "--norm", "map", "--range", "0", "1"],
+     "error: --range LO HI goes with --norm fixed, received --norm map; leave one out"),
+    (["activations", "{run}", "--layer", "Conv2D_1", "--index", "0", "--range", "1"],
+     "error: argument --range: expected 2 arguments; see 'cnnscope activations --help'"),
+    (["activations", "{run}", "--layer", "Conv2D_1", "--index", "0", "--norm", "fixed", "1", "2"],
+     "error: unexpected arguments 1 2 for 'cnnscope activations'; see 'cnnscope activations --help'"),
+    (["activations", "{run}", "--layer", "Conv2D_1", "--index", "0", "--norm", "fixd"],
+     "error: argument --norm: invalid choice: 'fixd' (choose from 'layer', 'map', 'fixed'); did you mean 'fixed'?"),
+    (["activations", "{run}", "--layer", "Conv2D_1", "--index", "0", "--clip", "40"],
+     "error: argument --clip: expected a percentile from 50 to 100, received '40'"),
     (["activations", "{run}", "--layer", "Conv2D_1", "--index", "0", "--norm", "layer", "--scale"],
      "cannot be combined with norm 'layer'"),
     (["activations", "{run}", "--layer", "Conv2D_1", "--index", "0", "--out", "{tmp}/a.jpg"],

@@ -7,10 +7,10 @@ import pytest
 from matplotlib.colors import TwoSlopeNorm
 
 import cnnscope
-from cnnscope.errors import ConfigError
+from cnnscope.errors import ConfigError, OutputError
 from cnnscope.inspect import activation_grid, conv_filters, display_maps
 from cnnscope.plots import activations_figure, filters_figure, overview_figure, save_figure_as
-from cnnscope.plots.activations import Prediction, get_cmap
+from cnnscope.plots.activations import Prediction, clip_display, get_cmap
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -44,14 +44,38 @@ def test_activations_figure_draws_every_map_with_one_colour_scale(n):
     drawn = np.ma.filled(grid_axes[0].images[0].get_array(), np.nan)
     np.testing.assert_array_equal(drawn, activation_grid(maps, 8))  # layer norm: values as they are
     image = grid_axes[0].images[0]
-    assert (image.norm.vmin, image.norm.vmax) == (pytest.approx(maps.min()), pytest.approx(maps.max()))
+    # default: one range for the layer, ending at its 99th percentile; the brighter values share the end colour
+    top = np.percentile(maps, 99)
+    assert top < maps.max()
+    assert (image.norm.vmin, image.norm.vmax) == (pytest.approx(maps.min()), pytest.approx(top))
     bar = _colorbars(fig)[0]
     assert bar.get_ylim() == pytest.approx((image.norm.vmin, image.norm.vmax))  # the bar spans the grid's range
+    assert bar.collections or bar.patches  # the extension triangle for the clipped values
     numbers = {t.get_text() for t in grid_axes[0].texts}
     assert {str(k) for k in range(n)} <= numbers
     texts = " ".join(t.get_text() for t in fig.texts)
     assert "Conv2D_2" in texts and f"{n} of {n} maps shown" in texts and f"({n}, 6, 6)" in texts
     assert "predicted: 4 (97.0%)" in fig.axes[0].get_xlabel()
+    assert "its 99th percentile" in texts and f"max {maps.max():.3g}" in texts
+
+
+def test_clip_puts_the_colour_range_at_a_percentile_and_100_keeps_the_full_range():
+    maps = _maps(16) * 3
+    maps[5, 0, 0] = 100.0  # one very bright node
+    full = activations_figure(_image(), maps, layer="L", clip=100)
+    assert _grid_axes(full)[0].images[0].norm.vmax == pytest.approx(100.0)
+    assert "its full range" in " ".join(t.get_text() for t in full.texts)
+    clipped = activations_figure(_image(), maps, layer="L", clip=95)
+    assert _grid_axes(clipped)[0].images[0].norm.vmax == pytest.approx(np.percentile(maps, 95))
+    display, words = clip_display(display_maps(maps, "layer"), 95)
+    assert display.extend == "max" and "of values share the end colour" in words
+    np.testing.assert_array_equal(display.values, maps)  # the numbers are unchanged, only the range moves
+    signed = _maps(16, signed=True)
+    display, _ = clip_display(display_maps(signed, "layer"), 90)
+    top = np.percentile(np.abs(signed), 90)
+    assert (display.vmin, display.vmax) == (pytest.approx(-top), pytest.approx(top)) and display.extend == "both"
+    flat, words = clip_display(display_maps(np.zeros((3, 4, 4), np.float32), "layer"), 99)
+    assert words == "" and flat.extend == "neither"  # nothing to clip
 
 
 def test_scaled_figure_uses_the_0_255_scale_and_marks_flat_maps():
@@ -118,14 +142,55 @@ def test_save_figure_as_png_and_svg(tmp_path):
     assert b"<svg" in (tmp_path / "a.svg").read_bytes()[:500]
     save_figure_as(activations_figure(_image(), _maps(5), layer="L"), tmp_path / "b.svg")
     assert (tmp_path / "b.svg").is_file() and not (tmp_path / "b.png").exists()
-    with pytest.raises(ConfigError, match=r"cannot write a figure as '.jpg'; use .png, .svg, .pdf"):
+    with pytest.raises(OutputError, match=r"cannot write a figure as '.jpg' \(.*c.jpg\); use .png, .svg, .pdf"):
         save_figure_as(activations_figure(_image(), _maps(5), layer="L"), tmp_path / "c.jpg")
     assert not list(tmp_path.glob(".*tmp"))
 
 
-def test_dense_units_are_drawn_as_one_pixel_maps():
-    d = display_maps(np.arange(10, dtype=np.float32), "layer")
-    assert d.values.shape == (10, 1, 1)
-    fig = activations_figure(_image(), np.arange(10, dtype=np.float32), layer="Dense_2", cols=5)
-    assert _grid_axes(fig)[0].images[0].get_array().shape == (2, 5)
-    assert "Dense_2: 10 units" in " ".join(t.get_text() for t in fig.texts)
+@pytest.mark.parametrize("shape", [(100,), (100, 1, 1)])
+def test_a_vector_is_drawn_as_bars_with_its_own_shape(shape):
+    values = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    fig = activations_figure(_image(), values, layer="Dense_1", stage="before its ReLU")
+    assert not _grid_axes(fig) and not _colorbars(fig)  # no 1×1 maps and no colour scale: heights are the values
+    bars = [ax for ax in fig.axes if ax.patches]
+    assert len(bars) == 1 and len(bars[0].patches) == 100
+    heights = [p.get_height() for p in bars[0].patches]
+    np.testing.assert_allclose(heights, values.reshape(-1), rtol=1e-6)
+    texts = " ".join(t.get_text() for t in fig.texts)
+    assert "Dense_1: 100 units (before its ReLU)" in texts
+    assert f"output shape ({', '.join(map(str, shape))})" in texts and "100 of 100 units shown" in texts
+    assert "maps" not in texts
+
+
+def test_write_errors_name_the_path(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    def full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full)
+    with pytest.raises(OutputError, match=r"cannot write .*a.png: No space left on device"):
+        save_figure_as(activations_figure(_image(), _maps(5), layer="L"), tmp_path / "a.png")
+    assert not list(tmp_path.iterdir())  # no half-written file or temp file left
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.undo()
+    with pytest.raises(OutputError, match=r"cannot write .*file/b.png"):
+        save_figure_as(activations_figure(_image(), _maps(5), layer="L"), blocker / "b.png")
+
+
+def test_training_save_figure_checks_the_format(tmp_path):
+    from cnnscope.plots import confusion_figure, save_figure
+
+    with pytest.raises(OutputError, match=r"cannot write a figure as '.txt'.*use .png, .svg, .pdf"):
+        save_figure(confusion_figure([[1, 0], [0, 1]], ["a", "b"]), tmp_path / "c.txt")
+    assert save_figure(confusion_figure([[1, 0], [0, 1]], ["a", "b"]), tmp_path / "c.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_cli_figure_formats_match_the_library():
+    from cnnscope.cli.core import FIGURE_FORMATS
+    from cnnscope.cli.inspect import DEFAULT_CLIP
+    from cnnscope.plots.activations import DEFAULT_CLIP as LIBRARY_CLIP
+    from cnnscope.plots.activations import FORMATS
+
+    assert FIGURE_FORMATS == FORMATS and DEFAULT_CLIP == LIBRARY_CLIP

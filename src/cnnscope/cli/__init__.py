@@ -1,13 +1,39 @@
-"""The `cnnscope` command: parse, call one library function, print. Errors become one line and exit 2."""
+"""The `cnnscope` command: parse, call one library function, print. Every mistake is one line and exit 2."""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
+import re
 import sys
 import traceback
 
 from ..errors import CnnscopeError
+
+GLOBAL_HELP = {"--debug": "show the full traceback of an error (default: one line)",
+               "--quiet": "only warnings and errors on stderr (default: progress and results too)"}
+
+
+class UsageError(Exception):
+    """A command-line mistake found by the parser: printed as one line, exit 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block) that say where to look and suggest near names."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{_suggest(message)}; see '{self.prog} --help'")
+
+
+def _suggest(message: str) -> str:
+    """'invalid choice' messages get a 'did you mean' from the choices argparse lists."""
+    found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if not found:
+        return message
+    choices = re.findall(r"'([^']*)'", found.group(2))
+    close = difflib.get_close_matches(found.group(1), choices, n=1, cutoff=0.6)
+    return f"{message}; did you mean '{close[0]}'?" if close else message
 
 
 def _command_modules() -> list:
@@ -51,38 +77,122 @@ def _configure_logging(verbosity: int) -> None:
     logger.propagate = False
 
 
+def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """--debug and -q/--quiet; on subcommands with SUPPRESS defaults so they only override when given."""
+    default = {"default": argparse.SUPPRESS} if suppress else {}
+    group = parser.add_argument_group("global options (before or after the command)") if suppress else parser
+    group.add_argument("--debug", action="store_true", help=GLOBAL_HELP["--debug"], **default)
+    group.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
+                       help=GLOBAL_HELP["--quiet"], **(default or {"default": 0}))
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The full `cnnscope` parser: global options, then one subparser per command."""
     from .. import __version__
 
-    parser = argparse.ArgumentParser(prog="cnnscope", description="Build, train and look inside small CNNs.")
-    parser.add_argument("--version", action="version", version=f"cnnscope {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    parser.add_argument("-q", "--quiet", action="store_const", const=-1, default=0, dest="verbosity",
-                        help="only warnings and errors on stderr")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = Parser(prog="cnnscope", description="Build, train and look inside small CNNs.")
+    parser.add_argument("--version", action="version", version=f"cnnscope {__version__}",
+                        help="print the version and exit")
+    _add_global_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser,
+                                help="one of the commands below; 'cnnscope COMMAND --help' for its options")
     for module in _command_modules():
         module.register(sub)
+    for subparser in sub.choices.values():
+        _complete_help(subparser)
+        _add_global_options(subparser, suppress=True)
     return parser
+
+
+RUN_HELP = {"run": "a run directory written by 'cnnscope train'", "run_a": "the first run directory",
+            "run_b": "the second run directory"}
+
+
+def _complete_help(parser: argparse.ArgumentParser) -> None:
+    """The words every command shares: what a RUN_DIR is, and that an on/off flag is off unless given."""
+    for action in parser._actions:
+        if not action.option_strings and not action.help and action.dest in RUN_HELP:
+            action.help = RUN_HELP[action.dest]
+        flag = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+        if flag and action.help and "default" not in action.help:
+            action.help += " (default: off)"
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def _known(option: str, options: list[str]) -> bool:
+    """An exact option or an unambiguous prefix of one (argparse's abbreviations)."""
+    return option in options or len([o for o in options if o.startswith(option)]) == 1
+
+
+def check_options(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """A misspelt --flag: one line naming the command and the nearest valid flag (before argparse's messages)."""
+    commands = _subparsers(parser)
+    current, name = parser, "cnnscope"
+    for token in argv:
+        if token == "--":
+            return
+        if current is parser and token in commands:
+            current, name = commands[token], f"cnnscope {token}"
+            continue
+        if not token.startswith("--") or len(token) == 2:
+            continue
+        option = token.split("=", 1)[0]
+        options = [o for o in current._option_string_actions if o.startswith("--")]
+        if _known(option, options):
+            continue
+        close = difflib.get_close_matches(option, options, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise UsageError(f"unknown option {option} for '{name}'{hint} (see '{name} --help')")
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    check_options(parser, argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        name = f"cnnscope {args.command}" if getattr(args, "command", None) else "cnnscope"
+        raise UsageError(f"unexpected argument{'s' if len(extra) > 1 else ''} {' '.join(extra)} for '{name}'; "
+                         f"see '{name} --help'")
+    return args
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .core import check_outputs
+
+    _configure_logging(args.verbosity)
+    check_outputs(args)  # an unwritable or wrongly named --out fails before any data or model is loaded
+    return int(args.handler(args) or 0)
+
+
+def _fail(message: str, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    debug = "--debug" in argv[: argv.index("--") if "--" in argv else len(argv)]
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
-        return int(exc.code or 0)
-    if not getattr(args, "handler", None):
-        parser.print_help(sys.stderr)
-        return 2
-    _configure_logging(args.verbosity)
-    try:
-        return int(args.handler(args) or 0)
-    except CnnscopeError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        parser = build_parser()
+        try:
+            args = _parse(parser, argv)
+        except SystemExit as exc:  # --help and --version
+            return int(exc.code or 0)
+        if not getattr(args, "handler", None):
+            parser.print_help(sys.stderr)
+            return 2
+        return _run(args)
+    except (CnnscopeError, UsageError) as exc:
+        return _fail(str(exc), debug)
+    except OSError as exc:  # a file the library did not expect to fail (disk full, permissions, a vanished path)
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}", debug)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

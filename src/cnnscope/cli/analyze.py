@@ -8,7 +8,7 @@ from .core import add_data_dir, add_figure_flags, positive_int, print_figures, p
 
 
 def _common(p: argparse.ArgumentParser, limit_help: str) -> None:
-    p.add_argument("--limit", type=positive_int, metavar="N", help=limit_help)
+    p.add_argument("--limit", type=positive_int, metavar="N", help=f"{limit_help} (default: all)")
     add_figure_flags(p)
     add_data_dir(p)
 
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--norm", default="map", choices=("map", "layer"),
                    help="colours: 'map' (default) each map scaled to its largest class mean; 'layer' raw means")
     p.add_argument("--order", default="index", choices=("index", "class"),
-                   help="map order: by number (default) or grouped by preferred class")
+                   help="map order: index (default: by number) or class (grouped by preferred class)")
     _common(p, "use only the first N images of the set")
     p.set_defaults(handler=cmd_profile)
 
@@ -57,8 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", metavar="NAME", required=True, help="layer present with the same shape in both runs")
     p.add_argument("--index", type=int, default=0, metavar="N", help="test image shown in the figure (default 0)")
     p.add_argument("--pairs", type=positive_int, default=16, help="matched pairs drawn (default 16)")
-    p.add_argument("--no-kernels", dest="kernels", action="store_false", help="skip the kernel comparison")
-    _common(p, "use only the first N test images (default: all)")
+    p.add_argument("--no-kernels", dest="kernels", action="store_false",
+                   help="skip the kernel comparison (default: kernels are compared)")
+    _common(p, "use only the first N test images")
     p.set_defaults(handler=cmd_compare)
 
 

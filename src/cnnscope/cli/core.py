@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputError
+
+FIGURE_FORMATS = (".png", ".svg", ".pdf")  # what plots.save_figure_as writes (a test keeps the two equal)
 
 
 def _json_safe(data: Any) -> Any:
@@ -41,11 +45,49 @@ def positive_int(text: str) -> int:
 
 def add_figure_flags(parser: argparse.ArgumentParser, json: bool = True) -> None:
     """--out FILE and --svg for commands that draw; --json for those that also compute numbers."""
-    parser.add_argument("--out", metavar="FILE", help="figure file: .png (default), .svg or .pdf "
-                                                      "(default: inside RUN_DIR)")
-    parser.add_argument("--svg", action="store_true", help="also write an SVG beside the PNG")
+    parser.add_argument("--out", metavar="FILE", help="figure file, by its suffix: .png, .svg or .pdf (no suffix: "
+                                                      ".png; default: a .png inside RUN_DIR)")
+    parser.add_argument("--svg", action="store_true", help="also write an SVG beside the PNG (default: off)")
     if json:
-        parser.add_argument("--json", action="store_true", help="print one JSON object (the figure is still written)")
+        parser.add_argument("--json", action="store_true",
+                            help="print one JSON object instead of text (the figure is still written; default: off)")
+    parser.set_defaults(out_kind="figure")
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output(path: str | Path, kind: str = "file", flag: str = "--out") -> None:
+    """Refuse an output path that cannot be written, before any work: wrong figure suffix, a directory where a
+    file is wanted (or the reverse), a parent that is a file, a directory this process cannot write in."""
+    path = Path(path)
+    if kind == "figure" and path.suffix and path.suffix.lower() not in FIGURE_FORMATS:
+        raise OutputError(f"cannot write a figure as {path.suffix!r} ({flag} {path}); use "
+                          f"{', '.join(FIGURE_FORMATS)}")
+    if kind != "dir" and path.is_dir():
+        raise OutputError(f"{flag} {path} is a directory; give a file name inside it")
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise OutputError(f"{flag} {path} is a file; give a directory")
+    base = path if kind == "dir" and path.is_dir() else _existing_ancestor(path.parent)
+    if not base.is_dir():
+        raise OutputError(f"cannot write {path}: {base} is not a directory")
+    try:  # a real probe: permissions, read-only file systems and ACLs all show up here
+        fd, probe = tempfile.mkstemp(prefix=".cnnscope-probe-", dir=base)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {base} is not writable ({exc.strerror or exc})") from None
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """check_output for the command's --out (its kind set by the command: figure, file or dir)."""
+    out = getattr(args, "out", None)
+    if out:
+        check_output(out, getattr(args, "out_kind", "file"))
 
 
 def print_figures(paths) -> None:
@@ -72,48 +114,78 @@ def _schedule_args(pairs: list[str]) -> dict[str, float]:
     return out
 
 
+TRAIN_FLAGS = (  # flag, type, help (each overrides the config file's [train] value)
+    ("epochs", int, "epochs to train (default 10, or the config's)"),
+    ("batch-size", int, "images per step (default 64)"),
+    ("optimizer", str, "rmsprop (default), adam, nadam, adamax, sgd or adamw"),
+    ("lr", float, "learning rate (default 0.001)"),
+    ("momentum", float, "momentum of rmsprop and sgd (default 0.5)"),
+    ("weight-decay", float, "L2 weight decay, decoupled for adamw (default 0)"),
+    ("schedule", str, "learning-rate schedule: none (default), power, exponential, cosine or one-cycle"),
+    ("label-smoothing", float, "label smoothing in [0, 1) (default 0)"),
+    ("augment-shift", int, "random shift of each training image by up to N pixels (default 0: off)"),
+    ("seed", int, "random seed for weights, batches and the data split (default 0)"),
+    ("device", str, "auto (default: a GPU when there is one), cpu, cuda or mps"),
+    ("threads", int, "CPU threads for PyTorch (default 0: PyTorch's choice)"),
+    ("precision", str, "fp32 (default) or bf16 (mixed precision)"),
+)
+DATA_FLAGS = (  # flag, type, help (each overrides the config file's [data] value)
+    ("dataset", str, "mnist (default) or fashion-mnist"),
+    ("preprocess", str, "standard (default: per-pixel mean/std, as the series), unit (/255) or global"),
+    ("split", str, "official (default: 60,000 train / 10,000 test) or reshuffle"),
+    ("val-size", int, "training images held out for validation (default 0: validate on the test set)"),
+    ("limit-train", int, "use only the first N training images (default: all)"),
+    ("limit-test", int, "use only the first N test images (default: all)"),
+)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("summary", help="layer table: output shapes, parameters, receptive fields")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--preset", help="a built-in model: seed-ii, seed-iv, tiny")
-    src.add_argument("--config", metavar="FILE", help="a TOML model spec or run config")
-    p.add_argument("run", nargs="?", metavar="RUN_DIR", help="a run directory (its saved spec)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    src.add_argument("--preset", help="a built-in model: seed-ii, seed-iv (default), tiny")
+    src.add_argument("--config", metavar="FILE",
+                     help="a TOML model spec or run config, the same as giving FILE.toml (default: none)")
+    p.add_argument("run", nargs="?", metavar="RUN_DIR|FILE.toml",
+                   help="a run directory (its saved spec) or a TOML config file (default: --preset seed-iv)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table (default: off)")
     p.set_defaults(handler=cmd_summary)
+    _register_train(sub)
+    p = sub.add_parser("evaluate", help="test loss/accuracy, per-class accuracy, confusion matrix")
+    p.add_argument("run", metavar="RUN_DIR", help="a run directory written by 'cnnscope train'")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text (default: off)")
+    p.add_argument("--out", metavar="FILE", help="confusion matrix figure: .png, .svg or .pdf "
+                                                 "(default RUN_DIR/confusion.png)")
+    add_data_dir(p)
+    p.set_defaults(handler=cmd_evaluate, out_kind="figure")
 
-    p = sub.add_parser("train", help="train a model and write a run directory")
-    p.add_argument("--config", metavar="FILE", help="TOML with [model], [train], [data] tables")
-    p.add_argument("--preset", help="model preset (overrides the config's [model]): seed-ii, seed-iv, tiny")
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model and write a run directory",
+                       description="Train a model and write a run directory. With no options: the seed-iv "
+                                   "model, the default recipe and runs/<dataset>-<time>; the command says which "
+                                   "before it starts.")
+    p.add_argument("--config", metavar="FILE", help="TOML with [model], [train], [data] tables (default: none)")
+    p.add_argument("--preset", help="model preset, overrides the config's [model]: seed-ii, seed-iv (default), tiny")
     p.add_argument("--out", metavar="DIR", help="run directory to write (default runs/<dataset>-<time>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run up to --epochs in total")
-    p.add_argument("--init-from", metavar="RUN_DIR", help="start from that run's initial weights")
-    p.add_argument("--no-plot", action="store_true", help="do not rewrite curves.png every epoch")
-    p.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
-    p.add_argument("--probe", type=int, metavar="INDEX",
-                   help="record this test image's activations and the first layer's filters every epoch")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out (default: refuse)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run up to --epochs in total (default: off)")
+    p.add_argument("--init-from", metavar="RUN_DIR", help="start from that run's initial weights (default: random)")
+    p.add_argument("--no-plot", action="store_true", help="do not rewrite curves.png every epoch (default: rewrite)")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html at the end (default: write)")
+    p.add_argument("--probe", type=int, metavar="INDEX", help="record this test image's activations and the first "
+                                                              "layer's filters every epoch (default: off)")
     add_data_dir(p)
     train_flags = p.add_argument_group("training (override [train])")
-    for flag, kind in (("epochs", int), ("batch-size", int), ("optimizer", str), ("lr", float),
-                       ("momentum", float), ("weight-decay", float), ("schedule", str),
-                       ("label-smoothing", float), ("augment-shift", int), ("seed", int), ("device", str),
-                       ("threads", int), ("precision", str)):
-        train_flags.add_argument(f"--{flag}", type=kind, default=None)
-    train_flags.add_argument("--nesterov", action="store_true", default=None)
+    for flag, kind, text in TRAIN_FLAGS:
+        train_flags.add_argument(f"--{flag}", type=kind, default=None, help=text)
+    train_flags.add_argument("--nesterov", action="store_true", default=None,
+                             help="Nesterov momentum for sgd (default: off)")
     train_flags.add_argument("--schedule-arg", action="append", default=[], metavar="KEY=VALUE",
-                             help="schedule parameter, e.g. rate=0.001 (repeatable)")
+                             help="schedule parameter, e.g. rate=0.001 (repeatable; default: the schedule's own)")
     data_flags = p.add_argument_group("data (override [data])")
-    for flag, kind in (("dataset", str), ("preprocess", str), ("split", str), ("val-size", int),
-                       ("limit-train", int), ("limit-test", int)):
-        data_flags.add_argument(f"--{flag}", type=kind, default=None)
-    p.set_defaults(handler=cmd_train)
-
-    p = sub.add_parser("evaluate", help="test loss/accuracy, per-class accuracy, confusion matrix")
-    p.add_argument("run", metavar="RUN_DIR")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--out", metavar="FILE", help="confusion matrix image (default RUN_DIR/confusion.png)")
-    add_data_dir(p)
-    p.set_defaults(handler=cmd_evaluate)
+    for flag, kind, text in DATA_FLAGS:
+        data_flags.add_argument(f"--{flag}", type=kind, default=None, help=text)
+    p.set_defaults(handler=cmd_train, out_kind="dir")
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -122,11 +194,14 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from ..spec import get_preset, summary_dict, summary_table
 
     if args.run and (args.preset or args.config):
-        raise ConfigError("give one of --preset, --config or RUN_DIR")
+        raise ConfigError("give one of --preset, --config or RUN_DIR|FILE.toml")
+    config = args.config
+    if args.run and (Path(args.run).is_file() or Path(args.run).suffix.lower() == ".toml"):
+        config, args.run = args.run, None
     if args.run:
         spec = read_run_config(args.run).model
-    elif args.config:
-        spec = build_run_config(args.config).model
+    elif config:
+        spec = build_run_config(config).model
     else:
         spec = get_preset(args.preset or "seed-iv")
     if args.json:
@@ -150,6 +225,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_overrides["data_dir"] = str(Path(args.data_dir).resolve())
     if "seed" in train_overrides:
         data_overrides.setdefault("seed", train_overrides["seed"])
+    if args.resume is None and args.verbosity >= 0:
+        _announce(args, train_overrides, data_overrides)
     from ..probe import Probe
 
     callbacks = [Probe(args.probe)] if args.probe is not None else []
@@ -171,6 +248,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         except CnnscopeError as exc:
             print(f"warning: report not written ({exc}); retry with 'cnnscope report {run.path}'", file=sys.stderr)
     return 130 if m["status"] == "interrupted" else 0
+
+
+def _announce(args: argparse.Namespace, train: dict[str, Any], data: dict[str, Any]) -> None:
+    """Say which model, recipe and output a training will use, before it starts (a bad value fails here)."""
+    from ..config import build_run_config, load_config
+
+    config = build_run_config(args.config, args.preset, train, data)
+    has_model = bool(args.config) and "model" in load_config(args.config)
+    model = (f"preset {args.preset}" if args.preset else f"[model] of {args.config}" if has_model
+             else "preset seed-iv (the default; --preset or --config to change)")
+    t, d = config.train, config.data
+    recipe = f"{args.config}" if args.config else "the defaults"
+    recipe += " and flags" if train else ""
+    out = args.out or f"runs/{d.dataset}-<date>-<time> (--out DIR to change)"
+    print(f"model: {model}, {config.model.total_params:,} parameters")
+    epochs = f"{t.epochs} epoch{'s' if t.epochs != 1 else ''}"
+    print(f"recipe: {recipe}: {t.optimizer} lr {t.lr:g}, {epochs}, batch {t.batch_size}, "
+          f"schedule {t.schedule}; data: {d.dataset} ({d.preprocess})")
+    print(f"output: {out}", flush=True)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from matplotlib.collections import PatchCollection
 from matplotlib.colors import Colormap, Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputError
 from ..fileio import atomic_write
 from ..inspect.activations import MapDisplay, activation_grid, as_maps, display_maps
 from ..inspect.filters import Filters
@@ -116,17 +116,54 @@ def _colorbar(fig: Figure, rect: list[float], display: MapDisplay, cmap: Colorma
     bar.ax.tick_params(labelsize=7)
 
 
+DEFAULT_CLIP = 99.0  # --norm layer: the colour range ends at this percentile (benchmarks/README.md)
+
+
+def clip_display(display: MapDisplay, clip: float = DEFAULT_CLIP) -> tuple[MapDisplay, str]:
+    """A one-range display whose top ends at the clip-th percentile of the values (of |x| when signed), so a few
+    very bright nodes do not leave most maps black; the values above it get the end colour and the colour bar an
+    arrow. Returns the display and words for the subtitle ('' when nothing is clipped)."""
+    x = display.values[np.isfinite(display.values)]
+    if clip >= 100 or x.size == 0:
+        return display, ""
+    top = float(np.percentile(np.abs(x) if display.signed else x, clip))
+    full = display.vmax
+    if not (top > (0.0 if display.signed else display.vmin) and top < full):
+        return display, ""
+    above = float(np.mean(np.abs(x) > top if display.signed else x > top))
+    low, high = (bool(x.min() < -top), bool(x.max() > top)) if display.signed else (False, True)
+    extend = {(True, True): "both", (True, False): "min", (False, True): "max"}.get((low, high), "neither")
+    vmin = -top if display.signed else display.vmin
+    label = f"activation (one range for the layer, to its {clip:g}th percentile)"
+    words = (f"colours: one range for the layer, {vmin:.3g} to {top:.3g} = its {clip:g}th percentile "
+             f"(max {full:.3g}; the top {above:.1%} of values share the end colour, arrow on the bar)")
+    return MapDisplay(display.values, vmin, top, label, display.signed, extend), words
+
+
+def _is_vector(values: np.ndarray) -> bool:
+    values = np.asarray(values)
+    return values.ndim == 1 or (values.ndim == 3 and values.shape[1:] == (1, 1))
+
+
 def activations_figure(image: np.ndarray, maps: np.ndarray, *, layer: str, source: str = "",
                        prediction: Prediction | None = None, cols: int = 8, scale: bool = False,
                        cmap: str | None = None, norm: str | None = None, fixed: tuple[float, float] | None = None,
-                       stage: str = "") -> Figure:
+                       stage: str = "", clip: float = DEFAULT_CLIP) -> Figure:
     """The input image beside the grid of one layer's maps (maps, h, w), with map numbers and one colour bar.
 
     norm: 'layer' (default), 'map' (implied by scale=True) or 'fixed' with `fixed` = (lo, hi); see display_maps.
+    clip: with norm 'layer', the colour range ends at this percentile of the values (100: the full range).
     stage: words on what the values are (e.g. "after ReLU"), shown in the title.
+    A vector (units,) or (units, 1, 1), e.g. a dense layer, is drawn as bars (see vector_figure).
     """
+    if _is_vector(maps):
+        return vector_figure(image, maps, layer=layer, source=source, prediction=prediction, cmap=cmap,
+                             stage=stage)
     maps = as_maps(maps)
-    display = display_maps(maps, norm or ("map" if scale else "layer"), fixed, scale)
+    norm = norm or ("map" if scale else "layer")
+    display, words = display_maps(maps, norm, fixed, scale), ""
+    if norm == "layer" and not scale:
+        display, words = clip_display(display, clip)
     colormap = get_cmap(cmap, display.signed)
     n, h, w = maps.shape
     cols = max(1, min(int(cols), n))
@@ -134,7 +171,7 @@ def activations_figure(image: np.ndarray, maps: np.ndarray, *, layer: str, sourc
     # Cells as large as fit in about 8 × 10 inches; the input panel beside is 2.4 inches square.
     cell = min(0.8, 8.0 / cols, 10.0 / (rows * h / w))
     grid_w, grid_h = cols * cell, rows * cell * h / w
-    side, top, bottom, left = 2.4, 1.05, 0.25, 0.25
+    side, top, bottom, left = 2.4, 1.25, 0.25, 0.25
     height = max(grid_h, side + 0.9) + top + bottom
     width = left + side + 0.45 + grid_w + 0.15 + 0.14 + 0.9
     fig = plt.figure(figsize=(width, height))
@@ -146,13 +183,60 @@ def activations_figure(image: np.ndarray, maps: np.ndarray, *, layer: str, sourc
     bar_h = max(grid_h, 1.5)
     _colorbar(fig, _inches_to_fig(fig, left + side + 0.45 + grid_w + 0.15, y_top - bar_h, 0.14, bar_h), display,
               colormap, "vertical")
-    shape = "×".join(map(str, maps.shape)) if maps.shape[1:] != (1, 1) else f"{n} units"
-    title = f"{layer}: {n} map{'s' if n != 1 else ''} of {h}×{w}" if maps.shape[1:] != (1, 1) else f"{layer}: {shape}"
-    fig.text(left / width, (height - 0.22) / height, title + (f" ({stage})" if stage else ""), fontsize=13,
-             fontweight="bold", va="top")
-    fig.text(left / width, (height - 0.5) / height, f"output shape ({', '.join(map(str, maps.shape))})  ·  "
-             f"{display.label}  ·  {n} of {n} maps shown{_flat_note(display.values)}", fontsize=8.5, va="top",
-             color="#444444")
+    title = f"{layer}: {n} map{'s' if n != 1 else ''} of {h}×{w}" + (f" ({stage})" if stage else "")
+    subtitle = (f"output shape ({', '.join(map(str, maps.shape))})  ·  {display.label}  ·  {n} of {n} maps "
+                f"shown{_flat_note(display.values)}")
+    _titles(fig, left, height, title, [subtitle, words or _scale_words(display, norm, scale)])
+    return fig
+
+
+def _scale_words(display: MapDisplay, norm: str, scale: bool) -> str:
+    """The subtitle's line on the colour scale when nothing is clipped."""
+    if scale or norm == "map":
+        return "colours: each map its own range (maps are not comparable by colour)"
+    if norm == "fixed":
+        return f"colours: the fixed range {display.vmin:.3g} to {display.vmax:.3g}"
+    return f"colours: one range for the layer, {display.vmin:.3g} to {display.vmax:.3g} (its full range)"
+
+
+def _titles(fig: Figure, left: float, height: float, title: str, lines: list[str]) -> None:
+    width = fig.get_size_inches()[0]
+    fig.text(left / width, (height - 0.22) / height, title, fontsize=13, fontweight="bold", va="top")
+    for i, line in enumerate(line for line in lines if line):
+        fig.text(left / width, (height - 0.5 - 0.2 * i) / height, line, fontsize=8.5, va="top", color="#444444")
+
+
+def vector_figure(image: np.ndarray, values: np.ndarray, *, layer: str, source: str = "",
+                  prediction: Prediction | None = None, cmap: str | None = None, stage: str = "") -> Figure:
+    """The input image beside one bar per unit of a vector (a dense layer's output): height = value (signed
+    vectors: red above zero, blue below)."""
+    shape = np.asarray(values).shape
+    x = np.asarray(values, dtype=np.float32).reshape(-1)
+    n = len(x)
+    finite = x[np.isfinite(x)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    signed = lo < 0
+    get_cmap(cmap, signed)  # validated like the maps' (bars need no colour scale: their height is the value)
+    colours = np.where(x >= 0, "#b2182b", "#2166ac") if signed else "#51127c"
+    side, top, bottom, left = 2.4, 1.0, 0.2, 0.25
+    plot_w = min(9.0, max(4.0, 0.09 * n))
+    width, height = left + side + 0.9 + plot_w + 0.3, side + 0.9 + top + bottom
+    fig = plt.figure(figsize=(width, height))
+    y_top = height - top
+    _draw_input(fig.add_axes(_inches_to_fig(fig, left, y_top - side, side, side)), image, source, prediction)
+    ax = fig.add_axes(_inches_to_fig(fig, left + side + 0.9, y_top - side, plot_w, side))
+    ax.bar(np.arange(n), np.nan_to_num(x), width=0.85 if n <= 200 else 1.0, color=colours,
+           edgecolor="none")
+    ax.axhline(0, color="#444444", linewidth=0.6)
+    ax.set_xlim(-0.6, n - 0.4)
+    ax.set_xlabel("unit", fontsize=8.5)
+    ax.set_ylabel("activation", fontsize=8.5)
+    ax.tick_params(labelsize=7)
+    if n <= 20:
+        ax.set_xticks(np.arange(n))
+    title = f"{layer}: {n} unit{'s' if n != 1 else ''}" + (f" ({stage})" if stage else "")
+    _titles(fig, left, height, title, [f"output shape ({', '.join(map(str, shape))})  ·  bar height = "
+                                      f"activation, {lo:.3g} to {hi:.3g}  ·  {n} of {n} units shown"])
     return fig
 
 
@@ -168,34 +252,37 @@ def _flat_note(values: np.ndarray) -> str:
     return f"  ·  hatched: {k} flat map{'s' if k != 1 else ''} (one value everywhere)" if k else ""
 
 
-def _relative(display: MapDisplay) -> MapDisplay:
+def _relative(display: MapDisplay, clip: float) -> MapDisplay:
     """A layer-range display expressed as a fraction of that range, so layers can share one colour bar."""
+    display, words = clip_display(display, clip)
+    end = f"its {clip:g}th percentile" if words else "max"
     if display.signed:
-        return MapDisplay(display.values / display.vmax, -1.0, 1.0, "per layer: x / max|x| of the layer", True,
-                          "neither")
+        return MapDisplay(display.values / display.vmax, -1.0, 1.0, f"per layer: x / {end} of |x|", True,
+                          display.extend)
     span = display.vmax - display.vmin
-    return MapDisplay((display.values - display.vmin) / span, 0.0, 1.0, "per layer: 0 = its min, 1 = its max",
-                      False, "neither")
+    return MapDisplay((display.values - display.vmin) / span, 0.0, 1.0, f"per layer: 0 = its min, 1 = {end}",
+                      False, display.extend)
 
 
 def overview_figure(image: np.ndarray, outputs: dict[str, np.ndarray], *, source: str = "",
                     prediction: Prediction | None = None, scale: bool = False, cmap: str | None = None,
-                    norm: str | None = None, fixed: tuple[float, float] | None = None) -> Figure:
+                    norm: str | None = None, fixed: tuple[float, float] | None = None,
+                    clip: float = DEFAULT_CLIP) -> Figure:
     """Every given layer's maps for one image (conv and pool layers), in near-square grids, one colour bar.
 
-    With norm 'layer' each layer is shown relative to its own range (stated in its title), so one colour bar
-    holds for every panel; 'map', scale and 'fixed' are as in activations_figure.
+    With norm 'layer' each layer is shown relative to its own range, ending at its clip-th percentile (stated in
+    its title), so one colour bar holds for every panel; 'map', scale and 'fixed' are as in activations_figure.
     """
     norm = norm or ("map" if scale else "layer")
     displays, ranges = {}, {}
     for name, values in outputs.items():
         display = display_maps(values, norm, fixed, scale)
         ranges[name] = (float(np.min(values)), float(np.max(values)))
-        displays[name] = _relative(display) if norm == "layer" and not scale else display
+        displays[name] = _relative(display, clip) if norm == "layer" and not scale else display
     signed = any(d.signed for d in displays.values())
     if norm == "layer" and signed:  # one diverging scale for all: unsigned layers use its upper half
-        displays = {k: d if d.signed else MapDisplay(d.values, -1.0, 1.0, "per layer: x / max|x| of the layer",
-                                                    True, "neither") for k, d in displays.items()}
+        displays = {k: d if d.signed else MapDisplay(d.values, -1.0, 1.0, "per layer: x / the top of its range",
+                                                    True, d.extend) for k, d in displays.items()}
     first = next(iter(displays.values()))
     colormap = get_cmap(cmap, signed)
     shared = MapDisplay(first.values, first.vmin, first.vmax, first.label, signed,
@@ -296,24 +383,37 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "image"
 
 
+def check_figure_path(path: str | Path) -> Path:
+    """The path a figure will be written to (.png added when there is no suffix); OutputError for an unknown
+    suffix, saying which are valid."""
+    path = Path(path)
+    if path.suffix and path.suffix.lower() not in FORMATS:
+        raise OutputError(f"cannot write a figure as {path.suffix!r} ({path}); use {', '.join(FORMATS)}")
+    return path if path.suffix else path.with_suffix(".png")
+
+
+def write_figure(fig: Figure, path: Path, **savefig) -> None:
+    """fig.savefig to `path` atomically (format by suffix); any OSError becomes one OutputError naming the path."""
+    fmt = path.suffix.lower().lstrip(".") or "png"
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, **savefig))
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def save_figure_as(fig: Figure, path: str | Path, svg: bool = False, dpi: int = 110) -> list[Path]:
     """Save as `path` (PNG, SVG or PDF by suffix) atomically; svg=True also writes an SVG beside a PNG.
 
     Closes `fig`. The figures here are laid out in inches, so no 'tight' bounding box (a second full draw) is
-    needed. Returns the paths written.
+    needed. Returns the paths written. OutputError for an unknown suffix or a file that cannot be written.
     """
-    path = Path(path)
-    suffix = path.suffix.lower() or ".png"
     try:
-        if suffix not in FORMATS:
-            raise ConfigError(f"cannot write a figure as {path.suffix!r}; use {', '.join(FORMATS)}")
-        path = path if path.suffix else path.with_suffix(".png")
+        path = check_figure_path(path)
         paths = [path]
-        if svg and suffix != ".svg":
+        if svg and path.suffix.lower() != ".svg":
             paths.append(path.with_suffix(".svg"))
         for target in paths:
-            fmt = target.suffix.lower().lstrip(".")
-            atomic_write(target, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=dpi))
+            write_figure(fig, target, dpi=dpi)
     finally:
         plt.close(fig)
     return paths
@@ -331,7 +431,7 @@ def render_activations(run_dir: str | Path, layer: str | None = None, *, index: 
                        split: str = "test", image: str | Path | None = None, cols: int = 8, scale: bool = False,
                        cmap: str | None = None, norm: str | None = None, fixed: Sequence[float] | None = None,
                        all_layers: bool = False, pre_activation: bool = False, out: str | Path | None = None,
-                       svg: bool = False, data_dir: str | Path | None = None) -> Rendered:
+                       svg: bool = False, data_dir: str | Path | None = None, clip: float = DEFAULT_CLIP) -> Rendered:
     """Load a run, pick the image (test/train index or a user's picture), draw one layer's maps (or, with
     all_layers, every conv and pool layer) and save the figure (default: inside the run directory)."""
     import torch
@@ -348,6 +448,8 @@ def render_activations(run_dir: str | Path, layer: str | None = None, *, index: 
     norm = norm or ("map" if scale else "layer")
     fixed_pair = None if fixed is None else (float(fixed[0]), float(fixed[1]))
     get_cmap(cmap, False)  # a bad colour map name or display option fails before any work
+    if not 0 < clip <= 100:
+        raise ConfigError(f"clip must be a percentile in (0, 100], received {clip!r}")
     display_maps(np.zeros((1, 1, 1), np.float32), norm, fixed_pair, scale)
     run = load_run(run_dir)
     model = run.model
@@ -364,7 +466,7 @@ def render_activations(run_dir: str | Path, layer: str | None = None, *, index: 
     arrays = {name: outputs[name][0].float().cpu().numpy() for name in layers}
     if all_layers:
         fig = overview_figure(picked.raw, arrays, source=picked.source, prediction=prediction, scale=scale,
-                              cmap=cmap, norm=norm, fixed=fixed_pair)
+                              cmap=cmap, norm=norm, fixed=fixed_pair, clip=clip)
         default = f"activations-all-{_slug(Path(picked.source).stem if image else picked.source)}.png"
     else:
         module = model.layer(layer)
@@ -372,7 +474,7 @@ def render_activations(run_dir: str | Path, layer: str | None = None, *, index: 
         stage = (f"before its {act}" if pre_activation else f"after {act}") if hasattr(module, "act") else ""
         fig = activations_figure(picked.raw, arrays[layer], layer=layer, source=picked.source,
                                  prediction=prediction, cols=cols, scale=scale, cmap=cmap, norm=norm,
-                                 fixed=fixed_pair, stage=stage)
+                                 fixed=fixed_pair, stage=stage, clip=clip)
         default = f"activations-{layer}-{_slug(Path(picked.source).stem if image else picked.source)}.png"
     paths = save_figure_as(fig, out if out else run.path / default, svg)
     return Rendered(paths, picked.source, picked.notes, prediction, layers)

@@ -15,11 +15,13 @@ from . import backend  # noqa: F401  (Agg, except in a notebook)
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Save `fig` atomically (format from the suffix) and close it."""
-    path = Path(path)
-    fmt = path.suffix.lstrip(".") or "png"
+    """Save `fig` atomically (.png, .svg or .pdf by suffix; none: PNG) and close it; OutputError if it cannot."""
+    from .activations import check_figure_path, write_figure
+
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight"))
+        path = Path(path)
+        check_figure_path(path)
+        write_figure(fig, path, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
     return path
