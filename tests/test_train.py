@@ -133,7 +133,7 @@ def test_config_validation_messages():
         cnnscope.TrainConfig(epochs=0)
     with pytest.raises(ConfigError, match="unknown device 'tpu'; valid: auto, cpu, cuda, mps"):
         cnnscope.TrainConfig(device="tpu")
-    with pytest.raises(ConfigError, match="lr must be a non-negative number, received -1"):
+    with pytest.raises(ConfigError, match="lr must be a finite number > 0, received -1"):
         cnnscope.TrainConfig(lr=-1)
 
 

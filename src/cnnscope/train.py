@@ -136,31 +136,28 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
     model = build_model(spec, seed=config.seed)
     if initial_weights is not None:
         runs.load_weights(initial_weights, model)
-    with runs.deferred_interrupt():
-        runs.write_run_files(run_dir, RunConfig(spec, config, dataset.config), dataset.preprocessor)
-        runs.save_weights(run_dir / runs.INITIAL, model)
-        for name in (runs.HISTORY, runs.METRICS, runs.STATE, runs.STATE_META):
-            (run_dir / name).unlink(missing_ok=True)
+    runs.start_run(run_dir, RunConfig(spec, config, dataset.config), dataset.preprocessor, model)
     return _fit(run_dir, model, dataset, config, {}, callbacks, progress, plot, resume=False)
 
 
 def resume(path: str | Path, epochs: int | None = None, dataset: Dataset | None = None, *,
            callbacks: Iterable[Callback] = (), progress: bool | None = None, plot: bool = True) -> runs.Run:
-    """Continue an interrupted or finished run up to `epochs` in total (default: its configured epochs)."""
-    run = runs.load_run(path)
+    """Continue an interrupted or finished run up to `epochs` in total (default: its configured epochs).
+
+    A run stopped before its first epoch ended starts again from its initial weights. config.toml records the
+    new `epochs` only once training actually starts.
+    """
+    done = runs.saved_epoch(path)
+    run = runs.load_run(path, weights=runs.WEIGHTS if done else runs.INITIAL)
     config = run.config if epochs is None else dataclasses.replace(run.config, epochs=epochs)
-    if (run.path / runs.STATE).is_file() is False:
-        raise RunError(f"{run.path} has no saved training state ({runs.STATE}); it cannot be resumed")
-    done = len(run.history.get("epoch", []))
     if done >= config.epochs:
         raise RunError(f"{run.path} already completed {done} epochs; pass a larger --epochs to continue")
     dataset = dataset or run.dataset()
     callbacks = list(callbacks)
     _check_callbacks(callbacks, run.spec, dataset)
-    if epochs is not None:
-        with runs.deferred_interrupt():
-            RunConfig(run.spec, config, run.data_config).save(run.path / runs.CONFIG)
-    return _fit(run.path, run.model, dataset, config, run.history, callbacks, progress, plot, resume=True)
+    new_config = None if config == run.config else RunConfig(run.spec, config, run.data_config)
+    return _fit(run.path, run.model, dataset, config, run.history if done else {}, callbacks, progress, plot,
+                resume=bool(done), new_config=new_config)
 
 
 def _check_callbacks(callbacks: list[Callback], spec: ModelSpec, dataset: Dataset) -> None:
@@ -172,10 +169,9 @@ def _check_callbacks(callbacks: list[Callback], spec: ModelSpec, dataset: Datase
 
 
 def _fit(run_dir: Path, model: CNN, dataset: Dataset, config: TrainConfig, history: dict[str, Any],
-         callbacks: Iterable[Callback], progress: bool | None, plot: bool, resume: bool) -> runs.Run:
+         callbacks: Iterable[Callback], progress: bool | None, plot: bool, resume: bool,
+         new_config: RunConfig | None = None) -> runs.Run:
     from tqdm.auto import tqdm
-
-    from .plots import plot_curves
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -187,7 +183,7 @@ def _fit(run_dir: Path, model: CNN, dataset: Dataset, config: TrainConfig, histo
                                config.nesterov, config.weight_decay)
     step, start_epoch = 0, 0
     if resume:
-        step, start_epoch = runs.load_training_state(run_dir, optimizer)
+        step, start_epoch = runs.load_training_state(run_dir, optimizer, _state_keys(config))
     else:
         torch.manual_seed(config.seed)
     history = {key: list(history.get(key, [])) for key in
@@ -205,6 +201,13 @@ def _fit(run_dir: Path, model: CNN, dataset: Dataset, config: TrainConfig, histo
     schedule = SCHEDULES[config.schedule]
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if config.precision == "bf16"
                 else torch.autocast(device.type, enabled=False))
+    if step != start_epoch * steps_per_epoch:
+        raise RunError(f"{run_dir / runs.STATE_META}: step {step} does not match epoch {start_epoch} × "
+                       f"{steps_per_epoch} steps per epoch; the data or the file changed, so it cannot be resumed")
+    if new_config is not None:  # training starts now: only now may config.toml change
+        with runs.deferred_interrupt(), runs.saving(str(run_dir / runs.CONFIG), "nothing was changed",
+                                                    "resume again"):
+            new_config.save(run_dir / runs.CONFIG)
     status = "completed"
     log.info("training %s on %s: %d images, %d steps/epoch, device %s, %d threads", run_dir, dataset.name, n,
              steps_per_epoch, device, torch.get_num_threads())
@@ -250,12 +253,9 @@ def _fit(run_dir: Path, model: CNN, dataset: Dataset, config: TrainConfig, histo
                                ("seconds", seconds), ("images_per_second", n / train_seconds)):
                 history[key].append(value)
             history["val_source"] = val_source
-            with runs.deferred_interrupt():
-                runs.save_weights(run_dir / runs.WEIGHTS, model)
-                runs.save_training_state(run_dir, optimizer, step, epoch + 1)
-                write_json(run_dir / runs.HISTORY, history)
-                if plot:
-                    plot_curves(history, run_dir / runs.CURVES)
+            runs.save_checkpoint(run_dir, model, optimizer, step, epoch + 1, history)
+            if plot:
+                _plot(history, run_dir / runs.CURVES)
             log.info("epoch %d/%d  loss %.4f  acc %.4f  %s_loss %.4f  %s_acc %.4f  %.1fs  %.0f img/s",
                      epoch + 1, config.epochs, loss_sum / n, correct / n, val_source, val["loss"], val_source,
                      val["accuracy"], seconds, n / train_seconds)
@@ -267,9 +267,13 @@ def _fit(run_dir: Path, model: CNN, dataset: Dataset, config: TrainConfig, histo
         status = "interrupted"
         log.warning("interrupted: %s keeps the last completed epoch (%d)", run_dir, len(history["epoch"]))
     model.to(memory_format=torch.contiguous_format)
-    if not history["epoch"]:
-        raise KeyboardInterrupt  # no epoch completed: there is nothing to return
-    run = runs.load_run(run_dir)
+    if not history["epoch"]:  # no epoch completed: there is nothing to return
+        log.warning("interrupted before the first epoch ended: 'cnnscope train --resume %s' starts it again from "
+                    "its initial weights", run_dir)
+        raise KeyboardInterrupt
+    run = runs.load_run(run_dir, allow_nonfinite=True)
+    if not all(bool(torch.isfinite(p).all()) for p in run.model.parameters()):
+        log.warning("the weights of %s hold NaN or ±inf: the training diverged (try a lower --lr)", run_dir)
     test = evaluate_arrays(run.model, dataset.test_x, dataset.test_y)
     metrics = {
         "status": status, "epochs_completed": len(history["epoch"]), "steps": step,
@@ -282,10 +286,32 @@ def _fit(run_dir: Path, model: CNN, dataset: Dataset, config: TrainConfig, histo
         "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
         "python": platform.python_version(),
     }
-    write_json(run_dir / runs.METRICS, metrics)
+    with runs.saving(str(run_dir / runs.METRICS), f"the weights of epoch {len(history['epoch'])} are saved",
+                     f"'cnnscope evaluate {run_dir}'"):
+        write_json(run_dir / runs.METRICS, metrics)
     run.metrics = metrics
     run.history = history
     return run
+
+
+def _plot(history: dict[str, Any], path: Path) -> None:
+    """Redraw curves.png; a failure to write it (disk full) is a warning: the checkpoint is what matters."""
+    from .plots import plot_curves
+
+    try:
+        plot_curves(history, path)
+    except OSError as exc:
+        log.warning("%s not updated (%s)", path, exc.strerror or exc)
+
+
+def _state_keys(config: TrainConfig) -> set[str]:
+    """The per-parameter state names the configured optimizer keeps (from one step on a scalar)."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    param.grad = torch.zeros(1)
+    optimizer = make_optimizer(config.optimizer, [param], config.lr, config.momentum, config.nesterov,
+                               config.weight_decay)
+    optimizer.step()
+    return set(optimizer.state[param])
 
 
 def train_from_settings(config_file: str | Path | None = None, preset: str | None = None,
