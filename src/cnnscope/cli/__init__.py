@@ -19,8 +19,16 @@ class UsageError(Exception):
     """A command-line mistake found by the parser: printed as one line, exit 2."""
 
 
+# Values that start with '-' but are numbers (argparse alone only knows -3 and -0.5): -1e-05, -inf, -nan.
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.I)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage block) that say where to look and suggest near names."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message: str):  # type: ignore[override]
         raise UsageError(f"{_suggest(message)}; see '{self.prog} --help'")
