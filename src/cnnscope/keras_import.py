@@ -84,9 +84,9 @@ def translate(config: dict[str, Any], where: str = "model") -> Translation:
 def _output(s: State) -> tuple[str, str]:
     """(the spec's output activation, what Keras returns), after checking where activations sit."""
     dense = s.of("dense")
-    last = s.chain[-1]
     if not dense:
         raise KerasImportError(f"{s.where}: the model must end with Flatten and a Dense output layer")
+    last = s.chain[-1]
     if last.cls not in ("Dense",) + ACTIVATION_LAYERS + DROPOUT_LAYERS:
         raise s.fail(last, "the model must end with its Dense output layer")
     for slot in s.slots[:-1]:
