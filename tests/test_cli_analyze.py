@@ -198,23 +198,26 @@ def test_patterns_text(trained_run, data_dir, tmp_path, capsys):
 
 
 # --- explain -------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["gradcam", "saliency"])
+@pytest.mark.parametrize("method", [None, "gradcam", "saliency"])
 def test_explain_json_holds_the_deletion_score(run, test_set, trained_run, data_dir, tmp_path, capsys, method):
     import torch
 
     out = tmp_path / "explain.png"
-    code, stdout, _ = _run(capsys, "explain", trained_run, "--index", 5, "--method", method, "--data-dir", data_dir,
+    chosen = ["--method", method] if method else []
+    code, stdout, _ = _run(capsys, "explain", trained_run, "--index", 5, *chosen, "--data-dir", data_dir,
                            "--out", out, "--svg", "--json")
     assert code == 0
     data = _json(stdout, out)
     x, y = test_set
     with torch.no_grad():
         probs = run.model.probabilities(run.model(torch.from_numpy(x[5:6])))[0].numpy()
-    assert data["method"] == method and data["source"] == "test image 5" and data["label"] == str(y[5])
+    assert data["method"] == (method or "integrated-gradients")  # the default: it beats random blanking most often
+    assert data["source"] == "test image 5" and data["label"] == str(y[5])
     assert data["layer"] == ("Conv2D_3" if method == "gradcam" else None)
     assert data["predicted"]["index"] == int(probs.argmax())
     assert data["predicted"]["probability"] == pytest.approx(float(probs.max()), rel=1e-5)
     d = data["deletion"]
+    assert data["methods"] == [{"method": data["method"], "layer": data["layer"], "deletion": d}]
     assert d["fraction"] == 0.2 and d["random_draws"] == 16
     assert d["probability"] == pytest.approx(data["target"]["probability"], rel=1e-5)
     assert d["drop_top"] == pytest.approx(d["probability"] - d["after_top"], abs=1e-6)
@@ -223,13 +226,31 @@ def test_explain_json_holds_the_deletion_score(run, test_set, trained_run, data_
     assert 0 <= d["after_top"] <= 1 and 0 <= d["after_random"] <= 1
 
 
+def test_explain_all_methods_side_by_side(trained_run, data_dir, tmp_path, capsys):
+    from cnnscope.inspect import METHODS
+
+    out = tmp_path / "all.png"
+    code, stdout, _ = _run(capsys, "explain", trained_run, "--index", 2, "--method", "all", "--data-dir", data_dir,
+                           "--out", out, "--json")
+    assert code == 0 and out.read_bytes()[:8] == PNG
+    data = _json(stdout)
+    assert data["figures"] == [str(out)]
+    assert data["method"] == "all" and data["deletion"] is None and data["layer"] == "Conv2D_3"
+    assert [row["method"] for row in data["methods"]] == list(METHODS)
+    for row in data["methods"]:
+        assert row["layer"] == ("Conv2D_3" if METHODS[row["method"]].uses_layer else None)
+        d = row["deletion"]
+        assert d["probability"] == pytest.approx(data["target"]["probability"], rel=1e-5)
+        assert d["top_beats_random"] == (d["drop_top"] > d["drop_random"])
+
+
 def test_explain_text_with_a_target(trained_run, data_dir, tmp_path, capsys):
     out = tmp_path / "e.png"
-    code, stdout, _ = _run(capsys, "explain", trained_run, "--index", 0, "--target", 3, "--layer", "Conv2D_2",
-                           "--data-dir", data_dir, "--out", out)
+    code, stdout, _ = _run(capsys, "explain", trained_run, "--index", 0, "--target", 3, "--method", "gradcam",
+                           "--layer", "Conv2D_2", "--data-dir", data_dir, "--out", out)
     assert code == 0 and out.read_bytes()[:8] == PNG
-    assert "gradcam on Conv2D_2: heat map for class 3" in stdout
-    assert "deletion test: blanking the top 20% pixels" in stdout and f"figure: {out}" in stdout
+    assert "heat maps for class 3" in stdout and "  gradcam on Conv2D_2: top -> p = " in stdout
+    assert "deletion test: blanking the top 20% pixels vs a random set" in stdout and f"figure: {out}" in stdout
 
 
 # --- bad input: one line, exit 2, no traceback, no figure ----------------------------------------------------
@@ -262,15 +283,19 @@ def test_explain_text_with_a_target(trained_run, data_dir, tmp_path, capsys):
     (["explain", "{run}", "--index", "-1"],
      "error: index -1 is outside the test set, which holds 300 images (valid: 0 to 299)"),
     (["explain", "{run}", "--index", "0", "--method", "lime"],
-     "error: unknown method 'lime'; valid: gradcam, saliency, integrated-gradients"),
-    (["explain", "{run}", "--index", "0", "--layer", "Conv7"], f"error: unknown layer 'Conv7'; valid: {VALID_LAYERS}"),
-    (["explain", "{run}", "--index", "0", "--layer", "Dense_1"],
+     "error: unknown method 'lime'; valid: integrated-gradients, saliency, input-x-gradient, smoothgrad, "
+     "guided-backprop, deeplift, occlusion, gradcam, guided-gradcam, all"),
+    (["explain", "{run}", "--index", "0", "--method", "gradcam", "--layer", "Conv7"],
+     f"error: unknown layer 'Conv7'; valid: {VALID_LAYERS}"),
+    (["explain", "{run}", "--index", "0", "--method", "gradcam", "--layer", "Dense_1"],
      "error: Grad-CAM needs a layer with maps; 'Dense_1' has none; valid: Conv2D_1, Max_Pool_1, Conv2D_2, "
      "Max_Pool_2, Conv2D_3"),
     (["explain", "{run}", "--index", "0", "--target", "12"],
      "error: target class 12 is not a class of this model (valid: 0..9)"),
     (["explain", "{run}", "--index", "0", "--method", "saliency", "--layer", "Conv2D_1"],
-     "error: --layer applies to gradcam only, not to saliency"),
+     "error: --layer applies to gradcam, guided-gradcam only, not to saliency"),
+    (["explain", "{run}", "--index", "0", "--layer", "Conv2D_1"],
+     "error: --layer applies to gradcam, guided-gradcam only, not to integrated-gradients"),
 ])
 def test_bad_input(trained_run, data_dir, tmp_path, capsys, argv, message):
     out = tmp_path / "never.png"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..inspect.methods import DEFAULT_METHOD, METHODS
 from .core import add_data_dir, add_figure_flags, positive_int, print_figures, print_json
 
 
@@ -28,14 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="why this class: a heat map over the input, with a deletion test",
                        description="A heat map over the input for the predicted (or a given) class, overlaid on "
                                    "the image, and a deletion test: the class probability after blanking the 20 % "
-                                   "of pixels the method ranks highest, next to blanking a random 20 %.")
+                                   "of pixels the method ranks highest, next to blanking a random 20 %. "
+                                   "--method all shows every method side by side on the image.")
     p.add_argument("run", metavar="RUN_DIR")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--index", type=int, metavar="N", help="image N of the data set (see --set)")
     src.add_argument("--image", metavar="FILE", help="your own picture, converted as MNIST expects")
     p.add_argument("--set", dest="split", default="test", metavar="SET", help="test (default) or train")
-    p.add_argument("--method", default="gradcam", metavar="NAME",
-                   help="gradcam (default), saliency or integrated-gradients")
+    p.add_argument("--method", metavar="NAME",
+                   help=f"{DEFAULT_METHOD} (default), {', '.join(m for m in METHODS if m != DEFAULT_METHOD)}, "
+                        "or all (side by side)")
     p.add_argument("--layer", metavar="NAME", help="Grad-CAM's layer (default: the last conv layer)")
     p.add_argument("--target", metavar="C", help="explain class C (number or name) instead of the predicted one")
     add_figure_flags(p)
@@ -75,13 +78,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 0
     for note in result.notes:
         print(f"  - {note}")
-    p, t, d = result.predicted, result.target, result.deletion
+    p, t = result.predicted, result.target
     truth = f", true class {result.label}" if result.label is not None else ""
     print(f"{result.source}: predicted {p['class']} ({p['probability']:.1%}){truth}")
-    where = f" on {result.layer}" if result.layer else ""
-    print(f"{result.method}{where}: heat map for class {t['class']} ({t['probability']:.1%})")
-    print(f"deletion test: blanking the top {d['fraction']:.0%} pixels -> p = {d['after_top']:.1%} "
-          f"(drop {d['drop_top']:.3f}); a random {d['fraction']:.0%} -> p = {d['after_random']:.1%} "
-          f"(drop {d['drop_random']:.3f}, mean of {d['random_draws']} draws)")
+    print(f"heat maps for class {t['class']} ({t['probability']:.1%}); deletion test: blanking the top "
+          f"{result.methods[0]['deletion']['fraction']:.0%} pixels vs a random set (mean of "
+          f"{result.methods[0]['deletion']['random_draws']} draws)")
+    for row in result.methods:
+        d = row["deletion"]
+        where = f" on {row['layer']}" if row["layer"] else ""
+        verdict = "beats random" if d["top_beats_random"] else "does NOT beat random"
+        print(f"  {row['method']}{where}: top -> p = {d['after_top']:.1%} (drop {d['drop_top']:.3f}); "
+              f"random -> p = {d['after_random']:.1%} (drop {d['drop_random']:.3f}); {verdict}")
     print_figures(result.paths)
     return 0

@@ -15,14 +15,13 @@ from .activations import (
     standardize_maps,
 )
 from .attribution import (
-    METHODS,
-    DeletionResult,
-    deletion_score,
-    get_method,
-    grad_cam,
+    deeplift,
+    guided_backprop,
+    input_x_gradient,
     integrated_gradients,
-    last_conv_layer,
+    occlusion,
     saliency,
+    smoothgrad,
 )
 from .compare import (
     activation_correlation,
@@ -31,8 +30,11 @@ from .compare import (
     linear_assignment,
     match_maps,
 )
+from .deletion import DeletionResult, deletion_score
 from .filters import Filters, conv_filters
+from .gradcam import grad_cam, guided_grad_cam, last_conv_layer, seen_pixels
 from .images import InputImage, load_picture, mnist_format, read_picture, select_image
+from .methods import DEFAULT_METHOD, METHODS, AttributionMethod, attribute, get_method
 from .patterns import (
     PatternResult,
     input_bounds,
@@ -55,8 +57,10 @@ __all__ = ["activations", "layer_output_shape"]
 __all__ += ["Filters", "InputImage", "MapDisplay", "activation_grid", "as_maps", "capture", "conv_filters",
             "conv_layers", "display_maps", "load_picture", "map_layers", "mnist_format", "read_picture",
             "select_image", "standardize_maps"]
-__all__ += ["METHODS", "DeletionResult", "PatternResult", "deletion_score", "get_method", "grad_cam", "input_bounds",
-            "integrated_gradients", "last_conv_layer", "map_statistics", "maximize_activation",
-            "maximize_activation_result", "parse_maps", "saliency"]
+__all__ += ["PatternResult", "input_bounds", "map_statistics", "maximize_activation", "maximize_activation_result",
+            "parse_maps"]
+__all__ += ["DEFAULT_METHOD", "METHODS", "AttributionMethod", "DeletionResult", "attribute", "deeplift",
+            "deletion_score", "get_method", "grad_cam", "guided_backprop", "guided_grad_cam", "input_x_gradient",
+            "integrated_gradients", "last_conv_layer", "occlusion", "saliency", "seen_pixels", "smoothgrad"]
 __all__ += ["FieldGeometry", "Misclassified", "TopImages", "activation_correlation", "class_profile", "compare_runs",
             "field_geometry", "kernel_correlation", "linear_assignment", "match_maps", "misclassified", "top_images"]

@@ -1,37 +1,44 @@
-"""Why this class: heat maps over the input (saliency, Grad-CAM, integrated gradients) and a deletion test.
+"""Why this class: pixel attributions computed with Captum (saliency, integrated gradients, input × gradient,
+SmoothGrad, guided backprop, DeepLift, occlusion). Grad-CAM lives in `gradcam`, the registry in `methods`.
 
 Every method has the same call shape, Captum-style: `method(model, images, target=None, ...) -> (n, H, W)`,
 with `images` preprocessed (n, C, H, W) or (n, H, W) and `target` None (the predicted class), one class for
 all images, or one class per image. Scores are the target class's logit (before softmax), as in Captum.
+Nothing passed in is changed: the images are copied, the model's mode is restored and Captum's hooks are
+removed (Captum removes them in `finally`). Captum is imported on first use (it takes seconds to import).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from ..errors import ConfigError, SpecError, choice_error
-from ..model import CNN, ConvBlock
-from .activations import _device, capture
+from ..errors import ConfigError
+from ..model import CNN
+from .activations import _device
 
 Target = int | Sequence[int] | np.ndarray | None
+Baseline = float | np.ndarray | torch.Tensor | None
 
 
 def _inputs(model: CNN, images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    x = images if torch.is_tensor(images) else torch.as_tensor(np.asarray(images, dtype=np.float32))
-    x = x.float()
+    """A private float32 copy of the images, (n, C, H, W) on the model's device (the caller's stays as it was)."""
+    if torch.is_tensor(images):
+        x = images.detach().to(device=_device(model), dtype=torch.float32).clone(
+            memory_format=torch.contiguous_format)
+    else:
+        x = torch.tensor(np.asarray(images, dtype=np.float32), device=_device(model))
     if x.ndim == 3:  # (n, H, W) single-channel
         x = x[:, None]
     expected = tuple(model.spec.input_shape)
     if x.ndim != 4 or tuple(x.shape[1:]) != expected:
         raise ConfigError(f"expected preprocessed images of shape (n, {', '.join(map(str, expected))}), "
-                          f"received {tuple(images.shape)}")
-    return x.to(_device(model))
+                          f"received {tuple(np.shape(images))}")
+    return x
 
 
 def _targets(model: CNN, x: torch.Tensor, target: Target) -> torch.Tensor:
@@ -44,7 +51,7 @@ def _targets(model: CNN, x: torch.Tensor, target: Target) -> torch.Tensor:
     if t.ndim == 0:
         t = t.expand(len(x))
     if t.shape != (len(x),):
-        raise ConfigError(f"target must be one class or one per image ({len(x)}), received {len(t)} values")
+        raise ConfigError(f"target must be one class or one per image ({len(x)}), received {t.numel()} values")
     bad = t[(t < 0) | (t >= classes)]
     if len(bad):
         raise ConfigError(f"target class {int(bad[0])} is not a class of this model (valid: 0..{classes - 1})")
@@ -55,201 +62,138 @@ def _score(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return logits[torch.arange(len(logits), device=logits.device), target]
 
 
-def _eval(model: CNN) -> bool:
+def _baseline(x: torch.Tensor, baseline: Baseline) -> torch.Tensor:
+    """The baseline as a tensor shaped like x: zeros (Captum's default) or a scalar / (H, W) / (C, H, W) value."""
+    if baseline is None:
+        return torch.zeros_like(x)
+    value = torch.as_tensor(np.asarray(baseline.detach().cpu() if torch.is_tensor(baseline) else baseline,
+                                       dtype=np.float32), device=x.device)
+    try:
+        return torch.broadcast_to(value, x.shape).clone()
+    except RuntimeError:
+        raise ConfigError(f"baseline of shape {tuple(value.shape)} does not fit images of shape "
+                          f"{tuple(x.shape[1:])}") from None
+
+
+@contextmanager
+def _evaluating(model: CNN) -> Iterator[None]:
+    """Eval mode inside, the caller's mode after; Captum's notes about the hooks it sets (and removes) hushed."""
     was_training = model.training
     model.eval()
-    return was_training
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*(hooks|backward hook|non-linear).*")
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _prepare(model: CNN, images: np.ndarray | torch.Tensor, target: Target) -> tuple[torch.Tensor, torch.Tensor]:
+    x = _inputs(model, images)
+    with _evaluating(model):
+        t = _targets(model, x, target)
+    return x.requires_grad_(True), t  # our own copy: Captum then leaves its requires_grad alone
+
+
+def _channels(attr: torch.Tensor, how: str = "sum") -> np.ndarray:
+    """(n, C, H, W) attributions to an (n, H, W) float32 map: signed sum over channels, or max of |·|."""
+    out = attr.detach().sum(1) if how == "sum" else attr.detach().abs().amax(1)
+    return out.float().cpu().numpy()
 
 
 def saliency(model: CNN, images: np.ndarray | torch.Tensor, target: Target = None) -> np.ndarray:
     """|∂ score / ∂ pixel| (max over input channels): which pixels would change the score fastest."""
-    was_training = _eval(model)
-    try:
-        x = _inputs(model, images).requires_grad_(True)
-        t = _targets(model, x.detach(), target)
-        (grad,) = torch.autograd.grad(_score(model(x), t).sum(), x)
-    finally:
-        model.train(was_training)
-    return grad.abs().amax(1).cpu().numpy()  # (n, H, W)
+    from captum.attr import Saliency
 
-
-def last_conv_layer(model: CNN) -> str:
-    """Name of the model's last conv layer (Grad-CAM's default)."""
-    names = [name for name, module in model.layers.items() if isinstance(module, ConvBlock)]
-    if not names:
-        raise SpecError("this model has no conv layer; Grad-CAM needs one")
-    return names[-1]
-
-
-def _input_grid(model: CNN, layer: str) -> tuple[tuple[float, float, float], ...]:
-    """Per axis (start, jump, rf): output cell i of `layer` is centred on input pixel start + jump·i and sees
-    an rf-pixel-wide window around it."""
-    start, jump, rf = [0.0, 0.0], [1.0, 1.0], [1.0, 1.0]
-    for name, module in model.layers.items():
-        if isinstance(module, ConvBlock):
-            kernel, stride = module.conv.kernel_size, module.conv.stride
-            pad = getattr(module.pad, "padding", (0, 0, 0, 0))  # (left, right, top, bottom)
-            before = (pad[2], pad[0])
-        elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-            kernel, stride = nn.modules.utils._pair(module.kernel_size), nn.modules.utils._pair(module.stride)
-            before = (0, 0)
-        else:
-            break
-        for d in range(2):
-            start[d] += ((kernel[d] - 1) / 2 - before[d]) * jump[d]
-            rf[d] += (kernel[d] - 1) * jump[d]
-            jump[d] *= stride[d]
-        if name == layer:
-            break
-    return (start[0], jump[0], rf[0]), (start[1], jump[1], rf[1])
-
-
-def _to_input(cam: torch.Tensor, grid: tuple[tuple[float, float, float], ...], size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resampling of (n, h, w) cells placed at their receptive-field centres onto (n, H, W) pixels;
-    pixels no cell sees (valid convolutions and pools drop edges) get 0."""
-    n, h, w = cam.shape
-    axes, seen = [], []
-    for (start, jump, rf), cells, pixels in zip(grid, (h, w), size, strict=True):
-        pos = torch.arange(pixels, dtype=torch.float32, device=cam.device)
-        index = ((pos - start) / jump).clamp(0, cells - 1)
-        axes.append(index / (cells - 1) * 2 - 1 if cells > 1 else torch.zeros_like(index))
-        seen.append((pos >= start - (rf - 1) / 2) & (pos <= start + jump * (cells - 1) + (rf - 1) / 2))
-    gy, gx = torch.meshgrid(axes[0], axes[1], indexing="ij")
-    grid_xy = torch.stack([gx, gy], -1).expand(n, *size, 2)
-    heat = F.grid_sample(cam[:, None], grid_xy, mode="bilinear", align_corners=True)[:, 0]
-    return heat * (seen[0][:, None] & seen[1][None, :])
-
-
-def grad_cam(model: CNN, images: np.ndarray | torch.Tensor, target: Target = None,
-             layer: str | None = None) -> np.ndarray:
-    """Grad-CAM: ReLU(Σ_k mean(∂score/∂A_k)·A_k) on `layer` (default: the last conv layer), resampled onto
-    the input so each cell sits at the centre of its receptive field."""
-    layer = layer or last_conv_layer(model)
-    module = model.layer(layer)  # SpecError listing valid names
-    if not isinstance(module, (ConvBlock, nn.MaxPool2d, nn.AvgPool2d)):
-        valid = [n for n, m in model.layers.items() if isinstance(m, (ConvBlock, nn.MaxPool2d, nn.AvgPool2d))]
-        raise SpecError(f"Grad-CAM needs a layer with maps; {layer!r} has none; valid: {', '.join(valid)}")
-    was_training = _eval(model)
-    try:
-        x = _inputs(model, images)
-        t = _targets(model, x, target)
-        outputs, logits = capture(model, [layer], x)
-        maps = outputs[layer]  # (n, K, h, w)
-        (grad,) = torch.autograd.grad(_score(logits, t).sum(), maps)
-        with torch.no_grad():
-            weights = grad.mean((2, 3), keepdim=True)  # (n, K, 1, 1)
-            cam = F.relu((weights * maps).sum(1))  # (n, h, w)
-            heat = _to_input(cam, _input_grid(model, layer), tuple(x.shape[2:]))
-    finally:
-        model.train(was_training)
-    return heat.cpu().numpy()
+    x, t = _prepare(model, images, target)
+    with _evaluating(model):
+        attr = Saliency(model).attribute(x, target=t, abs=True)
+    return _channels(attr, "max")
 
 
 def integrated_gradients(model: CNN, images: np.ndarray | torch.Tensor, target: Target = None, steps: int = 32,
-                         baseline: float | np.ndarray | None = None) -> np.ndarray:
+                         baseline: Baseline = None) -> np.ndarray:
     """Integrated gradients (x − baseline)·mean over the path of ∂score/∂x, summed over channels; signed.
 
     `baseline` defaults to zeros, as in Captum; for images, pass the preprocessed value of a black image
     (what `deletion_score` calls `blank`). Midpoint rule with `steps` points; attributions sum to about
     score(x) − score(baseline).
     """
+    from captum.attr import IntegratedGradients
+
     if steps < 1:
         raise ConfigError(f"steps must be >= 1, received {steps}")
-    was_training = _eval(model)
-    try:
-        x = _inputs(model, images)
-        t = _targets(model, x, target)
-        base = torch.zeros_like(x) if baseline is None else torch.as_tensor(
-            np.asarray(baseline, dtype=np.float32), device=x.device).expand_as(x)
-        total = torch.zeros_like(x)
-        for i in range(steps):
-            alpha = (i + 0.5) / steps
-            point = (base + alpha * (x - base)).requires_grad_(True)
-            (grad,) = torch.autograd.grad(_score(model(point), t).sum(), point)
-            total += grad
-    finally:
-        model.train(was_training)
-    return ((x - base) * total / steps).sum(1).cpu().numpy()
+    x, t = _prepare(model, images, target)
+    with _evaluating(model):
+        attr = IntegratedGradients(model).attribute(x, baselines=_baseline(x, baseline), target=t, n_steps=steps,
+                                                    method="riemann_middle", internal_batch_size=max(len(x), 256))
+    return _channels(attr)
 
 
-METHODS: dict[str, Callable[..., np.ndarray]] = {
-    "gradcam": grad_cam, "saliency": saliency, "integrated-gradients": integrated_gradients,
-}
+def input_x_gradient(model: CNN, images: np.ndarray | torch.Tensor, target: Target = None) -> np.ndarray:
+    """Input × gradient, x·∂score/∂x summed over channels (Captum's InputXGradient: a zero baseline); signed."""
+    from captum.attr import InputXGradient
+
+    x, t = _prepare(model, images, target)
+    with _evaluating(model):
+        attr = InputXGradient(model).attribute(x, target=t)
+    return _channels(attr)
 
 
-def get_method(name: str) -> Callable[..., np.ndarray]:
-    """The attribution function called `name` (gradcam, saliency, integrated-gradients)."""
-    if name not in METHODS:
-        raise choice_error(ConfigError, "method", name, METHODS)
-    return METHODS[name]
+def smoothgrad(model: CNN, images: np.ndarray | torch.Tensor, target: Target = None, samples: int = 16,
+               noise: float = 0.15, seed: int = 0) -> np.ndarray:
+    """SmoothGrad: saliency averaged over `samples` noisy copies (Gaussian, std = `noise` × the batch's value
+    range, so the maps depend on the batch), Captum's NoiseTunnel; seeded, the global random state left as it was."""
+    from captum.attr import NoiseTunnel, Saliency
+
+    if samples < 1 or noise <= 0:
+        raise ConfigError(f"samples must be >= 1 and noise > 0, received samples={samples}, noise={noise}")
+    x, t = _prepare(model, images, target)
+    std = noise * float(x.detach().max() - x.detach().min()) or noise
+    with _evaluating(model), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        attr = NoiseTunnel(Saliency(model)).attribute(x, nt_type="smoothgrad", nt_samples=samples, stdevs=std,
+                                                      target=t, abs=True, nt_samples_batch_size=max(1, 4096 // len(x)))
+    return _channels(attr, "max")
 
 
-@dataclass(frozen=True)
-class DeletionResult:
-    """Class probability before and after blanking the top-ranked vs a random `fraction` of the pixels."""
+def guided_backprop(model: CNN, images: np.ndarray | torch.Tensor, target: Target = None) -> np.ndarray:
+    """Guided backpropagation: the gradient with every ReLU passing back only positive gradients, summed over
+    channels (signed). Only nn.ReLU modules are guided: other activations pass their ordinary gradient."""
+    from captum.attr import GuidedBackprop
 
-    fraction: float
-    target: np.ndarray  # (n,) class scored
-    probability: np.ndarray  # (n,) on the intact images
-    after_top: np.ndarray  # (n,) after blanking the pixels the heat map ranks highest
-    after_random: np.ndarray  # (n,) after blanking random pixels (mean over the draws)
-
-    @property
-    def drop_top(self) -> np.ndarray:
-        return self.probability - self.after_top
-
-    @property
-    def drop_random(self) -> np.ndarray:
-        return self.probability - self.after_random
-
-    def summary(self) -> dict[str, float]:
-        """Means over the images, JSON-ready."""
-        return {"fraction": self.fraction, "images": int(len(self.target)),
-                "probability": float(self.probability.mean()),
-                "after_top": float(self.after_top.mean()), "after_random": float(self.after_random.mean()),
-                "drop_top": float(self.drop_top.mean()), "drop_random": float(self.drop_random.mean()),
-                "top_beats_random": float((self.drop_top > self.drop_random).mean())}
+    x, t = _prepare(model, images, target)
+    with _evaluating(model):
+        attr = GuidedBackprop(model).attribute(x, target=t)
+    return _channels(attr)
 
 
-@torch.no_grad()
-def deletion_score(model: CNN, images: np.ndarray | torch.Tensor, heatmaps: np.ndarray, fraction: float = 0.2, *,
-                   blank: float | np.ndarray, target: Target = None, random_draws: int = 4,
-                   seed: int = 0) -> DeletionResult:
-    """Deletion test: set the `fraction` of pixels a heat map ranks highest to `blank` and measure the drop in
-    the target class's probability, next to the drop for a random `fraction` (mean of `random_draws`).
+def deeplift(model: CNN, images: np.ndarray | torch.Tensor, target: Target = None,
+             baseline: Baseline = None) -> np.ndarray:
+    """DeepLift (rescale rule, Captum) against `baseline` (default zeros; pass a black image), summed over
+    channels; signed, and sums to about score(x) − score(baseline) (Captum's max-pool rule is not exactly
+    conservative: off by up to a few per cent on the seed models)."""
+    from captum.attr import DeepLift
 
-    `blank` is the preprocessed value of a black raw pixel (scalar or per-pixel (H, W)), e.g.
-    `preprocessor(np.zeros((1, 28, 28)))`. Ties in a heat map are broken at random (seeded).
-    """
-    if not 0 < fraction < 1:
-        raise ConfigError(f"fraction must be between 0 and 1, received {fraction}")
-    was_training = _eval(model)
-    try:
-        x = _inputs(model, images)
-        n, c, h, w = x.shape
-        heat = torch.as_tensor(np.asarray(heatmaps, dtype=np.float32)).reshape(n, h * w)
-        t = _targets(model, x, target)
-        fill = torch.as_tensor(np.asarray(blank, dtype=np.float32), device=x.device)
-        fill = fill.reshape(-1, h, w) if fill.numel() > 1 else fill
-        fill = torch.broadcast_to(fill, (c, h, w))
-        k = int(round(fraction * h * w))
-        gen = torch.Generator().manual_seed(seed)
+    x, t = _prepare(model, images, target)
+    with _evaluating(model):
+        attr = DeepLift(model).attribute(x, baselines=_baseline(x, baseline), target=t)
+    return _channels(attr)
 
-        def prob_after(ranked: torch.Tensor) -> torch.Tensor:  # ranked: (n, h*w) pixel order, first = blank
-            mask = torch.zeros(n, h * w, dtype=torch.bool)
-            mask.scatter_(1, ranked[:, :k], True)
-            mask = mask.view(n, 1, h, w).to(x.device)
-            return _score(model.probabilities(model(torch.where(mask, fill, x))), t)
 
-        probability = _score(model.probabilities(model(x)), t)
-        tiebreak = torch.rand(n, h * w, generator=gen)
-        # Sort by heat, random order among equal values: a stable sort on a shuffled order.
-        shuffled = torch.argsort(tiebreak, 1)
-        order = torch.gather(shuffled, 1, torch.argsort(-torch.gather(heat, 1, shuffled), dim=1, stable=True))
-        after_top = prob_after(order)
-        after_random = torch.stack([prob_after(torch.argsort(torch.rand(n, h * w, generator=gen), 1))
-                                    for _ in range(max(1, random_draws))]).mean(0)
-    finally:
-        model.train(was_training)
-    return DeletionResult(fraction, t.cpu().numpy(), probability.cpu().numpy(), after_top.cpu().numpy(),
-                          after_random.cpu().numpy())
+def occlusion(model: CNN, images: np.ndarray | torch.Tensor, target: Target = None, window: int = 4,
+              stride: int = 2, baseline: Baseline = None) -> np.ndarray:
+    """Occlusion: the score's drop when a `window`×`window` patch (moved by `stride`) is set to `baseline`
+    (default zeros; pass a black image), averaged over the patches covering each pixel; signed."""
+    from captum.attr import Occlusion
+
+    c, h, w = model.spec.input_shape
+    if not (1 <= window <= min(h, w) and 1 <= stride <= window):
+        raise ConfigError(f"occlusion needs 1 <= window <= {min(h, w)} and 1 <= stride <= window, received "
+                          f"window={window}, stride={stride}")
+    x, t = _prepare(model, images, target)
+    with _evaluating(model), torch.no_grad():
+        attr = Occlusion(model).attribute(x, sliding_window_shapes=(c, window, window), strides=(c, stride, stride),
+                                          baselines=_baseline(x, baseline), target=t,
+                                          perturbations_per_eval=max(1, 2048 // len(x)))
+    return _channels(attr)

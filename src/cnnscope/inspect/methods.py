@@ -1,0 +1,79 @@
+"""One registry of attribution methods: what the CLI, the viewer and the report offer, by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, choice_error
+from ..model import CNN
+from .attribution import (
+    Baseline,
+    Target,
+    deeplift,
+    guided_backprop,
+    input_x_gradient,
+    integrated_gradients,
+    occlusion,
+    saliency,
+    smoothgrad,
+)
+from .gradcam import grad_cam, guided_grad_cam
+
+
+@dataclass(frozen=True)
+class AttributionMethod:
+    """A heat-map method: `method(model, images, target=None, **options) -> (n, H, W)` plus what it needs."""
+
+    name: str
+    title: str
+    function: Callable[..., np.ndarray]
+    signed: bool  # values of both signs: draw on a scale centred on zero
+    uses_baseline: bool  # takes `baseline` (pass a black image, preprocessed)
+    uses_layer: bool  # takes `layer` (a conv or pool layer); may return NaN on pixels the layer never sees
+
+    def __call__(self, model: CNN, images: np.ndarray | torch.Tensor, target: Target = None,
+                 **options: Any) -> np.ndarray:
+        """The (n, H, W) heat maps for preprocessed images."""
+        return self.function(model, images, target, **options)
+
+
+METHODS: dict[str, AttributionMethod] = {m.name: m for m in (
+    AttributionMethod("integrated-gradients", "Integrated gradients", integrated_gradients, True, True, False),
+    AttributionMethod("saliency", "Saliency |∂score/∂x|", saliency, False, False, False),
+    AttributionMethod("input-x-gradient", "Input × gradient", input_x_gradient, True, False, False),
+    AttributionMethod("smoothgrad", "SmoothGrad", smoothgrad, False, False, False),
+    AttributionMethod("guided-backprop", "Guided backprop", guided_backprop, True, False, False),
+    AttributionMethod("deeplift", "DeepLift", deeplift, True, True, False),
+    AttributionMethod("occlusion", "Occlusion (4×4)", occlusion, True, True, False),
+    AttributionMethod("gradcam", "Grad-CAM", grad_cam, False, False, True),
+    AttributionMethod("guided-gradcam", "Guided Grad-CAM", guided_grad_cam, True, False, True),
+)}
+
+# Integrated gradients (black-image baseline) beat random blanking on the most test images: benchmarks/README.md.
+DEFAULT_METHOD = "integrated-gradients"
+
+
+def get_method(name: str) -> AttributionMethod:
+    """The attribution method called `name` (see METHODS); ConfigError listing the valid names otherwise."""
+    if name not in METHODS:
+        raise choice_error(ConfigError, "method", name, METHODS)
+    return METHODS[name]
+
+
+def attribute(model: CNN, images: np.ndarray | torch.Tensor, method: str = DEFAULT_METHOD, target: Target = None,
+              *, baseline: Baseline = None, layer: str | None = None, **options: Any) -> np.ndarray:
+    """(n, H, W) heat maps by `method`; `baseline` goes to the methods that use one, `layer` to Grad-CAM's."""
+    chosen = get_method(method)
+    if layer is not None and not chosen.uses_layer:
+        with_layer = ", ".join(m.name for m in METHODS.values() if m.uses_layer)
+        raise ConfigError(f"a layer applies to {with_layer} only, not to {method}")
+    if chosen.uses_baseline and baseline is not None:
+        options["baseline"] = baseline
+    if chosen.uses_layer and layer is not None:
+        options["layer"] = layer
+    return chosen(model, images, target, **options)
