@@ -174,3 +174,122 @@ def test_one_epoch_on_5000_real_mnist_images(real_data_dir, tmp_path):
     reloaded = cnnscope.load_run(tmp_path / "r")
     assert np.array_equal(reloaded.predict(ds.test_raw), run.predict(ds.test_raw))
     assert reloaded.predict_classes(ds.test_raw).tolist() == run.predict_classes(ds.test_raw).tolist()
+
+
+# --- no run is ever stranded ---------------------------------------------------------------------
+def _interrupt_on_call(monkeypatch, n):
+    """Make the n-th training step raise KeyboardInterrupt (as Ctrl-C in the middle of an epoch)."""
+    import importlib
+
+    train_module = importlib.import_module("cnnscope.train")  # the module (cnnscope.train is the function)
+    calls = {"n": 0}
+    real = train_module.compute_loss
+
+    def compute_loss(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "compute_loss", compute_loss)
+
+
+def test_interrupt_before_the_first_epoch_ends_leaves_a_resumable_run(ds, tiny_spec, tmp_path, monkeypatch):
+    config = cnnscope.TrainConfig(epochs=2, batch_size=100, optimizer="adam", seed=3)
+    full = cnnscope.train(tiny_spec, ds, config, out=tmp_path / "full", progress=False, plot=False)
+    _interrupt_on_call(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        cnnscope.train(tiny_spec, ds, config, out=tmp_path / "part", progress=False, plot=False)
+    monkeypatch.undo()
+    assert {p.name for p in (tmp_path / "part").iterdir()} == {"config.toml", "initial.safetensors",
+                                                               "preprocess.json"}
+    with pytest.raises(RunError, match="already holds a run; choose another --out, pass --overwrite, or --resume"):
+        cnnscope.train(tiny_spec, ds, config, out=tmp_path / "part", progress=False)
+    resumed = cnnscope.resume(tmp_path / "part", dataset=ds, progress=False, plot=False)
+    assert resumed.history["epoch"] == [1, 2] and resumed.metrics["status"] == "completed"
+    for (name, wa), wb in zip(_weights(full).items(), _weights(resumed).values(), strict=True):
+        assert torch.equal(wa, wb), name  # from the same initial weights and seed: the same run
+
+
+def test_overwrite_removes_the_old_runs_outputs_first(ds, tiny_spec, tmp_path, monkeypatch):
+    config = cnnscope.TrainConfig(epochs=1, batch_size=100)
+    cnnscope.train(tiny_spec, ds, config, out=tmp_path / "r", progress=False, plot=False)
+    _interrupt_on_call(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        cnnscope.train(tiny_spec, ds, config, out=tmp_path / "r", overwrite=True, progress=False, plot=False)
+    # nothing of the old run is mixed into the new one: it resumes from its own initial weights
+    assert not (tmp_path / "r" / "model.safetensors").exists() and not (tmp_path / "r" / "history.json").exists()
+
+
+def test_failed_resume_with_epochs_leaves_config_toml_unchanged(ds, tiny_spec, tmp_path):
+    config = cnnscope.TrainConfig(epochs=1, batch_size=100, optimizer="adam")
+    cnnscope.train(tiny_spec, ds, config, out=tmp_path / "r", progress=False, plot=False)
+    before = (tmp_path / "r" / "config.toml").read_bytes()
+    (tmp_path / "r" / "state.safetensors").write_bytes(b"\x08" + b"\0" * 7 + b"garbage!")
+    with pytest.raises(RunError, match="state.safetensors: not a valid safetensors file"):
+        cnnscope.resume(tmp_path / "r", epochs=3, dataset=ds, progress=False, plot=False)
+    assert (tmp_path / "r" / "config.toml").read_bytes() == before
+
+
+def test_disk_full_while_saving_keeps_the_previous_epoch(ds, tiny_spec, tmp_path, monkeypatch):
+    import errno
+
+    from cnnscope import fileio
+
+    out = tmp_path / "r"
+    saved = {}
+
+    def fill_disk_after_epoch_2(log):
+        if log.epoch == 2:
+            saved.update({p.name: p.read_bytes() for p in out.iterdir()})
+
+            def write(tmp, data):
+                tmp.write_bytes(data[:len(data) // 2])
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            monkeypatch.setattr(fileio, "_write", write)
+
+    config = cnnscope.TrainConfig(epochs=3, batch_size=100, optimizer="adam")
+    with pytest.raises(RunError) as info:
+        cnnscope.train(tiny_spec, ds, config, out=out, progress=False, plot=False,
+                       callbacks=[fill_disk_after_epoch_2])
+    assert str(info.value) == (f"no space left on device while saving epoch 3 to {out}; the files of epoch 2 are "
+                               f"intact (free some space, then 'cnnscope train --resume {out}')")
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == saved  # byte-identical, no temp file left
+    resumed = cnnscope.resume(out, dataset=ds, progress=False, plot=False)
+    assert resumed.history["epoch"] == [1, 2, 3]
+
+
+# --- the command line ----------------------------------------------------------------------------
+def _cli(argv, capsys):
+    from cnnscope.cli import main
+
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_resume_of_a_corrupt_state_is_one_error_line(ds, tiny_spec, tmp_path, capsys):
+    cnnscope.train(tiny_spec, ds, cnnscope.TrainConfig(epochs=1, batch_size=100), out=tmp_path / "r",
+                   progress=False, plot=False)
+    (tmp_path / "r" / "state.safetensors").write_bytes(b"\xff" * 40)
+    code, out, err = _cli(["train", "--resume", str(tmp_path / "r"), "--epochs", "2"], capsys)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [f"error: {tmp_path / 'r' / 'state.safetensors'}: not a valid safetensors "
+                                        f"file (its header length 18,446,744,073,709,551,615 does not fit the "
+                                        f"file's 40 bytes)"]
+
+
+def test_cli_interrupted_in_the_first_epoch_then_resumed(data_dir, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "r"
+    args = ["train", "--preset", "tiny", "--out", str(run), "--data-dir", str(data_dir), "--epochs", "2",
+            "--batch-size", "100", "--limit-train", "300", "--limit-test", "100", "--no-plot", "--no-report"]
+    _interrupt_on_call(monkeypatch, 2)
+    code, _, err = _cli(args, capsys)
+    monkeypatch.undo()
+    assert code == 130 and "starts it again from its initial weights" in err
+    code, out, err = _cli(["train", "--resume", str(run)], capsys)
+    assert code == 0, err
+    assert "trained 2 epoch(s)" in out and "error" not in err
+    assert json.loads((run / "history.json").read_text())["epoch"] == [1, 2]
