@@ -133,7 +133,8 @@ def test_debug_shows_the_traceback(capsys, tmp_path):
 
 def test_usage_errors_and_no_command(capsys):
     assert _run(capsys, "summary", "--bogus")[0] == 2
-    assert _run(capsys)[0] == 2
+    code, _, err = _run(capsys)
+    assert code == 2 and _one_line_error(err).startswith("error: no command given; one of: summary, train, ")
     assert _run(capsys, "--version")[0] == 0
 
 

@@ -175,10 +175,15 @@ def _run(args: argparse.Namespace) -> int:
     return int(args.handler(args) or 0)
 
 
+def one_line(message: str) -> str:
+    """Control characters (a newline in a file name or argument) escaped, so an error stays one line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
+
+
 def _fail(message: str, debug: bool) -> int:
     if debug:
         traceback.print_exc()
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {one_line(message)}", file=sys.stderr)
     return 2
 
 
@@ -193,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exc:  # --help and --version
             return int(exc.code or 0)
         if not getattr(args, "handler", None):
-            parser.print_help(sys.stderr)
-            return 2
+            commands = ", ".join(_subparsers(parser))
+            raise UsageError(f"no command given; one of: {commands} (see 'cnnscope --help')")
         return _run(args)
     except (CnnscopeError, UsageError) as exc:
         return _fail(str(exc), debug)
