@@ -311,7 +311,7 @@ def _read_dataset(obj: Any, layer: str, what: str, shape: tuple[int, ...], where
         raise KerasImportError(f"{label} uses HDF5 external storage ({brief(files, 80)}); cnnscope reads only "
                                f"data stored inside the file it is given")
     if obj.dtype.kind != "f" or obj.dtype.itemsize not in _WEIGHT_DTYPES:
-        raise KerasImportError(f"{label} has dtype {brief(str(obj.dtype), 60)}; weights must be float16, float32 "
+        raise KerasImportError(f"{label} has dtype {str(obj.dtype)[:60]}; weights must be float16, float32 "
                                f"or float64 arrays")
     if tuple(obj.shape) != tuple(shape):
         raise KerasImportError(f"{label} has shape {tuple(obj.shape)}, expected {tuple(shape)}")

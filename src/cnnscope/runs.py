@@ -18,6 +18,7 @@ import contextlib
 import errno
 import math
 import os
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -51,6 +52,7 @@ OUTPUTS = (WEIGHTS, STATE, STATE_META, HISTORY, METRICS, CURVES, "probe.safetens
            "report.html")
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_second", "lr")
 MAX_CONFIG_BYTES = 2**20
+_COUNT = re.compile(r"[0-9]{1,9}")  # str.isdigit() accepts '²', which int() refuses
 DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
           torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
 
@@ -263,7 +265,8 @@ def load_training_state(run_dir: Path, optimizer: torch.optim.Optimizer,
 
 def _state_name(path: Path, name: str, n_params: int) -> tuple[int, str]:
     parts = name.split(".", 2)
-    if len(parts) != 3 or parts[0] != "state" or not parts[1].isdigit() or int(parts[1]) >= n_params or not parts[2]:
+    if len(parts) != 3 or parts[0] != "state" or not _COUNT.fullmatch(parts[1]) or int(parts[1]) >= n_params \
+            or not parts[2]:
         raise RunError(f"{path}: unexpected entry {name[:80]!r}; expected state.<parameter 0-{n_params - 1}>.<name> "
                        f"or rng.torch")
     return int(parts[1]), parts[2]
@@ -325,6 +328,11 @@ def read_history(run_dir: Path) -> dict[str, Any]:
     return history
 
 
+# Text entries of an imported run's metrics.json (keras_import).
+_IMPORT_TEXT = ("source", "format", "keras_version", "keras_backend", "keras_model", "keras_output", "dataset",
+                "preprocess", "imported_at")
+
+
 def read_metrics(run_dir: Path) -> dict[str, Any]:
     """metrics.json (empty when absent); RunError when a known entry has the wrong type."""
     path = run_dir / METRICS
@@ -334,8 +342,10 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
     if not isinstance(metrics, dict):
         raise RunError(f"{path}: expected a JSON object, received {type(metrics).__name__}")
     for key, value in metrics.items():
-        if key in ("status", "val_source", "device", "torch", "python"):
+        if key in ("status", "val_source", "device", "torch", "python") + _IMPORT_TEXT:
             ok = isinstance(value, str)
+        elif key == "notes":  # a Keras import's notes
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         elif key == "per_class_accuracy":
             ok = isinstance(value, list) and all(_number(v) or v is None for v in value)
         else:
@@ -361,7 +371,7 @@ def saved_epoch(run_dir: str | Path) -> int:
             raise RunError(f"{run_dir} has no {name}; it cannot be resumed")
         mark = read_safetensors_header(run_dir / name, RunError)[1].get("epoch")
         if mark is not None:
-            epochs[name] = int(mark) if mark.isdigit() else -1
+            epochs[name] = int(mark) if _COUNT.fullmatch(mark) else -1
     if len(set(epochs.values())) > 1:
         found = ", ".join(f"{name}: {epoch}" for name, epoch in epochs.items())
         raise RunError(f"{run_dir}: its files come from different epochs ({found}); a save was cut off, so it "
