@@ -136,7 +136,8 @@ def test_config_toml_not_toml_or_too_large(run_copy):
     with pytest.raises(RunError, match="config.toml: not valid TOML"):
         runs.load_run(run_copy)
     (run_copy / runs.CONFIG).write_text("#" * (runs.MAX_CONFIG_BYTES + 1))
-    with pytest.raises(RunError, match=r"config.toml: 1,048,577 bytes is too large for this file \(at most 1,048,576\)"):
+    with pytest.raises(RunError, match=r"config.toml: 1,048,577 bytes is too large for this file "
+                                       r"\(at most 1,048,576\)"):
         runs.load_run(run_copy)
 
 
@@ -256,3 +257,15 @@ def test_fuzz_config_values_of_any_type(small_run, small_ds, tmp_path_factory, p
     run_dir = Path(shutil.copytree(small_run, tmp_path_factory.mktemp("fuzz") / "run"))
     _mutate_value(run_dir / runs.CONFIG, pick, value)
     _load_and_resume(run_dir, small_ds)
+
+
+def test_unicode_digits_in_state_names_and_epoch_marks(run_copy, small_ds):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(run_copy / runs.STATE))
+    save_file({**tensors, "state.².exp_avg": torch.zeros(1)}, str(run_copy / runs.STATE), {"epoch": "1"})
+    with pytest.raises(RunError, match=r"unexpected entry 'state.².exp_avg'; expected state.<parameter 0-5>.<name>"):
+        cnnscope.resume(run_copy, epochs=2, dataset=small_ds)
+    save_file(tensors, str(run_copy / runs.STATE), {"epoch": "²"})
+    with pytest.raises(RunError, match=r"state.safetensors: -1\); a save was cut off"):
+        cnnscope.resume(run_copy, epochs=2, dataset=small_ds)
