@@ -74,7 +74,7 @@ def explain_figure(image: np.ndarray, heatmap: np.ndarray, *, method: str, capti
         raise ConfigError(f"image and heat map must both be (H, W), received {image.shape} and {heat.shape}")
     norm, colormap = _heat_style(heat, signed, cmap)
     panels = 4 if blanked is not None else 3
-    fig, axes = plt.subplots(1, panels, figsize=(2.55 * panels + 0.6, 3.45))
+    fig, axes = plt.subplots(1, panels, figsize=(2.55 * panels + 0.6, 3.7))
     axes[0].imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     axes[0].set_title("input", fontsize=10)
     shown = axes[1].imshow(heat, cmap=colormap, norm=norm, interpolation="nearest")
@@ -104,9 +104,9 @@ def explain_figure(image: np.ndarray, heatmap: np.ndarray, *, method: str, capti
 def deletion_caption(summary: dict[str, Any], class_name: str) -> str:
     """The deletion result in words: top vs random blanking, and whether the map beats chance."""
     fraction = summary["fraction"]
-    verdict = "beats random" if summary["top_beats_random"] else "does NOT beat random blanking"
+    verdict = "beats random blanking" if summary["top_beats_random"] else "NOT better than random blanking"
     return (f"top {fraction:.0%}: p({class_name}) {summary['probability']:.1%} → {summary['after_top']:.1%}\n"
-            f"random {fraction:.0%}: → {summary['after_random']:.1%}  ({verdict})")
+            f"random {fraction:.0%}: → {summary['after_random']:.1%}\n{verdict}")
 
 
 def compare_figure(image: np.ndarray, heats: dict[str, np.ndarray], captions: dict[str, str], *, caption: str = "",
@@ -116,7 +116,7 @@ def compare_figure(image: np.ndarray, heats: dict[str, np.ndarray], captions: di
 
     image = np.asarray(image, np.float32)
     rows = -(-(len(heats) + 1) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.05 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.75 * rows), squeeze=False)
     flat = list(axes.ravel())
     flat[0].imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     flat[0].set_title("input", fontsize=10)
@@ -127,7 +127,7 @@ def compare_figure(image: np.ndarray, heats: dict[str, np.ndarray], captions: di
         _overlay(ax, image, heat, norm, colormap)
         note = _unseen_note(heat, layer)
         ax.set_title(_title(name) + (f" ({layer})" if note else ""), fontsize=9.5)
-        ax.set_xlabel(captions.get(name, "") + (f"\n{note}" if note else ""), fontsize=7.2)
+        ax.set_xlabel(captions.get(name, "") + (f"\n{note}" if note else ""), fontsize=7.5)
     for ax in flat:
         ax.set_xticks([])
         ax.set_yticks([])
