@@ -184,13 +184,14 @@ byte_mutation = st.one_of(
     st.tuples(st.floats(0, 1), st.binary(min_size=1, max_size=16)).map(lambda t: ("overwrite", *t)),
     st.floats(0, 1).map(lambda f: ("truncate", f)),
 )
+def _containers(inner):
+    return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+
+
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                      max_size=4), max_leaves=10)
+                           _containers, max_leaves=10)
 toml_values = st.recursive(st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False)
-                           | st.text(max_size=10),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                      max_size=4), max_leaves=10)
+                           | st.text(max_size=10), _containers, max_leaves=10)
 
 
 def _mutate_bytes(path: Path, mutation: tuple) -> None:
