@@ -248,29 +248,35 @@ def render_explain(run_dir: str | Path, *, index: int | None = None, split: str 
     results = {name: _explain_one(model, x, blank, name, layer, cls, fraction, random_draws, seed)
                for name in names_run}
     label = None if picked.label is None else names[picked.label]
-    truth = f"  true: {label}\n" if label is not None else "\n"
-    caption = f"{picked.source}{truth}predicted {names[predicted]} ({probs[predicted]:.1%})"
-    if cls != predicted:
-        caption += f"\ntarget {names[cls]} ({probs[cls]:.1%})"
     what = f"{names[cls]}" + (" (predicted)" if cls == predicted else " (target)")
-    uses_layer = any(get_uses_layer(name) for name in names_run)
-    fig = _figure(method, raw, results, names[cls], caption, f"Why {what}?", layer, fraction, run.path.name)
+    fig = _figure(method, raw, results, names[cls], _caption(picked.source, label, names, probs, cls),
+                  f"Why {what}?", layer, fraction, run.path.name)
     default = f"explain-{method}-{_slug(Path(picked.source).stem if image else picked.source)}.png"
     paths = save_figure_as(fig, out if out else run.path / default, svg)
-    rows = [{"method": name, "layer": layer if get_uses_layer(name) else None, "deletion": summary}
+    rows = [{"method": name, "layer": layer if _uses_layer(name) else None, "deletion": summary}
             for name, (_, summary) in results.items()]
     return Explanation(
-        str(run.path), picked.source, method, layer if uses_layer else None, label,
+        str(run.path), picked.source, method, layer if any(map(_uses_layer, names_run)) else None, label,
         {"class": names[predicted], "index": predicted, "probability": float(probs[predicted])},
         {"class": names[cls], "index": cls, "probability": float(probs[cls])},
         rows[0]["deletion"] if len(rows) == 1 else None, picked.notes, paths, rows)
 
 
-def get_uses_layer(name: str) -> bool:
+def _uses_layer(name: str) -> bool:
     """Whether registry method `name` works on a layer (Grad-CAM and guided Grad-CAM)."""
     from ..inspect.methods import METHODS
 
     return METHODS[name].uses_layer
+
+
+def _caption(source: str, label: str | None, names: Sequence[str], probs: np.ndarray, cls: int) -> str:
+    """Where the image comes from, its true class, the prediction and (when different) the class explained."""
+    predicted = int(probs.argmax())
+    truth = f"  true: {label}\n" if label is not None else "\n"
+    caption = f"{source}{truth}predicted {names[predicted]} ({probs[predicted]:.1%})"
+    if cls != predicted:
+        caption += f"\ntarget {names[cls]} ({probs[cls]:.1%})"
+    return caption
 
 
 def _figure(method: str, raw: np.ndarray, results: dict[str, tuple[np.ndarray, dict[str, Any]]], class_name: str,
