@@ -207,6 +207,11 @@ def test_header_sizes_that_overflow_are_refused_before_reading(tmp_path, monkeyp
     path = _raw_idx(tmp_path / "w.gz", struct.pack(">IIII", 0x803, 2**32 - 1, 2**16, 2**16 + 1))
     with pytest.raises(DataError, match="more than the 2,147,483,648 accepted"):
         read_idx(path)
+    # no pixels at all, but dimensions numpy cannot even describe (found by test_fuzz_core)
+    path = _raw_idx(tmp_path / "z", struct.pack(">IIII", 0x803, 0, 3_036_988_439, 3_037_012_561), gz=False)
+    with pytest.raises(DataError, match=r"z: header declares shape \(0, 3036988439, 3037012561\) \(absurd "
+                                        r"dimensions\), more than the 2,147,483,648 accepted"):
+        read_idx(path)
 
 
 def test_payload_longer_than_the_header_says(tmp_path):

@@ -202,8 +202,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as fh:
             shape = _idx_shape(path, fh)
             expected = math.prod(shape)  # Python ints: no overflow
-            if expected > MAX_IDX_BYTES:
-                raise DataError(f"{path}: header declares shape {shape} ({expected:,} bytes), more than the "
+            if math.prod(max(d, 1) for d in shape) > MAX_IDX_BYTES:  # (0, 3e9, 3e9) is absurd too
+                size = f"{expected:,} bytes" if expected else "absurd dimensions"
+                raise DataError(f"{path}: header declares shape {shape} ({size}), more than the "
                                 f"{MAX_IDX_BYTES:,} accepted; the file is corrupt")
             raw = fh.read(expected + 1)
     except FileNotFoundError:
