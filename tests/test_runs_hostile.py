@@ -270,3 +270,11 @@ def test_unicode_digits_in_state_names_and_epoch_marks(run_copy, small_ds):
     save_file(tensors, str(run_copy / runs.STATE), {"epoch": "²"})
     with pytest.raises(RunError, match=r"state.safetensors: -1\); a save was cut off"):
         cnnscope.resume(run_copy, epochs=2, dataset=small_ds)
+
+
+def test_a_valid_but_overflowing_setting_stops_training_with_one_line(run_copy, small_ds):
+    text = (run_copy / runs.CONFIG).read_text()
+    (run_copy / runs.CONFIG).write_text(text.replace("lr = 0.001", "lr = 3.402823466385289e+38"))
+    with pytest.raises(RunError, match=r"training stopped at step 2 \(value cannot be converted to type float "
+                                       r"without overflow\); .* keeps its last completed epoch \(1\)"):
+        cnnscope.resume(run_copy, epochs=2, dataset=small_ds, progress=False, plot=False)

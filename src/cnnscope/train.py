@@ -263,6 +263,10 @@ def _fit(run_dir: Path, model: CNN, dataset: Dataset, config: TrainConfig, histo
                              seconds, n / train_seconds, lr, history, model, run_dir)
             for callback in callbacks:
                 callback(entry)
+    except RuntimeError as exc:  # e.g. a huge lr or weight_decay overflowing float32, or out of GPU memory
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise RunError(f"training stopped at step {step} ({reason}); {run_dir} keeps its last completed epoch "
+                       f"({len(history['epoch'])}); check the [train] settings (lr, weight_decay, batch_size)") from exc
     except KeyboardInterrupt:
         status = "interrupted"
         log.warning("interrupted: %s keeps the last completed epoch (%d)", run_dir, len(history["epoch"]))
@@ -308,8 +312,7 @@ def _state_keys(config: TrainConfig) -> set[str]:
     """The per-parameter state names the configured optimizer keeps (from one step on a scalar)."""
     param = torch.nn.Parameter(torch.zeros(1))
     param.grad = torch.zeros(1)
-    optimizer = make_optimizer(config.optimizer, [param], config.lr, config.momentum, config.nesterov,
-                               config.weight_decay)
+    optimizer = make_optimizer(config.optimizer, [param], 1e-3, config.momentum, config.nesterov)  # keys only
     optimizer.step()
     return set(optimizer.state[param])
 
