@@ -86,7 +86,7 @@ def main() -> None:
         t0 = time.perf_counter()
         app = create_app(args.run, args.data_dir, warm_up=False)
         print(f"loaded the run and its data in {time.perf_counter() - t0:.1f} s")
-        client = TestClient(app)
+        client = TestClient(app, base_url="http://127.0.0.1")  # the viewer only answers its own address
 
         def get(path: str, params: dict) -> bytes:
             r = client.get(path, params=params)
