@@ -10,7 +10,8 @@ import cnnscope
 from cnnscope.errors import ConfigError, OutputError
 from cnnscope.inspect import activation_grid, conv_filters, display_maps
 from cnnscope.plots import activations_figure, filters_figure, overview_figure, save_figure_as
-from cnnscope.plots.activations import Prediction, clip_display, get_cmap
+from cnnscope.plots.activations import Prediction, clip_display
+from cnnscope.plots.figures import get_cmap
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -191,6 +192,6 @@ def test_cli_figure_formats_match_the_library():
     from cnnscope.cli.core import FIGURE_FORMATS
     from cnnscope.cli.inspect import DEFAULT_CLIP
     from cnnscope.plots.activations import DEFAULT_CLIP as LIBRARY_CLIP
-    from cnnscope.plots.activations import FORMATS
+    from cnnscope.plots.figures import FORMATS
 
     assert FIGURE_FORMATS == FORMATS and DEFAULT_CLIP == LIBRARY_CLIP

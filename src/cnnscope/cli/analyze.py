@@ -64,10 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from ..plots.profile import render_profile
+    from ..views.profile import profile
 
-    result = render_profile(args.run, args.layer, split=args.split, limit=args.limit, norm=args.norm,
-                            order=args.order, out=args.out, svg=args.svg, data_dir=args.data_dir)
+    result = profile(args.run, args.layer, split=args.split, limit=args.limit, norm=args.norm, order=args.order,
+                     out=args.out, svg=args.svg, data_dir=args.data_dir).to_json()
     if args.json:
         print_json(result)
         return 0
@@ -85,10 +85,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_top_images(args: argparse.Namespace) -> int:
-    from ..plots.profile import render_top_images
+    from ..views.profile import top_images
 
-    result = render_top_images(args.run, args.layer, args.map_index, k=args.k, split=args.split, limit=args.limit,
-                               out=args.out, svg=args.svg, data_dir=args.data_dir)
+    result = top_images(args.run, args.layer, args.map_index, k=args.k, split=args.split, limit=args.limit,
+                        out=args.out, svg=args.svg, data_dir=args.data_dir).to_json()
     if args.json:
         print_json(result)
         return 0
@@ -105,10 +105,10 @@ def cmd_top_images(args: argparse.Namespace) -> int:
 
 
 def cmd_errors(args: argparse.Namespace) -> int:
-    from ..plots.profile import render_errors
+    from ..views.profile import errors
 
-    result = render_errors(args.run, max_images=args.max_images, split=args.split, limit=args.limit, out=args.out,
-                           svg=args.svg, data_dir=args.data_dir)
+    result = errors(args.run, max_images=args.max_images, split=args.split, limit=args.limit, out=args.out,
+                    svg=args.svg, data_dir=args.data_dir).to_json()
     if args.json:
         print_json(result)
         return 0
@@ -122,11 +122,10 @@ def cmd_errors(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..plots.compare import render_compare
+    from ..views.compare import compare
 
-    result = render_compare(args.run_a, args.run_b, args.layer, limit=args.limit, index=args.index,
-                            pairs=args.pairs, kernels=args.kernels, out=args.out, svg=args.svg,
-                            data_dir=args.data_dir)
+    result = compare(args.run_a, args.run_b, args.layer, limit=args.limit, index=args.index, pairs=args.pairs,
+                     kernels=args.kernels, out=args.out, svg=args.svg, data_dir=args.data_dir).to_json()
     if args.json:
         print_json(result)
         return 0

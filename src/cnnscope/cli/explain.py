@@ -47,44 +47,43 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_patterns(args: argparse.Namespace) -> int:
-    from ..plots.patterns import render_patterns
+    from ..views.patterns import patterns
 
-    report = render_patterns(args.run, args.layer, maps=args.maps, steps=args.steps, restarts=args.restarts,
-                             seed=args.seed, cols=args.cols, out=args.out, svg=args.svg, data_dir=args.data_dir)
-    data = report.to_dict()
+    result = patterns(args.run, args.layer, maps=args.maps, steps=args.steps, restarts=args.restarts,
+                      seed=args.seed, cols=args.cols, out=args.out, svg=args.svg, data_dir=args.data_dir)
+    data = result.to_json()
     if args.json:
         print_json(data)
         return 0
-    print(f"{report.layer}: {len(report.maps)} map(s) in {report.seconds:.1f} s "
-          f"({report.restarts} restarts × {report.steps} steps, seed {report.seed})")
+    print(f"{data['layer']}: {len(data['maps'])} map(s) in {data['seconds']:.1f} s "
+          f"({data['restarts']} restarts × {data['steps']} steps, seed {data['seed']})")
     print(f"{'map':>5}  {'reached':>9}  {'test p99':>9}  {'test max':>9}")
     for row in data["maps"]:
         mark = "" if row["activation"] > row["test_max"] else "  (below test max)"
         print(f"{row['map']:>5}  {row['activation']:>9.4g}  {row['test_p99']:>9.4g}  {row['test_max']:>9.4g}{mark}")
     print(f"above the test max: {data['above_test_max']:.1%} of maps; above p99: {data['above_test_p99']:.1%} "
-          f"(mean activation of the map, over {report.test_images:,} test images)")
-    print_figures(report.paths)
+          f"(mean activation of the map, over {data['test_images']:,} test images)")
+    print_figures(result.paths)
     return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from ..plots.attribution import render_explain
+    from ..views.explain import explain
 
-    result = render_explain(args.run, index=args.index, split=args.split, image=args.image, method=args.method,
-                            layer=args.layer, target=args.target, out=args.out, svg=args.svg,
-                            data_dir=args.data_dir)
+    result = explain(args.run, index=args.index, split=args.split, image=args.image, method=args.method,
+                     layer=args.layer, target=args.target, out=args.out, svg=args.svg, data_dir=args.data_dir)
     if args.json:
-        print_json(result.to_dict())
+        print_json(result.to_json())
         return 0
     for note in result.notes:
         print(f"  - {note}")
-    p, t = result.predicted, result.target
-    truth = f", true class {result.label}" if result.label is not None else ""
-    print(f"{result.source}: predicted {p['class']} ({p['probability']:.1%}){truth}")
+    data = result.data
+    p, t, first = data["predicted"], data["target"], data["methods"][0]["deletion"]
+    truth = f", true class {data['label']}" if data["label"] is not None else ""
+    print(f"{data['source']}: predicted {p['class']} ({p['probability']:.1%}){truth}")
     print(f"heat maps for class {t['class']} ({t['probability']:.1%}); deletion test: blanking the top "
-          f"{result.methods[0]['deletion']['fraction']:.0%} pixels vs a random set (mean of "
-          f"{result.methods[0]['deletion']['random_draws']} draws)")
-    for row in result.methods:
+          f"{first['fraction']:.0%} pixels vs a random set (mean of {first['random_draws']} draws)")
+    for row in data["methods"]:
         d = row["deletion"]
         where = f" on {row['layer']}" if row["layer"] else ""
         verdict = "beats random" if d["top_beats_random"] else "does NOT beat random"

@@ -86,32 +86,39 @@ def parse_norm(norm: str | None, value_range: list[float] | None) -> tuple[str |
 
 def cmd_activations(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..plots.activations import render_activations
 
     if not args.layer and not args.all_layers:
         raise ConfigError("name a layer with --layer NAME (see 'cnnscope summary RUN_DIR'), or pass --all-layers")
+    if args.all_layers and args.pre_activation:
+        raise ConfigError("--pre-activation applies to one layer; leave it out with --all-layers")
     norm, fixed = parse_norm(args.norm, args.value_range)
-    result = render_activations(args.run, args.layer, index=args.index, split=args.split, image=args.image,
-                                cols=args.cols, scale=args.scale, cmap=args.cmap, norm=norm, fixed=fixed,
-                                clip=args.clip,
-                                all_layers=args.all_layers, pre_activation=args.pre_activation, out=args.out,
-                                svg=args.svg, data_dir=args.data_dir)
+    common = {"index": args.index, "split": args.split, "image": args.image, "scale": args.scale, "cmap": args.cmap,
+              "norm": norm, "fixed": fixed, "clip": args.clip, "out": args.out, "svg": args.svg,
+              "data_dir": args.data_dir}
+    if args.all_layers:
+        from ..views.activations import all_layers
+
+        result = all_layers(args.run, **common)
+    else:
+        from ..views.activations import activations
+
+        result = activations(args.run, args.layer, cols=args.cols, pre_activation=args.pre_activation, **common)
     if result.notes:
         print(f"converted {args.image} to a 28×28 model input:")
         for note in result.notes:
             print(f"  - {note}")
-    p = result.prediction
-    truth = f", true class {p.true_name}" if p.true_name is not None else ""
-    print(f"{result.source}: predicted {p.class_name} ({p.probability:.1%}){truth}")
+    p = result.data["prediction"]
+    truth = f", true class {p['true_class']}" if p["true_class"] is not None else ""
+    print(f"{result.data['source']}: predicted {p['class']} ({p['probability']:.1%}){truth}")
     print_figures(result.paths)
     return 0
 
 
 def cmd_filters(args: argparse.Namespace) -> int:
-    from ..plots.activations import render_filters
+    from ..views.activations import filters
 
-    result = render_filters(args.run, args.layer, channel=args.channel, cols=args.cols, cmap=args.cmap,
-                            out=args.out, svg=args.svg)
-    print(f"{args.layer}: {result.source}")
+    result = filters(args.run, args.layer, channel=args.channel, cols=args.cols, cmap=args.cmap, out=args.out,
+                     svg=args.svg)
+    print(f"{args.layer}: {result.data['view']}")
     print_figures(result.paths)
     return 0

@@ -126,7 +126,9 @@ class _PearsonAccumulator:
         return corr, const_a, const_b
 
 
-def _check_pair(model_a: CNN, model_b: CNN, layer: str) -> tuple[int, ...]:
+def check_pair(model_a: CNN, model_b: CNN, layer: str) -> tuple[int, ...]:
+    """The output shape of `layer`, present with the same shape in both models (at most MAX_MAPS maps);
+    SpecError or RunError saying which run differs otherwise."""
     for tag, model in (("A", model_a), ("B", model_b)):
         try:
             model.layer(layer)
@@ -154,7 +156,7 @@ def activation_correlation(model_a: CNN, model_b: CNN, layer: str, images: np.nd
     images: preprocessed for A; images_b: the same images preprocessed for B (default: the same array).
     Returns (correlation (maps, maps), constant_a, constant_b); see _PearsonAccumulator for constant maps.
     """
-    _check_pair(model_a, model_b, layer)
+    check_pair(model_a, model_b, layer)
     images_b = images if images_b is None else images_b
     if len(images_b) != len(images):
         raise RunError(f"images for A and B differ in number: {len(images)} vs {len(images_b)}")
@@ -177,7 +179,7 @@ def kernel_correlation(model_a: CNN, model_b: CNN, layer: str,
     channel of B that corresponds to A's channel c (B's kernels are reordered before correlating); None
     keeps the order, which is right only for the first conv layer, whose inputs are the image's channels.
     """
-    _check_pair(model_a, model_b, layer)
+    check_pair(model_a, model_b, layer)
     if layer not in conv_layers(model_a):
         raise SpecError(f"layer {layer!r} has no kernels; conv layers: {', '.join(conv_layers(model_a))}")
     wa = model_a.layer(layer).conv.weight.detach().cpu().double().numpy()  # (out, in, kh, kw)
@@ -251,7 +253,7 @@ def compare_runs(model_a: CNN, model_b: CNN, layer: str, images: np.ndarray, ima
     Maps constant over the images (dead ReLU maps) are listed and left out of the summary numbers (see
     match_maps). with_matrix: also return the activation correlation matrix under "correlation" (an array).
     """
-    shape = _check_pair(model_a, model_b, layer)
+    shape = check_pair(model_a, model_b, layer)
     corr, const_a, const_b = activation_correlation(model_a, model_b, layer, images, images_b, batch_size)
     result: dict[str, Any] = {"layer": layer, "maps": int(shape[0]), "images": int(len(images)),
                               "positions": int(np.prod(shape[1:])) if len(shape) == 3 else 1,

@@ -115,7 +115,8 @@ class TopImages:
                                                      strict=True)]}
 
 
-def _check_map(model: CNN, layer: str, map_index: int) -> int:
+def check_map(model: CNN, layer: str, map_index: int) -> int:
+    """`map_index` as an int when it names a map (or unit) of `layer`; RunError saying the valid range otherwise."""
     count = layer_output_shape(model, layer)[0]
     if isinstance(map_index, bool) or not isinstance(map_index, (int, np.integer)) or not 0 <= map_index < count:
         kind = "maps" if len(layer_output_shape(model, layer)) == 3 else "units"
@@ -129,7 +130,7 @@ def top_images(model: CNN, layer: str, map_index: int, images: np.ndarray, k: in
 
     Ties go to the lower index. For a dense/flatten layer the "map" is a unit and the box is the whole input.
     """
-    map_index = _check_map(model, layer, map_index)
+    map_index = check_map(model, layer, map_index)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise RunError(f"k must be a positive integer, received {k!r}")
     shape = layer_output_shape(model, layer)

@@ -1,31 +1,21 @@
-"""Figures (matplotlib, Agg backend). Each function returns a Figure; save_figure writes it atomically."""
+"""Figures (matplotlib, Agg backend) drawn from arrays they are given: no run loading, no data, no model calls.
+
+Each *_figure function returns a Figure; cnnscope.plots.figures writes it atomically (save_figure_as, save_figure).
+Loading a run and choosing what to draw is the job of cnnscope.views.
+"""
 
 from __future__ import annotations
 
-from .activations import (
-    activations_figure,
-    filters_figure,
-    overview_figure,
-    render_activations,
-    render_filters,
-    save_figure_as,
-)
-from .attribution import explain_figure, render_explain
-from .compare import compare_figure, render_compare
-from .patterns import pattern_pixels, patterns_figure, render_patterns
-from .profile import (
-    errors_figure,
-    profile_figure,
-    render_errors,
-    render_profile,
-    render_top_images,
-    top_images_figure,
-)
-from .training import LivePlot, confusion_figure, curves_figure, plot_curves, save_figure
+from .activations import Prediction, activations_figure, filters_figure, overview_figure, vector_figure
+from .attribution import explain_figure, explanation_figure, methods_figure
+from .compare import compare_figure
+from .figures import check_figure_path, get_cmap, save_figure, save_figure_as, slug, write_figure
+from .patterns import pattern_pixels, patterns_figure
+from .profile import errors_figure, profile_figure, top_images_figure
+from .training import LivePlot, confusion_figure, curves_figure, plot_curves
 
 __all__ = ["LivePlot", "confusion_figure", "curves_figure", "plot_curves", "save_figure"]
-__all__ += ["activations_figure", "filters_figure", "overview_figure", "render_activations", "render_filters",
-            "save_figure_as"]
-__all__ += ["explain_figure", "pattern_pixels", "patterns_figure", "render_explain", "render_patterns"]
-__all__ += ["compare_figure", "errors_figure", "profile_figure", "render_compare", "render_errors", "render_profile",
-            "render_top_images", "top_images_figure"]
+__all__ += ["Prediction", "activations_figure", "filters_figure", "overview_figure", "vector_figure"]
+__all__ += ["explain_figure", "explanation_figure", "methods_figure", "pattern_pixels", "patterns_figure"]
+__all__ += ["compare_figure", "errors_figure", "profile_figure", "top_images_figure"]
+__all__ += ["check_figure_path", "get_cmap", "save_figure_as", "slug", "write_figure"]

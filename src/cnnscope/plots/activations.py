@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.collections import PatchCollection
 from matplotlib.colors import Colormap, Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from ..errors import ConfigError, OutputError
-from ..fileio import atomic_write
 from ..inspect.activations import MapDisplay, activation_grid, as_maps, display_maps
 from ..inspect.filters import Filters
 from . import backend  # noqa: F401  (Agg, except in a notebook)
+from .figures import DIVERGING, get_cmap
 
-FORMATS = (".png", ".svg", ".pdf")
-SEQUENTIAL = "magma"  # default for non-negative data (the series' choice)
-DIVERGING = "RdBu_r"  # default for signed data: blue below zero, red above, white at zero
 _TAG = {"boxstyle": "square,pad=0.12", "facecolor": (0, 0, 0, 0.55), "edgecolor": "none"}
 
 
@@ -34,15 +26,6 @@ class Prediction:
     class_name: str
     probability: float
     true_name: str | None = None  # None for a user's picture
-
-
-def get_cmap(name: str | None, signed: bool) -> Colormap:
-    """A colour map by name (validated against matplotlib's registry); default by the data's sign."""
-    name = name or (DIVERGING if signed else SEQUENTIAL)
-    if name not in matplotlib.colormaps:
-        valid = sorted((n for n in matplotlib.colormaps if not n.endswith("_r")), key=str.lower)
-        raise ConfigError(f"unknown colour map {name!r}; valid: {', '.join(valid)} (add _r to reverse any)")
-    return matplotlib.colormaps[name].with_extremes(bad="white")  # bad: the empty trailing cells of a grid
 
 
 def _norm(vmin: float, vmax: float, signed: bool) -> Normalize:
@@ -332,6 +315,16 @@ def _widest(extends) -> str:
     return "min" if "min" in got else "max" if "max" in got else "neither"
 
 
+def kernel_words(filters: Filters) -> str:
+    """What each drawn kernel is: the weights on the one input channel, on one chosen input channel, or their
+    mean over all input channels (see inspect.filters.conv_filters)."""
+    if filters.in_channels == 1:
+        return "each kernel as it sees the input image (one channel)"
+    if filters.view.startswith("input channel"):
+        return f"each kernel as it sees {filters.view}"
+    return f"each kernel's {filters.view}"
+
+
 def filters_figure(filters: Filters, cols: int = 8, cmap: str | None = None) -> Figure:
     """Each filter's kernel in one diverging colour scale centred on zero, numbered, with its bias beneath."""
     kernels = filters.kernels
@@ -362,134 +355,6 @@ def filters_figure(filters: Filters, cols: int = 8, cmap: str | None = None) -> 
     fig.text(left / fig.get_size_inches()[0], (height - 0.2) / height,
              f"{filters.layer}: {n} filters, {kh}×{kw} kernels", fontsize=13, fontweight="bold", va="top")
     fig.text(left / fig.get_size_inches()[0], (height - 0.48) / height,
-             f"each kernel: {filters.view}  ·  zero is white  ·  b = the filter's bias", fontsize=8.5,
+             f"{kernel_words(filters)}  ·  zero is white  ·  b = the filter's bias", fontsize=8.5,
              va="top", color="#444444")
     return fig
-
-
-# --- from a run directory to files ---------------------------------------------------------------------------
-@dataclass
-class Rendered:
-    """What a render_* call wrote and what it found."""
-
-    paths: list[Path]
-    source: str = ""
-    notes: list[str] = field(default_factory=list)
-    prediction: Prediction | None = None
-    layers: list[str] = field(default_factory=list)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "image"
-
-
-def check_figure_path(path: str | Path) -> Path:
-    """The path a figure will be written to (.png added when there is no suffix); OutputError for an unknown
-    suffix, saying which are valid."""
-    path = Path(path)
-    if path.suffix and path.suffix.lower() not in FORMATS:
-        raise OutputError(f"cannot write a figure as {path.suffix!r} ({path}); use {', '.join(FORMATS)}")
-    return path if path.suffix else path.with_suffix(".png")
-
-
-def write_figure(fig: Figure, path: Path, **savefig) -> None:
-    """fig.savefig to `path` atomically (format by suffix); any OSError becomes one OutputError naming the path."""
-    fmt = path.suffix.lower().lstrip(".") or "png"
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, **savefig))
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def save_figure_as(fig: Figure, path: str | Path, svg: bool = False, dpi: int = 110) -> list[Path]:
-    """Save as `path` (PNG, SVG or PDF by suffix) atomically; svg=True also writes an SVG beside a PNG.
-
-    Closes `fig`. The figures here are laid out in inches, so no 'tight' bounding box (a second full draw) is
-    needed. Returns the paths written. OutputError for an unknown suffix or a file that cannot be written.
-    """
-    try:
-        path = check_figure_path(path)
-        paths = [path]
-        if svg and path.suffix.lower() != ".svg":
-            paths.append(path.with_suffix(".svg"))
-        for target in paths:
-            write_figure(fig, target, dpi=dpi)
-    finally:
-        plt.close(fig)
-    return paths
-
-
-def _predict(run, logits) -> tuple[str, float]:
-    from ..data import DATASETS
-
-    probs = run.model.probabilities(logits)[0].detach().cpu().numpy()
-    k = int(probs.argmax())
-    return DATASETS[run.data_config.dataset].class_names[k], float(probs[k])
-
-
-def render_activations(run_dir: str | Path, layer: str | None = None, *, index: int | None = None,
-                       split: str = "test", image: str | Path | None = None, cols: int = 8, scale: bool = False,
-                       cmap: str | None = None, norm: str | None = None, fixed: Sequence[float] | None = None,
-                       all_layers: bool = False, pre_activation: bool = False, out: str | Path | None = None,
-                       svg: bool = False, data_dir: str | Path | None = None, clip: float = DEFAULT_CLIP) -> Rendered:
-    """Load a run, pick the image (test/train index or a user's picture), draw one layer's maps (or, with
-    all_layers, every conv and pool layer) and save the figure (default: inside the run directory)."""
-    import torch
-
-    from ..data import DATASETS
-    from ..inspect.activations import capture, map_layers
-    from ..inspect.images import select_image
-    from ..runs import load_run
-
-    if not all_layers and not layer:
-        raise ConfigError("name a layer (--layer NAME) or ask for --all-layers")
-    if all_layers and pre_activation:
-        raise ConfigError("--pre-activation applies to one layer; leave it out with --all-layers")
-    norm = norm or ("map" if scale else "layer")
-    fixed_pair = None if fixed is None else (float(fixed[0]), float(fixed[1]))
-    get_cmap(cmap, False)  # a bad colour map name or display option fails before any work
-    if not 0 < clip <= 100:
-        raise ConfigError(f"clip must be a percentile in (0, 100], received {clip!r}")
-    display_maps(np.zeros((1, 1, 1), np.float32), norm, fixed_pair, scale)
-    run = load_run(run_dir)
-    model = run.model
-    layers = map_layers(model) if all_layers else [layer]
-    if not all_layers:
-        model.layer(layer)  # a wrong name fails before the data is loaded
-    picked = select_image(run, index, split, image, data_dir)
-    x = torch.from_numpy(run.preprocessor(picked.raw[None]))
-    with torch.no_grad():
-        outputs, logits = capture(model, layers, x, pre_activation=pre_activation)
-    class_name, probability = _predict(run, logits)
-    names = DATASETS[run.data_config.dataset].class_names
-    prediction = Prediction(class_name, probability, None if picked.label is None else names[picked.label])
-    arrays = {name: outputs[name][0].float().cpu().numpy() for name in layers}
-    if all_layers:
-        fig = overview_figure(picked.raw, arrays, source=picked.source, prediction=prediction, scale=scale,
-                              cmap=cmap, norm=norm, fixed=fixed_pair, clip=clip)
-        default = f"activations-all-{_slug(Path(picked.source).stem if image else picked.source)}.png"
-    else:
-        module = model.layer(layer)
-        act = type(getattr(module, "act", None)).__name__
-        stage = (f"before its {act}" if pre_activation else f"after {act}") if hasattr(module, "act") else ""
-        fig = activations_figure(picked.raw, arrays[layer], layer=layer, source=picked.source,
-                                 prediction=prediction, cols=cols, scale=scale, cmap=cmap, norm=norm,
-                                 fixed=fixed_pair, stage=stage, clip=clip)
-        default = f"activations-{layer}-{_slug(Path(picked.source).stem if image else picked.source)}.png"
-    paths = save_figure_as(fig, out if out else run.path / default, svg)
-    return Rendered(paths, picked.source, picked.notes, prediction, layers)
-
-
-def render_filters(run_dir: str | Path, layer: str, *, channel: int | None = None, cols: int = 8,
-                   cmap: str | None = None, out: str | Path | None = None, svg: bool = False) -> Rendered:
-    """Draw a conv layer's kernels and biases and save the figure (default: inside the run directory)."""
-    from ..inspect.filters import conv_filters
-    from ..runs import load_run
-
-    get_cmap(cmap, True)
-    run = load_run(run_dir)
-    filters = conv_filters(run.model, layer, channel)
-    fig = filters_figure(filters, cols=cols, cmap=cmap)
-    suffix = "" if channel is None else f"-channel{channel}"
-    paths = save_figure_as(fig, out if out else run.path / f"filters-{layer}{suffix}.png", svg)
-    return Rendered(paths, filters.view, layers=[layer])

@@ -1,10 +1,8 @@
-"""The explain figure (input, heat map, overlay, what blanking the top pixels does) and the `explain` command's work."""
+"""The explain figures: input, heat map, overlay and what blanking the top pixels does; every method side by side."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -15,7 +13,6 @@ from matplotlib.figure import Figure
 
 from ..errors import ConfigError
 from . import backend  # noqa: F401  (Agg, except in a notebook)
-from .activations import _slug, save_figure_as
 
 NOT_SEEN = "#b8c4cc"  # pixels no cell of Grad-CAM's layer sees: drawn grey, not as a zero
 
@@ -109,7 +106,7 @@ def deletion_caption(summary: dict[str, Any], class_name: str) -> str:
             f"random {fraction:.0%}: → {summary['after_random']:.1%}\n{verdict}")
 
 
-def compare_figure(image: np.ndarray, heats: dict[str, np.ndarray], captions: dict[str, str], *, caption: str = "",
+def methods_figure(image: np.ndarray, heats: dict[str, np.ndarray], captions: dict[str, str], *, caption: str = "",
                    title: str = "", layer: str | None = None, cols: int = 5) -> Figure:
     """The input and one overlay per method side by side, each captioned with its deletion result."""
     from ..inspect.methods import METHODS
@@ -139,137 +136,7 @@ def compare_figure(image: np.ndarray, heats: dict[str, np.ndarray], captions: di
     return fig
 
 
-@dataclass
-class Explanation:
-    """What `render_explain` computed and wrote (`methods`: one entry per method shown)."""
-
-    run: str
-    source: str
-    method: str
-    layer: str | None
-    label: str | None
-    predicted: dict[str, Any]
-    target: dict[str, Any]
-    deletion: dict[str, Any] | None
-    notes: list[str] = field(default_factory=list)
-    paths: list[Path] = field(default_factory=list)
-    methods: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"run": self.run, "source": self.source, "method": self.method, "layer": self.layer,
-                "label": self.label, "predicted": self.predicted, "target": self.target, "deletion": self.deletion,
-                "methods": self.methods, "figures": [str(p) for p in self.paths]}
-
-
-def resolve_class(value: int | str | None, class_names: Sequence[str]) -> int | None:
-    """A class index from a number or a class name (case-insensitive); ConfigError listing the valid ones."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    if text.lstrip("-").isdigit():
-        k = int(text)
-        if 0 <= k < len(class_names):
-            return k
-        raise ConfigError(f"target class {k} is not a class of this model (valid: 0..{len(class_names) - 1})")
-    lowered = [name.lower() for name in class_names]
-    if text.lower() in lowered:
-        return lowered.index(text.lower())
-    raise ConfigError(f"unknown target class {text!r}; valid: 0..{len(class_names) - 1} or "
-                      f"{', '.join(class_names)}")
-
-
-def _check_method(method: str, layer: str | None) -> list[str]:
-    """The methods to run for `--method` (a registry name or 'all'); ConfigError listing them on a wrong name."""
-    from ..inspect.methods import METHODS
-
-    if method == "all":
-        return list(METHODS)
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; valid: {', '.join(METHODS)}, all")
-    if layer is not None and not METHODS[method].uses_layer:
-        with_layer = ", ".join(m.name for m in METHODS.values() if m.uses_layer)
-        raise ConfigError(f"--layer applies to {with_layer} only, not to {method}")
-    return [method]
-
-
-def _explain_one(model, x: np.ndarray, blank: np.ndarray, name: str, layer: str, cls: int, fraction: float,
-                 random_draws: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """One method's heat map for class `cls` and its deletion summary (JSON-ready)."""
-    from ..inspect.deletion import deletion_score
-    from ..inspect.methods import METHODS, attribute
-
-    uses_layer = METHODS[name].uses_layer
-    heat = attribute(model, x, name, cls, baseline=blank, layer=layer if uses_layer else None)[0]
-    summary = deletion_score(model, x, heat[None], fraction, blank=blank, target=cls, random_draws=random_draws,
-                             seed=seed).summary()
-    summary.pop("images")
-    summary["random_draws"] = random_draws
-    summary["top_beats_random"] = bool(summary["top_beats_random"])
-    return heat, summary
-
-
-def _predict(model, x: np.ndarray) -> np.ndarray:
-    import torch
-
-    with torch.no_grad():
-        return model.probabilities(model(torch.from_numpy(x).to(next(model.parameters()).device)))[0].cpu().numpy()
-
-
-def render_explain(run_dir: str | Path, *, index: int | None = None, split: str = "test",
-                   image: str | Path | None = None, method: str | None = None, layer: str | None = None,
-                   target: int | str | None = None, fraction: float = 0.2, random_draws: int = 16, seed: int = 0,
-                   out: str | Path | None = None, svg: bool = False,
-                   data_dir: str | Path | None = None) -> Explanation:
-    """Load a run, take one image (data set index or a user's picture), compute the heat map for the predicted
-    (or `target`) class with `method` (default: the registry's DEFAULT_METHOD; 'all': every method side by
-    side), run the deletion test on it (top `fraction` vs random pixels set to black) and save the figure
-    (default: RUN_DIR/explain-METHOD-SOURCE.png). Methods with a baseline use a black image."""
-    from ..data import DATASETS
-    from ..inspect.gradcam import last_conv_layer
-    from ..inspect.images import select_image
-    from ..inspect.methods import DEFAULT_METHOD
-    from ..runs import load_run
-
-    method = method or DEFAULT_METHOD
-    names_run = _check_method(method, layer)  # a bad method name fails before any work
-    run = load_run(run_dir)
-    model = run.model
-    names = DATASETS[run.data_config.dataset].class_names
-    wanted = resolve_class(target, names)
-    layer = layer or last_conv_layer(model)
-    model.layer(layer)  # a wrong name fails before the data is read
-    picked = select_image(run, index, split, image, data_dir)
-    raw = np.asarray(picked.raw)
-    x = run.preprocessor(raw[None])  # (1, C, H, W)
-    blank = run.preprocessor(np.zeros_like(raw)[None])[0]  # what a black pixel becomes
-    probs = _predict(model, x)
-    predicted = int(probs.argmax())
-    cls = predicted if wanted is None else wanted
-    results = {name: _explain_one(model, x, blank, name, layer, cls, fraction, random_draws, seed)
-               for name in names_run}
-    label = None if picked.label is None else names[picked.label]
-    what = f"{names[cls]}" + (" (predicted)" if cls == predicted else " (target)")
-    fig = _figure(method, raw, results, names[cls], _caption(picked.source, label, names, probs, cls),
-                  f"Why {what}?", layer, fraction, run.path.name)
-    default = f"explain-{method}-{_slug(Path(picked.source).stem if image else picked.source)}.png"
-    paths = save_figure_as(fig, out if out else run.path / default, svg)
-    rows = [{"method": name, "layer": layer if _uses_layer(name) else None, "deletion": summary}
-            for name, (_, summary) in results.items()]
-    return Explanation(
-        str(run.path), picked.source, method, layer if any(map(_uses_layer, names_run)) else None, label,
-        {"class": names[predicted], "index": predicted, "probability": float(probs[predicted])},
-        {"class": names[cls], "index": cls, "probability": float(probs[cls])},
-        rows[0]["deletion"] if len(rows) == 1 else None, picked.notes, paths, rows)
-
-
-def _uses_layer(name: str) -> bool:
-    """Whether registry method `name` works on a layer (Grad-CAM and guided Grad-CAM)."""
-    from ..inspect.methods import METHODS
-
-    return METHODS[name].uses_layer
-
-
-def _caption(source: str, label: str | None, names: Sequence[str], probs: np.ndarray, cls: int) -> str:
+def input_caption(source: str, label: str | None, names: Sequence[str], probs: np.ndarray, cls: int) -> str:
     """Where the image comes from, its true class, the prediction and (when different) the class explained."""
     predicted = int(probs.argmax())
     truth = f"  true: {label}\n" if label is not None else "\n"
@@ -279,15 +146,16 @@ def _caption(source: str, label: str | None, names: Sequence[str], probs: np.nda
     return caption
 
 
-def _figure(method: str, raw: np.ndarray, results: dict[str, tuple[np.ndarray, dict[str, Any]]], class_name: str,
-            caption: str, why: str, layer: str, fraction: float, run_name: str) -> Figure:
-    """One method: input, heat map, overlay, deletion test; 'all': every method's overlay side by side."""
+def explanation_figure(method: str, raw: np.ndarray, results: dict[str, tuple[np.ndarray, dict[str, Any]]],
+                       class_name: str, caption: str, why: str, layer: str, fraction: float, run_name: str) -> Figure:
+    """The explain command's figure from its results ({method: (heat map, deletion summary)}): one method gives
+    input, heat map, overlay and deletion test; method 'all' every method's overlay side by side."""
     from ..inspect.methods import METHODS
 
     captions = {name: deletion_caption(summary, class_name) for name, (_, summary) in results.items()}
     if method == "all":
         beat = sum(summary["top_beats_random"] for _, summary in results.values())
-        return compare_figure(raw, {name: heat for name, (heat, _) in results.items()}, captions, caption=caption,
+        return methods_figure(raw, {name: heat for name, (heat, _) in results.items()}, captions, caption=caption,
                               title=f"{why} {len(results)} methods; {beat} beat random blanking  ({run_name})",
                               layer=layer)
     heat, _ = results[method]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -14,12 +12,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ..errors import ConfigError
 from ..inspect.activations import as_maps
 from ..inspect.compare import THRESHOLD
 from . import backend  # noqa: F401  (Agg, except in a notebook)
-
-log = logging.getLogger("cnnscope")
 
 
 def pick_pairs(matching: Sequence[Sequence[float]], count: int, skip: Sequence[bool] | None = None) -> list[int]:
@@ -137,44 +132,3 @@ def compare_figure(image: np.ndarray, maps_a: np.ndarray, maps_b: np.ndarray, re
     fig.text(left_w / W, 1 - 0.72 / H, f"{len(chosen)} pairs from best to worst r; maps for the example image, "
              f"each in its own colour range (r does not depend on scale)", fontsize=8, va="top", color="#444444")
     return fig
-
-
-def render_compare(run_a: str | Path, run_b: str | Path, layer: str, *, limit: int | None = None, index: int = 0,
-                   pairs: int = 16, kernels: bool = True, out: str | Path | None = None, svg: bool = False,
-                   data_dir: str | Path | None = None) -> dict[str, Any]:
-    """Compare two runs' maps of `layer` on run A's test images (each run preprocesses them its own way), draw
-    the matched pairs and save the figure (default: inside run A's directory); the numbers as a dict."""
-    from ..errors import DataError
-    from ..inspect.activations import activations
-    from ..inspect.compare import _check_pair, compare_runs
-    from ..runs import load_run
-    from .activations import save_figure_as
-
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ConfigError(f"limit must be a positive integer, received {limit!r}")
-    if isinstance(pairs, bool) or not isinstance(pairs, int) or pairs < 1:
-        raise ConfigError(f"pairs must be a positive integer, received {pairs!r}")
-    first, second = load_run(run_a), load_run(run_b)
-    _check_pair(first.model, second.model, layer)  # names and shapes fail before the data is loaded
-    if first.data_config.dataset != second.data_config.dataset:
-        log.warning("run A was trained on %s, run B on %s; comparing on A's test images",
-                    first.data_config.dataset, second.data_config.dataset)
-    dataset = first.dataset(data_dir)
-    raw, labels = dataset.test_raw, dataset.test_y
-    if limit is not None:
-        raw, labels = raw[:limit], labels[:limit]
-    if not 0 <= index < len(raw):
-        raise DataError(f"example index {index} is outside the {len(raw):,} test images compared "
-                        f"(valid: 0 to {len(raw) - 1})")
-    xa, xb = first.preprocessor(raw), second.preprocessor(raw)
-    result = compare_runs(first.model, second.model, layer, xa, xb, kernels=kernels, with_matrix=True)
-    matrix = result.pop("correlation")
-    maps_a = activations(first.model, layer, xa[index:index + 1])[0]
-    maps_b = activations(second.model, layer, xb[index:index + 1])[0]
-    source = f"test image {index} (class {dataset.class_names[int(labels[index])]})"
-    fig = compare_figure(raw[index], maps_a, maps_b, result, names=("A", "B"), source=source, pairs=pairs,
-                         correlation=matrix)
-    default = first.path / f"compare-{layer}-{second.path.resolve().name}.png"
-    paths = save_figure_as(fig, out if out else default, svg)
-    return {"run_a": str(first.path), "run_b": str(second.path), **result, "example_index": index,
-            "figures": [str(p) for p in paths]}

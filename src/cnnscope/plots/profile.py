@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -25,9 +23,11 @@ WRONG = "#b00020"
 HIGHLIGHT = "#ffb000"
 
 
-def _check_choice(value: str, valid: Sequence[str], what: str) -> None:
-    if value not in valid:
-        raise ConfigError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+def check_profile_options(norm: str, order: str) -> None:
+    """ConfigError unless `norm` is one of PROFILE_NORMS and `order` one of PROFILE_ORDERS (listing the valid)."""
+    for value, valid, what in ((norm, PROFILE_NORMS, "profile norm"), (order, PROFILE_ORDERS, "profile order")):
+        if value not in valid:
+            raise ConfigError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
 
 
 # --- class profile -------------------------------------------------------------------------------------------
@@ -40,8 +40,7 @@ def profile_figure(profile: np.ndarray, class_names: Sequence[str], *, layer: st
     are grey); "layer": the raw means on one scale (which maps are strong). order "class": maps sorted by
     preferred class (then by strength), map numbers kept on the axis.
     """
-    _check_choice(norm, PROFILE_NORMS, "profile norm")
-    _check_choice(order, PROFILE_ORDERS, "profile order")
+    check_profile_options(norm, order)
     profile = np.asarray(profile, np.float64)
     k, m = profile.shape
     peak = np.nanmax(np.abs(profile), axis=0) if k else np.zeros(m)
@@ -209,78 +208,3 @@ def errors_figure(raw_images: np.ndarray, errors: Misclassified, class_names: Se
         fig.text(left, (H - 0.34) / H, "image index: true class → predicted class, the model's confidence",
                  fontsize=8, va="top", color="#444444")
     return fig
-
-
-# --- from a run directory to files ---------------------------------------------------------------------------
-def _images(run, split: str, limit: int | None, data_dir) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
-    dataset = run.dataset(data_dir)
-    x, y, raw = dataset.split(split)  # DataError listing the valid sets
-    if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigError(f"limit must be a positive integer, received {limit!r}")
-        x, y, raw = x[:limit], y[:limit], raw[:limit]
-    return dataset, x, y, raw
-
-
-def render_profile(run_dir: str | Path, layer: str, *, split: str = "test", limit: int | None = None,
-                   norm: str = "map", order: str = "index", out: str | Path | None = None, svg: bool = False,
-                   data_dir: str | Path | None = None) -> dict[str, Any]:
-    """Class profile of a run's layer over its test (or train) images, drawn and saved; the numbers as a dict."""
-    from ..inspect.profile import class_profile
-    from ..runs import load_run
-    from .activations import save_figure_as
-
-    _check_choice(norm, PROFILE_NORMS, "profile norm")
-    _check_choice(order, PROFILE_ORDERS, "profile order")
-    run = load_run(run_dir)
-    run.model.layer(layer)  # a wrong name fails before the data is loaded
-    dataset, x, y, _ = _images(run, split, limit, data_dir)
-    profile = class_profile(run.model, layer, x, y)
-    fig = profile_figure(profile, dataset.class_names, layer=layer, norm=norm, order=order, images=len(x))
-    paths = save_figure_as(fig, out if out else run.path / f"profile-{layer}.png", svg)
-    with np.errstate(invalid="ignore"):
-        preferred = [int(np.argmax(col)) if np.nanmax(col) > 0 else None for col in profile.T]
-    return {"layer": layer, "set": split, "images": int(len(x)), "class_names": list(dataset.class_names),
-            "maps": int(profile.shape[1]), "profile": np.round(profile.astype(np.float64), 6).tolist(),
-            "preferred_class": preferred, "silent_maps": [i for i, p in enumerate(preferred) if p is None],
-            "figures": [str(p) for p in paths]}
-
-
-def render_top_images(run_dir: str | Path, layer: str, map_index: int, *, k: int = 16, split: str = "test",
-                      limit: int | None = None, out: str | Path | None = None, svg: bool = False,
-                      data_dir: str | Path | None = None) -> dict[str, Any]:
-    """The k images of a run's test (or train) set that excite one map most, drawn and saved."""
-    from ..inspect.profile import _check_map, top_images
-    from ..runs import load_run
-    from .activations import save_figure_as
-
-    run = load_run(run_dir)
-    _check_map(run.model, layer, map_index)  # wrong layer or map number fails before the data is loaded
-    dataset, x, y, raw = _images(run, split, limit, data_dir)
-    top = top_images(run.model, layer, map_index, x, k)
-    fig = top_images_figure(raw[top.indices], top, labels=y[top.indices], class_names=dataset.class_names)
-    paths = save_figure_as(fig, out if out else run.path / f"top-images-{layer}-map{map_index}.png", svg)
-    result = top.to_dict()
-    for item, label in zip(result["images"], y[top.indices], strict=True):
-        item["class"] = dataset.class_names[int(label)]
-    return {**result, "set": split, "searched": int(len(x)), "figures": [str(p) for p in paths]}
-
-
-def render_errors(run_dir: str | Path, *, max_images: int = 36, split: str = "test", limit: int | None = None,
-                  out: str | Path | None = None, svg: bool = False,
-                  data_dir: str | Path | None = None) -> dict[str, Any]:
-    """Confusion matrix and the most confident mistakes of a run on its test (or train) set, drawn and saved."""
-    from ..inspect.profile import misclassified
-    from ..runs import load_run
-    from .activations import save_figure_as
-
-    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
-        raise ConfigError(f"max images must be a positive integer, received {max_images!r}")
-    run = load_run(run_dir)
-    dataset, x, y, raw = _images(run, split, limit, data_dir)
-    errors = misclassified(run.model, x, y)
-    shown = errors.indices[:max_images]
-    fig = errors_figure(raw[shown], errors, dataset.class_names, max_images=max_images)
-    paths = save_figure_as(fig, out if out else run.path / "errors.png", svg)
-    return {"set": split, **errors.to_dict(list(dataset.class_names)), "class_names": list(dataset.class_names),
-            "shown": int(len(shown)), "figures": [str(p) for p in paths]}

@@ -12,19 +12,7 @@ from matplotlib.figure import Figure
 
 from ..fileio import atomic_write
 from . import backend  # noqa: F401  (Agg, except in a notebook)
-
-
-def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Save `fig` atomically (.png, .svg or .pdf by suffix; none: PNG) and close it; OutputError if it cannot."""
-    from .activations import check_figure_path, write_figure
-
-    try:
-        path = Path(path)
-        check_figure_path(path)
-        write_figure(fig, path, dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return path
+from .figures import save_figure
 
 
 def curves_figure(history: dict[str, Any]) -> Figure:
@@ -55,6 +43,7 @@ def curves_figure(history: dict[str, Any]) -> Figure:
 
 
 def plot_curves(history: dict[str, Any], path: str | Path) -> Path:
+    """Draw the training curves and save them to `path` (see save_figure)."""
     return save_figure(curves_figure(history), path)
 
 

@@ -1,0 +1,22 @@
+"""Views: one function per command (and later per report section and viewer panel).
+
+A view loads a run, selects the images or data it needs, computes through cnnscope.inspect, draws through
+cnnscope.plots, writes the figure files and returns one ViewResult: the paths written, a JSON-ready dict of what
+it found (`data`; `to_json()` adds "figures") and notes for the reader.
+
+    views.activations: activations (one layer), all_layers (overview), filters
+    views.explain:     explain (heat maps with a deletion test)
+    views.patterns:    patterns (inputs that maximise maps)
+    views.profile:     profile (class profile), top_images, errors
+    views.compare:     compare (two runs, maps matched one-to-one)
+    views.common:      ViewResult and what the views share (run loading, image selection, figure files)
+
+Each function lives in the module of the same family (import it from there: `from cnnscope.views.profile import
+profile`); this package only exports ViewResult, so a module is never shadowed by a function of its name.
+"""
+
+from __future__ import annotations
+
+from .common import ViewResult
+
+__all__ = ["ViewResult"]

@@ -1,0 +1,115 @@
+"""Views of what a layer sees: one layer's maps for one image, every conv and pool layer, a conv layer's filters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..inspect.activations import capture, display_maps, map_layers
+from ..inspect.filters import conv_filters
+from ..plots.activations import DEFAULT_CLIP, Prediction, activations_figure, filters_figure, overview_figure
+from ..plots.figures import get_cmap
+from .common import PathLike, ViewResult, class_names, image_slug, load, pick_image, save
+
+
+def check_display(norm: str | None, fixed: tuple[float, float] | None, scale: bool, cmap: str | None,
+                  clip: float) -> None:
+    """Refuse bad display options before any work: the colour map's name, the clip percentile, and norm /
+    fixed / scale (checked by cnnscope.inspect.display_maps on a one-pixel map, so the messages are its own)."""
+    get_cmap(cmap, False)
+    if not 0 < clip <= 100:
+        raise ConfigError(f"clip must be a percentile in (0, 100], received {clip!r}")
+    display_maps(np.zeros((1, 1, 1), np.float32), norm or ("map" if scale else "layer"), fixed, scale)
+
+
+def stage_words(model, layer: str, pre_activation: bool) -> str:
+    """Words on what a layer's values are, e.g. 'after ReLU' or 'before its ReLU' ('' for a layer without an
+    activation function, such as pooling)."""
+    module = model.layer(layer)
+    if not hasattr(module, "act"):
+        return ""
+    act = type(module.act).__name__
+    return f"before its {act}" if pre_activation else f"after {act}"
+
+
+def _outputs(run, layers: list[str], raw: np.ndarray, pre_activation: bool) -> tuple[dict[str, np.ndarray],
+                                                                                      np.ndarray]:
+    """Each layer's output for one raw image, and the class probabilities (one forward pass)."""
+    import torch
+
+    x = torch.from_numpy(run.preprocessor(raw[None]))
+    with torch.no_grad():
+        outputs, logits = capture(run.model, layers, x, pre_activation=pre_activation)
+        probs = run.model.probabilities(logits)[0].detach().cpu().numpy()
+    return {name: outputs[name][0].float().cpu().numpy() for name in layers}, probs
+
+
+def _prediction(run, probs: np.ndarray, label: int | None) -> Prediction:
+    names = class_names(run)
+    k = int(probs.argmax())
+    return Prediction(names[k], float(probs[k]), None if label is None else names[label])
+
+
+def _data(run, picked, layers: list[str], prediction: Prediction) -> dict[str, Any]:
+    return {"run": str(run.path), "source": picked.source, "layers": layers,
+            "prediction": {"class": prediction.class_name, "probability": prediction.probability,
+                           "true_class": prediction.true_name}}
+
+
+def activations(run_dir: PathLike, layer: str, *, index: int | None = None, split: str = "test",
+                image: PathLike | None = None, cols: int = 8, scale: bool = False, cmap: str | None = None,
+                norm: str | None = None, fixed: Sequence[float] | None = None, pre_activation: bool = False,
+                clip: float = DEFAULT_CLIP, out: PathLike | None = None, svg: bool = False,
+                data_dir: PathLike | None = None) -> ViewResult:
+    """One layer's maps (or a dense layer's units) for one image (test/train `index` or a user's picture),
+    beside the image; saved to `out` or RUN_DIR/activations-LAYER-IMAGE.png. data: run, source, layers,
+    prediction {class, probability, true_class}; notes: how a picture was converted."""
+    fixed_pair = None if fixed is None else (float(fixed[0]), float(fixed[1]))
+    check_display(norm, fixed_pair, scale, cmap, clip)
+    run = load(run_dir)
+    stage = stage_words(run.model, layer, pre_activation)  # a wrong name fails before the data is loaded
+    picked = pick_image(run, index, split, image, data_dir)
+    arrays, probs = _outputs(run, [layer], picked.raw, pre_activation)
+    prediction = _prediction(run, probs, picked.label)
+    fig = activations_figure(picked.raw, arrays[layer], layer=layer, source=picked.source, prediction=prediction,
+                             cols=cols, scale=scale, cmap=cmap, norm=norm or ("map" if scale else "layer"),
+                             fixed=fixed_pair, stage=stage, clip=clip)
+    paths = save(fig, out, run.path / f"activations-{layer}-{image_slug(picked, image)}.png", svg)
+    return ViewResult(paths, _data(run, picked, [layer], prediction), list(picked.notes))
+
+
+def all_layers(run_dir: PathLike, *, index: int | None = None, split: str = "test", image: PathLike | None = None,
+               scale: bool = False, cmap: str | None = None, norm: str | None = None,
+               fixed: Sequence[float] | None = None, clip: float = DEFAULT_CLIP, out: PathLike | None = None,
+               svg: bool = False, data_dir: PathLike | None = None) -> ViewResult:
+    """Every conv and pool layer's maps for one image in one overview; saved to `out` or
+    RUN_DIR/activations-all-IMAGE.png. data and notes as in `activations`."""
+    fixed_pair = None if fixed is None else (float(fixed[0]), float(fixed[1]))
+    check_display(norm, fixed_pair, scale, cmap, clip)
+    run = load(run_dir)
+    layers = map_layers(run.model)
+    picked = pick_image(run, index, split, image, data_dir)
+    arrays, probs = _outputs(run, layers, picked.raw, False)
+    prediction = _prediction(run, probs, picked.label)
+    fig = overview_figure(picked.raw, arrays, source=picked.source, prediction=prediction, scale=scale, cmap=cmap,
+                          norm=norm or ("map" if scale else "layer"), fixed=fixed_pair, clip=clip)
+    paths = save(fig, out, run.path / f"activations-all-{image_slug(picked, image)}.png", svg)
+    return ViewResult(paths, _data(run, picked, layers, prediction), list(picked.notes))
+
+
+def filters(run_dir: PathLike, layer: str, *, channel: int | None = None, cols: int = 8, cmap: str | None = None,
+            out: PathLike | None = None, svg: bool = False) -> ViewResult:
+    """A conv layer's kernels (one input channel, the chosen `channel`, or the mean over channels) and biases;
+    saved to `out` or RUN_DIR/filters-LAYER[-channelC].png. data: run, layer, view, in_channels, filters."""
+    get_cmap(cmap, True)
+    run = load(run_dir)
+    found = conv_filters(run.model, layer, channel)
+    fig = filters_figure(found, cols=cols, cmap=cmap)
+    suffix = "" if channel is None else f"-channel{channel}"
+    paths = save(fig, out, run.path / f"filters-{layer}{suffix}.png", svg)
+    data = {"run": str(run.path), "layer": layer, "view": found.view, "in_channels": found.in_channels,
+            "filters": int(len(found.kernels))}
+    return ViewResult(paths, data)

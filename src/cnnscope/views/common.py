@@ -1,0 +1,95 @@
+"""What every view shares: the one result type, run loading, image and data selection, figure files."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..plots.figures import save_figure_as, slug
+
+PathLike = str | os.PathLike
+
+
+@dataclass
+class ViewResult:
+    """What a view did: the figure files it wrote, what it found (JSON-ready) and notes for the reader
+    (e.g. how a user's picture was converted)."""
+
+    paths: list[Path]
+    data: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def figures(self) -> list[str]:
+        """The figure files as strings."""
+        return [str(p) for p in self.paths]
+
+    def to_json(self) -> dict[str, Any]:
+        """`data` with the figure files under "figures": what a command's --json prints."""
+        return {**self.data, "figures": self.figures}
+
+
+def load(run_dir: PathLike):
+    """The run in `run_dir` (cnnscope.runs.load_run: RunError saying what is missing or wrong)."""
+    from ..runs import load_run
+
+    return load_run(run_dir)
+
+
+def class_names(run) -> list[str]:
+    """The class names of the data set the run was trained on."""
+    from ..data import DATASETS
+
+    return list(DATASETS[run.data_config.dataset].class_names)
+
+
+def pick_image(run, index: int | None, split: str, image: PathLike | None, data_dir: PathLike | None):
+    """The image a view looks at: image `index` of the run's `split` set, or a user's picture file `image`
+    (cnnscope.inspect.images.InputImage, with its raw pixels, label, source and conversion notes)."""
+    from ..inspect.images import select_image
+
+    return select_image(run, index, split, image, data_dir)
+
+
+def image_slug(picked, image: PathLike | None) -> str:
+    """The image's part of a default figure name: the picture's file stem, or e.g. 'test-image-3'."""
+    return slug(Path(picked.source).stem if image else picked.source)
+
+
+def check_positive(value: Any, what: str) -> None:
+    """ConfigError unless `value` is an int >= 1 (bool refused), naming `what` and the value received."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{what} must be a positive integer, received {value!r}")
+
+
+def split_images(run, split: str, limit: int | None,
+                 data_dir: PathLike | None) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    """(dataset, preprocessed x, labels y, raw images) of the run's `split` set, the first `limit` images
+    when given; DataError listing the valid sets, ConfigError for a bad limit."""
+    dataset = run.dataset(data_dir)
+    x, y, raw = dataset.split(split)  # DataError listing the valid sets
+    if limit is not None:
+        check_positive(limit, "limit")
+        x, y, raw = x[:limit], y[:limit], raw[:limit]
+    return dataset, x, y, raw
+
+
+def probabilities(model, x: np.ndarray) -> np.ndarray:
+    """The model's class probabilities for preprocessed images x (N, C, H, W), without gradients: (N, classes)."""
+    import torch
+
+    with torch.no_grad():
+        device = next(model.parameters()).device
+        return model.probabilities(model(torch.from_numpy(x).to(device))).cpu().numpy()
+
+
+def save(fig, out: PathLike | None, default: Path, svg: bool) -> list[Path]:
+    """Write `fig` to `out`, or to `default` (a file inside the run directory) when out is not given; closes
+    it and returns the paths written (an SVG beside a PNG with svg=True)."""
+    return save_figure_as(fig, out if out else default, svg)
+

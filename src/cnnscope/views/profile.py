@@ -1,0 +1,72 @@
+"""Views of classification by activation patterns: a layer's class profile, the images that excite a map most,
+and the misclassified images beside the confusion matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..inspect.profile import check_map, class_profile, misclassified
+from ..inspect.profile import top_images as find_top_images
+from ..plots.profile import check_profile_options, errors_figure, profile_figure, top_images_figure
+from .common import PathLike, ViewResult, check_positive, load, save, split_images
+
+
+def preferred_classes(profile: np.ndarray) -> list[int | None]:
+    """Per map (column of a (classes, maps) profile) the class with the largest mean, None for a map that never
+    fires (no positive mean)."""
+    with np.errstate(invalid="ignore"):
+        return [int(np.argmax(col)) if np.nanmax(col) > 0 else None for col in profile.T]
+
+
+def profile(run_dir: PathLike, layer: str, *, split: str = "test", limit: int | None = None, norm: str = "map",
+            order: str = "index", out: PathLike | None = None, svg: bool = False,
+            data_dir: PathLike | None = None) -> ViewResult:
+    """Class profile of a layer (mean activation of each map per class) over the run's test (or train) images;
+    saved to `out` or RUN_DIR/profile-LAYER.png. data: layer, set, images, class_names, maps, profile,
+    preferred_class, silent_maps."""
+    check_profile_options(norm, order)
+    run = load(run_dir)
+    run.model.layer(layer)  # a wrong name fails before the data is loaded
+    dataset, x, y, _ = split_images(run, split, limit, data_dir)
+    found = class_profile(run.model, layer, x, y)
+    fig = profile_figure(found, dataset.class_names, layer=layer, norm=norm, order=order, images=len(x))
+    paths = save(fig, out, run.path / f"profile-{layer}.png", svg)
+    preferred = preferred_classes(found)
+    data = {"layer": layer, "set": split, "images": int(len(x)), "class_names": list(dataset.class_names),
+            "maps": int(found.shape[1]), "profile": np.round(found.astype(np.float64), 6).tolist(),
+            "preferred_class": preferred, "silent_maps": [i for i, p in enumerate(preferred) if p is None]}
+    return ViewResult(paths, data)
+
+
+def top_images(run_dir: PathLike, layer: str, map_index: int, *, k: int = 16, split: str = "test",
+               limit: int | None = None, out: PathLike | None = None, svg: bool = False,
+               data_dir: PathLike | None = None) -> ViewResult:
+    """The k images of the run's test (or train) set that excite one map most, with the input patch its
+    strongest node sees; saved to `out` or RUN_DIR/top-images-LAYER-mapK.png. data: layer, map,
+    receptive_field, images (index, value, row, col, box, class), set, searched."""
+    run = load(run_dir)
+    check_map(run.model, layer, map_index)  # wrong layer or map number fails before the data is loaded
+    dataset, x, y, raw = split_images(run, split, limit, data_dir)
+    top = find_top_images(run.model, layer, map_index, x, k)
+    fig = top_images_figure(raw[top.indices], top, labels=y[top.indices], class_names=dataset.class_names)
+    paths = save(fig, out, run.path / f"top-images-{layer}-map{map_index}.png", svg)
+    data = top.to_dict()
+    for item, label in zip(data["images"], y[top.indices], strict=True):
+        item["class"] = dataset.class_names[int(label)]
+    return ViewResult(paths, {**data, "set": split, "searched": int(len(x))})
+
+
+def errors(run_dir: PathLike, *, max_images: int = 36, split: str = "test", limit: int | None = None,
+           out: PathLike | None = None, svg: bool = False, data_dir: PathLike | None = None) -> ViewResult:
+    """The confusion matrix and the most confident mistakes of the run on its test (or train) set; saved to
+    `out` or RUN_DIR/errors.png. data: set, the mistakes (cnnscope.inspect.Misclassified.to_dict), class_names,
+    shown."""
+    check_positive(max_images, "max images")
+    run = load(run_dir)
+    dataset, x, y, raw = split_images(run, split, limit, data_dir)
+    found = misclassified(run.model, x, y)
+    shown = found.indices[:max_images]
+    fig = errors_figure(raw[shown], found, dataset.class_names, max_images=max_images)
+    paths = save(fig, out, run.path / "errors.png", svg)
+    names = list(dataset.class_names)
+    return ViewResult(paths, {"set": split, **found.to_dict(names), "class_names": names, "shown": int(len(shown))})
