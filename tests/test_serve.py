@@ -406,6 +406,16 @@ def test_drawing_in_a_real_browser_updates_prediction_and_grid(served, tmp_path)
             assert page.inner_text("#probs") != probs_before
             assert page.inner_text("#true-label") == "your drawing"
 
+            assert page.is_hidden("#notes")  # a clean drawing: nothing to warn about, no notes for drawings
+            upload = tmp_path / "one.png"
+            upload.write_bytes(stroke_png())
+            renders = int(page.get_attribute("#grid", "data-renders"))
+            page.set_input_files("#upload", str(upload))
+            wait_until(page, idle.format(renders + 1) + " && !document.querySelector('#notes').hidden")
+            notes = page.inner_text("#notes")
+            assert "inverted: dark ink on a light background" in notes and "cropped to the ink" in notes
+            assert page.inner_text("#source-label") == "showing one.png"
+
             grid = page.locator("#grid").bounding_box()
             page.mouse.click(grid["x"] + 5, grid["y"] + 5)  # the first map opens its card
             page.wait_for_selector("#card .kernels", timeout=20_000)
