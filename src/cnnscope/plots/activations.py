@@ -256,23 +256,11 @@ def overview_figure(image: np.ndarray, outputs: dict[str, np.ndarray], *, source
     With norm 'layer' each layer is shown relative to its own range, ending at its clip-th percentile (stated in
     its title), so one colour bar holds for every panel; 'map', scale and 'fixed' are as in activations_figure.
     """
-    norm = norm or ("map" if scale else "layer")
-    displays, ranges = {}, {}
-    for name, values in outputs.items():
-        display = display_maps(values, norm, fixed, scale)
-        ranges[name] = (float(np.min(values)), float(np.max(values)))
-        displays[name] = _relative(display, clip) if norm == "layer" and not scale else display
-    signed = any(d.signed for d in displays.values())
-    if norm == "layer" and signed:  # one diverging scale for all: unsigned layers use its upper half
-        displays = {k: d if d.signed else MapDisplay(d.values, -1.0, 1.0, "per layer: x / the top of its range",
-                                                    True, d.extend) for k, d in displays.items()}
-    first = next(iter(displays.values()))
-    colormap = get_cmap(cmap, signed)
-    shared = MapDisplay(first.values, first.vmin, first.vmax, first.label, signed,
-                        _widest(d.extend for d in displays.values()))
-    panels = 1 + len(displays)
-    per_row = min(3, panels)
-    n_rows = math.ceil(panels / per_row)
+    displays, shared = _overview_displays(outputs, norm or ("map" if scale else "layer"), fixed, scale,
+                                                  clip)
+    colormap = get_cmap(cmap, shared.signed)
+    per_row = min(3, 1 + len(displays))
+    n_rows = math.ceil((1 + len(displays)) / per_row)
     side, gap_x, gap_y, top, bottom = 3.0, 0.35, 0.75, 0.8, 0.85
     width = per_row * side + (per_row - 1) * gap_x + 0.5
     height = top + n_rows * side + (n_rows - 1) * gap_y + bottom
@@ -283,29 +271,53 @@ def overview_figure(image: np.ndarray, outputs: dict[str, np.ndarray], *, source
         return 0.25 + c * (side + gap_x), height - top - side - r * (side + gap_y)
 
     x0, y0 = slot(0)
-    ax_in = fig.add_axes(_inches_to_fig(fig, x0 + 0.4, y0 + 0.4, side - 0.8, side - 0.8))
-    _draw_input(ax_in, image, source, prediction)
+    _draw_input(fig.add_axes(_inches_to_fig(fig, x0 + 0.4, y0 + 0.4, side - 0.8, side - 0.8)), image, source,
+                prediction)
     for i, (name, display) in enumerate(displays.items(), start=1):
-        n, h, w = display.values.shape
-        cols = max(1, math.ceil(math.sqrt(n * h / w)))
-        rows = math.ceil(n / cols)
-        scale_in = min(side / (cols * w), side / (rows * h))
-        gw, gh = cols * w * scale_in, rows * h * scale_in
-        x, y = slot(i)
-        ax = fig.add_axes(_inches_to_fig(fig, x + (side - gw) / 2, y + (side - gh), gw, gh))
-        _draw_grid(ax, MapDisplay(display.values, shared.vmin, shared.vmax, "", signed, "neither"), cols,
-                   colormap, gw / cols / 4, numbers=False)
-        lo, hi = ranges[name]
-        ax.set_title(f"{name}  ({n}, {h}, {w})", fontsize=10, fontweight="bold", pad=16)
-        flat = _flat_maps(values=outputs[name].reshape(n, h, w))
-        ax.text(0.5, 1.01, f"values {lo:.3g} … {hi:.3g}" + (f", {flat} flat (hatched)" if flat else ""),
-                transform=ax.transAxes, ha="center", va="bottom",
-                fontsize=8, color="#444444")
+        _overview_panel(fig, slot(i), side, name, MapDisplay(display.values, shared.vmin, shared.vmax, "",
+                                                             shared.signed, "neither"), colormap, outputs[name])
     bar_w = min(width - 1.0, 5.0)
     _colorbar(fig, _inches_to_fig(fig, (width - bar_w) / 2, 0.45, bar_w, 0.13), shared, colormap, "horizontal")
     fig.text(0.25 / width, (height - 0.2) / height, "Every conv and pool layer for one image", fontsize=13,
              fontweight="bold", va="top")
     return fig
+
+
+def _overview_displays(outputs: dict[str, np.ndarray], norm: str, fixed: tuple[float, float] | None, scale: bool,
+                       clip: float) -> tuple[dict[str, MapDisplay], MapDisplay]:
+    """Each layer's display (relative to its own range with norm 'layer') and the one scale they share (one
+    diverging scale when any layer is signed)."""
+    displays = {}
+    for name, values in outputs.items():
+        display = display_maps(values, norm, fixed, scale)
+        displays[name] = _relative(display, clip) if norm == "layer" and not scale else display
+    signed = any(d.signed for d in displays.values())
+    if norm == "layer" and signed:  # one diverging scale for all: unsigned layers use its upper half
+        displays = {k: d if d.signed else MapDisplay(d.values, -1.0, 1.0, "per layer: x / the top of its range",
+                                                    True, d.extend) for k, d in displays.items()}
+    first = next(iter(displays.values()))
+    shared = MapDisplay(first.values, first.vmin, first.vmax, first.label, signed,
+                        _widest(d.extend for d in displays.values()))
+    return displays, shared
+
+
+def _overview_panel(fig: Figure, corner: tuple[float, float], side: float, name: str, display: MapDisplay,
+                    colormap: Colormap, raw: np.ndarray) -> None:
+    """One layer's maps in a near-square grid centred in a side × side slot, titled with its shape and the range
+    of its raw values (`raw`: the layer's output before display normalisation)."""
+    n, h, w = display.values.shape
+    cols = max(1, math.ceil(math.sqrt(n * h / w)))
+    rows = math.ceil(n / cols)
+    scale_in = min(side / (cols * w), side / (rows * h))
+    gw, gh = cols * w * scale_in, rows * h * scale_in
+    x, y = corner
+    ax = fig.add_axes(_inches_to_fig(fig, x + (side - gw) / 2, y + (side - gh), gw, gh))
+    _draw_grid(ax, display, cols, colormap, gw / cols / 4, numbers=False)
+    ax.set_title(f"{name}  ({n}, {h}, {w})", fontsize=10, fontweight="bold", pad=16)
+    flat = _flat_maps(values=np.reshape(raw, (n, h, w)))
+    lo, hi = float(np.min(raw)), float(np.max(raw))
+    ax.text(0.5, 1.01, f"values {lo:.3g} … {hi:.3g}" + (f", {flat} flat (hatched)" if flat else ""),
+            transform=ax.transAxes, ha="center", va="bottom", fontsize=8, color="#444444")
 
 
 def _widest(extends) -> str:

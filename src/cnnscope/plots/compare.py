@@ -29,6 +29,105 @@ def pick_pairs(matching: Sequence[Sequence[float]], count: int, skip: Sequence[b
     return [order[r] for r in ranks]
 
 
+CELL, GAP, CAP = 0.95, 0.3, 0.42  # inches: one map, space between pairs, caption height
+LEFT_W, HEAD = 3.4, 0.95  # inches: the column of summary panels, the titles above everything
+
+
+def _axes(fig: Figure, x: float, y_top: float, w: float, h: float):
+    """Axes placed in inches from the figure's top-left corner."""
+    W, H = fig.get_size_inches()
+    return fig.add_axes([x / W, (H - y_top - h) / H, w / W, h / H])
+
+
+def _bare(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _draw_histogram(ax, matching: Sequence[Sequence[float]], dead: list[bool], mean: float) -> None:
+    """The distribution of the matched correlations (dead-dead pairs left out unless nothing else is left)."""
+    corr = np.array([c for (_, _, c), d in zip(matching, dead, strict=True) if not d] or [m[2] for m in matching])
+    ax.hist(corr, bins=np.linspace(min(-0.2, float(corr.min(initial=0))), 1.0, 25), color="#4c72b0")
+    ax.axvline(THRESHOLD, color="#b00020", linewidth=1, linestyle="--")
+    ax.axvline(mean, color="black", linewidth=1)
+    ax.set_title(f"matched correlations (mean {mean:.2f}, black)", fontsize=8)
+    ax.set_xlabel("r", fontsize=8)
+    ax.set_ylabel("pairs", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _draw_matrix(fig: Figure, correlation: np.ndarray, matching: Sequence[Sequence[float]], constant_a: set,
+                 constant_b: set, names: tuple[str, str]) -> None:
+    """The correlation matrix in matched order: a bright diagonal means one-to-one partners exist."""
+    ax = _axes(fig, 0.55, HEAD + 4.95, 2.35, 2.35)
+    by_r = sorted(matching, key=lambda m: -m[2])  # best match first: the diagonal fades down the matrix
+    rows_a = [int(a) for a, _, _ in by_r]
+    cols_b = [int(b) for _, b, _ in by_r]
+    ordered = np.asarray(correlation, np.float64)[np.ix_(rows_a, cols_b)]
+    ordered[[i for i, a in enumerate(rows_a) if a in constant_a], :] = np.nan  # r is undefined there
+    ordered[:, [j for j, b in enumerate(cols_b) if b in constant_b]] = np.nan
+    shown = ax.imshow(ordered, cmap=matplotlib.colormaps["RdBu_r"].with_extremes(bad="#bdbdbd"), vmin=-1,
+                      vmax=1, interpolation="nearest")
+    n = len(rows_a)
+    ax.plot(range(n), range(n), "o", ms=max(0.8, 0.3 * 72 * 2.35 / max(n, 1)), mfc="none", mec="black",
+            mew=0.4)  # the matched pairs
+    grey = "; grey: never varies" if constant_a or constant_b else ""
+    ax.set_title(f"r of every pair; circled: matched{grey}", fontsize=7.5)
+    ax.set_xlabel(f"{names[1]}'s partner of each row", fontsize=7.5)
+    ax.set_ylabel(f"{names[0]}'s maps, best match first", fontsize=7.5)
+    _bare(ax)
+    bar = fig.colorbar(shown, cax=_axes(fig, 2.98, HEAD + 4.95, 0.1, 2.35))
+    bar.ax.tick_params(labelsize=6.5)
+
+
+def _draw_map(ax, values: np.ndarray, flat: bool, tag: str, colours) -> None:
+    """One map in its own colour range, tagged with its run and number ('flat' / 'all 0' when constant)."""
+    ax.imshow(values, cmap=colours, interpolation="nearest")
+    _bare(ax)
+    if flat:
+        ax.text(0.5, 0.5, "all 0" if not values.any() else "flat", transform=ax.transAxes, color="white",
+                fontsize=7, ha="center", va="center")
+    ax.text(0.04, 0.96, tag, transform=ax.transAxes, color="white", fontsize=6.5, ha="left", va="top",
+            bbox={"boxstyle": "square,pad=0.1", "fc": "black", "alpha": 0.45, "lw": 0})
+
+
+def _draw_pairs(fig: Figure, maps: tuple[np.ndarray, np.ndarray], matching: Sequence[Sequence[float]],
+                chosen: list[int], names: tuple[str, str], per_row: int, cmap: str) -> None:
+    """The chosen matched pairs, A's map beside B's, each pair captioned with its r (green above THRESHOLD)."""
+    W, H = fig.get_size_inches()
+    colours = matplotlib.colormaps[cmap]
+    for slot, i in enumerate(chosen):
+        r, k = divmod(slot, per_row)
+        x0 = LEFT_W + k * (2 * CELL + 0.06 + GAP)
+        y0 = HEAD + r * (CELL + CAP) + CAP
+        for j in range(2):
+            values = maps[j][int(matching[i][j])]
+            _draw_map(_axes(fig, x0 + j * (CELL + 0.06), y0, CELL, CELL), values, values.min() == values.max(),
+                      f"{names[j]} {int(matching[i][j])}", colours)
+        c = matching[i][2]
+        fig.text((x0 + CELL + 0.03) / W, (H - y0 + 0.05) / H, f"r = {c:.3f}", fontsize=8, ha="center",
+                 va="bottom", color="#1a7f37" if c > THRESHOLD else "black")
+
+
+def _headline(fig: Figure, result: dict[str, Any], names: tuple[str, str], shown: int) -> None:
+    """The titles: what was matched over how many images, the summary numbers, and how to read the pairs."""
+    W, H = fig.get_size_inches()
+    above = result.get(f"matched_above_{THRESHOLD:g}", 0)
+    counted = result.get("pairs", len(result["matching"]))
+    fig.text(0.12 / W, 1 - 0.12 / H, f"{result.get('layer', '')}: {names[0]} vs {names[1]} — maps matched "
+             f"one-to-one on the correlation of their activations over {result.get('images', 0):,} images",
+             fontsize=10.5, va="top")
+    dead_note = ""
+    if result.get("constant_pairs"):
+        dead_note = (f"; {result['constant_pairs']} pairs of maps that never vary (dead in both) left out of the "
+                     f"numbers")
+    fig.text(0.12 / W, 1 - 0.42 / H, f"mean matched r = {result['mean_correlation']:.3f}, {above} of {counted} "
+             f"pairs above {THRESHOLD:g}{dead_note}", fontsize=9, va="top")
+    fig.text(LEFT_W / W, 1 - 0.72 / H, f"{shown} pairs from best to worst r; maps for the example image, "
+             f"each in its own colour range (r does not depend on scale)", fontsize=8, va="top", color="#444444")
+
+
 def compare_figure(image: np.ndarray, maps_a: np.ndarray, maps_b: np.ndarray, result: dict[str, Any], *,
                    names: tuple[str, str] = ("A", "B"), source: str = "", pairs: int = 16,
                    correlation: np.ndarray | None = None, cmap: str = "magma", per_row: int = 4) -> Figure:
@@ -36,99 +135,21 @@ def compare_figure(image: np.ndarray, maps_a: np.ndarray, maps_b: np.ndarray, re
     of matched correlations and (when given) the correlation matrix with B's maps in matched order."""
     maps_a, maps_b = as_maps(maps_a), as_maps(maps_b)
     matching = result["matching"]
-    flat_a = np.array([maps_a[int(a)].min() == maps_a[int(a)].max() for a, _, _ in matching])
-    flat_b = np.array([maps_b[int(b)].min() == maps_b[int(b)].max() for _, b, _ in matching])
     constant_a = set(result.get("constant_map_indices_a", []))
     constant_b = set(result.get("constant_map_indices_b", []))
     dead = [int(a) in constant_a and int(b) in constant_b for a, b, _ in matching]
     chosen = pick_pairs(matching, pairs, dead)
     per_row = max(1, min(per_row, len(chosen)))
     rows = max(1, math.ceil(len(chosen) / per_row))
-    cell, gap, cap = 0.95, 0.3, 0.42  # inches: one map, space between pairs, caption height
-    pair_w = 2 * cell + 0.06 + gap
-    left_w = 3.4
-    head = 0.95
-    grid_h = rows * (cell + cap)
-    height = max(grid_h, 7.4) + head + 0.3
-    width = left_w + per_row * pair_w + 0.2
-    fig = plt.figure(figsize=(width, height))
-    W, H = fig.get_size_inches()
-
-    def axes(x: float, y_top: float, w: float, h: float):  # inches from the top-left corner
-        return fig.add_axes([x / W, (H - y_top - h) / H, w / W, h / H])
-
-    # the example image
-    ax = axes(0.55, head + 0.25, 1.9, 1.9)
+    height = max(rows * (CELL + CAP), 7.4) + HEAD + 0.3
+    fig = plt.figure(figsize=(LEFT_W + per_row * (2 * CELL + 0.06 + GAP) + 0.2, height))
+    ax = _axes(fig, 0.55, HEAD + 0.25, 1.9, 1.9)  # the example image
     ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    _bare(ax)
     ax.set_title(source or "example image", fontsize=8.5)
-    # distribution of the matched correlations
-    corr = np.array([c for (_, _, c), d in zip(matching, dead, strict=True) if not d] or [m[2] for m in matching])
-    ax = axes(0.55, head + 2.7, 2.6, 1.45)
-    ax.hist(corr, bins=np.linspace(min(-0.2, float(corr.min(initial=0))), 1.0, 25), color="#4c72b0")
-    ax.axvline(THRESHOLD, color="#b00020", linewidth=1, linestyle="--")
-    ax.axvline(result["mean_correlation"], color="black", linewidth=1)
-    ax.set_title(f"matched correlations (mean {result['mean_correlation']:.2f}, black)", fontsize=8)
-    ax.set_xlabel("r", fontsize=8)
-    ax.set_ylabel("pairs", fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    # the correlation matrix in matched order: a bright diagonal means one-to-one partners exist
+    _draw_histogram(_axes(fig, 0.55, HEAD + 2.7, 2.6, 1.45), matching, dead, result["mean_correlation"])
     if correlation is not None:
-        ax = axes(0.55, head + 4.95, 2.35, 2.35)
-        by_r = sorted(matching, key=lambda m: -m[2])  # best match first: the diagonal fades down the matrix
-        rows_a = [int(a) for a, _, _ in by_r]
-        cols_b = [int(b) for _, b, _ in by_r]
-        ordered = np.asarray(correlation, np.float64)[np.ix_(rows_a, cols_b)]
-        ordered[[i for i, a in enumerate(rows_a) if a in constant_a], :] = np.nan  # r is undefined there
-        ordered[:, [j for j, b in enumerate(cols_b) if b in constant_b]] = np.nan
-        shown = ax.imshow(ordered, cmap=matplotlib.colormaps["RdBu_r"].with_extremes(bad="#bdbdbd"), vmin=-1,
-                          vmax=1, interpolation="nearest")
-        n = len(rows_a)
-        ax.plot(range(n), range(n), "o", ms=max(0.8, 0.3 * 72 * 2.35 / max(n, 1)), mfc="none", mec="black",
-                mew=0.4)  # the matched pairs
-        grey = "; grey: never varies" if constant_a or constant_b else ""
-        ax.set_title(f"r of every pair; circled: matched{grey}", fontsize=7.5)
-        ax.set_xlabel(f"{names[1]}'s partner of each row", fontsize=7.5)
-        ax.set_ylabel(f"{names[0]}'s maps, best match first", fontsize=7.5)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        bar = fig.colorbar(shown, cax=axes(2.98, head + 4.95, 0.1, 2.35))
-        bar.ax.tick_params(labelsize=6.5)
-    # the pairs
-    colours = matplotlib.colormaps[cmap]
-    for slot, i in enumerate(chosen):
-        a, b, c = matching[i]
-        r, k = divmod(slot, per_row)
-        x0 = left_w + k * pair_w
-        y0 = head + r * (cell + cap) + cap
-        for j, (maps, index, flat, tag) in enumerate(((maps_a, a, flat_a[i], names[0]),
-                                                      (maps_b, b, flat_b[i], names[1]))):
-            ax = axes(x0 + j * (cell + 0.06), y0, cell, cell)
-            values = maps[int(index)]
-            ax.imshow(values, cmap=colours, interpolation="nearest")  # each map its own range
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if flat:
-                ax.text(0.5, 0.5, "all 0" if not values.any() else "flat", transform=ax.transAxes, color="white",
-                        fontsize=7, ha="center", va="center")
-            ax.text(0.04, 0.96, f"{tag} {int(index)}", transform=ax.transAxes, color="white", fontsize=6.5,
-                    ha="left", va="top", bbox={"boxstyle": "square,pad=0.1", "fc": "black", "alpha": 0.45, "lw": 0})
-        colour = "#1a7f37" if c > THRESHOLD else "black"
-        fig.text((x0 + cell + 0.03) / W, (H - y0 + 0.05) / H, f"r = {c:.3f}", fontsize=8, ha="center",
-                 va="bottom", color=colour)
-    layer = result.get("layer", "")
-    above = result.get(f"matched_above_{THRESHOLD:g}", 0)
-    counted = result.get("pairs", len(matching))
-    fig.text(0.12 / W, 1 - 0.12 / H, f"{layer}: {names[0]} vs {names[1]} — maps matched one-to-one on the "
-             f"correlation of their activations over {result.get('images', 0):,} images", fontsize=10.5, va="top")
-    dead_note = ""
-    if result.get("constant_pairs"):
-        dead_note = (f"; {result['constant_pairs']} pairs of maps that never vary (dead in both) left out of the "
-                     f"numbers")
-    fig.text(0.12 / W, 1 - 0.42 / H, f"mean matched r = {result['mean_correlation']:.3f}, {above} of {counted} "
-             f"pairs above {THRESHOLD:g}{dead_note}", fontsize=9, va="top")
-    fig.text(left_w / W, 1 - 0.72 / H, f"{len(chosen)} pairs from best to worst r; maps for the example image, "
-             f"each in its own colour range (r does not depend on scale)", fontsize=8, va="top", color="#444444")
+        _draw_matrix(fig, correlation, matching, constant_a, constant_b, names)
+    _draw_pairs(fig, (maps_a, maps_b), matching, chosen, names, per_row, cmap)
+    _headline(fig, result, names, len(chosen))
     return fig

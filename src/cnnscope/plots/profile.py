@@ -30,6 +30,43 @@ def check_profile_options(norm: str, order: str) -> None:
             raise ConfigError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
 
 
+def _profile_colours(profile: np.ndarray, peak: np.ndarray, silent: np.ndarray,
+                     norm: str) -> tuple[np.ndarray, tuple[float, float], str]:
+    """The values to colour, their range and the colour bar's label: each map over its largest class mean
+    (norm 'map'; silent maps NaN) or the raw means (norm 'layer')."""
+    if norm == "map":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shown = profile / peak[None, :]
+        shown[:, silent] = np.nan
+        return shown, ((-1.0 if np.nanmin(shown, initial=0) < 0 else 0.0), 1.0), \
+            "mean activation ÷ the map's largest class mean"
+    return profile, (min(0.0, float(np.nanmin(profile, initial=0))), float(np.nanmax(profile, initial=1e-12))), \
+        "mean activation"
+
+
+def _label_cells(ax, class_names: Sequence[str], cols: np.ndarray, size: float) -> None:
+    """Class names down, map numbers across, white lines between the cells."""
+    k = len(class_names)
+    ax.set_yticks(range(k), class_names, fontsize=8)
+    ax.set_ylabel("class", fontsize=8)
+    ax.set_xticks(range(len(cols)), [str(i) for i in cols], fontsize=size, rotation=90)
+    ax.tick_params(length=2, pad=1.5)
+    ax.set_xticks(np.arange(len(cols) + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(k + 1) - 0.5, minor=True)
+    ax.grid(which="minor", color="white", linewidth=0.5)
+    ax.tick_params(which="minor", length=0)
+
+
+def _side_colorbar(fig: Figure, axes: list, image, label: str) -> None:
+    """One colour bar right of the first panel, reaching down to the last."""
+    first, last = axes[0].get_position(), axes[-1].get_position()
+    cax = fig.add_axes([first.x0 + first.width + 0.15 / fig.get_figwidth(), last.y0, 0.12 / fig.get_figwidth(),
+                        first.y1 - last.y0])
+    bar = fig.colorbar(image, cax=cax)
+    bar.set_label(label, fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+
+
 # --- class profile -------------------------------------------------------------------------------------------
 def profile_figure(profile: np.ndarray, class_names: Sequence[str], *, layer: str, norm: str = "map",
                    order: str = "index", images: int | None = None, chunk: int = 64,
@@ -45,16 +82,7 @@ def profile_figure(profile: np.ndarray, class_names: Sequence[str], *, layer: st
     k, m = profile.shape
     peak = np.nanmax(np.abs(profile), axis=0) if k else np.zeros(m)
     silent = ~(peak > 0)
-    if norm == "map":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            shown = profile / peak[None, :]
-        shown[:, silent] = np.nan
-        vmin, vmax = (-1.0 if np.nanmin(shown, initial=0) < 0 else 0.0), 1.0
-        label = "mean activation ÷ the map's largest class mean"
-    else:
-        shown = profile
-        vmin, vmax = min(0.0, float(np.nanmin(profile, initial=0))), float(np.nanmax(profile, initial=1e-12))
-        label = "mean activation"
+    shown, (vmin, vmax), label = _profile_colours(profile, peak, silent, norm)
     columns = np.arange(m)
     if order == "class":
         preferred = np.where(silent, k, np.argmax(np.nan_to_num(profile, nan=-np.inf), axis=0) if k else 0)
@@ -74,26 +102,14 @@ def profile_figure(profile: np.ndarray, class_names: Sequence[str], *, layer: st
         ax = fig.add_axes([1.3 / width, top - k * cell / fig.get_figheight(), len(cols) * cell / width,
                            k * cell / fig.get_figheight()])
         image = ax.imshow(shown[:, cols], cmap=colour, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
-        ax.set_yticks(range(k), class_names, fontsize=8)
-        ax.set_ylabel("class", fontsize=8)
-        ax.set_xticks(range(len(cols)), [str(i) for i in cols], fontsize=6 if per > 32 else 8, rotation=90)
-        ax.tick_params(length=2, pad=1.5)
-        ax.set_xticks(np.arange(len(cols) + 1) - 0.5, minor=True)
-        ax.set_yticks(np.arange(k + 1) - 0.5, minor=True)
-        ax.grid(which="minor", color="white", linewidth=0.5)
-        ax.tick_params(which="minor", length=0)
+        _label_cells(ax, class_names, cols, 6 if per > 32 else 8)
         if c == chunks - 1:
             ax.set_xlabel("map" if order == "index" else "map (sorted by preferred class)", fontsize=8)
         axes.append(ax)
     over = f" over {images:,} images" if images else ""
     fig.suptitle(f"Class profile of {layer}: mean activation of each map per class{over}", fontsize=11,
                  x=1.3 / width, ha="left", y=1 - 0.2 / fig.get_figheight(), va="top")
-    first = axes[0].get_position()
-    cax = fig.add_axes([first.x0 + first.width + 0.15 / width, axes[-1].get_position().y0, 0.12 / width,
-                        first.y1 - axes[-1].get_position().y0])
-    bar = fig.colorbar(image, cax=cax)
-    bar.set_label(label, fontsize=8)
-    bar.ax.tick_params(labelsize=7)
+    _side_colorbar(fig, axes, image, label)
     if silent.any():
         fig.text(1.3 / width, 0.05 / fig.get_figheight(), f"grey: {int(silent.sum())} map(s) that never fire on "
                  f"these images", fontsize=7.5, color="#555555", va="bottom")
