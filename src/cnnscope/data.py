@@ -58,7 +58,7 @@ DATASETS: dict[str, DatasetInfo] = {
     ),
 }
 
-PREPROCESS = ("standard", "global", "unit")
+PREPROCESS = ("standard", "standard-floor", "standard-clip", "global", "unit")
 SPLITS = ("official", "reshuffle")
 MAX_SEED = 2**32 - 1  # seeds are mixed into others (seed + 1, seed * 100_003 + epoch) that must stay in range
 MAX_IDX_BYTES = 2**31  # 2 GiB of pixels: 40× the MNIST training images; larger headers are corrupt or hostile
@@ -265,27 +265,48 @@ def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
 
 
 # --- preprocessing ------------------------------------------------------------------------------
+PREPROCESS_HELP = {
+    "standard": "per-pixel mean/deviation, as the article series (rarely inked border pixels get huge values)",
+    "standard-floor": "per-pixel mean/deviation, the deviation floored at the training images' global one",
+    "standard-clip": "per-pixel mean/deviation after clipping each pixel to the range seen in training",
+    "global": "one mean and deviation over all training pixels",
+    "unit": "pixels / 255 (0..1)",
+}
+
+
+def _fit_stats(kind: str, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, deviation) in float64 that `kind` uses: per pixel (H, W) or global ()."""
+    if kind == "unit":
+        return np.zeros(()), np.full((), 255.0)
+    if kind == "global":
+        return np.asarray(images.mean(dtype=np.float64)), np.asarray(images.std(dtype=np.float64))
+    mean, std = images.mean(axis=0, dtype=np.float64), images.std(axis=0, dtype=np.float64)
+    if kind == "standard-floor":
+        std = np.maximum(std, images.std(dtype=np.float64))
+    return mean, std
+
+
 @dataclass(frozen=True)
 class Preprocessor:
     """Maps raw pixels (0..255) to model input; statistics fitted on training images only."""
 
     kind: str
-    mean: np.ndarray  # (H, W) for standard, () otherwise
+    mean: np.ndarray  # (H, W) for the per-pixel kinds, () otherwise
     scale: np.ndarray  # same shape; zero-std pixels get scale 1 (as StandardScaler), so they map to 0
+    low: np.ndarray | None = None  # standard-clip: per-pixel raw minimum seen in training (H, W)
+    high: np.ndarray | None = None  # standard-clip: per-pixel raw maximum seen in training (H, W)
 
     @classmethod
     def fit(cls, kind: str, images: np.ndarray) -> Preprocessor:
         """Fit on raw training images (n, H, W) uint8."""
         if kind not in PREPROCESS:
             raise choice_error(DataError, "preprocess", kind, PREPROCESS)
-        if kind == "unit":
-            mean, std = np.zeros(()), np.full((), 255.0)
-        elif kind == "global":
-            mean, std = np.asarray(images.mean(dtype=np.float64)), np.asarray(images.std(dtype=np.float64))
-        else:
-            mean, std = images.mean(axis=0, dtype=np.float64), images.std(axis=0, dtype=np.float64)
+        mean, std = _fit_stats(kind, images)
         scale = np.where(std == 0, 1.0, std)
-        return cls(kind, mean.astype(np.float32), scale.astype(np.float32))
+        low = high = None
+        if kind == "standard-clip":
+            low, high = images.min(axis=0).astype(np.float32), images.max(axis=0).astype(np.float32)
+        return cls(kind, mean.astype(np.float32), scale.astype(np.float32), low, high)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Raw (n, H, W) or (n, 1, H, W) pixels -> float32 (n, 1, H, W)."""
@@ -297,11 +318,16 @@ class Preprocessor:
         if self.mean.ndim == 2 and x.shape[2:] != self.mean.shape:
             raise DataError(f"images are {x.shape[2]}×{x.shape[3]}, the run's preprocessing expects "
                             f"{self.mean.shape[0]}×{self.mean.shape[1]}")
+        if self.low is not None and self.high is not None:
+            x = np.clip(x, self.low, self.high)
         return (x - self.mean) / self.scale
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "shape": list(self.mean.shape),
+        data = {"kind": self.kind, "shape": list(self.mean.shape),
                 "mean": self.mean.ravel().tolist(), "scale": self.scale.ravel().tolist()}
+        if self.low is not None and self.high is not None:
+            data["low"], data["high"] = self.low.ravel().tolist(), self.high.ravel().tolist()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessor:
@@ -310,17 +336,25 @@ class Preprocessor:
             shape = tuple(data["shape"])
             if len(shape) not in (0, 2):
                 raise ValueError(f"shape {list(shape)} is neither [] nor [H, W]")
-            with np.errstate(over="ignore"):
-                mean = np.asarray(data["mean"], dtype=np.float32).reshape(shape)
-                scale = np.asarray(data["scale"], dtype=np.float32).reshape(shape)
             kind = data["kind"]
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            clip = kind == "standard-clip"
+            if clip and len(shape) != 2:
+                raise ValueError("standard-clip needs per-pixel statistics (shape [H, W])")
+            keys = ("mean", "scale", "low", "high") if clip else ("mean", "scale")
+            with np.errstate(over="ignore"):
+                arrays = [np.asarray(data[key], dtype=np.float32).reshape(shape) for key in keys]
+        except KeyError as exc:
+            raise DataError(f"preprocessing data is malformed (missing key {exc})") from None
+        except (TypeError, ValueError, OverflowError) as exc:
             raise DataError(f"preprocessing data is malformed ({brief(exc)})") from None
         if not isinstance(kind, str) or kind not in PREPROCESS:
             raise choice_error(DataError, "preprocess", kind, PREPROCESS)
-        if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
+        if not (np.isfinite(arrays[0]).all() and np.isfinite(arrays[1]).all() and (arrays[1] > 0).all()):
             raise DataError("preprocessing data is malformed: mean and scale must be finite, scale > 0")
-        return cls(kind, mean, scale)
+        if clip and not (np.isfinite(arrays[2]).all() and np.isfinite(arrays[3]).all()
+                         and (arrays[2] <= arrays[3]).all()):
+            raise DataError("preprocessing data is malformed: low and high must be finite, low ≤ high")
+        return cls(kind, *arrays)
 
 
 def _hw(images: np.ndarray) -> str:
