@@ -1,0 +1,134 @@
+"""inspect.datastats: per-pixel statistics, what preprocessing makes of a white pixel, far-out inputs, edge share;
+plots.data: the preprocessing figure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from cnnscope.data import PREPROCESS, Preprocessor
+from cnnscope.errors import DataError, RunError
+from cnnscope.inspect.datastats import (
+    class_examples,
+    edge_share,
+    outside_training_range,
+    pixel_stats,
+    preprocessing_arrays,
+    white_pixel_value,
+)
+from cnnscope.spec import get_preset
+
+
+def _train() -> np.ndarray:
+    images = np.zeros((50, 6, 6), np.uint8)
+    images[:, 2:4, 2:4] = (np.arange(50) * 5)[:, None, None]
+    images[0, 0, 0] = 20  # a rarely, faintly inked border pixel
+    return images
+
+
+def test_pixel_stats_per_pixel():
+    images = _train()
+    stats = pixel_stats(images[:, None])  # (n, 1, H, W) too
+    assert np.allclose(stats.mean, images.mean(axis=0)) and np.allclose(stats.std, images.std(axis=0))
+    assert stats.low[2, 2] == 0 and stats.high[2, 2] == 245 and stats.high[5, 5] == 0
+    summary = stats.to_dict()
+    assert summary["images"] == 50 and summary["never_inked_pixels"] == 36 - 4 - 1
+    with pytest.raises(DataError, match=r"expected raw images of shape \(n, H, W\) with n ≥ 1, received \(0, 6, 6\)"):
+        pixel_stats(np.zeros((0, 6, 6), np.uint8))
+
+
+def test_white_pixel_shows_the_border_blow_up():
+    images = _train()
+    white = white_pixel_value(Preprocessor.fit("standard", images), (6, 6))
+    floored = white_pixel_value(Preprocessor.fit("standard-floor", images), (6, 6))
+    assert white[0, 0] > 50 and white[2, 2] < 3  # rare border ink: ~90 σ; the inked centre: under 3
+    assert white[5, 5] == 255  # never inked: deviation 0 -> scale 1, so white stays 255
+    assert floored.max() < 20 and np.isclose(white_pixel_value(Preprocessor.fit("unit", images), (6, 6)), 1).all()
+
+
+def test_preprocessing_arrays_and_input_untouched():
+    images = _train()
+    before = images.copy()
+    pre = Preprocessor.fit("global", images)
+    arrays_ = preprocessing_arrays(pre, images)
+    assert np.array_equal(images, before)
+    assert set(arrays_) == {"mean", "std", "scale", "white", "train_max"}
+    assert arrays_["scale"].shape == (6, 6) and np.allclose(arrays_["scale"], images.std())
+    assert np.isclose(arrays_["train_max"].max(), pre(images).max())
+
+
+def test_outside_training_range_flags_stray_border_ink():
+    images = _train()
+    pre = Preprocessor.fit("standard", images)
+    stray = np.zeros((2, 6, 6), np.uint8)
+    stray[1, 0, 5] = 255  # a pixel never inked in training
+    result = outside_training_range(pre, stray, pixel_stats(images))
+    assert result.far.tolist() == [False, True]
+    assert result.max_value[1] == 255 and result.excess[1] == 255 and result.excess[0] == 0
+    assert np.isclose(result.outside_fraction[1], 1 / 36)
+    assert result.to_dict()["images"][1]["far"] is True
+    no_stats = outside_training_range(pre, stray)
+    assert no_stats.excess is None and no_stats.far.tolist() == [False, True]
+    clip = outside_training_range(Preprocessor.fit("standard-clip", images), stray)  # the range travels with it
+    assert clip.excess[1] == 255 and clip.max_value[1] == clip.max_value[0]  # clipped away: seen as blank
+    with pytest.raises(RunError, match="limit must be a positive number, received 0"):
+        outside_training_range(pre, stray, limit=0)
+
+
+@settings(max_examples=25)
+@given(arrays(np.uint8, (3, 6, 6)), st.sampled_from(PREPROCESS))
+def test_training_images_are_never_outside_their_range(extra, kind):
+    images = np.concatenate([_train(), extra])
+    result = outside_training_range(Preprocessor.fit(kind, images), images, pixel_stats(images))
+    assert (result.excess <= 1e-3).all() and (result.outside_fraction == 0).all()
+
+
+def test_edge_share_uses_receptive_field_centres():
+    spec = get_preset("seed-iv")  # Conv2D_1: 3×3 valid, centres 1..26 on a 28×28 image
+    locations = np.array([[0, 13], [2, 13], [3, 13], [13, 13], [25, 25], [13, 22]])
+    # centres (1, 14), (3, 14), (4, 14), (14, 14), (26, 26), (14, 23): within 3 px of the edge: rows 0, 1, 4
+    assert edge_share(spec, "Conv2D_1", locations, margin=3) == pytest.approx(3 / 6)
+    assert edge_share(spec, "Conv2D_1", locations, margin=1) == pytest.approx(2 / 6)
+    assert edge_share(spec, "Conv2D_1", np.zeros((0, 2), int)) == 0.0
+
+
+def test_class_examples():
+    labels = np.array([2, 0, 2, 1, 0, 2])
+    assert class_examples(labels, 4, per_class=2).tolist() == [1, 4, 3, 0, 2]
+
+
+def test_preprocessing_figure(tmp_path):
+    from cnnscope.plots.data import preprocessing_figure
+    from cnnscope.plots.figures import save_figure_as
+
+    images = _train()
+    pre = Preprocessor.fit("standard-floor", images)
+    picks = np.array([0, 10])
+    fig = preprocessing_figure(preprocessing_arrays(pre, images), pre.kind, images[picks], pre(images[picks])[:, 0],
+                               np.array([0, 1]), ("zero", "one"))
+    texts = [t.get_text() for ax in fig.axes for t in [ax.title]]
+    assert "zero" in texts and "one" in texts and any("a white pixel becomes" in t for t in texts)
+    assert fig._suptitle.get_text() == "preprocessing: standard-floor"
+    path = save_figure_as(fig, tmp_path / "pre.png")[0]
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(DataError, match="preprocessing_figure needs arrays white"):
+        preprocessing_figure({"mean": images[0], "scale": images[0]}, "standard")
+
+
+def test_top_edge_share_matches_top_images(trained_run, data_dir):
+    import cnnscope
+    from cnnscope.inspect.datastats import top_edge_share
+    from cnnscope.inspect.profile import top_images
+
+    run = cnnscope.load_run(trained_run)
+    x = run.dataset(data_dir).test_x[:120]
+    layer = "Conv2D_1"
+    result = top_edge_share(run.model, layer, x, k=5, margin=3, batch_size=50)
+    tops = [top_images(run.model, layer, m, x, k=5) for m in range(result["maps"])]
+    locations = np.concatenate([t.locations for t in tops])
+    assert result["edge_share"] == edge_share(run.spec, layer, locations, 3)
+    assert result["positions"] == 5 * result["maps"]
+    assert np.isclose(result["max_peak"], max(t.values.max() for t in tops))
