@@ -167,14 +167,12 @@ def test_summary_accepts_a_config_file(capsys, tmp_path):
 
 
 def test_train_says_what_it_will_use_before_it_starts(capsys, tmp_path, monkeypatch):
-    import sys
-
-    import cnnscope.train  # noqa: F401  (the package's `train` attribute is the function, not this module)
+    import cnnscope.training
 
     def stop(*args, **kwargs):
         raise ConfigError("stub: not training")
 
-    monkeypatch.setattr(sys.modules["cnnscope.train"], "train_from_settings", stop)
+    monkeypatch.setattr(cnnscope.training, "train_from_settings", stop)
     code, out, err = _run(capsys, "train")
     assert code == 2 and "stub: not training" in err
     assert "model: preset seed-iv (the default; --preset or --config to change), 208,982 parameters" in out

@@ -7,7 +7,7 @@ import torch
 
 import cnnscope
 from cnnscope.errors import ConfigError, RunError
-from cnnscope.train import _shift_batch, evaluate_arrays
+from cnnscope.loop import _shift_batch, evaluate_arrays
 
 
 @pytest.fixture(scope="module")
@@ -181,9 +181,9 @@ def _interrupt_on_call(monkeypatch, n):
     """Make the n-th training step raise KeyboardInterrupt (as Ctrl-C in the middle of an epoch)."""
     import importlib
 
-    train_module = importlib.import_module("cnnscope.train")  # the module (cnnscope.train is the function)
+    loop_module = importlib.import_module("cnnscope.loop")  # where train_step finds compute_loss
     calls = {"n": 0}
-    real = train_module.compute_loss
+    real = loop_module.compute_loss
 
     def compute_loss(*args, **kwargs):
         calls["n"] += 1
@@ -191,7 +191,7 @@ def _interrupt_on_call(monkeypatch, n):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "compute_loss", compute_loss)
+    monkeypatch.setattr(loop_module, "compute_loss", compute_loss)
 
 
 def test_interrupt_before_the_first_epoch_ends_leaves_a_resumable_run(ds, tiny_spec, tmp_path, monkeypatch):

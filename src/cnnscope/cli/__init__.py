@@ -188,8 +188,15 @@ def _fail(message: str, debug: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
-    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    """Entry point; returns the exit code (0 ok, 2 bad input, 130 interrupted, also during start-up)."""
+    try:
+        return _main(sys.argv[1:] if argv is None else [str(a) for a in argv])
+    except KeyboardInterrupt:  # anywhere: while importing torch, parsing, training or printing
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     debug = "--debug" in argv[: argv.index("--") if "--" in argv else len(argv)]
     try:
         parser = build_parser()
@@ -206,6 +213,3 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a file the library did not expect to fail (disk full, permissions, a vanished path)
         where = f"{exc.filename}: " if exc.filename else ""
         return _fail(f"{where}{exc.strerror or exc}", debug)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130

@@ -212,8 +212,32 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..train import train_from_settings
+    from ..probe import Probe
+    from ..training import train_from_settings, write_report
 
+    train_overrides, data_overrides = _train_overrides(args)
+    if args.resume is None and args.verbosity >= 0:
+        _announce(args, train_overrides, data_overrides)
+    callbacks = [Probe(args.probe)] if args.probe is not None else []
+    run = train_from_settings(config_file=args.config, preset=args.preset, train_overrides=train_overrides,
+                              data_overrides=data_overrides, out=args.out, overwrite=args.overwrite,
+                              resume_from=args.resume, init_from=args.init_from, plot=not args.no_plot,
+                              callbacks=callbacks, verbose=False)  # the CLI's own logging shows the epochs
+    m = run.metrics
+    state = "interrupted after" if m["status"] == "interrupted" else "trained"
+    print(f"{state} {m['epochs_completed']} epoch(s) in {m['train_seconds']:.1f} s "
+          f"({m['images_per_second']:.0f} images/s on {m['device']})")
+    print(f"test accuracy {m['test_accuracy']:.4f}, test loss {m['test_loss']:.4f} on {m['test_images']:,} images")
+    print(f"run directory: {run.path}", flush=True)
+    if not args.no_report and m["status"] == "completed":  # as train(report=True): a failure is a warning
+        path = write_report(run, data_dir=args.data_dir)
+        if path is not None:
+            print(f"report: {path}")
+    return 130 if m["status"] == "interrupted" else 0
+
+
+def _train_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The [train] and [data] values given as flags (None: not given, the config's value stays)."""
     train_overrides = {key: getattr(args, key) for key in (
         "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "label_smoothing",
         "augment_shift", "seed", "device", "threads", "precision", "nesterov") if getattr(args, key) is not None}
@@ -225,29 +249,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_overrides["data_dir"] = str(Path(args.data_dir).resolve())
     if "seed" in train_overrides:
         data_overrides.setdefault("seed", train_overrides["seed"])
-    if args.resume is None and args.verbosity >= 0:
-        _announce(args, train_overrides, data_overrides)
-    from ..probe import Probe
-
-    callbacks = [Probe(args.probe)] if args.probe is not None else []
-    run = train_from_settings(config_file=args.config, preset=args.preset, train=train_overrides,
-                              data=data_overrides, out=args.out, overwrite=args.overwrite, resume=args.resume,
-                              init_from=args.init_from, plot=not args.no_plot, callbacks=callbacks)
-    m = run.metrics
-    state = "interrupted after" if m["status"] == "interrupted" else "trained"
-    print(f"{state} {m['epochs_completed']} epoch(s) in {m['train_seconds']:.1f} s "
-          f"({m['images_per_second']:.0f} images/s on {m['device']})")
-    print(f"test accuracy {m['test_accuracy']:.4f}, test loss {m['test_loss']:.4f} on {m['test_images']:,} images")
-    print(f"run directory: {run.path}")
-    if not args.no_report and m["status"] == "completed":
-        from ..errors import CnnscopeError
-        from ..report import build_report
-
-        try:  # the run is saved whatever happens here; a failed report is a warning, not a failed training
-            print(f"report: {build_report(run.path, data_dir=args.data_dir)}")
-        except CnnscopeError as exc:
-            print(f"warning: report not written ({exc}); retry with 'cnnscope report {run.path}'", file=sys.stderr)
-    return 130 if m["status"] == "interrupted" else 0
+    return train_overrides, data_overrides
 
 
 def _announce(args: argparse.Namespace, train: dict[str, Any], data: dict[str, Any]) -> None:
@@ -270,7 +272,7 @@ def _announce(args: argparse.Namespace, train: dict[str, Any], data: dict[str, A
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..train import evaluate_run
+    from ..training import evaluate_run
 
     result = evaluate_run(args.run, data_dir=args.data_dir, figure=args.out)
     if args.json:

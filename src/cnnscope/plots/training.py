@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,41 +12,84 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..errors import OutputError
 from ..fileio import atomic_write
+from ..runs import CURVES
 from . import backend  # noqa: F401  (Agg, except in a notebook)
 from .figures import save_figure
 
+log = logging.getLogger("cnnscope")
+
+
+def _loss_lines(history: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(key, style, label) of the loss curves: the data losses (comparable) solid, the objective dashed.
+
+    Runs trained before the data losses were recorded show their objective and validation loss, labelled so.
+    """
+    source = history.get("val_source", "validation")
+    epochs = len(history.get("epoch", []))
+    if all(len(history.get(key, [])) == epochs for key in ("data_loss", "val_data_loss")):
+        return [("data_loss", "o-", "train: data loss, during the epoch"),
+                ("val_data_loss", "o-", f"{source}: data loss, end of epoch"),
+                ("loss", "--", "train objective: + label smoothing, L2 (if set)")]
+    return [("loss", "o--", "train objective: data loss + label smoothing, L2 (if set)"),
+            ("val_loss", "o-", f"{source}: data loss + L2 (if set)")]
+
 
 def curves_figure(history: dict[str, Any]) -> Figure:
-    """Loss and accuracy (train vs validation) per epoch, and the learning rate per step."""
+    """Loss and accuracy (train vs validation) per epoch, and the learning rate per step.
+
+    The loss panel compares like with like: the training batches' plain cross-entropy against the validation
+    cross-entropy (solid); the training objective, which adds label smoothing and the penalty, is dashed.
+    """
     epochs = history.get("epoch", [])
     source = history.get("val_source", "validation")
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, key, title in ((axes[0], "loss", "Loss"), (axes[1], "accuracy", "Accuracy")):
-        ax.plot(epochs, history.get(key, []), "o-", ms=3, label="train")
-        ax.plot(epochs, history.get(f"val_{key}", []), "o-", ms=3, label=source)
+    for key, style, label in _loss_lines(history):
+        axes[0].plot(epochs, history.get(key, []), style, ms=3, label=label)
+    axes[1].plot(epochs, history.get("accuracy", []), "o-", ms=3, label="train (during the epoch)")
+    axes[1].plot(epochs, history.get("val_accuracy", []), "o-", ms=3, label=source)
+    for ax, title in ((axes[0], "Loss"), (axes[1], "Accuracy")):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
     if history.get("val_accuracy"):
         best = int(np.argmax(history["val_accuracy"]))
         axes[1].annotate(f"{history['val_accuracy'][best]:.4f}", (epochs[best], history["val_accuracy"][best]),
                          textcoords="offset points", xytext=(0, -14), ha="center", fontsize=8)
-    lr = history.get("lr", [])
-    axes[2].plot(np.arange(len(lr)), lr)
-    axes[2].set_title("Learning rate")
-    axes[2].set_xlabel("step")
-    if lr and min(lr) > 0 and max(lr) / min(lr) > 20:
-        axes[2].set_yscale("log")
-    axes[2].grid(alpha=0.3)
+    _lr_panel(axes[2], history.get("lr", []))
     fig.tight_layout()
     return fig
+
+
+def _lr_panel(ax: Any, lr: list[float]) -> None:
+    """The learning rate of every step (log scale when it spans more than a factor 20)."""
+    ax.plot(np.arange(len(lr)), lr)
+    ax.set_title("Learning rate")
+    ax.set_xlabel("step")
+    if lr and min(lr) > 0 and max(lr) / min(lr) > 20:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
 
 
 def plot_curves(history: dict[str, Any], path: str | Path) -> Path:
     """Draw the training curves and save them to `path` (see save_figure)."""
     return save_figure(curves_figure(history), path)
+
+
+class CurvesFile:
+    """Training callback: rewrite the run's curves.png after every epoch (what train(plot=True) adds).
+
+    A failed write (disk full) is a warning: the checkpoint, already saved, is what matters.
+    """
+
+    def __call__(self, entry: Any) -> None:
+        path = Path(entry.run_dir) / CURVES
+        try:
+            plot_curves(entry.history, path)
+        except (OSError, OutputError) as exc:
+            log.warning("%s not updated (%s)", path, getattr(exc, "strerror", None) or exc)
 
 
 def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[str]) -> Figure:
@@ -74,8 +119,8 @@ def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[s
 class LivePlot:
     """A training callback that redraws the curves after every epoch, in place, in a Jupyter cell.
 
-    `cnnscope.train(spec, ds, config, callbacks=[LivePlot()])`. Outside IPython nothing is shown; the latest
-    picture is kept as PNG bytes in `.png` (and written to `path` if given).
+    `cnnscope.train(spec, ds, config, callbacks=[LivePlot()])`. Outside IPython nothing can be shown: it says so
+    once, when created, and keeps the latest picture as PNG bytes in `.png` (and writes it to `path` if given).
 
     Args:
         path: also write each redraw to this file (atomically).
@@ -89,11 +134,16 @@ class LivePlot:
         self.frames = 0
         self._display = display
         self._handle: Any = None
+        if display is None and not _in_ipython():
+            instead = (f"and written to {self.path} after every epoch" if self.path is not None
+                       else "(LivePlot(path=...) also writes it to a file)")
+            log.warning("LivePlot: not in a notebook, so nothing is shown; the latest curves are kept as PNG bytes "
+                        "in its .png %s", instead)
 
-    def __call__(self, log: Any) -> None:
+    def __call__(self, entry: Any) -> None:
         import io
 
-        fig = curves_figure(log.history)
+        fig = curves_figure(entry.history)
         buffer = io.BytesIO()
         try:
             fig.savefig(buffer, format="png", dpi=90)
@@ -109,15 +159,18 @@ class LivePlot:
             self._show_in_ipython()
 
     def _show_in_ipython(self) -> None:
-        try:
-            from IPython import get_ipython
-            from IPython.display import Image, display
-        except ImportError:  # not in a notebook: nothing to show
+        if not _in_ipython():
             return
-        if get_ipython() is None:
-            return
+        from IPython.display import Image, display
+
         image = Image(data=self.png, format="png")
         if self._handle is None:
             self._handle = display(image, display_id=True)
         else:
             self._handle.update(image)
+
+
+def _in_ipython() -> bool:
+    """Running under IPython or Jupyter (where display() shows pictures)."""
+    ipython = sys.modules.get("IPython")  # never imported here: a script that did not load it is not in IPython
+    return ipython is not None and getattr(ipython, "get_ipython", lambda: None)() is not None
