@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from ..errors import DataError
@@ -17,8 +18,10 @@ PANELS = (("mean", "per-pixel mean (0–255)", "magma"), ("scale", "deviation di
 
 
 def _panel(fig: Figure, ax, values: np.ndarray, title: str, cmap: str) -> None:
-    """One (H, W) array with its colour bar and its range in the title."""
-    image = ax.imshow(values, cmap=cmap, interpolation="nearest")
+    """One (H, W) array with its colour bar and its range in the title (log colours for a range over 100×)."""
+    low, high = float(values.min()), float(values.max())
+    norm = LogNorm(low, high) if low > 0 and high > 100 * low else None
+    image = ax.imshow(values, cmap=cmap, norm=norm, interpolation="nearest")
     ax.set_title(f"{title}\n{float(values.min()):.3g} … {float(values.max()):.3g}", fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -53,8 +56,8 @@ def preprocessing_figure(arrays: dict[str, np.ndarray], kind: str, examples: np.
     if k and (prepared is None or labels is None or len(prepared) != k or len(labels) != k):
         raise DataError(f"preprocessing_figure: {k} examples need as many prepared images and labels")
     cols = max(k, 1)
-    fig = plt.figure(figsize=(max(8.0, 0.8 * cols), 3.4 + (1.9 if k else 0.0)))
-    outer = fig.add_gridspec(2 if k else 1, 1, height_ratios=[3.2, 1.9] if k else [1], hspace=0.35)
+    fig = plt.figure(figsize=(max(8.0, 0.8 * cols), 3.0 + (1.8 if k else 0.0)))
+    outer = fig.add_gridspec(2 if k else 1, 1, height_ratios=[3.0, 1.8] if k else [1], hspace=0.25)
     top = outer[0].subgridspec(1, len(PANELS), wspace=0.45)
     for i, (key, label, cmap) in enumerate(PANELS):
         _panel(fig, fig.add_subplot(top[0, i]), np.asarray(arrays[key]), label, cmap)
