@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ..inspect.methods import DEFAULT_METHOD, METHODS
 from .core import add_data_dir, add_figure_flags, positive_int, print_figures, print_json
+
+# The method registry (inspect.methods) loads torch, which --help must not: its names, kept equal to the registry's
+# by tests/test_imports.py.
+DEFAULT_METHOD = "integrated-gradients"
+METHODS = ("integrated-gradients", "saliency", "input-x-gradient", "smoothgrad", "guided-backprop", "deeplift",
+           "occlusion", "gradcam", "guided-gradcam")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,72 @@
+"""Cheap imports and a clean Ctrl-C at start-up (issue 9 item 5, issue 8 point 5): `import cnnscope` and the
+command's parser load no heavy library; the public names still work; SIGINT while starting exits 130, one line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HEAVY = ("matplotlib", "starlette", "h5py", "onnx", "captum")
+
+
+def _loaded_after(code: str, modules: tuple[str, ...]) -> list[str]:
+    """The `modules` that a fresh interpreter has loaded after running `code`."""
+    probe = f"{code}\nimport sys\nprint(sorted(m for m in {modules!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return eval(out.strip().splitlines()[-1])  # a list literal printed by the probe above
+
+
+def test_import_cnnscope_loads_no_heavy_library():
+    assert _loaded_after("import cnnscope", (*HEAVY, "torch")) == []
+
+
+def test_the_commands_parser_loads_no_torch():
+    code = "import cnnscope.cli\ncnnscope.cli.build_parser()"
+    assert _loaded_after(code, (*HEAVY, "torch", "tqdm", "safetensors")) == []
+
+
+def test_public_names_load_on_first_use():
+    import cnnscope
+    import cnnscope.training
+
+    assert callable(cnnscope.train) and cnnscope.train is cnnscope.training.train  # the function, not the module
+    assert cnnscope.resume is cnnscope.training.resume and cnnscope.EpochLog is cnnscope.training.EpochLog
+    assert set(cnnscope.__all__) <= set(dir(cnnscope))
+    namespace: dict = {}
+    exec("from cnnscope import *", namespace)
+    assert set(cnnscope.__all__) <= set(namespace)
+    with pytest.raises(AttributeError, match="module 'cnnscope' has no attribute 'trian'"):
+        cnnscope.trian  # noqa: B018
+
+
+def test_explain_help_names_every_registered_method():
+    from cnnscope.cli import explain
+    from cnnscope.inspect.methods import DEFAULT_METHOD, METHODS
+
+    assert explain.METHODS == tuple(METHODS) and explain.DEFAULT_METHOD == DEFAULT_METHOD
+
+
+def _console_script() -> list[str]:
+    script = Path(sys.executable).with_name("cnnscope")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "cnnscope"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
+@pytest.mark.parametrize("delay", [0.3, 0.6])
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130(data_dir, tmp_path, delay):
+    argv = [*_console_script(), "train", "--preset", "tiny", "--out", str(tmp_path / "r"), "--data-dir",
+            str(data_dir), "--epochs", "1", "--limit-train", "100", "--no-plot", "--no-report"]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    assert child.poll() is None, "the command ended before it could be interrupted"
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, (out, err)
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted"
+    assert len(err.strip().splitlines()) == 1, err
