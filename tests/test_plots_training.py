@@ -14,6 +14,45 @@ HISTORY = {"epoch": [1, 2, 3], "loss": [1.0, 0.5, 0.3], "accuracy": [0.6, 0.8, 0
            "val_accuracy": [0.7, 0.85, 0.88], "lr": list(np.geomspace(1e-2, 1e-5, 30))}
 
 
+def test_curves_compare_the_data_losses_and_dash_the_objective():
+    history = {**HISTORY, "data_loss": [0.9, 0.4, 0.2], "val_data_loss": [0.7, 0.5, 0.4], "val_source": "test"}
+    ax = curves_figure(history).axes[0]
+    lines = {line.get_label(): line for line in ax.lines}
+    assert list(lines) == ["train: data loss, during the epoch", "test: data loss, end of epoch",
+                           "train objective: + label smoothing, L2 (if set)"]
+    assert [list(line.get_ydata()) for line in lines.values()] == [[0.9, 0.4, 0.2], [0.7, 0.5, 0.4], [1.0, 0.5, 0.3]]
+    assert [line.get_linestyle() for line in lines.values()] == ["-", "-", "--"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(lines)
+
+
+def test_curves_of_an_older_run_say_what_their_two_losses_hold():
+    ax = curves_figure(HISTORY).axes[0]  # no data_loss: a run trained before it was recorded
+    assert [line.get_label() for line in ax.lines] == ["train objective: data loss + label smoothing, L2 (if set)",
+                                                       "validation: data loss + L2 (if set)"]
+    assert ax.lines[0].get_linestyle() == "--"
+
+
+def test_curves_file_callback_warns_when_curves_png_cannot_be_written(tmp_path, caplog):
+    from cnnscope.plots.training import CurvesFile
+
+    (tmp_path / "curves.png").mkdir()  # a directory where the file goes: the write fails
+    CurvesFile()(types.SimpleNamespace(history=HISTORY, run_dir=tmp_path))
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert caplog.records[0].getMessage().startswith(f"{tmp_path / 'curves.png'} not updated (")
+
+
+def test_live_plot_outside_a_notebook_says_once_what_it_does_instead(tmp_path, caplog):
+    LivePlot(display=lambda png, first: None)
+    assert caplog.records == []  # a display hook: it shows the pictures, nothing to say
+    live = LivePlot(path=tmp_path / "live.png")
+    assert [r.getMessage() for r in caplog.records] == [
+        "LivePlot: not in a notebook, so nothing is shown; the latest curves are kept as PNG bytes in its .png and "
+        f"written to {tmp_path / 'live.png'} after every epoch"]
+    for epoch in (1, 2):
+        live(types.SimpleNamespace(history={k: v[:epoch] for k, v in HISTORY.items()}))
+    assert len(caplog.records) == 1 and live.frames == 2
+
+
 def test_curves_figure_has_loss_accuracy_and_a_log_lr_axis(tmp_path):
     fig = curves_figure(HISTORY)
     titles = [ax.get_title() for ax in fig.axes]

@@ -1,4 +1,5 @@
 import json
+import logging
 import math
 
 import numpy as np
@@ -293,3 +294,85 @@ def test_cli_interrupted_in_the_first_epoch_then_resumed(data_dir, tmp_path, cap
     assert code == 0, err
     assert "trained 2 epoch(s)" in out and "error" not in err
     assert json.loads((run / "history.json").read_text())["epoch"] == [1, 2]
+
+
+# --- data loss next to the objective (issue 13 item 4) -------------------------------------------
+def test_history_records_the_plain_data_loss_beside_the_objective(ds, tmp_path):
+    base = cnnscope.ModelSpec(conv=(cnnscope.ConvSpec(4, pool=cnnscope.PoolSpec()),), dense=(cnnscope.DenseSpec(16),))
+    config = cnnscope.TrainConfig(epochs=1, batch_size=100, optimizer="adam")
+    plain = cnnscope.train(base, ds, config, out=tmp_path / "plain", progress=False, plot=False).history
+    assert plain["data_loss"][0] == pytest.approx(plain["loss"][0], rel=1e-5)  # nothing added: the same number
+    assert plain["val_data_loss"] == plain["val_loss"]
+    penalised = cnnscope.ModelSpec(**{**base.__dict__, "regularizer": cnnscope.RegularizerSpec("l2", 0.05)})
+    smoothed = cnnscope.TrainConfig(epochs=1, batch_size=100, optimizer="adam", label_smoothing=0.2)
+    run = cnnscope.train(penalised, ds, smoothed, out=tmp_path / "reg", progress=False, plot=False)
+    history = json.loads((tmp_path / "reg" / "history.json").read_text())
+    assert history["loss"][0] > history["data_loss"][0] > 0  # smoothing and the L2 penalty count only in "loss"
+    penalty = float(run.model.regularization_loss().detach())
+    assert history["val_loss"][0] - history["val_data_loss"][0] == pytest.approx(penalty, rel=1e-4)
+
+
+def test_a_run_saved_without_data_losses_resumes_and_loads_without_them(ds, tiny_spec, tmp_path):
+    config = cnnscope.TrainConfig(epochs=1, batch_size=100)
+    cnnscope.train(tiny_spec, ds, config, out=tmp_path / "old", progress=False, plot=False)
+    path = tmp_path / "old" / "history.json"
+    history = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in history.items() if k not in ("data_loss", "val_data_loss")}))
+    resumed = cnnscope.resume(tmp_path / "old", epochs=2, dataset=ds, progress=False)  # plot=True: curves drawn
+    saved = cnnscope.load_run(tmp_path / "old").history
+    assert saved["epoch"] == [1, 2] and "data_loss" not in saved and "data_loss" not in resumed.history
+    assert (tmp_path / "old" / "curves.png").is_file()
+
+
+# --- feedback from a script (issue 13 item 7) ----------------------------------------------------
+def test_verbose_logs_one_line_per_epoch(ds, tiny_spec, tmp_path, caplog):
+    config = cnnscope.TrainConfig(epochs=2, batch_size=100)
+    cnnscope.train(tiny_spec, ds, config, out=tmp_path / "quiet", progress=False, plot=False)
+    assert not [r for r in caplog.records if r.getMessage().startswith("epoch ")]  # logging set up: left alone
+    cnnscope.train(tiny_spec, ds, config, out=tmp_path / "loud", progress=False, plot=False, verbose=True)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
+    assert "loss" in lines[0] and "(objective" in lines[0] and "test_acc" in lines[0]
+    assert logging.getLogger("cnnscope").level == logging.NOTSET  # restored
+
+
+def test_a_script_sees_the_epochs_only_when_verbose(data_dir, tmp_path):
+    """No logging set up and stderr not a terminal: silent by default, one line per epoch with verbose=True."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, cnnscope\n"
+        f"ds = cnnscope.load_dataset('mnist', data_dir={str(data_dir)!r}, limit_train=200, limit_test=50)\n"
+        "spec, config = cnnscope.presets['tiny'], cnnscope.TrainConfig(epochs=2, batch_size=100)\n"
+        f"cnnscope.train(spec, ds, config, out={str(tmp_path / 'a')!r}, plot=False)\n"
+        "sys.stderr.write('---\\n')\n"
+        f"cnnscope.train(spec, ds, config, out={str(tmp_path / 'b')!r}, plot=False, verbose=True)\n")
+    err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stderr
+    before, after = err.split("---\n")
+    assert "epoch" not in before and "Traceback" not in err
+    epochs = [line for line in after.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/2", "2/2"]
+    assert any(line.startswith("training ") for line in after.splitlines())
+
+
+def test_report_switch_writes_report_html(ds, tiny_spec, tmp_path):
+    config = cnnscope.TrainConfig(epochs=1, batch_size=100)
+    cnnscope.train(tiny_spec, ds, config, out=tmp_path / "none", progress=False, plot=False)
+    assert not (tmp_path / "none" / "report.html").exists()  # the library's default: no report
+    cnnscope.train(tiny_spec, ds, config, out=tmp_path / "r", progress=False, plot=False, report=True)
+    assert (tmp_path / "r" / "report.html").read_text().lstrip().lower().startswith("<!doctype html")
+
+
+def test_a_failed_report_is_a_warning_and_the_run_is_kept(ds, tiny_spec, tmp_path, monkeypatch, caplog):
+    import cnnscope.report
+
+    def broken(*args, **kwargs):
+        raise RunError("stub: no report")
+
+    monkeypatch.setattr(cnnscope.report, "build_report", broken)
+    run = cnnscope.train(tiny_spec, ds, cnnscope.TrainConfig(epochs=1, batch_size=100), out=tmp_path / "r",
+                         progress=False, plot=False, report=True)
+    assert run.metrics["status"] == "completed" and not (tmp_path / "r" / "report.html").exists()
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"report not written (stub: no report); retry with 'cnnscope report {tmp_path / 'r'}'"]
