@@ -50,10 +50,8 @@ CURVES = "curves.png"
 # What a training writes; a new run in the same directory (--overwrite) removes them first.
 OUTPUTS = (WEIGHTS, STATE, STATE_META, HISTORY, METRICS, CURVES, "probe.safetensors", "confusion.png",
            "report.html")
-# "data_loss"/"val_data_loss" (plain data loss, comparable with each other; "loss" is the objective) are absent from
-# runs trained before they were recorded.
 HISTORY_KEYS = ("epoch", "loss", "data_loss", "accuracy", "val_loss", "val_data_loss", "val_accuracy", "seconds",
-                "images_per_second", "lr")
+                "images_per_second", "lr")  # the two data losses (no smoothing, no penalty) are absent from old runs
 MAX_CONFIG_BYTES = 2**20
 _COUNT = re.compile(r"[0-9]{1,9}")  # str.isdigit() accepts '²', which int() refuses
 DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
