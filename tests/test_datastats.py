@@ -132,3 +132,14 @@ def test_top_edge_share_matches_top_images(trained_run, data_dir):
     assert result["edge_share"] == edge_share(run.spec, layer, locations, 3)
     assert result["positions"] == 5 * result["maps"]
     assert np.isclose(result["max_peak"], max(t.values.max() for t in tops))
+
+
+def test_preprocessing_section_figure_in_one_call():
+    from cnnscope.plots.data import preprocessing_section_figure
+
+    images = _train()
+    labels = np.arange(50) % 3
+    fig = preprocessing_section_figure(Preprocessor.fit("standard", images), images, images, labels, ("a", "b", "c"),
+                                       per_class=2)
+    titles = [ax.title.get_text() for ax in fig.axes]
+    assert titles.count("a") == 2 and titles.count("c") == 2 and fig._suptitle.get_text() == "preprocessing: standard"

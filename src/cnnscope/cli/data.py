@@ -65,16 +65,14 @@ def _print_summary(info: dict[str, Any]) -> None:
 
 def cmd_data(args: argparse.Namespace) -> int:
     from ..data import load_dataset
-    from ..inspect.datastats import class_examples, preprocessing_arrays
-    from ..plots.data import preprocessing_figure
+    from ..plots.data import preprocessing_section_figure
     from ..plots.figures import save_figure_as
 
     dataset = load_dataset(args.name, data_dir=args.data_dir, preprocess=args.preprocess)
     info = summarize(dataset)
-    picks = class_examples(dataset.test_y, len(dataset.class_names), per_class=1)
-    fig = preprocessing_figure(preprocessing_arrays(dataset.preprocessor, dataset.train_raw), dataset.preprocessor.kind,
-                               dataset.test_raw[picks], dataset.test_x[picks, 0], dataset.test_y[picks],
-                               dataset.class_names, title=f"{dataset.name}: preprocessing {dataset.preprocessor.kind}")
+    fig = preprocessing_section_figure(dataset.preprocessor, dataset.train_raw, dataset.test_raw, dataset.test_y,
+                                       dataset.class_names,
+                                       title=f"{dataset.name}: preprocessing {dataset.preprocessor.kind}")
     out = args.out or f"{dataset.name}-{dataset.preprocessor.kind}-preprocessing.png"
     paths = save_figure_as(fig, Path(out), svg=args.svg)
     info["figures"] = [str(p) for p in paths]

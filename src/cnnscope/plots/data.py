@@ -66,3 +66,14 @@ def preprocessing_figure(arrays: dict[str, np.ndarray], kind: str, examples: np.
                   np.asarray(labels), class_names or [str(c) for c in range(int(np.max(labels)) + 1)])
     fig.suptitle(title or f"preprocessing: {kind}", fontsize=10)
     return fig
+
+
+def preprocessing_section_figure(preprocessor, train_raw: np.ndarray, images: np.ndarray, labels: np.ndarray,
+                                 class_names: Sequence[str], per_class: int = 1, title: str | None = None) -> Figure:
+    """The whole preprocessing figure in one call (report, `cnnscope data`): statistics from raw training images
+    `train_raw`, then the first `per_class` raw `images` of each class (by `labels`) before and after."""
+    from ..inspect.datastats import class_examples, preprocessing_arrays
+
+    picks = class_examples(labels, len(class_names), per_class)
+    return preprocessing_figure(preprocessing_arrays(preprocessor, train_raw), preprocessor.kind, images[picks],
+                                preprocessor(images[picks])[:, 0], np.asarray(labels)[picks], class_names, title)
