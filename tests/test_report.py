@@ -22,7 +22,8 @@ from cnnscope.runs import load_run
 from cnnscope.spec import summary_table
 
 PNG_URI = "data:image/png;base64,"
-SECTIONS = ["summary", "config", "training", "results", "activations", "filters", "patterns", "profiles"]
+SECTIONS = ["summary", "config", "training", "results", "activations", "filters", "patterns", "profiles",
+            "explanation"]
 MAP_LAYERS = ["Conv2D_1", "Max_Pool_1", "Conv2D_2", "Max_Pool_2", "Conv2D_3"]  # the tiny_spec fixture's
 CONVS = ["Conv2D_1", "Conv2D_2", "Conv2D_3"]
 
@@ -103,8 +104,9 @@ def test_report_needs_no_network(report):
 
 def test_every_image_is_an_embedded_png(report):
     images = images_of(report)
-    # summary-free count: curves, confusion, 10 classes × (input + 5 layers), filters, 3 pattern grids, 3 profiles
-    assert len(images) == 1 + 1 + 10 * (1 + len(MAP_LAYERS)) + 1 + len(CONVS) + len(CONVS)
+    # summary-free count: curves, confusion, 10 classes × (input + 5 layers), filters, 3 pattern grids, 3 profiles,
+    # 10 explained images × (input + heat map)
+    assert len(images) == 1 + 1 + 10 * (1 + len(MAP_LAYERS)) + 1 + len(CONVS) + len(CONVS) + 10 * 2
     for attrs in images:
         image = decode_png(attrs["src"])
         assert image.width > 0 and image.height > 0
@@ -126,6 +128,41 @@ def test_configuration_and_model_summary(report, trained_run, tiny_spec):
     assert html.escape(summary_table(tiny_spec)) in config  # the whole Keras-like table, verbatim
     assert "<th>optimizer</th><td>adam</td>" in config and "<th>batch_size</th><td>32</td>" in config
     assert "<th>dataset</th><td>mnist</td>" in config
+
+
+def test_configuration_lists_only_the_settings_that_apply(report, trained_run):
+    """Adam reads no momentum and no nesterov; the device is the one used (metrics.json), not 'auto'."""
+    config = sections_of(report)["config"]
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert "<th>momentum</th>" not in config and "<th>nesterov</th>" not in config
+    assert "<th>schedule_args</th>" not in config  # no schedule
+    assert f"<th>device</th><td>{metrics['device']}</td>" in config and "<td>auto</td>" not in config
+
+
+def test_settings_rows_follow_the_optimizer_and_derive_the_device(trained_run):
+    import dataclasses
+
+    from cnnscope.training import pick_device
+    from cnnscope.views.report_sections import training_settings
+
+    from types import SimpleNamespace
+
+    config = dataclasses.replace(load_run(trained_run).config, optimizer="sgd", momentum=0.9, nesterov=True)
+    run = SimpleNamespace(config=config, metrics={})  # an imported or older run: no device recorded
+    rows = dict(training_settings(run))
+    assert rows["momentum"] == 0.9 and rows["nesterov"] is True
+    assert rows["device"] == str(pick_device("auto")) != "auto"
+
+
+def test_importing_the_report_loads_no_web_framework():
+    import subprocess
+    import sys
+
+    code = ("import sys, cnnscope.report; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn', 'anyio') "
+            "or m.startswith('cnnscope.serve')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_curves_and_learning_rate(report):
@@ -202,6 +239,24 @@ def test_filters_patterns_and_profiles(report, tiny_spec):
     assert [a["alt"] for a in images_of(profiles)] == [f"class profile of {c}" for c in CONVS]
 
 
+def test_explanation_uses_the_default_method_and_states_the_deletion_result(report, test_labels):
+    from cnnscope.inspect.methods import DEFAULT_METHOD, METHODS
+
+    explanation = sections_of(report)["explanation"]
+    assert METHODS[DEFAULT_METHOD].title in explanation
+    firsts = [int(np.flatnonzero(test_labels == c)[0]) for c in range(10)]
+    alts = [a["alt"] for a in images_of(explanation)]
+    assert alts == [alt for i in firsts for alt in (f"test image {i}", f"heat map of test image {i}")]
+    verdict = re.search(r"lowers the predicted class's probability from ([\d.]+) % to ([\d.]+) % on average; "
+                        r"blanking as many random pixels lowers it to ([\d.]+) %. The ranked pixels hurt more than "
+                        r"random ones on <b>(\d+) of 10</b> images.", explanation)
+    assert verdict, explanation[:600]
+    before, top, _, beats = (float(g) for g in verdict.groups())
+    assert 0 <= top <= before <= 100 and 0 <= beats <= 10
+    heat = decode_png(images_of(explanation)[1]["src"])
+    assert heat.size == (4 * 28, 4 * 28)
+
+
 def test_worst_mistakes_of_an_untrained_model(trained_run, data_dir, tmp_path):
     """With the initial weights the model errs a lot: the gallery shows its 24 most confident mistakes, in order."""
     import cnnscope
@@ -242,13 +297,12 @@ def test_a_failed_write_keeps_the_previous_report(trained_run, data_dir, tmp_pat
     run_dir = copy_run(trained_run, tmp_path)
     (run_dir / REPORT).write_text("the previous report", encoding="utf-8")
     before = set(snapshot(run_dir))
-    real_write_text = Path.write_text
+    import os
 
-    def half_then_fail(self, text, *args, **kwargs):
-        real_write_text(self, text[:len(text) // 2], *args, **kwargs)
+    def disk_full(fd):  # the temp file is written, then flushing it to disk fails
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_text", half_then_fail)
+    monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(RunError, match=rf"cannot write the report to {re.escape(str(run_dir / REPORT))} "
                                        r"\(No space left on device\)"):
         build_report(run_dir, data_dir=data_dir)
@@ -286,7 +340,7 @@ def test_report_command_errors(trained_run, tmp_path, capsys):
 
     assert main(["report", str(trained_run), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: cannot write the report to {tmp_path}: it is a directory") and err.count("\n") == 1
+    assert err == f"error: --out {tmp_path} is a directory; give a file name inside it\n"  # checked by the CLI
 
 
 def test_train_writes_a_report_unless_told_not_to(data_dir, tmp_path, capsys):

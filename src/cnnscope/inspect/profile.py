@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from ..geometry import Geometry
 from ..model import CNN
 from ..spec import ModelSpec
 from .activations import activations, layer_output_shape
+from .attribution import _evaluating
 
 
 def _batches(n: int, batch_size: int):
@@ -45,11 +47,49 @@ def class_profile(model: CNN, layer: str, images: np.ndarray, labels: np.ndarray
     for start, stop in _batches(len(images), batch_size):
         values = _per_map(activations(model, layer, images[start:stop], batch_size))
         np.add.at(sums, labels[start:stop], values.astype(np.float64))
+    return _divide(sums, labels, k)
+
+
+def _divide(sums: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     counts = np.bincount(labels, minlength=k).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         profile = sums / counts[:, None]
     profile[counts == 0] = np.nan
     return profile.astype(np.float32)
+
+
+def class_means(values: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-class means of per-image values (n, maps) -> (classes, maps), NaN for a class without images: the
+    class profile from spatial means already computed (e.g. by `layer_means`)."""
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    values = np.asarray(values, dtype=np.float64)
+    sums = np.zeros((int(num_classes), values.shape[1]), np.float64)
+    np.add.at(sums, labels, values)
+    return _divide(sums, labels, int(num_classes))
+
+
+@torch.no_grad()
+def layer_means(model: CNN, layers: list[str], images: np.ndarray,
+                batch_size: int = 500) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One pass over preprocessed images: (class probabilities (n, classes), {layer: spatial means (n, maps)})
+    for map layers (units for dense ones). What a whole-test-set summary needs without a pass per question."""
+    from .activations import capture
+
+    for name in layers:
+        layer_output_shape(model, name)  # SpecError listing the valid names
+    probs: list[np.ndarray] = []
+    means: dict[str, list[np.ndarray]] = {name: [] for name in layers}
+    with _evaluating(model):
+        for start, stop in _batches(len(images), batch_size):
+            batch = torch.as_tensor(images[start:stop]).contiguous(memory_format=torch.channels_last)
+            outputs, logits = capture(model, layers, batch)
+            probs.append(model.probabilities(logits).float().cpu().numpy())
+            for name in layers:
+                means[name].append(_per_map(outputs[name].float().cpu().numpy()))
+    k = model.spec.num_classes
+    return (np.concatenate(probs) if probs else np.zeros((0, k), np.float32),
+            {name: np.concatenate(parts) if parts else np.zeros((0, layer_output_shape(model, name)[0]), np.float32)
+             for name, parts in means.items()})
 
 
 # --- receptive fields ----------------------------------------------------------------------------------------
@@ -142,7 +182,7 @@ def top_images(model: CNN, layer: str, map_index: int, images: np.ndarray, k: in
         flat = values.reshape(len(values), -1)
         where[start:stop] = flat.argmax(axis=1)  # first maximum in row-major order
         peaks[start:stop] = flat.max(axis=1)
-    order = np.lexsort((np.arange(len(peaks)), -peaks))[:k]  # by value descending, then index ascending
+    order = rank_images(peaks, k)  # by value descending, then index ascending
     _, in_h, in_w = model.spec.input_shape
     if spatial:
         geometry = field_geometry(model.spec, layer)
@@ -156,6 +196,68 @@ def top_images(model: CNN, layer: str, map_index: int, images: np.ndarray, k: in
         field = None
     return TopImages(layer, map_index, order.astype(np.int64), peaks[order], locations.astype(np.int64), boxes,
                      field)
+
+
+# --- whole-set tables the viewer's map cards read ------------------------------------------------------------
+def rank_images(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values, largest first, ties to the lower index (as `top_images`)."""
+    values = np.asarray(values)
+    return np.lexsort((np.arange(len(values)), -values))[:k].astype(np.int64)
+
+
+def map_peak_batches(model: CNN, layers: list[str], images: np.ndarray,
+                     batch_size: int = 64) -> Iterator[dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Per batch of preprocessed images: {layer: (each image's spatial maximum of every map (b, maps), its
+    row-major position (b, maps) int32)}. A generator, so a caller may pause or take a lock between batches."""
+    from .activations import capture
+
+    for start, stop in _batches(len(images), batch_size):
+        batch = torch.as_tensor(images[start:stop]).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), _evaluating(model):
+            outputs, _ = capture(model, layers, batch)
+        part = {}
+        for name in layers:
+            values, positions = outputs[name].flatten(2).max(dim=2)  # (b, maps)
+            part[name] = (values.cpu().numpy(), positions.cpu().numpy().astype(np.int32))
+        yield part
+
+
+def map_peaks(model: CNN, layers: list[str], images: np.ndarray,
+              batch_size: int = 64) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{layer: (spatial maximum of every map in every image (n, maps), its row-major position (n, maps))}."""
+    parts = list(map_peak_batches(model, layers, images, batch_size))
+    return {name: (np.concatenate([p[name][0] for p in parts]), np.concatenate([p[name][1] for p in parts]))
+            for name in layers} if parts else {}
+
+
+def readout_batches(model: CNN, layer: str, images: np.ndarray, batch_size: int = 64) -> Iterator[np.ndarray]:
+    """Per batch: (classes, maps) sums over its images of d logit_c / d (spatial sum of map m) — the gradient of
+    each class logit through the layers after `layer`. A generator (pause or lock between batches)."""
+    from .activations import capture
+
+    names = list(model.layers.keys())
+    rest = [model.layers[name] for name in names[names.index(layer) + 1:]]
+    for start, stop in _batches(len(images), batch_size):
+        with _evaluating(model):
+            with torch.no_grad():
+                outputs, _ = capture(model, [layer], torch.as_tensor(images[start:stop]))
+            features = outputs[layer].detach().requires_grad_(True)  # (b, maps, h, w)
+            logits = features
+            for module in rest:
+                logits = module(logits)
+            rows = []
+            for c in range(logits.shape[1]):
+                (grad,) = torch.autograd.grad(logits[:, c].sum(), features, retain_graph=True)
+                rows.append(grad.sum(dim=(2, 3)).sum(dim=0))  # (maps,)
+        yield torch.stack(rows).detach().cpu().numpy()
+
+
+def class_readout(model: CNN, layer: str, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """(classes, maps): how much each class logit rises when map m of `layer` rises by one everywhere (mean over
+    the images of sum_ij d logit_c / d A[m, i, j]). Meaningful from the last conv layer on."""
+    model.layer(layer)  # SpecError listing the valid names
+    total = sum(readout_batches(model, layer, images, batch_size))
+    return np.asarray(total, np.float64) / max(len(images), 1)
 
 
 # --- errors --------------------------------------------------------------------------------------------------
@@ -187,6 +289,30 @@ class Misclassified:
                                                            self.confidence, self.true_probability, strict=True)]}
 
 
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """(classes, classes) int counts, rows the true class, columns the predicted one: the one confusion matrix."""
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    predicted = np.asarray(predicted).astype(np.int64).ravel()
+    k = int(num_classes)
+    return np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
+
+
+def mistakes(probs: np.ndarray, labels: np.ndarray) -> Misclassified:
+    """The wrong ones among predictions already made (probabilities (n, classes)), most confident first, ties
+    by index; with the confusion matrix."""
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    if len(labels) != len(probs):
+        raise RunError(f"misclassified: {len(probs)} predictions but {len(labels)} labels")
+    pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
+    confusion = confusion_matrix(labels, pred, probs.shape[1])
+    wrong = np.flatnonzero(pred != labels)
+    confidence = probs[wrong, pred[wrong]]
+    order = wrong[np.lexsort((wrong, -confidence))]
+    return Misclassified(order.astype(np.int64), labels[order], pred[order].astype(np.int64),
+                         probs[order, pred[order]].astype(np.float32), probs[order, labels[order]].astype(np.float32),
+                         len(labels), confusion)
+
+
 @torch.no_grad()
 def misclassified(model: CNN, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> Misclassified:
     """Predict preprocessed images and return the wrong ones sorted by confidence (highest first; ties by index)."""
@@ -196,12 +322,6 @@ def misclassified(model: CNN, images: np.ndarray, labels: np.ndarray, batch_size
     if len(labels) != len(images):
         raise RunError(f"misclassified: {len(images)} images but {len(labels)} labels")
     probs = predict_proba(model, np.asarray(images, np.float32), batch_size)
-    pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
-    k = model.spec.num_classes
-    confusion = np.bincount(labels * k + pred, minlength=k * k).reshape(k, k)
-    wrong = np.flatnonzero(pred != labels)
-    confidence = probs[wrong, pred[wrong]]
-    order = wrong[np.lexsort((wrong, -confidence))]
-    return Misclassified(order.astype(np.int64), labels[order], pred[order].astype(np.int64),
-                         probs[order, pred[order]].astype(np.float32), probs[order, labels[order]].astype(np.float32),
-                         len(labels), confusion)
+    if not len(probs):
+        probs = np.zeros((0, model.spec.num_classes), np.float32)
+    return mistakes(probs, labels)

@@ -1,0 +1,179 @@
+"""Views of the report's sections about the run: configuration, training (curves and the probe strip), test
+results and the explanation of predictions. Each returns a ViewResult whose data holds the section's id, title and
+HTML plus the numbers it shows; cnnscope.report puts them on one page.
+
+The test set is read once: one pass (cnnscope.inspect.profile.layer_means) gives the probabilities and every conv
+layer's spatial means (TestSet); results, class profiles and the explanation all read from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..inspect.profile import layer_means, mistakes
+from .report_html import esc, figure_uri, grey_uri, img, png_img, section, table
+from .tiles import tiles_png
+
+WORST = 24  # misclassified images shown
+PROBE_ROWS = 12  # epochs shown in the probe strip (evenly spaced, first and last always)
+EXPLAINED = 10  # test images explained (the first of each class)
+# Training settings that only some optimizers read (the others ignore them, so the report does not list them).
+OPTIMIZER_SETTINGS = {"momentum": ("rmsprop", "sgd"), "nesterov": ("sgd",)}
+
+
+@dataclass
+class TestSet:
+    """The run's test images and what one forward pass over them gave."""
+
+    class_names: list[str]
+    labels: np.ndarray  # (n,) int
+    raw: np.ndarray  # (n, H, W) 0..255
+    x: np.ndarray  # (n, C, H, W) preprocessed
+    probs: np.ndarray  # (n, classes)
+    means: dict[str, np.ndarray]  # layer -> (n, maps) spatial means
+
+    @classmethod
+    def of(cls, run, dataset, layers: list[str]) -> TestSet:
+        """One pass over the test set capturing the probabilities and the spatial means of `layers`."""
+        probs, means = layer_means(run.model, layers, dataset.test_x)
+        return cls(list(dataset.class_names), np.asarray(dataset.test_y).astype(np.int64), dataset.test_raw,
+                   dataset.test_x, probs, means)
+
+    def firsts(self) -> list[int]:
+        """The index of the first test image of each class (classes without images skipped)."""
+        return [int(np.flatnonzero(self.labels == c)[0]) for c in range(len(self.class_names))
+                if (self.labels == c).any()]
+
+
+def device_used(run) -> str:
+    """The device the run trained on: metrics.json's record, else what its 'device' setting picks here."""
+    recorded = run.metrics.get("device") if isinstance(run.metrics, dict) else None
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    from ..training import pick_device
+
+    return str(pick_device(run.config.device))
+
+
+def training_settings(run) -> list[tuple[str, object]]:
+    """The training configuration as (key, value) rows: only the settings the chosen optimizer and schedule
+    use, and the device actually used instead of 'auto'."""
+    config = run.config
+    rows = []
+    for key, value in dataclasses.asdict(config).items():
+        if key in OPTIMIZER_SETTINGS and config.optimizer not in OPTIMIZER_SETTINGS[key]:
+            continue
+        if key == "schedule_args" and config.schedule == "none":
+            continue
+        rows.append((key, device_used(run) if key == "device" else value))
+    return rows
+
+
+def config_section(run):
+    """Training settings, data settings and the Keras-like model summary."""
+    from ..spec import summary_table
+
+    data = [(k, v) for k, v in dataclasses.asdict(run.data_config).items() if v is not None]
+    settings = training_settings(run)
+    return section("config", "Configuration and model", (
+        '<div class="cols"><div><h3>Training</h3>' + table(settings) + '</div><div><h3>Data</h3>' + table(data)
+        + '</div></div><h3>Model summary</h3><pre class="summary">' + esc(summary_table(run.spec)) + "</pre>"),
+        settings=dict(settings))
+
+
+def preprocessing_section(run, dataset):
+    """The preprocessing statistics of the run's data (cnnscope.inspect.datastats); None until that view exists.
+
+    The report's page places this section after the configuration when it returns a ViewResult."""
+    return None
+
+
+def class_name(class_names: list[str], label: int) -> str:
+    """The name of class `label`, or the number itself when it is out of range."""
+    return class_names[label] if 0 <= label < len(class_names) else str(label)
+
+
+def _probe_epochs(epochs: list[int]) -> list[int]:
+    if len(epochs) <= PROBE_ROWS:
+        return epochs
+    picks = np.unique(np.round(np.linspace(0, len(epochs) - 1, PROBE_ROWS)).astype(int))
+    return [epochs[i] for i in picks]
+
+
+def probe_html(run, class_names: list[str]) -> str:
+    """The 'watching it learn' strip of a run recorded with --probe (empty without one)."""
+    from ..probe import read_probe
+
+    probe = read_probe(run.path)
+    if probe is None or not probe.epochs:
+        return ""
+    epochs = _probe_epochs(probe.epochs)
+    peak = max(float(np.abs(probe.filters[e]).max()) for e in epochs) or 1.0
+    head = "".join(f"<th>{esc(name)}</th>" for name in probe.layers)
+    rows = []
+    for epoch in epochs:
+        filters = probe.filters[epoch][:, 0] if probe.filters[epoch].shape[1] == 1 \
+            else probe.filters[epoch].mean(axis=1)  # (maps, kh, kw): with several input channels, their mean
+        cells = [f"<td>{png_img(tiles_png(filters, cmap='RdBu_r', symmetric=True, vmax=peak), 'filters')}</td>"]
+        cells += [f"<td>{png_img(tiles_png(probe.maps[epoch][name]), name)}</td>" for name in probe.layers]
+        rows.append(f"<tr><th>{'initial' if epoch == 0 else f'epoch {epoch}'}</th>{''.join(cells)}</tr>")
+    label = class_name(class_names, probe.label)
+    return (f'<div class="probe"><h3>Watching it learn: {probe.split} image {probe.index} (class {esc(label)})</h3>'
+            f'<p class="note">{img(grey_uri(probe.image), "probe image", "px thumb")} Each row is one epoch: '
+            f'the {esc(probe.filters_layer)} filters (one colour scale for all epochs, blue negative, red '
+            f'positive) and the maps of every conv and pool layer for this image.</p>'
+            f'<div class="scroll"><table class="strip"><tr><th></th><th>{esc(probe.filters_layer)} filters</th>'
+            f'{head}</tr>{"".join(rows)}</table></div></div>')
+
+
+def training_section(run, class_names: list[str]):
+    """Loss, accuracy and learning-rate curves, and the probe strip when the run has one."""
+    from ..plots import curves_figure
+
+    history = run.history
+    if not history.get("epoch"):
+        body = "<p>No completed epoch was recorded.</p>"
+    else:
+        body = img(figure_uri(curves_figure(history), dpi=90), "training curves", "wide")
+    return section("training", "Training curves and learning rate", body + probe_html(run, class_names))
+
+
+def _accuracy_rows(class_names: list[str], confusion: np.ndarray) -> tuple[str, np.ndarray]:
+    per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    rows = "".join(
+        f'<tr><th>{esc(name)}</th><td class="bar"><span style="width:{100 * acc:.1f}%"></span></td>'
+        f'<td class="num">{100 * acc:.2f} %</td><td class="num muted">{int(confusion[i].sum()):,}</td></tr>'
+        for i, (name, acc) in enumerate(zip(class_names, per_class, strict=True)))
+    return rows, per_class
+
+
+def _gallery(tested: TestSet, found) -> str:
+    names = tested.class_names
+    return "".join(
+        f'<figure>{img(grey_uri(tested.raw[i]), f"test image {i}", "px")}<figcaption>#{i}<br>'
+        f'<b>{esc(names[t])}</b> → <span class="bad">{esc(names[p])}</span> {100 * c:.0f}%</figcaption></figure>'
+        for i, t, p, c in zip(found.indices[:WORST], found.true, found.predicted, found.confidence, strict=False))
+
+
+def results_section(tested: TestSet):
+    """Test accuracy, per-class accuracy, the confusion matrix and the most confident mistakes
+    (cnnscope.inspect.profile.mistakes, on the one pass's probabilities)."""
+    from ..plots import confusion_figure
+
+    found = mistakes(tested.probs, tested.labels)
+    bars, per_class = _accuracy_rows(tested.class_names, found.confusion)
+    shown = min(WORST, len(found.indices))
+    matrix = figure_uri(confusion_figure(found.confusion.tolist(), tested.class_names), dpi=90)
+    gallery = _gallery(tested, found) or "<p>None: every test image is classified correctly.</p>"
+    body = (f'<p class="big">Test accuracy <b>{100 * found.accuracy:.2f} %</b> on {found.total:,} images '
+            f'({len(found.indices):,} mistakes).</p><div class="cols"><div><h3>Per-class accuracy</h3>'
+            f'<table class="acc"><tr><th>class</th><th></th><th>accuracy</th><th>images</th></tr>{bars}</table>'
+            f'</div><div><h3>Confusion matrix</h3>{img(matrix, "confusion matrix")}</div></div>'
+            f'<h3>{f"The {shown} most confident mistakes" if shown else "Mistakes"}</h3>'
+            f'<p class="note">true class → predicted class, with the model\'s confidence.</p>'
+            f'<div class="gallery">{gallery}</div>')
+    return section("results", "Test results", body, accuracy=found.accuracy, per_class=per_class.tolist(),
+                   confusion=found.confusion.tolist(), mistakes=int(len(found.indices)))
