@@ -141,11 +141,10 @@ def test_configuration_lists_only_the_settings_that_apply(report, trained_run):
 
 def test_settings_rows_follow_the_optimizer_and_derive_the_device(trained_run):
     import dataclasses
+    from types import SimpleNamespace
 
     from cnnscope.training import pick_device
     from cnnscope.views.report_sections import training_settings
-
-    from types import SimpleNamespace
 
     config = dataclasses.replace(load_run(trained_run).config, optimizer="sgd", momentum=0.9, nesterov=True)
     run = SimpleNamespace(config=config, metrics={})  # an imported or older run: no device recorded
