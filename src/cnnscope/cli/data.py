@@ -10,7 +10,7 @@ from .core import add_data_dir, add_figure_flags, print_figures, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..data import DATASETS, PREPROCESS, DataConfig
+    from ..data import DATASETS, PREPROCESS_HELP, DataConfig
 
     p = sub.add_parser("data", help="sizes, classes, value range and what preprocessing does to a dataset",
                        description="A dataset's sizes, classes and counts, channels and value range, and a figure "
@@ -18,8 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "preprocessing, and a few pictures per class before and after.")
     p.add_argument("name", metavar="NAME", help=f"dataset: {', '.join(DATASETS)}")
     p.add_argument("--preprocess", metavar="KIND", default=DataConfig().preprocess,
-                   help=f"{', '.join(PREPROCESS)} (default {DataConfig().preprocess})")
+                   help="; ".join(f"{k}: {v}" for k, v in PREPROCESS_HELP.items())
+                   + f" (default {DataConfig().preprocess})")
     add_figure_flags(p)
+    for action in p._actions:
+        if action.dest == "out":
+            action.help = "figure file: .png, .svg or .pdf (default NAME-KIND-preprocessing.png here)"
     add_data_dir(p)
     p.set_defaults(handler=cmd_data)
 
