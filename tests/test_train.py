@@ -325,7 +325,19 @@ def test_a_run_saved_without_data_losses_resumes_and_loads_without_them(ds, tiny
 
 
 # --- feedback from a script (issue 13 item 7) ----------------------------------------------------
-def test_verbose_logs_one_line_per_epoch(ds, tiny_spec, tmp_path, caplog):
+@pytest.fixture
+def plain_logging():
+    """The "cnnscope" logger as a script finds it (an earlier CLI test in this process set up its own)."""
+    logger = logging.getLogger("cnnscope")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    logger.handlers, logger.propagate = [], True
+    logger.setLevel(logging.NOTSET)
+    yield logger
+    logger.handlers, logger.propagate = saved[0], saved[2]
+    logger.setLevel(saved[1])
+
+
+def test_verbose_logs_one_line_per_epoch(ds, tiny_spec, tmp_path, caplog, plain_logging):
     config = cnnscope.TrainConfig(epochs=2, batch_size=100)
     cnnscope.train(tiny_spec, ds, config, out=tmp_path / "quiet", progress=False, plot=False)
     assert not [r for r in caplog.records if r.getMessage().startswith("epoch ")]  # logging set up: left alone
@@ -333,7 +345,7 @@ def test_verbose_logs_one_line_per_epoch(ds, tiny_spec, tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
     assert "loss" in lines[0] and "(objective" in lines[0] and "test_acc" in lines[0]
-    assert logging.getLogger("cnnscope").level == logging.NOTSET  # restored
+    assert plain_logging.level == logging.NOTSET and plain_logging.handlers == []  # restored
 
 
 def test_a_script_sees_the_epochs_only_when_verbose(data_dir, tmp_path):
@@ -364,7 +376,8 @@ def test_report_switch_writes_report_html(ds, tiny_spec, tmp_path):
     assert (tmp_path / "r" / "report.html").read_text().lstrip().lower().startswith("<!doctype html")
 
 
-def test_a_failed_report_is_a_warning_and_the_run_is_kept(ds, tiny_spec, tmp_path, monkeypatch, caplog):
+def test_a_failed_report_is_a_warning_and_the_run_is_kept(ds, tiny_spec, tmp_path, monkeypatch, caplog,
+                                                          plain_logging):
     import cnnscope.report
 
     def broken(*args, **kwargs):
