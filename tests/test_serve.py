@@ -22,9 +22,9 @@ warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testcli
 from starlette.testclient import TestClient  # noqa: E402
 
 from cnnscope.cli import main  # noqa: E402
+from cnnscope.imaging import EMPTY_RGB  # noqa: E402
 from cnnscope.serve import create_app  # noqa: E402
-from cnnscope.serve.render import EMPTY_RGB  # noqa: E402
-from cnnscope.serve.viewer import Viewer, layer_geometry  # noqa: E402
+from cnnscope.serve.viewer import Viewer  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -276,18 +276,65 @@ def test_pattern_endpoint(client):
 
 
 def test_geometry_handles_same_padding_and_strides():
-    from cnnscope.model import build_model
+    """The API's geometry is the spec's (cnnscope.geometry): size, jump and a negative offset under padding."""
     from cnnscope.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec
+    from cnnscope.views.panels import layers_panel
 
     spec = ModelSpec(conv=(ConvSpec(4, kernel=5, padding="same", pool=PoolSpec()), ConvSpec(4, stride=2)),
                      dense=(DenseSpec(8),))
-    geometry = layer_geometry(build_model(spec))
-    assert geometry["Conv2D_1"].offset == (-2, -2) and geometry["Conv2D_1"].size == (5, 5)
-    assert geometry["Max_Pool_1"].jump == (2, 2) and geometry["Max_Pool_1"].size == (6, 6)
-    assert geometry["Conv2D_2"].size == (10, 10) and geometry["Conv2D_2"].jump == (4, 4)
+    layers = {row["name"]: row for row in layers_panel(spec).data["layers"]}
+    assert layers["Conv2D_1"]["geometry"] == {"size": [5, 5], "jump": [1, 1], "offset": [-2, -2]}
+    assert layers["Max_Pool_1"]["geometry"]["jump"] == [2, 2] and layers["Max_Pool_1"]["geometry"]["size"] == [6, 6]
+    assert layers["Conv2D_2"]["geometry"]["size"] == [10, 10] and layers["Conv2D_2"]["geometry"]["jump"] == [4, 4]
     for layer in spec.layers():
-        if layer.name in geometry:
-            assert list(geometry[layer.name].size) == _pair(layer.receptive_field)
+        row = layers[layer.name]
+        assert row["grid"] == layer.has_maps and (row["geometry"] is None) == (not layer.has_maps)
+        if layer.has_maps:
+            assert row["geometry"]["size"] == row["receptive_field"] == list(layer.receptive_field)
+
+
+def test_the_viewer_reads_geometry_and_kinds_from_the_spec():
+    """No torch module is inspected to decide what a layer is: serve/ asks the spec."""
+    source = "".join((Path(__file__).parents[1] / "src/cnnscope/serve" / name).read_text()
+                     for name in ("viewer.py", "app.py", "render.py"))
+    for needle in ("isinstance(module", "ConvBlock", "nn.MaxPool2d", "GRID_TYPES", "layer_geometry",
+                   "pattern_available"):
+        assert needle not in source
+
+
+# --- explanations -------------------------------------------------------------------------------
+def test_explain_every_method_with_its_deletion_test(client, viewer):
+    from cnnscope.inspect.methods import DEFAULT_METHOD, METHODS
+
+    info = client.get("/api/info").json()
+    assert [m["name"] for m in info["methods"]][0] == DEFAULT_METHOD
+    assert {m["name"] for m in info["methods"]} == set(METHODS) and "pattern_available" not in info
+    default = client.get("/api/explain", params={"index": 4}).json()
+    assert default["method"] == DEFAULT_METHOD and default["index"] == 4
+    assert default["class"] == client.get("/api/sample", params={"index": 4}).json()["predicted"]
+    deletion = default["deletion"]
+    assert set(deletion) >= {"fraction", "probability", "after_top", "after_random", "top_beats_random"}
+    assert abs(deletion["probability"] - default["probability"]) < 1e-5
+    image = Image.open(io.BytesIO(base64.b64decode(default["png"].split(",", 1)[1])))
+    assert image.size == (28, 28)
+    for name in ("saliency", "gradcam"):
+        body = client.get("/api/explain", params={"index": 4, "method": name}).json()
+        assert body["method"] == name and body["title"] == METHODS[name].title
+        assert (body["layer"] == "Conv2D_3") == METHODS[name].uses_layer
+    gradcam = client.get("/api/explain", params={"index": 4, "method": "gradcam"}).json()
+    assert gradcam["unseen_pixels"] > 0  # valid convolutions drop the edges: grey, never "unimportant"
+    posted = client.post("/api/explain", params={"method": "saliency"},
+                         json={"pixels": viewer.dataset.test_raw[4].tolist()}).json()
+    assert posted["source"] == "upload" and posted["png"] == client.get(
+        "/api/explain", params={"index": 4, "method": "saliency"}).json()["png"]
+
+
+def test_explain_refuses_a_wrong_method_listing_them(client):
+    from cnnscope.inspect.methods import METHODS
+
+    text = error_of(client.get("/api/explain", params={"index": 0, "method": "magic"}), 400)
+    assert text == f"unknown method 'magic'; valid: {', '.join(METHODS)}"
+    assert error_of(client.post("/api/explain", params={"method": "magic"}, content=b"not read"), 400) == text
 
 
 def test_the_run_directory_is_left_untouched(client, trained_run):
@@ -420,6 +467,12 @@ def test_drawing_in_a_real_browser_updates_prediction_and_grid(served, tmp_path)
             page.mouse.click(grid["x"] + 5, grid["y"] + 5)  # the first map opens its card
             page.wait_for_selector("#card .kernels", timeout=20_000)
             assert page.inner_text("#card-title").startswith("Conv2D_1 · map 0")
+            # why this class: the default method's heat map with its deletion test, then another method
+            wait_until(page, "document.querySelector('#explain-text').textContent.includes('Blanking')")
+            assert page.input_value("#method") == "integrated-gradients"
+            page.select_option("#method", "gradcam")
+            wait_until(page, "document.querySelector('#explain-text').textContent.startsWith('Grad-CAM')")
+            assert "no cell of Conv2D_3 sees" in page.inner_text("#explain-text")
             page.screenshot(path=str(tmp_path / "viewer.png"))
             assert (tmp_path / "viewer.png").stat().st_size > 10_000
         finally:

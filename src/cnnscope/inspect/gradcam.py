@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SpecError
-from ..model import CNN, ConvBlock
+from ..layers import CONV
+from ..model import CNN
 from .attribution import Target, _evaluating, _prepare
 
 Grid = tuple[tuple[float, float, float], ...]
@@ -18,7 +19,7 @@ Grid = tuple[tuple[float, float, float], ...]
 
 def last_conv_layer(model: CNN) -> str:
     """Name of the model's last conv layer (Grad-CAM's default)."""
-    names = [name for name, module in model.layers.items() if isinstance(module, ConvBlock)]
+    names = model.spec.layer_names(CONV)
     if not names:
         raise SpecError("this model has no conv layer; Grad-CAM needs one")
     return names[-1]
@@ -26,32 +27,16 @@ def last_conv_layer(model: CNN) -> str:
 
 def _input_grid(model: CNN, layer: str) -> Grid:
     """Per axis (start, jump, rf): output cell i of `layer` is centred on input pixel start + jump·i and sees
-    an rf-pixel-wide window around it."""
-    start, jump, rf = [0.0, 0.0], [1.0, 1.0], [1.0, 1.0]
-    for name, module in model.layers.items():
-        if isinstance(module, ConvBlock):
-            kernel, stride = module.conv.kernel_size, module.conv.stride
-            pad = getattr(module.pad, "padding", (0, 0, 0, 0))  # (left, right, top, bottom)
-            before = (pad[2], pad[0])
-        elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-            kernel, stride = nn.modules.utils._pair(module.kernel_size), nn.modules.utils._pair(module.stride)
-            before = (0, 0)
-        else:
-            break
-        for d in range(2):
-            start[d] += ((kernel[d] - 1) / 2 - before[d]) * jump[d]
-            rf[d] += (kernel[d] - 1) * jump[d]
-            jump[d] *= stride[d]
-        if name == layer:
-            break
-    return (start[0], jump[0], rf[0]), (start[1], jump[1], rf[1])
+    an rf-pixel-wide window around it (the spec's geometry, cnnscope.geometry)."""
+    g = model.spec.geometry(layer)
+    return tuple((float(g.start[d]), float(g.jump[d]), float(g.receptive_field[d])) for d in range(2))
 
 
 def _map_layer(model: CNN, layer: str | None) -> tuple[str, nn.Module]:
     layer = layer or last_conv_layer(model)
     module = model.layer(layer)  # SpecError listing valid names
-    if not isinstance(module, (ConvBlock, nn.MaxPool2d, nn.AvgPool2d)):
-        valid = [n for n, m in model.layers.items() if isinstance(m, (ConvBlock, nn.MaxPool2d, nn.AvgPool2d))]
+    if not model.spec.layer(layer).has_maps:
+        valid = model.spec.map_layer_names()
         raise SpecError(f"Grad-CAM needs a layer with maps; {layer!r} has none; valid: {', '.join(valid)}")
     return layer, module
 

@@ -28,9 +28,10 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import CnnscopeError, RequestError
+from .. import imaging
+from ..errors import CnnscopeError, RequestError, choice_error
 from ..inspect.images import prepare_picture
-from . import render
+from ..inspect.methods import DEFAULT_METHOD, METHODS
 from .bodies import Posted, brief, posted
 from .guard import HostGuard, SafeJSONResponse
 from .viewer import Viewer
@@ -73,7 +74,14 @@ def _bool(params: dict[str, str], name: str, default: bool = False) -> bool:
 
 def _cmap(params: dict[str, str], default: str = "magma") -> str:
     name = params.get("cmap") or default
-    render.colormap(name)  # RenderError listing the offered names
+    imaging.colormap(name)  # RenderError listing the offered names
+    return name
+
+
+def _method(params: dict[str, str]) -> str:
+    name = params.get("method") or DEFAULT_METHOD
+    if name not in METHODS:
+        raise choice_error(RequestError, "method", name, METHODS)
     return name
 
 
@@ -150,6 +158,7 @@ def create_app(run_path: str | os.PathLike, data_dir: str | os.PathLike | None =
         viewer.start_warm_up()
     decodes = Slots(max_decodes, MAX_WAITING, "pictures are being prepared", trim=True)
     patterns = Slots(1, 16, "patterns are being computed")
+    explanations = Slots(1, 16, "explanations are being computed")
     shape = tuple(viewer.run.spec.input_shape[1:])
 
     def threaded(fn: Callable[..., Any]) -> Callable[[Request], Any]:
@@ -185,11 +194,11 @@ def create_app(run_path: str | os.PathLike, data_dir: str | os.PathLike | None =
             params = {**params, "index": str(viewer.random_index(params.get("set", "test"), label))}
         raw, where = source(params)
         return SafeJSONResponse({**where, **viewer.predict(raw), "pixels": _pixels_b64(raw),
-                                 "image": render.data_uri(render.grey_png(raw))}, headers=NO_STORE)
+                                 "image": imaging.data_uri(imaging.grey_png(raw))}, headers=NO_STORE)
 
     def image(params: dict[str, str]) -> Response:
         raw, _ = source(params)
-        return Response(render.grey_png(raw), media_type="image/png")
+        return Response(imaging.grey_png(raw), media_type="image/png")
 
     def grid_response(raw: np.ndarray, params: dict[str, str], extra: dict[str, Any]) -> Response:
         layer = params.get("layer") or viewer.grid_layers[0].name
@@ -218,8 +227,21 @@ def create_app(run_path: str | os.PathLike, data_dir: str | os.PathLike | None =
         png = viewer.cached_pattern(layer, where, cmap) or await patterns.run(viewer.pattern, layer, where, cmap)
         return Response(png, media_type="image/png")
 
+    async def explain_get(request: Request) -> Response:
+        params = dict(request.query_params)
+        method = _method(params)
+        raw, where = await run_in_threadpool(source, params)
+        result = await explanations.run(viewer.explain, raw, method)
+        return SafeJSONResponse({**where, **result}, headers=NO_STORE)
+
+    async def explain_post(request: Request) -> Response:
+        _method(dict(request.query_params))  # a wrong name fails before the picture is decoded
+        sent = await picture(request)
+        result = await explanations.run(viewer.explain, sent.pixels, _method(sent.params))
+        return SafeJSONResponse({"source": "upload", **result}, headers=NO_STORE)
+
     def colormap_strip(params: dict[str, str]) -> Response:
-        return Response(render.colormap_strip(_cmap(params)), media_type="image/png",
+        return Response(imaging.colormap_strip(_cmap(params)), media_type="image/png",
                         headers={"Cache-Control": "max-age=3600"})
 
     async def predict_post(request: Request) -> Response:
@@ -228,7 +250,7 @@ def create_app(run_path: str | os.PathLike, data_dir: str | os.PathLike | None =
         notes = [n for n in sent.notes if not n.startswith("warning:")]
         warnings = [n.removeprefix("warning:").strip() for n in sent.notes if n.startswith("warning:")]
         return SafeJSONResponse({**result, "pixels": _pixels_b64(sent.pixels), "notes": notes, "warnings": warnings,
-                                 "image": render.data_uri(render.grey_png(sent.pixels))}, headers=NO_STORE)
+                                 "image": imaging.data_uri(imaging.grey_png(sent.pixels))}, headers=NO_STORE)
 
     async def activations_post(request: Request) -> Response:
         sent = await picture(request)
@@ -250,6 +272,8 @@ def create_app(run_path: str | os.PathLike, data_dir: str | os.PathLike | None =
         Route("/api/card", threaded(card_get), methods=["GET"]),
         Route("/api/card", card_post, methods=["POST"]),
         Route("/api/pattern", pattern),
+        Route("/api/explain", explain_get, methods=["GET"]),
+        Route("/api/explain", explain_post, methods=["POST"]),
         Route("/api/colormap", threaded(colormap_strip)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

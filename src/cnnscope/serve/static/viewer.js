@@ -119,6 +119,7 @@ async function refreshNow(mine) {
   if (src.kind !== "dataset") src.blob = null;
   showNotes(prediction.warning);
   showPrediction(prediction);
+  explain(); // in the background: the grid does not wait for the heat map
   const meta = {};
   for (const key of ["maps", "rows", "cols", "height", "width", "min", "max", "value-min", "value-max"]) {
     meta[key] = Number(gridResponse.headers.get(`X-Grid-${key}`)); // header names are case-insensitive
@@ -153,6 +154,36 @@ function showPrediction(p) {
       el("span", { class: "bar" }, el("span", { class: "fill", style: { width } })),
       el("span", { class: "pct" }, value === null ? "–" : `${(100 * value).toFixed(1)}%`)));
   });
+}
+
+// --- why this class: a heat map by the chosen attribution method, with its deletion test -----------
+let explainSequence = 0;
+
+async function explain() {
+  const mine = ++explainSequence;
+  const method = $("method").value;
+  const text = $("explain-text");
+  if (!method) return;
+  text.textContent = "computing…";
+  try {
+    const src = state.source;
+    const response = src.kind === "dataset"
+      ? await api(`/api/explain?${qs({ set: src.set, index: src.index, method })}`)
+      : await api(`/api/explain?${qs({ method })}`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ pixels: state.pixels }),
+      });
+    const e = await response.json();
+    if (mine !== explainSequence) return; // a newer image or method was asked for meanwhile
+    $("explain-img").src = e.png;
+    const d = e.deletion, pct = (v) => `${(100 * v).toFixed(1)} %`;
+    text.textContent = `${e.title}, class ${e.class_name}. Blanking the ${Math.round(100 * d.fraction)} % of ` +
+      `pixels it ranks highest moves the probability from ${pct(d.probability)} to ${pct(d.after_top)} ` +
+      `(random pixels: ${pct(d.after_random)}).` +
+      (e.unseen_pixels ? ` Grey: the ${e.unseen_pixels} pixels no cell of ${e.layer} sees.` : "") +
+      (e.signed ? " Red raises the score, blue lowers it." : "");
+  } catch (error) {
+    if (mine === explainSequence) text.textContent = String(error.message || error);
+  }
 }
 
 // What was done to an uploaded or drawn picture, and warnings when it is far from the data set's images.
@@ -534,6 +565,7 @@ async function init() {
       $("layer").add(new Option(`${l.name}  (${l.output_shape.join("×")})`, l.name));
     }
     for (const name of info.colormaps) $("cmap").add(new Option(name, name));
+    for (const m of info.methods || []) $("method").add(new Option(m.title, m.name));
     state.layer = info.grid_layers[0];
     state.cols = Math.min(8, layerInfo(state.layer).maps);
   } catch (error) {
@@ -552,6 +584,7 @@ async function init() {
     refresh();
   });
   $("cmap").addEventListener("change", (e) => { state.cmap = e.target.value; refresh(); });
+  $("method").addEventListener("change", () => explain());
   $("scale").addEventListener("change", (e) => { state.scale = e.target.checked; refresh(); });
   $("cols").addEventListener("input", (e) => { state.cols = Number(e.target.value); $("cols-value").textContent = state.cols; refresh(); });
   $("index").addEventListener("change", (e) => setDatasetImage(e.target.value));
