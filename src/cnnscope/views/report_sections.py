@@ -53,7 +53,7 @@ def device_used(run) -> str:
     recorded = run.metrics.get("device") if isinstance(run.metrics, dict) else None
     if isinstance(recorded, str) and recorded:
         return recorded
-    from ..training import pick_device
+    from ..loop import pick_device
 
     return str(pick_device(run.config.device))
 
