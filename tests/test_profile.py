@@ -178,3 +178,59 @@ def test_misclassified_sorted_by_confidence(run, data):
     assert errors.accuracy == pytest.approx(1 - len(errors.indices) / len(y))
     d = errors.to_dict([f"c{i}" for i in range(10)])
     assert d["errors"] == len(errors.indices) and d["misclassified"][0]["true"].startswith("c")
+
+
+# --- one pass, one confusion matrix, the viewer's tables ------------------------------------------------------
+def test_one_pass_gives_the_class_profiles_and_the_mistakes(run, data):
+    from cnnscope.inspect.profile import class_means, confusion_matrix, layer_means, mistakes
+
+    x, y = data
+    probs, means = layer_means(run.model, ["Conv2D_1", "Conv2D_3"], x, batch_size=64)
+    assert probs.shape == (len(x), 10) and means["Conv2D_3"].shape == (len(x), 16)
+    for layer in ("Conv2D_1", "Conv2D_3"):
+        np.testing.assert_allclose(class_means(means[layer], y, 10), class_profile(run.model, layer, x, y),
+                                   rtol=1e-5, atol=1e-6)
+    found, direct = mistakes(probs, y), misclassified(run.model, x, y)
+    assert found.indices.tolist() == direct.indices.tolist()
+    assert (found.confusion == direct.confusion).all()
+    assert (found.confusion == confusion_matrix(y, probs.argmax(1), 10)).all()
+    assert confusion_matrix([0, 1, 1, 2], [0, 2, 1, 2], 3).tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
+
+
+def test_map_peak_table_gives_the_same_top_images(run, data):
+    from cnnscope.inspect.profile import map_peaks, rank_images
+
+    x, _ = data
+    table = map_peaks(run.model, ["Conv2D_2", "Max_Pool_2"], x, batch_size=50)
+    for layer, index in (("Conv2D_2", 3), ("Max_Pool_2", 7)):
+        values, positions = table[layer]
+        top = top_images(run.model, layer, index, x, k=6)
+        order = rank_images(values[:, index], 6)
+        assert order.tolist() == top.indices.tolist()
+        width = run.spec.layer(layer).output_shape[2]
+        rows_cols = np.stack(np.divmod(positions[order, index], width), axis=1)
+        assert rows_cols.tolist() == top.locations.tolist()
+    assert rank_images(np.array([1.0, 3.0, 3.0, 2.0]), 3).tolist() == [1, 2, 3]  # ties to the lower index
+
+
+def test_class_readout_matches_a_finite_difference(run, data):
+    from cnnscope.inspect.activations import capture
+    from cnnscope.inspect.profile import class_readout
+
+    x, _ = data
+    x = x[:64]
+    layer, m = "Conv2D_3", 2
+    readout = class_readout(run.model, layer, x, batch_size=20)
+    names = list(run.model.layers.keys())
+    rest = [run.model.layers[n] for n in names[names.index(layer) + 1:]]
+    with torch.no_grad():
+        features = capture(run.model, [layer], torch.as_tensor(x))[0][layer]
+        bumped = features.clone()
+        bumped[:, m] += 1e-3
+
+        def head(f):
+            for module in rest:
+                f = module(f)
+            return f
+        finite = ((head(bumped) - head(features)) / 1e-3).mean(0).numpy()
+    np.testing.assert_allclose(readout[:, m], finite, atol=2e-3)
