@@ -127,6 +127,13 @@ def main() -> None:
             get("/api/card", {"layer": layers[-1], "map": m, "index": m})
             times.append(time.perf_counter() - t)
         print(summarise(f"GET  card {layers[-1]} (caches warm)", times))
+        for method in (m["name"] for m in info["methods"]):  # heat map + deletion test, one image
+            times = []
+            for i in range(4):
+                t = time.perf_counter()
+                get("/api/explain", {"index": i, "method": method})
+                times.append(time.perf_counter() - t)
+            print(summarise(f"GET  explain {method}", times[1:]))
     finally:
         if proc is not None:
             proc.terminate()
