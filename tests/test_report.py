@@ -143,7 +143,7 @@ def test_settings_rows_follow_the_optimizer_and_derive_the_device(trained_run):
     import dataclasses
     from types import SimpleNamespace
 
-    from cnnscope.training import pick_device
+    from cnnscope.loop import pick_device
     from cnnscope.views.report_sections import training_settings
 
     config = dataclasses.replace(load_run(trained_run).config, optimizer="sgd", momentum=0.9, nesterov=True)
