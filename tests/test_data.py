@@ -21,7 +21,7 @@ def test_loads_synthetic_dataset(data_dir):
 
 
 def test_standard_preprocessing_is_per_pixel_standard_scaler(data_dir):
-    ds = load_dataset("mnist", data_dir=data_dir)
+    ds = load_dataset("mnist", data_dir=data_dir, preprocess="standard")
     raw = ds.train_raw.reshape(len(ds.train_raw), -1).astype(np.float64)
     mean, std = raw.mean(0), raw.std(0)
     expected = (raw - mean) / np.where(std == 0, 1, std)
@@ -74,7 +74,8 @@ def test_limits(data_dir):
 def test_bad_data_settings():
     with pytest.raises(DataError, match="unknown dataset 'emnist'; valid: mnist, fashion-mnist"):
         DataConfig(dataset="emnist")
-    with pytest.raises(DataError, match="unknown preprocess 'minmax'; valid: standard, global, unit"):
+    with pytest.raises(DataError, match="unknown preprocess 'minmax'; valid: standard, standard-floor, "
+                                        "standard-clip, global, unit"):
         DataConfig(preprocess="minmax")
     with pytest.raises(DataError, match="limit_train must be at least 1, received 0"):
         DataConfig(limit_train=0)
@@ -310,3 +311,88 @@ def test_cli_reports_bad_data_files_in_one_line(case, data_dir, tmp_path, capsys
                       capsys)
     assert expected in line
     assert not (out / "history.json").exists()  # refused before any training
+
+
+# --- preprocessing kinds against the border artefact (issue 13) ---------------------------------------------------
+def _border_images() -> np.ndarray:
+    """100 4×4 images: the centre is inked in every one, pixel (0, 0) faintly in one only (a rarely inked border
+    pixel, as MNIST's), pixel (3, 3) never."""
+    images = np.zeros((100, 4, 4), np.uint8)
+    images[:, 1:3, 1:3] = (np.arange(100) * 5 % 256)[:, None, None]
+    images[0, 0, 0] = 30
+    return images
+
+
+def test_standard_floor_floors_the_deviation_at_the_global_one():
+    images = _border_images()
+    pre = Preprocessor.fit("standard-floor", images)
+    per_pixel, overall = images.std(axis=0, dtype=np.float64), images.std(dtype=np.float64)
+    assert np.allclose(pre.scale, np.maximum(per_pixel, overall))
+    assert np.allclose(pre.mean, images.mean(axis=0))
+    stray = np.zeros((1, 4, 4), np.uint8)
+    stray[0, 0, 0] = 255
+    # standard divides the rare pixel by its own small deviation; the floor keeps it in proportion
+    assert Preprocessor.fit("standard", images)(stray)[0, 0, 0, 0] > 2 * pre(stray)[0, 0, 0, 0]
+    assert np.isclose(pre(stray)[0, 0, 0, 0], (255 - images[:, 0, 0].mean()) / overall, rtol=1e-5)
+    # a never-inked pixel: deviation 0 is floored too, so stray ink there is finite and moderate
+    assert np.isclose(pre.scale[3, 3], overall)
+
+
+def test_standard_clip_clips_to_the_training_range_before_standardising():
+    images = _border_images()
+    pre = Preprocessor.fit("standard-clip", images)
+    assert np.array_equal(pre.low, images.min(axis=0)) and np.array_equal(pre.high, images.max(axis=0))
+    standard = Preprocessor.fit("standard", images)
+    assert np.allclose(pre(images), standard(images))  # training images lie inside their own range
+    stray = np.full((1, 4, 4), 255, np.uint8)
+    out = pre(stray)[0, 0]
+    assert out[3, 3] == 0  # never inked in training: clipped to 0, the mean
+    assert np.allclose(out[1, 1], (images[:, 1, 1].max() - images[:, 1, 1].mean()) / images[:, 1, 1].std(), rtol=1e-5)
+    assert np.all(out <= standard(images[None, 0] * 0 + images.max(axis=0))[0, 0] + 1e-5)
+
+
+@pytest.mark.parametrize("kind", ["standard", "standard-floor", "standard-clip", "global", "unit"])
+def test_every_kind_roundtrips_through_json(kind):
+    import json
+
+    images = _border_images()
+    pre = Preprocessor.fit(kind, images)
+    again = Preprocessor.from_dict(json.loads(json.dumps(pre.to_dict())))
+    assert again.kind == kind
+    probe = np.random.default_rng(1).integers(0, 256, (3, 4, 4)).astype(np.uint8)
+    assert np.array_equal(pre(probe), again(probe))
+    assert ("low" in pre.to_dict()) == (kind == "standard-clip")
+
+
+def test_an_old_runs_preprocess_json_loads_exactly_as_before():
+    # what cnnscope wrote before the new kinds: no low/high keys
+    saved = {"kind": "standard", "shape": [2, 2], "mean": [0.5, 10.0, 0.0, 3.0], "scale": [0.25, 2.0, 1.0, 4.0]}
+    pre = Preprocessor.from_dict(saved)
+    assert pre.low is None and pre.high is None and pre.to_dict() == saved
+    out = pre(np.array([[[1, 12], [255, 3]]], np.uint8))[0, 0]
+    assert np.array_equal(out, np.array([[2.0, 1.0], [255.0, 0.0]], np.float32))
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"kind": "standard-clip", "shape": [1, 1], "mean": [0], "scale": [1]}, r"malformed \(missing key 'low'\)"),
+    ({"kind": "standard-clip", "shape": [], "mean": 0, "scale": 1, "low": 0, "high": 1}, "needs per-pixel"),
+    ({"kind": "standard-clip", "shape": [1, 1], "mean": [0], "scale": [1], "low": [5], "high": [1]},
+     "low and high must be finite, low ≤ high"),
+    ({"kind": "standard-clip", "shape": [1, 1], "mean": [0], "scale": [1], "low": [0], "high": [1e300]},
+     "low and high must be finite"),
+])
+def test_malformed_clip_preprocessing_data(data, message):
+    with pytest.raises(DataError, match=message):
+        Preprocessor.from_dict(data)
+
+
+def test_series_recipe_keeps_standard_and_new_runs_do_not():
+    from pathlib import Path
+
+    from cnnscope.config import build_run_config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    assert 'preprocess = "standard"\n' in (configs / "seed-iv-series.toml").read_text()
+    assert build_run_config(configs / "seed-iv-series.toml").data.preprocess == "standard"
+    assert build_run_config(configs / "seed-iv-fast.toml").data.preprocess == DataConfig().preprocess
+    assert DataConfig().preprocess != "standard"
