@@ -264,8 +264,8 @@ def import_keras(path: str | os.PathLike, out: str | os.PathLike | None = None, 
     """
     from . import runs
     from .data import DataConfig, load_dataset
-    from .model import build_model
     from .loop import evaluate_arrays
+    from .model import build_model
 
     data_config = DataConfig(dataset, preprocess, data_dir=None if data_dir is None else
                              str(Path(data_dir).expanduser().resolve()))

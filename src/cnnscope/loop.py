@@ -25,6 +25,7 @@ from .config import RunConfig, TrainConfig
 from .data import Dataset
 from .errors import ConfigError, RunError
 from .fileio import write_json
+from .metrics import confusion_matrix, per_class_accuracy
 from .model import CNN
 from .optim import SCHEDULES, make_optimizer
 
@@ -107,8 +108,8 @@ def evaluate_arrays(model: CNN, x: np.ndarray | torch.Tensor, y: np.ndarray | to
     pred = torch.cat(preds).numpy() if preds else np.zeros(0, np.int64)
     truth = y_t.numpy()
     k = model.spec.num_classes
-    confusion = np.bincount(truth * k + pred, minlength=k * k).reshape(k, k)
-    per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    confusion = confusion_matrix(truth, pred, k)
+    per_class = per_class_accuracy(confusion)
     count = max(1, len(truth))
     return {"loss": total_loss / count, "data_loss": total_data / count,
             "accuracy": float((pred == truth).mean()) if len(truth) else 0.0,

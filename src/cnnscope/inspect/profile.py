@@ -12,6 +12,7 @@ import torch
 
 from ..errors import RunError
 from ..geometry import Geometry
+from ..metrics import confusion_matrix
 from ..model import CNN
 from ..spec import ModelSpec
 from .activations import activations, layer_output_shape
@@ -287,14 +288,6 @@ class Misclassified:
                                    "confidence": float(c), "true_probability": float(q)}
                                   for i, t, p, c, q in zip(self.indices, self.true, self.predicted,
                                                            self.confidence, self.true_probability, strict=True)]}
-
-
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    """(classes, classes) int counts, rows the true class, columns the predicted one: the one confusion matrix."""
-    labels = np.asarray(labels).astype(np.int64).ravel()
-    predicted = np.asarray(predicted).astype(np.int64).ravel()
-    k = int(num_classes)
-    return np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
 
 
 def mistakes(probs: np.ndarray, labels: np.ndarray) -> Misclassified:
