@@ -47,6 +47,19 @@ class KerasImportError(SpecError):
     """The file is not a Keras model, is hostile or malformed, or uses a layer cnnscope cannot express."""
 
 
+class UsageError(CnnscopeError):
+    """A command-line mistake found by the parser (unknown option, missing command): one line, exit 2."""
+
+
+# Control flow, not user errors: raised and caught inside cnnscope, never reach a user.
+class StopForward(Exception):
+    """Raised by a forward hook to end a forward pass once every requested output is captured."""
+
+
+class WarmUpStopped(Exception):
+    """Raised inside the viewer's warm-up thread to end it when the server stops."""
+
+
 def choice_error(cls: type[CnnscopeError], what: str, received: object, valid) -> CnnscopeError:
     """Build the standard 'unknown X' error listing the valid names."""
     names = ", ".join(str(v) for v in valid)

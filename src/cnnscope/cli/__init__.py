@@ -9,14 +9,10 @@ import re
 import sys
 import traceback
 
-from ..errors import CnnscopeError
+from ..errors import CnnscopeError, UsageError
 
 GLOBAL_HELP = {"--debug": "show the full traceback of an error (default: one line)",
                "--quiet": "only warnings and errors on stderr (default: progress and results too)"}
-
-
-class UsageError(Exception):
-    """A command-line mistake found by the parser: printed as one line, exit 2."""
 
 
 # Values that start with '-' but are numbers (argparse alone only knows -3 and -0.5): -1e-05, -inf, -nan.
@@ -208,7 +204,7 @@ def _main(argv: list[str]) -> int:
             commands = ", ".join(_subparsers(parser))
             raise UsageError(f"no command given; one of: {commands} (see 'cnnscope --help')")
         return _run(args)
-    except (CnnscopeError, UsageError) as exc:
+    except CnnscopeError as exc:  # UsageError included
         return _fail(str(exc), debug)
     except OSError as exc:  # a file the library did not expect to fail (disk full, permissions, a vanished path)
         where = f"{exc.filename}: " if exc.filename else ""

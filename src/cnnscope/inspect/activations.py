@@ -9,19 +9,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, SpecError, choice_error
+from ..errors import ConfigError, SpecError, StopForward, choice_error
 from ..layers import CONV
 from ..model import CNN
+from .common import model_device
 
 NORMS = ("map", "layer", "fixed")
-
-
-def _device(model: CNN) -> torch.device:
-    return next(model.parameters()).device
-
-
-class _Stop(Exception):
-    """Raised by a hook to end the forward pass once every requested output is captured."""
 
 
 def _hook_target(model: CNN, name: str, pre_activation: bool) -> nn.Module:
@@ -55,7 +48,7 @@ def capture(model: CNN, layers: list[str], x: torch.Tensor, *, pre_activation: b
         def store(_module, _inp, out):
             outputs[name] = out
             if stop_early and len(outputs) == len(modules):
-                raise _Stop
+                raise StopForward
         return store
 
     logits = None
@@ -64,7 +57,7 @@ def capture(model: CNN, layers: list[str], x: torch.Tensor, *, pre_activation: b
             handles.append(module.register_forward_hook(hook(name)))
         try:
             logits = model(x)
-        except _Stop:
+        except StopForward:
             pass
     finally:
         for handle in handles:
@@ -83,7 +76,7 @@ def activations(model: CNN, layer: str, images: np.ndarray | torch.Tensor, batch
     _hook_target(model, layer, pre_activation)  # validate the name before any work
     was_training = model.training
     model.eval()
-    device = _device(model)
+    device = model_device(model)
     x = images if torch.is_tensor(images) else torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     if x.ndim == 3:  # (n, H, W) single-channel
         x = x[:, None]

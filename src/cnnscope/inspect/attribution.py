@@ -10,56 +10,14 @@ removed (Captum removes them in `finally`). Captum is imported on first use (it 
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 
 from ..errors import ConfigError
 from ..model import CNN
-from .activations import _device
+from .common import Target, evaluating, gradient_inputs
 
-Target = int | Sequence[int] | np.ndarray | None
 Baseline = float | np.ndarray | torch.Tensor | None
-
-
-def _inputs(model: CNN, images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """A private float32 copy of the images, (n, C, H, W) on the model's device (the caller's stays as it was)."""
-    if torch.is_tensor(images):
-        x = images.detach().to(device=_device(model), dtype=torch.float32).clone(
-            memory_format=torch.contiguous_format)
-    else:
-        x = torch.tensor(np.asarray(images, dtype=np.float32), device=_device(model))
-    if x.ndim == 3:  # (n, H, W) single-channel
-        x = x[:, None]
-    expected = tuple(model.spec.input_shape)
-    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-        raise ConfigError(f"expected preprocessed images of shape (n, {', '.join(map(str, expected))}), "
-                          f"received {tuple(np.shape(images))}")
-    return x
-
-
-def _targets(model: CNN, x: torch.Tensor, target: Target) -> torch.Tensor:
-    """(n,) class indices: the predicted class when target is None."""
-    classes = model.spec.num_classes
-    if target is None:
-        with torch.no_grad():
-            return model(x).argmax(1)
-    t = torch.as_tensor(np.asarray(target, dtype=np.int64), device=x.device)
-    if t.ndim == 0:
-        t = t.expand(len(x))
-    if t.shape != (len(x),):
-        raise ConfigError(f"target must be one class or one per image ({len(x)}), received {t.numel()} values")
-    bad = t[(t < 0) | (t >= classes)]
-    if len(bad):
-        raise ConfigError(f"target class {int(bad[0])} is not a class of this model (valid: 0..{classes - 1})")
-    return t
-
-
-def _score(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return logits[torch.arange(len(logits), device=logits.device), target]
 
 
 def _baseline(x: torch.Tensor, baseline: Baseline) -> torch.Tensor:
@@ -75,26 +33,6 @@ def _baseline(x: torch.Tensor, baseline: Baseline) -> torch.Tensor:
                           f"{tuple(x.shape[1:])}") from None
 
 
-@contextmanager
-def _evaluating(model: CNN) -> Iterator[None]:
-    """Eval mode inside, the caller's mode after; Captum's notes about the hooks it sets (and removes) hushed."""
-    was_training = model.training
-    model.eval()
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*(hooks|backward hook|non-linear).*")
-            yield
-    finally:
-        model.train(was_training)
-
-
-def _prepare(model: CNN, images: np.ndarray | torch.Tensor, target: Target) -> tuple[torch.Tensor, torch.Tensor]:
-    x = _inputs(model, images)
-    with _evaluating(model):
-        t = _targets(model, x, target)
-    return x.requires_grad_(True), t  # our own copy: Captum then leaves its requires_grad alone
-
-
 def _channels(attr: torch.Tensor, how: str = "sum") -> np.ndarray:
     """(n, C, H, W) attributions to an (n, H, W) float32 map: signed sum over channels, or max of |·|."""
     out = attr.detach().sum(1) if how == "sum" else attr.detach().abs().amax(1)
@@ -105,8 +43,8 @@ def saliency(model: CNN, images: np.ndarray | torch.Tensor, target: Target = Non
     """|∂ score / ∂ pixel| (max over input channels): which pixels would change the score fastest."""
     from captum.attr import Saliency
 
-    x, t = _prepare(model, images, target)
-    with _evaluating(model):
+    x, t = gradient_inputs(model, images, target)
+    with evaluating(model):
         attr = Saliency(model).attribute(x, target=t, abs=True)
     return _channels(attr, "max")
 
@@ -123,8 +61,8 @@ def integrated_gradients(model: CNN, images: np.ndarray | torch.Tensor, target: 
 
     if steps < 1:
         raise ConfigError(f"steps must be >= 1, received {steps}")
-    x, t = _prepare(model, images, target)
-    with _evaluating(model):
+    x, t = gradient_inputs(model, images, target)
+    with evaluating(model):
         attr = IntegratedGradients(model).attribute(x, baselines=_baseline(x, baseline), target=t, n_steps=steps,
                                                     method="riemann_middle", internal_batch_size=max(len(x), 256))
     return _channels(attr)
@@ -134,8 +72,8 @@ def input_x_gradient(model: CNN, images: np.ndarray | torch.Tensor, target: Targ
     """Input × gradient, x·∂score/∂x summed over channels (Captum's InputXGradient: a zero baseline); signed."""
     from captum.attr import InputXGradient
 
-    x, t = _prepare(model, images, target)
-    with _evaluating(model):
+    x, t = gradient_inputs(model, images, target)
+    with evaluating(model):
         attr = InputXGradient(model).attribute(x, target=t)
     return _channels(attr)
 
@@ -148,9 +86,9 @@ def smoothgrad(model: CNN, images: np.ndarray | torch.Tensor, target: Target = N
 
     if samples < 1 or noise <= 0:
         raise ConfigError(f"samples must be >= 1 and noise > 0, received samples={samples}, noise={noise}")
-    x, t = _prepare(model, images, target)
+    x, t = gradient_inputs(model, images, target)
     std = noise * float(x.detach().max() - x.detach().min()) or noise
-    with _evaluating(model), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+    with evaluating(model), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(seed)
         attr = NoiseTunnel(Saliency(model)).attribute(x, nt_type="smoothgrad", nt_samples=samples, stdevs=std,
                                                       target=t, abs=True, nt_samples_batch_size=max(1, 4096 // len(x)))
@@ -162,8 +100,8 @@ def guided_backprop(model: CNN, images: np.ndarray | torch.Tensor, target: Targe
     channels (signed). Only nn.ReLU modules are guided: other activations pass their ordinary gradient."""
     from captum.attr import GuidedBackprop
 
-    x, t = _prepare(model, images, target)
-    with _evaluating(model):
+    x, t = gradient_inputs(model, images, target)
+    with evaluating(model):
         attr = GuidedBackprop(model).attribute(x, target=t)
     return _channels(attr)
 
@@ -175,8 +113,8 @@ def deeplift(model: CNN, images: np.ndarray | torch.Tensor, target: Target = Non
     conservative: off by up to a few per cent on the seed models)."""
     from captum.attr import DeepLift
 
-    x, t = _prepare(model, images, target)
-    with _evaluating(model):
+    x, t = gradient_inputs(model, images, target)
+    with evaluating(model):
         attr = DeepLift(model).attribute(x, baselines=_baseline(x, baseline), target=t)
     return _channels(attr)
 
@@ -191,8 +129,8 @@ def occlusion(model: CNN, images: np.ndarray | torch.Tensor, target: Target = No
     if not (1 <= window <= min(h, w) and 1 <= stride <= window):
         raise ConfigError(f"occlusion needs 1 <= window <= {min(h, w)} and 1 <= stride <= window, received "
                           f"window={window}, stride={stride}")
-    x, t = _prepare(model, images, target)
-    with _evaluating(model), torch.no_grad():
+    x, t = gradient_inputs(model, images, target)
+    with evaluating(model), torch.no_grad():
         attr = Occlusion(model).attribute(x, sliding_window_shapes=(c, window, window), strides=(c, stride, stride),
                                           baselines=_baseline(x, baseline), target=t,
                                           perturbations_per_eval=max(1, 2048 // len(x)))

@@ -9,7 +9,7 @@ import torch
 
 from ..errors import ConfigError
 from ..model import CNN
-from .attribution import Target, _evaluating, _inputs, _score, _targets
+from .common import Target, class_targets, evaluating, input_batch, target_scores
 
 
 @dataclass(frozen=True)
@@ -75,23 +75,23 @@ def deletion_score(model: CNN, images: np.ndarray | torch.Tensor, heatmaps: np.n
     """
     if not 0 < fraction < 1:
         raise ConfigError(f"fraction must be between 0 and 1, received {fraction}")
-    x = _inputs(model, images)
+    x = input_batch(model, images)
     n, c, h, w = x.shape
     heat = _heat(heatmaps, n, h, w)
     fill = torch.as_tensor(np.asarray(blank, dtype=np.float32), device=x.device)
     fill = torch.broadcast_to(fill.reshape(-1, h, w) if fill.numel() > 1 else fill, (c, h, w))
     k = int(round(fraction * h * w))
     gen = torch.Generator().manual_seed(seed)
-    with _evaluating(model):
-        t = _targets(model, x, target)
+    with evaluating(model):
+        t = class_targets(model, x, target)
 
         def prob_after(ranked: torch.Tensor) -> torch.Tensor:  # ranked: (n, h*w) pixel order, first = blank
             mask = torch.zeros(n, h * w, dtype=torch.bool)
             mask.scatter_(1, ranked[:, :k], True)
             mask = mask.view(n, 1, h, w).to(x.device)
-            return _score(model.probabilities(model(torch.where(mask, fill, x))), t)
+            return target_scores(model.probabilities(model(torch.where(mask, fill, x))), t)
 
-        probability = _score(model.probabilities(model(x)), t)
+        probability = target_scores(model.probabilities(model(x)), t)
         after_top = prob_after(_ranking(heat, gen))
         after_random = torch.stack([prob_after(torch.argsort(torch.rand(n, h * w, generator=gen), 1))
                                     for _ in range(max(1, random_draws))]).mean(0)

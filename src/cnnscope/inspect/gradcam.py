@@ -12,7 +12,7 @@ from torch import nn
 from ..errors import SpecError
 from ..layers import CONV
 from ..model import CNN
-from .attribution import Target, _evaluating, _prepare
+from .common import Target, evaluating, gradient_inputs
 
 Grid = tuple[tuple[float, float, float], ...]
 
@@ -72,7 +72,7 @@ def _to_input(cam: torch.Tensor, grid: Grid, size: tuple[int, int]) -> torch.Ten
 def _placed_cam(model: CNN, x: torch.Tensor, t: torch.Tensor, layer: str, module: nn.Module) -> torch.Tensor:
     from captum.attr import LayerGradCam
 
-    with _evaluating(model):
+    with evaluating(model):
         cam = LayerGradCam(model, module).attribute(x, target=t, relu_attributions=True)  # (n, 1, h, w)
     return _to_input(cam.detach()[:, 0].float(), _input_grid(model, layer), tuple(x.shape[2:]))
 
@@ -82,7 +82,7 @@ def grad_cam(model: CNN, images: np.ndarray | torch.Tensor, target: Target = Non
     """Grad-CAM: ReLU(Σ_k mean(∂score/∂A_k)·A_k) on `layer` (default: the last conv layer), resampled onto
     the input so each cell sits at the centre of its receptive field; NaN on pixels no cell sees."""
     layer, module = _map_layer(model, layer)
-    x, t = _prepare(model, images, target)
+    x, t = gradient_inputs(model, images, target)
     return _placed_cam(model, x, t, layer, module).cpu().numpy()
 
 
@@ -90,10 +90,10 @@ def guided_grad_cam(model: CNN, images: np.ndarray | torch.Tensor, target: Targe
                     layer: str | None = None) -> np.ndarray:
     """Guided Grad-CAM: guided backprop (summed over channels) × the placed Grad-CAM map; NaN where unseen."""
     layer, module = _map_layer(model, layer)
-    x, t = _prepare(model, images, target)
+    x, t = gradient_inputs(model, images, target)
     from captum.attr import GuidedBackprop
 
     cam = _placed_cam(model, x, t, layer, module)
-    with _evaluating(model):
+    with evaluating(model):
         guided = GuidedBackprop(model).attribute(x, target=t).detach().sum(1)
     return (guided * cam).float().cpu().numpy()

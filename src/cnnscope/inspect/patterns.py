@@ -14,7 +14,8 @@ from torch import nn
 
 from ..errors import ConfigError, RunError
 from ..model import CNN
-from .activations import _device, activations, capture, layer_output_shape
+from .activations import activations, capture, layer_output_shape
+from .common import model_device
 
 log = logging.getLogger("cnnscope")
 
@@ -125,7 +126,7 @@ def maximize_activation_result(model: CNN, layer: str, maps: Sequence[int] | str
         raise ConfigError(f"steps and restarts must be >= 1, received steps={steps}, restarts={restarts}")
     shape = layer_output_shape(model, layer)  # SpecError listing the valid layer names
     chosen = parse_maps(maps, shape[0], layer)
-    device = _device(model)
+    device = model_device(model)
     c, h, w = model.spec.input_shape
     lo_t = _bound(lo, (c, h, w), -3.0, device)
     hi_t = _bound(hi, (c, h, w), 3.0, device)

@@ -16,7 +16,7 @@ from ..metrics import confusion_matrix
 from ..model import CNN
 from ..spec import ModelSpec
 from .activations import activations, layer_output_shape
-from .attribution import _evaluating
+from .common import evaluating
 
 
 def _batches(n: int, batch_size: int):
@@ -80,7 +80,7 @@ def layer_means(model: CNN, layers: list[str], images: np.ndarray,
         layer_output_shape(model, name)  # SpecError listing the valid names
     probs: list[np.ndarray] = []
     means: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-    with _evaluating(model):
+    with evaluating(model):
         for start, stop in _batches(len(images), batch_size):
             batch = torch.as_tensor(images[start:stop]).contiguous(memory_format=torch.channels_last)
             outputs, logits = capture(model, layers, batch)
@@ -214,7 +214,7 @@ def map_peak_batches(model: CNN, layers: list[str], images: np.ndarray,
 
     for start, stop in _batches(len(images), batch_size):
         batch = torch.as_tensor(images[start:stop]).contiguous(memory_format=torch.channels_last)
-        with torch.no_grad(), _evaluating(model):
+        with torch.no_grad(), evaluating(model):
             outputs, _ = capture(model, layers, batch)
         part = {}
         for name in layers:
@@ -239,7 +239,7 @@ def readout_batches(model: CNN, layer: str, images: np.ndarray, batch_size: int 
     names = list(model.layers.keys())
     rest = [model.layers[name] for name in names[names.index(layer) + 1:]]
     for start, stop in _batches(len(images), batch_size):
-        with _evaluating(model):
+        with evaluating(model):
             with torch.no_grad():
                 outputs, _ = capture(model, [layer], torch.as_tensor(images[start:stop]))
             features = outputs[layer].detach().requires_grad_(True)  # (b, maps, h, w)

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import numpy as np
 from torch import nn
 
-from ..errors import CnnscopeError, RequestError, SpecError, choice_error
+from ..errors import CnnscopeError, RequestError, SpecError, WarmUpStopped, choice_error
 from ..inspect import patterns as search
 from ..inspect.images import NOUNS, picture_style
 from ..inspect.methods import DEFAULT_METHOD, METHODS
@@ -229,7 +229,7 @@ class Viewer:
                 with self._cache_lock:
                     if layer not in self._influence:
                         self._influence[layer] = self._compute_influence(layer)
-        except _Stopped:
+        except WarmUpStopped:
             log.debug("viewer warm-up stopped")
         except Exception:  # never let a background thread die noisily; the card computes lazily again
             log.exception("viewer warm-up failed")
@@ -251,7 +251,7 @@ class Viewer:
 
     def _check_stop(self) -> None:
         if self._stop.is_set() and getattr(_warming, "on", False):
-            raise _Stopped
+            raise WarmUpStopped
 
     # --- maximising patterns ------------------------------------------------------------------
     def pattern(self, layer: str, index: int, cmap: str = "gray") -> bytes:
@@ -290,10 +290,6 @@ class Viewer:
 
 
 _warming = threading.local()  # .on is True in the warm-up thread: only it stops when asked
-
-
-class _Stopped(Exception):
-    """Raised inside the warm-up thread when the server stops."""
 
 
 def load_viewer(run_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Viewer:
