@@ -96,6 +96,7 @@ class RunConfig:
         check_model_size(self.model)  # refused here, before a run directory or any weights exist
 
     def to_dict(self) -> dict[str, Any]:
+        """The run configuration as plain data (model, train, data), unset data values left out."""
         data = {k: v for k, v in dataclasses.asdict(self.data).items() if v is not None}
         return {"model": self.model.to_dict(), "train": dataclasses.asdict(self.train), "data": data}
 
@@ -108,6 +109,7 @@ class RunConfig:
                    from_table(DataConfig, data.get("data", {}), "data"))
 
     def save(self, path: str | Path) -> None:
+        """Write the configuration to a TOML file (atomically)."""
         write_toml(path, self.to_dict())
 
 

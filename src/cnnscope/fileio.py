@@ -78,18 +78,22 @@ def write_together(files: Sequence[tuple[str | Path, bytes]]) -> None:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write bytes to `path` through a temporary file and a rename: never half-written."""
     write_together([(path, data)])
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 text to `path` through a temporary file and a rename."""
     write_together([(path, text.encode("utf-8"))])
 
 
 def json_bytes(data: Any) -> bytes:
+    """`data` as indented UTF-8 JSON bytes ending in a newline."""
     return (json.dumps(data, indent=2) + "\n").encode("utf-8")
 
 
 def write_json(path: str | Path, data: Any) -> None:
+    """Write `data` as indented JSON to `path`, atomically."""
     write_together([(path, json_bytes(data))])
 
 
@@ -106,6 +110,7 @@ def _read_text(path: Path, error: type[CnnscopeError], max_bytes: int) -> str:
 
 
 def read_json(path: str | Path, error: type[CnnscopeError], max_bytes: int = MAX_TEXT_BYTES) -> Any:
+    """Parse a JSON file of at most `max_bytes`; `error` saying why when it is missing, too large or invalid."""
     path = Path(path)
     try:
         return json.loads(_read_text(path, error, max_bytes))
@@ -115,10 +120,12 @@ def read_json(path: str | Path, error: type[CnnscopeError], max_bytes: int = MAX
 
 
 def write_toml(path: str | Path, data: dict[str, Any]) -> None:
+    """Write `data` as TOML to `path`, atomically."""
     atomic_write_text(path, tomli_w.dumps(data))
 
 
 def read_toml(path: str | Path, error: type[CnnscopeError], max_bytes: int = MAX_TEXT_BYTES) -> dict[str, Any]:
+    """Parse a TOML file of at most `max_bytes`; `error` saying why when it is missing, too large or invalid."""
     path = Path(path)
     try:
         return tomllib.loads(_read_text(path, error, max_bytes))

@@ -201,9 +201,11 @@ class State:
     regs: dict[str, Any] = field(default_factory=dict)
 
     def fail(self, layer: KerasLayer, what: str) -> KerasImportError:
+        """A KerasImportError naming the file, the layer and what is wrong with it."""
         return KerasImportError(f"{self.where}: layer {layer.name!r} ({layer.cls}): {what}")
 
     def of(self, kind: str) -> list[_Slot]:
+        """The slots of one kind, in chain order."""
         return [slot for slot in self.slots if slot.kind == kind]
 
 

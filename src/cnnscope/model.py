@@ -34,7 +34,8 @@ class ConvBlock(nn.Module):
         self.conv = nn.Conv2d(in_channels, conv_spec.filters, (kh, kw), stride=(sh, sw))
         self.act = _ACTIVATIONS[conv_spec.activation]()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C_in, H, W) -> (N, filters, H', W')
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad, convolve, activate: (N, C_in, H, W) -> (N, filters, H', W')."""
         return self.act(self.conv(self.pad(x)))
 
 
@@ -46,7 +47,8 @@ class DenseBlock(nn.Module):
         self.linear = nn.Linear(in_features, units)
         self.act = _ACTIVATIONS[activation]()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, in) -> (N, units)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Linear map then activation: (N, in) -> (N, units)."""
         return self.act(self.linear(x))
 
 
@@ -94,6 +96,7 @@ class CNN(nn.Module):
 
     @property
     def layer_names(self) -> list[str]:
+        """The layer names, input to output."""
         return list(self.layers.keys())
 
     def layer(self, name: str) -> nn.Module:
@@ -102,7 +105,8 @@ class CNN(nn.Module):
             raise choice_error(SpecError, "layer", name, self.layer_names)
         return self.layers[name]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, classes) logits
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the layers in order: (N, C, H, W) -> (N, classes) logits (before softmax)."""
         for module in self.layers.values():
             x = module(x)
         return x

@@ -48,8 +48,7 @@ HISTORY = "history.json"
 METRICS = "metrics.json"
 CURVES = "curves.png"
 # What a training writes; a new run in the same directory (--overwrite) removes them first.
-OUTPUTS = (WEIGHTS, STATE, STATE_META, HISTORY, METRICS, CURVES, "probe.safetensors", "confusion.png",
-           "report.html")
+OUTPUTS = (WEIGHTS, STATE, STATE_META, HISTORY, METRICS, CURVES, "probe.safetensors", "confusion.png", "report.html")
 HISTORY_KEYS = ("epoch", "loss", "data_loss", "accuracy", "val_loss", "val_data_loss", "val_accuracy", "seconds",
                 "images_per_second", "lr")  # the two data losses (no smoothing, no penalty) are absent from old runs
 MAX_CONFIG_BYTES = 2**20
@@ -86,12 +85,10 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     """Weights, optimizer/RNG state and history after `epoch`: all written, or none changed."""
     tensors, meta = _training_state(optimizer, step, epoch)
     files = [(run_dir / WEIGHTS, _weights_bytes(model, epoch)),
-             (run_dir / STATE, save_bytes(tensors, {"epoch": str(epoch)})),
-             (run_dir / HISTORY, json_bytes(history)),
+             (run_dir / STATE, save_bytes(tensors, {"epoch": str(epoch)})), (run_dir / HISTORY, json_bytes(history)),
              (run_dir / STATE_META, json_bytes(meta))]  # last: the epoch counter resume trusts
     intact = f"the files of epoch {epoch - 1} are intact" if epoch > 1 else "its initial weights are intact"
-    with deferred_interrupt(), saving(f"epoch {epoch} to {run_dir}", intact,
-                                      f"'cnnscope train --resume {run_dir}'"):
+    with deferred_interrupt(), saving(f"epoch {epoch} to {run_dir}", intact, f"'cnnscope train --resume {run_dir}'"):
         write_together(files)
 
 
@@ -329,9 +326,8 @@ def read_history(run_dir: Path) -> dict[str, Any]:
     return history
 
 
-# Text entries of an imported run's metrics.json (keras_import).
 _IMPORT_TEXT = ("source", "format", "keras_version", "keras_backend", "keras_model", "keras_output", "dataset",
-                "preprocess", "imported_at")
+                "preprocess", "imported_at")  # the text entries of an imported run's metrics.json (keras_import)
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
@@ -394,14 +390,17 @@ class Run:
 
     @property
     def spec(self) -> ModelSpec:
+        """The run's model specification."""
         return self.run_config.model
 
     @property
     def config(self) -> TrainConfig:
+        """The run's training configuration."""
         return self.run_config.train
 
     @property
     def data_config(self) -> DataConfig:
+        """The run's data configuration."""
         return self.run_config.data
 
     def dataset(self, data_dir: str | os.PathLike | None = None) -> Dataset:
@@ -418,6 +417,7 @@ class Run:
         return predict_proba(self.model, x, batch_size)
 
     def predict_classes(self, images: np.ndarray) -> np.ndarray:
+        """Predicted class (n,) for raw pixel images (n, H, W) in 0..255."""
         return self.predict(images).argmax(axis=1)
 
     def reset_weights(self) -> None:

@@ -272,6 +272,7 @@ class ModelSpec:
 
     @property
     def total_params(self) -> int:
+        """Number of parameters (weights and biases) of the whole model."""
         return sum(layer.params for layer in self.layers())
 
     # --- (de)serialisation ------------------------------------------------------------------
@@ -378,6 +379,7 @@ presets: dict[str, ModelSpec] = {
 
 
 def get_preset(name: str) -> ModelSpec:
+    """The preset model spec called `name`; SpecError listing the presets for an unknown name."""
     if name not in presets:
         raise choice_error(SpecError, "preset", name, presets)
     return presets[name]

@@ -108,18 +108,22 @@ class FieldGeometry:
 
     @property
     def size(self) -> tuple[int, int]:
+        """Receptive field (rows, cols) in input pixels."""
         return self.geometry.receptive_field
 
     @property
     def jump(self) -> tuple[int, int]:
+        """Input pixels between neighbouring nodes (rows, cols)."""
         return self.geometry.jump
 
     @property
     def start(self) -> tuple[int, int]:
+        """Top-left input pixel (row, col) that node (0, 0) sees; negative under `same` padding."""
         return self.geometry.offset
 
     @property
     def input_hw(self) -> tuple[int, int]:
+        """Input height and width in pixels."""
         return self.geometry.input_hw
 
     def box(self, row: int, col: int, clip: bool = True) -> tuple[int, int, int, int]:
@@ -148,6 +152,7 @@ class TopImages:
     receptive_field: tuple[int, int] | None  # None for dense units
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON: layer, map, receptive field and one entry per image."""
         return {"layer": self.layer, "map": self.map_index,
                 "receptive_field": None if self.receptive_field is None else list(self.receptive_field),
                 "images": [{"index": int(i), "value": float(v), "row": int(rc[0]), "col": int(rc[1]),
@@ -276,9 +281,11 @@ class Misclassified:
 
     @property
     def accuracy(self) -> float:
+        """Fraction of the images looked at that the model got right (0 when none)."""
         return 1.0 - len(self.indices) / self.total if self.total else 0.0
 
     def to_dict(self, class_names: list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
+        """Plain data for JSON: counts, accuracy, confusion matrix and the mistakes (classes named when given)."""
         def name(c: int) -> Any:
             return class_names[c] if class_names is not None else int(c)
 

@@ -131,6 +131,7 @@ class Slots:
         self.active = 0
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)` in a worker thread when a slot is free; RequestError 429 when too many wait."""
         if self.active >= self.queue:
             raise RequestError(f"too many {self.what} at once ({self.active} waiting); try again in a moment",
                                status=429)

@@ -32,6 +32,7 @@ class SafeJSONResponse(JSONResponse):
     """JSON without NaN or infinities: they become null, and a "warning" field says how many there were."""
 
     def render(self, content: Any) -> bytes:
+        """Compact JSON bytes, NaN and infinities replaced by null with a warning count."""
         try:
             return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
         except ValueError:  # a NaN or an infinity somewhere (a model whose weights hold NaN)

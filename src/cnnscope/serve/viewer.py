@@ -97,6 +97,7 @@ class Viewer:
         return raw[index], int(labels[index])
 
     def random_index(self, split: str = "test", label: int | None = None, rng: Any = None) -> int:
+        """A random image index in `split`, of class `label` when given; RequestError when there is none."""
         raw, labels = self._split(split)
         rng = rng or np.random.default_rng()
         if label is None:
@@ -109,6 +110,7 @@ class Viewer:
         return int(rng.choice(choices))
 
     def check_raw(self, raw: np.ndarray) -> np.ndarray:
+        """The raw image as an array when it has the model's input size; RequestError otherwise."""
         shape = tuple(self.run.spec.input_shape[1:])
         raw = np.asarray(raw)
         if raw.shape != shape:
@@ -293,6 +295,7 @@ _warming = threading.local()  # .on is True in the warm-up thread: only it stops
 
 
 def load_viewer(run_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Viewer:
+    """Load a run (and its data) into a Viewer for the web viewer."""
     path = Path(run_path)
     log.info("loading %s for the viewer", path)
     return Viewer(path, data_dir)
