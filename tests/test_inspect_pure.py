@@ -62,6 +62,14 @@ RECIPES = {  # name -> (ctx) -> (args, kwargs)
     "match_maps": lambda c: ((c.corr,), {}),
     "misclassified": lambda c: ((c.model, c.xn, c.labels), {}),
     "top_images": lambda c: ((c.model, "Conv2D_2", 1, c.xn), {"k": 2}),
+    "class_means": lambda c: ((c.values, c.labels, 10), {}),
+    "class_readout": lambda c: ((c.model, "Conv2D_3", c.xn), {"batch_size": 3}),
+    "layer_means": lambda c: ((c.model, ["Conv2D_1", "Conv2D_3"], c.xn), {"batch_size": 3}),
+    "map_peak_batches": lambda c: ((c.model, ["Conv2D_2"], c.xn), {"batch_size": 3}),  # a generator: run to its end
+    "map_peaks": lambda c: ((c.model, ["Conv2D_1", "Conv2D_2"], c.xn), {"batch_size": 3}),
+    "mistakes": lambda c: ((c.probs, c.labels), {}),
+    "rank_images": lambda c: ((c.values[:, 0], 2), {}),
+    "readout_batches": lambda c: ((c.model, "Conv2D_3", c.xn), {"batch_size": 3}),  # a generator: run to its end
 }
 
 
@@ -89,7 +97,9 @@ def ctx(trained_run, data_dir, tmp_path_factory):
         maps=np.asfortranarray(rng.normal(size=(5, 4, 4)).astype(np.float32)),
         blank=run.preprocessor(np.zeros((1, 28, 28), np.uint8))[0],
         heat=np.asfortranarray(rng.random((4, 28, 28)).astype(np.float32)),
-        cost=rng.random((4, 5)), corr=rng.uniform(-1, 1, (4, 4)))
+        cost=rng.random((4, 5)), corr=rng.uniform(-1, 1, (4, 4)),
+        values=np.asfortranarray(rng.random((4, 6)).astype(np.float32)),
+        probs=np.asfortranarray(rng.dirichlet(np.ones(10), 4).astype(np.float32)))
 
 
 def _snapshot(value):
@@ -149,7 +159,9 @@ def test_public_function_leaves_its_inputs_untouched(ctx, name, mode):
     ctx.model.layer("Conv2D_1").conv.bias.requires_grad_(False)  # a frozen parameter must stay frozen
     try:
         before = _snapshot([*args, *kwargs.values(), *models])
-        getattr(ci, name)(*args, **kwargs)
+        result = getattr(ci, name)(*args, **kwargs)
+        if pyinspect.isgenerator(result):  # the work happens while it is read
+            assert list(result), f"{name} yielded nothing"
         _assert_same(before, _snapshot([*args, *kwargs.values(), *models]), f"{name} ({mode} mode)")
     finally:
         ctx.model.layer("Conv2D_1").conv.bias.requires_grad_(True)

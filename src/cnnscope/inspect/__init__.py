@@ -47,9 +47,17 @@ from .profile import (
     FieldGeometry,
     Misclassified,
     TopImages,
+    class_means,
     class_profile,
+    class_readout,
     field_geometry,
+    layer_means,
+    map_peak_batches,
+    map_peaks,
     misclassified,
+    mistakes,
+    rank_images,
+    readout_batches,
     top_images,
 )
 
@@ -64,3 +72,5 @@ __all__ += ["DEFAULT_METHOD", "METHODS", "AttributionMethod", "DeletionResult", 
             "integrated_gradients", "last_conv_layer", "occlusion", "saliency", "seen_pixels", "smoothgrad"]
 __all__ += ["FieldGeometry", "Misclassified", "TopImages", "activation_correlation", "class_profile", "compare_runs",
             "field_geometry", "kernel_correlation", "linear_assignment", "match_maps", "misclassified", "top_images"]
+__all__ += ["class_means", "class_readout", "layer_means", "map_peak_batches", "map_peaks", "mistakes", "rank_images",
+            "readout_batches"]
