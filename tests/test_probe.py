@@ -180,7 +180,8 @@ def test_report_shows_the_strip_across_epochs(probe_run, data_dir, dataset, tmp_
 
 
 def test_long_histories_are_thinned_to_evenly_spaced_rows(probe_run, tmp_path):
-    from cnnscope.report import _probe_html
+    from cnnscope.views.common import class_names
+    from cnnscope.views.report_sections import probe_html
 
     run_dir = Path(shutil.copytree(probe_run, tmp_path / "run"))
     probe = read_probe(run_dir)
@@ -190,7 +191,8 @@ def test_long_histories_are_thinned_to_evenly_spaced_rows(probe_run, tmp_path):
         long.filters[epoch] = probe.filters[2] * (epoch + 1)
         long.maps[epoch] = probe.maps[2]
     write_probe(run_dir, long)
-    labels = [label for label, _ in strip_rows(_probe_html(load_run(run_dir)))]
+    run = load_run(run_dir)
+    labels = [label for label, _ in strip_rows(probe_html(run, class_names(run)))]
     assert len(labels) == PROBE_ROWS
     assert labels[0] == "initial" and labels[-1] == "epoch 30"
     epochs = [0] + [int(label.split()[1]) for label in labels[1:]]

@@ -23,7 +23,6 @@ from .layers import CONV
 from .runs import HISTORY, METRICS, Run, load_run
 from .views import report_inside as inside
 from .views import report_sections as sections
-from .views.common import class_names
 from .views.report_html import esc
 from .views.report_sections import PROBE_ROWS, WORST, TestSet
 from .views.tiles import tiles_png
@@ -37,11 +36,6 @@ NAV = (("config", "configuration"), ("preprocessing", "preprocessing"), ("traini
        ("patterns", "patterns"), ("profiles", "profiles"), ("explanation", "explanation"))
 
 __all__ = ["PROBE_ROWS", "REPORT", "WORST", "build_report", "check_history", "check_metrics", "tiles_png"]
-
-
-def _probe_html(run: Run) -> str:
-    """The probe strip of a run (cnnscope.views.report_sections.probe_html)."""
-    return sections.probe_html(run, class_names(run))
 
 
 # --- what a run's history.json and metrics.json must hold for the report ------------------------------------
