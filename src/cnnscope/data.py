@@ -61,7 +61,7 @@ DATASETS: dict[str, DatasetInfo] = {
 PREPROCESS = ("standard", "standard-floor", "standard-clip", "global", "unit")
 # New runs' default; "standard" stays for the series recipe (configs/seed-iv-series.toml) and Keras imports.
 # Measured in benchmarks/README.md ("Preprocessing: where top images land").
-DEFAULT_PREPROCESS = "standard-floor"
+DEFAULT_PREPROCESS = "unit"
 SPLITS = ("official", "reshuffle")
 MAX_SEED = 2**32 - 1  # seeds are mixed into others (seed + 1, seed * 100_003 + epoch) that must stay in range
 MAX_IDX_BYTES = 2**31  # 2 GiB of pixels: 40× the MNIST training images; larger headers are corrupt or hostile

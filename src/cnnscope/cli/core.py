@@ -131,8 +131,8 @@ TRAIN_FLAGS = (  # flag, type, help (each overrides the config file's [train] va
 )
 DATA_FLAGS = (  # flag, type, help (each overrides the config file's [data] value)
     ("dataset", str, "mnist (default) or fashion-mnist"),
-    ("preprocess", str, "standard-floor (default: per-pixel mean/std, std floored at the global one), standard "
-                        "(as the series), standard-clip (per-pixel training range), unit (/255) or global"),
+    ("preprocess", str, "unit (default: /255), standard (per-pixel mean/std, as the series), standard-floor (std "
+                        "floored at the global one), standard-clip (per-pixel training range) or global"),
     ("split", str, "official (default: 60,000 train / 10,000 test) or reshuffle"),
     ("val-size", int, "training images held out for validation (default 0: validate on the test set)"),
     ("limit-train", int, "use only the first N training images (default: all)"),
