@@ -275,6 +275,7 @@ def test_cli_resume_of_a_corrupt_state_is_one_error_line(ds, tiny_spec, tmp_path
     cnnscope.train(tiny_spec, ds, cnnscope.TrainConfig(epochs=1, batch_size=100), out=tmp_path / "r",
                    progress=False, plot=False)
     (tmp_path / "r" / "state.safetensors").write_bytes(b"\xff" * 40)
+    capsys.readouterr()  # the training's own lines (a CLI test before this one may have set up logging)
     code, out, err = _cli(["train", "--resume", str(tmp_path / "r"), "--epochs", "2"], capsys)
     assert code == 2 and out == ""
     assert err.strip().splitlines() == [f"error: {tmp_path / 'r' / 'state.safetensors'}: not a valid safetensors "
