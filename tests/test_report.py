@@ -22,8 +22,8 @@ from cnnscope.runs import load_run
 from cnnscope.spec import summary_table
 
 PNG_URI = "data:image/png;base64,"
-SECTIONS = ["summary", "config", "training", "results", "activations", "filters", "patterns", "profiles",
-            "explanation"]
+SECTIONS = ["summary", "config", "preprocessing", "training", "results", "activations", "filters", "patterns",
+            "profiles", "explanation"]
 MAP_LAYERS = ["Conv2D_1", "Max_Pool_1", "Conv2D_2", "Max_Pool_2", "Conv2D_3"]  # the tiny_spec fixture's
 CONVS = ["Conv2D_1", "Conv2D_2", "Conv2D_3"]
 
@@ -104,9 +104,9 @@ def test_report_needs_no_network(report):
 
 def test_every_image_is_an_embedded_png(report):
     images = images_of(report)
-    # summary-free count: curves, confusion, 10 classes × (input + 5 layers), filters, 3 pattern grids, 3 profiles,
-    # 10 explained images × (input + heat map)
-    assert len(images) == 1 + 1 + 10 * (1 + len(MAP_LAYERS)) + 1 + len(CONVS) + len(CONVS) + 10 * 2
+    # summary-free count: preprocessing, curves, confusion, 10 classes × (input + 5 layers), filters, 3 pattern
+    # grids, 3 profiles, 10 explained images × (input + heat map)
+    assert len(images) == 1 + 1 + 1 + 10 * (1 + len(MAP_LAYERS)) + 1 + len(CONVS) + len(CONVS) + 10 * 2
     for attrs in images:
         image = decode_png(attrs["src"])
         assert image.width > 0 and image.height > 0
@@ -355,3 +355,9 @@ def test_train_writes_a_report_unless_told_not_to(data_dir, tmp_path, capsys):
     assert main([*common, "--out", str(tmp_path / "without"), "--no-report"]) == 0
     assert "report:" not in capsys.readouterr().out
     assert not (tmp_path / "without" / REPORT).exists()
+
+
+def test_the_preprocessing_section_says_what_preprocessing_does(report):
+    section = re.search(r'<section id="preprocessing">(.*?)</section>', report, flags=re.S).group(1)
+    assert "preprocess " in section and "test inputs range" in section
+    assert "training range" in section and PNG_URI in section

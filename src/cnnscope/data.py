@@ -103,6 +103,7 @@ class DataConfig:
 
 # --- locating and reading files ---------------------------------------------------------------
 def cache_dir() -> Path:
+    """Where downloads go: $XDG_CACHE_HOME/cnnscope, else ~/.cache/cnnscope."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "cnnscope"
 
@@ -326,6 +327,7 @@ class Preprocessor:
         return (x - self.mean) / self.scale
 
     def to_dict(self) -> dict[str, Any]:
+        """The statistics as preprocess.json holds them (and the ONNX export's metadata): kind, shape, values."""
         data = {"kind": self.kind, "shape": list(self.mean.shape),
                 "mean": self.mean.ravel().tolist(), "scale": self.scale.ravel().tolist()}
         if self.low is not None and self.high is not None:
@@ -393,6 +395,7 @@ class Dataset:
 
     @property
     def name(self) -> str:
+        """The dataset's name, e.g. 'mnist'."""
         return self.config.dataset
 
     def validation(self) -> tuple[np.ndarray, np.ndarray, str]:

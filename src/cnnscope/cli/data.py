@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from .core import add_data_dir, add_figure_flags, print_figures, print_json
@@ -28,29 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_data)
 
 
-def summarize(dataset) -> dict[str, Any]:
-    """Sizes, classes and counts, channels, raw and preprocessed value ranges, far-out test images."""
-    import numpy as np
-
-    from ..inspect.datastats import outside_training_range, pixel_stats
-
-    stats = pixel_stats(dataset.train_raw)
-    far = outside_training_range(dataset.preprocessor, dataset.test_raw, stats)
-    splits = {}
-    for name in ("train", "test"):
-        x, y, raw = dataset.split(name)
-        counts = np.bincount(y, minlength=len(dataset.class_names))
-        splits[name] = {"images": int(len(y)), "counts": dict(zip(dataset.class_names, counts.tolist(), strict=True)),
-                        "raw_range": [int(raw.min()), int(raw.max())],
-                        "preprocessed_range": [float(x.min()), float(x.max())]}
-    return {"dataset": dataset.name, "preprocess": dataset.preprocessor.kind,
-            "image_size": list(dataset.train_raw.shape[1:]), "channels": 1, "classes": list(dataset.class_names),
-            "splits": splits, "pixels": stats.to_dict(),
-            "test_far": {"limit": far.limit, "images": int(far.far.sum()),
-                         "max_value": float(far.max_value.max()),
-                         "outside_training_range": int((far.excess > 0).sum())}}
-
-
 def _print_summary(info: dict[str, Any]) -> None:
     h, w = info["image_size"]
     print(f"{info['dataset']}: {h}×{w} pixels, {info['channels']} channel, {len(info['classes'])} classes; "
@@ -68,21 +44,12 @@ def _print_summary(info: dict[str, Any]) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from ..data import load_dataset
-    from ..plots.data import preprocessing_section_figure
-    from ..plots.figures import save_figure_as
+    from ..views.data import data
 
-    dataset = load_dataset(args.name, data_dir=args.data_dir, preprocess=args.preprocess)
-    info = summarize(dataset)
-    fig = preprocessing_section_figure(dataset.preprocessor, dataset.train_raw, dataset.test_raw, dataset.test_y,
-                                       dataset.class_names,
-                                       title=f"{dataset.name}: preprocessing {dataset.preprocessor.kind}")
-    out = args.out or f"{dataset.name}-{dataset.preprocessor.kind}-preprocessing.png"
-    paths = save_figure_as(fig, Path(out), svg=args.svg)
-    info["figures"] = [str(p) for p in paths]
+    result = data(args.name, preprocess=args.preprocess, data_dir=args.data_dir, out=args.out, svg=args.svg)
     if args.json:
-        print_json(info)
+        print_json(result.to_json())
     else:
-        _print_summary(info)
-        print_figures(paths)
+        _print_summary(result.data)
+        print_figures(result.paths)
     return 0

@@ -85,10 +85,20 @@ def config_section(run):
 
 
 def preprocessing_section(run, dataset):
-    """The preprocessing statistics of the run's data (cnnscope.inspect.datastats); None until that view exists.
+    """What the run's preprocessing does to its data: the per-pixel mean and deviation, what a white pixel
+    becomes, one test picture per class before and after, and how many test images lie far outside the
+    training range."""
+    from .data import preprocessing_figure, summarize
 
-    The report's page places this section after the configuration when it returns a ViewResult."""
-    return None
+    info = summarize(dataset)
+    far = info["test_far"]
+    lo, hi = info["splits"]["test"]["preprocessed_range"]
+    note = (f"preprocess {esc(info['preprocess'])}: test inputs range {lo:.3g}…{hi:.3g}; "
+            f"{far['images']:,} test images hold a value beyond ±{far['limit']:g} or that far outside their "
+            f"pixels' training range")
+    body = img(figure_uri(preprocessing_figure(dataset)), "per-pixel mean and deviation, and what preprocessing "
+               "does to one test picture per class", "wide")
+    return section("preprocessing", "Preprocessing", body, note, preprocess=info["preprocess"], test_far=far)
 
 
 def class_name(class_names: list[str], label: int) -> str:
