@@ -19,6 +19,12 @@ settings.register_profile("long", max_examples=2000, deadline=None, suppress_hea
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def budget(ci_examples: int) -> int:
+    """Examples for a property test whose single example is slow: `ci_examples` in the timed suite, the profile's
+    own count when a longer profile is loaded (--hypothesis-profile=long)."""
+    return max(ci_examples, settings().max_examples) if settings().max_examples > 40 else ci_examples
+
+
 def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Learnable 28×28 'digits': class k is a bright blob at one of 10 places, jittered, on noise."""
     rng = np.random.default_rng(seed)

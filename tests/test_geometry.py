@@ -14,6 +14,7 @@ from cnnscope.geometry import Geometry, same_padding, window_padding
 from cnnscope.inspect import capture
 from cnnscope.model import build_model
 from cnnscope.spec import ConvSpec, ModelSpec, PoolSpec
+from conftest import budget
 
 pairs = st.tuples(st.integers(1, 4), st.integers(1, 4))
 strides = st.tuples(st.integers(1, 3), st.integers(1, 3))
@@ -53,7 +54,7 @@ def _check_axis(reached: torch.Tensor, first: int, last: int, centre: float, siz
     assert centre == (first + last) / 2
 
 
-@settings(max_examples=25)
+@settings(max_examples=budget(25))
 @given(layers=st.lists(convs, min_size=1, max_size=3), hw=st.tuples(st.integers(6, 20), st.integers(6, 20)),
        data=st.data())
 def test_geometry_is_the_support_of_a_cells_gradient(layers, hw, data):

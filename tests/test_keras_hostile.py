@@ -23,6 +23,7 @@ from cnnscope.errors import CnnscopeError, KerasImportError
 from cnnscope.keras_files import KerasImportError as FromKerasFiles
 from cnnscope.keras_files import read_keras_file
 from cnnscope.keras_import import import_keras, translate
+from conftest import budget
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras"
 H5 = FIXTURES / "keras2" / "logits.h5"  # conv (3,3,1,4) -> pool -> flat -> logits (676, 10)
@@ -288,7 +289,7 @@ def _paths(value, prefix=()):
             yield from _paths(item, (*prefix, i))
 
 
-@settings(max_examples=60)
+@settings(max_examples=budget(60))
 @given(st.data())
 def test_mutated_real_configs_raise_only_cnnscope_errors(data):
     config = json.loads(json.dumps(data.draw(st.sampled_from(_REAL))))

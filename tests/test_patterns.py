@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import cnnscope
 from cnnscope.errors import ConfigError, RunError, SpecError
@@ -176,3 +178,27 @@ def test_errors(run):
         maximize_activation(run.model, "Conv2D_1", "0", lo=1.0, hi=0.0)
     with pytest.raises(RunError, match="which has 6 maps"):
         maximize_activation(run.model, "Conv2D_1", "6")
+
+
+# --- fuzzing --maps ----------------------------------------------------------------------------------------
+
+_MAPS_TEXT = st.one_of(
+    st.text(max_size=30),
+    st.lists(st.one_of(st.integers(-5, 80).map(str),
+                       st.tuples(st.one_of(st.none(), st.integers(-5, 80)), st.one_of(st.none(), st.integers(-5, 80)))
+                       .map(lambda p: f"{'' if p[0] is None else p[0]}:{'' if p[1] is None else p[1]}")),
+             min_size=1, max_size=6).map(",".join))
+
+
+@given(text=_MAPS_TEXT, count=st.integers(1, 64))
+def test_parse_maps_property(text, count):
+    """Any --maps text gives map numbers inside the layer, or one CnnscopeError line; nothing else."""
+    from cnnscope.errors import CnnscopeError
+    from cnnscope.inspect.patterns import parse_maps
+
+    try:
+        maps = parse_maps(text, count, "Conv2D_1")
+    except CnnscopeError as exc:
+        assert "\n" not in str(exc) and str(exc)
+        return
+    assert maps and all(isinstance(m, int) and 0 <= m < count for m in maps)

@@ -24,6 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
+from conftest import budget
+
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 from starlette.testclient import TestClient  # noqa: E402
 
@@ -244,19 +246,19 @@ def assert_fine(r) -> None:
         assert "error" in r.json()
 
 
-@settings(max_examples=40)
+@settings(max_examples=budget(40))
 @given(path=st.sampled_from(PATHS_GET), params=PARAMS)
 def test_generated_get_requests_never_fail(client, path, params):
     assert_fine(client.get(path, params=params))
 
 
-@settings(max_examples=30)
+@settings(max_examples=budget(30))
 @given(path=st.sampled_from(PATHS_POST), params=PARAMS, body=BODIES)
 def test_generated_json_bodies_never_fail(client, path, params, body):
     assert_fine(client.post(path, params=params, content=body.encode(), headers={"content-type": "application/json"}))
 
 
-@settings(max_examples=30)
+@settings(max_examples=budget(30))
 @given(path=st.sampled_from(PATHS_POST), prefix=st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a",
                                                                    b"BM", b"{", b"--b\r\n", b"RIFF\0\0\0\0WEBP"]),
        raw=st.binary(max_size=200), kind=st.sampled_from([None, "application/json", "multipart/form-data; boundary=b",
@@ -266,7 +268,7 @@ def test_generated_raw_bodies_never_fail(client, path, prefix, raw, kind):
     assert_fine(client.post(path, content=prefix + raw, headers=headers))
 
 
-@settings(max_examples=15)
+@settings(max_examples=budget(15))
 @given(size=st.tuples(st.integers(1, 300), st.integers(1, 300)), mode=st.sampled_from(["L", "RGB", "RGBA", "LA", "P",
                                                                                          "1", "I;16", "I", "F"]),
        seed=st.integers(0, 2 ** 16), fmt=st.sampled_from(["PNG", "GIF", "BMP", "TIFF", "WEBP", "JPEG"]))

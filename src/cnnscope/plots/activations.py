@@ -182,10 +182,18 @@ def _scale_words(display: MapDisplay, norm: str, scale: bool) -> str:
     return f"colours: one range for the layer, {display.vmin:.3g} to {display.vmax:.3g} (its full range)"
 
 
-def _titles(fig: Figure, left: float, height: float, title: str, lines: list[str]) -> None:
+def _titles(fig: Figure, left: float, height: float, title: str, lines: list[str], most: int = 3) -> None:
+    """Title and subtitle lines, wrapped to the figure's width (about 0.062 inch a character at 8.5 pt) so that no
+    word is cut off at the edge; at most `most` subtitle lines fit above the panels."""
+    import textwrap
+
     width = fig.get_size_inches()[0]
+    chars = max(40, int((width - left - 0.1) / 0.062))
+    wrapped = [part for line in lines if line for part in textwrap.wrap(line, chars)]
+    if len(wrapped) > most:
+        wrapped = wrapped[:most - 1] + [textwrap.shorten(" ".join(wrapped[most - 1:]), chars, placeholder=" …")]
     fig.text(left / width, (height - 0.22) / height, title, fontsize=13, fontweight="bold", va="top")
-    for i, line in enumerate(line for line in lines if line):
+    for i, line in enumerate(wrapped):
         fig.text(left / width, (height - 0.5 - 0.2 * i) / height, line, fontsize=8.5, va="top", color="#444444")
 
 
