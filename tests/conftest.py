@@ -98,3 +98,20 @@ def trained_run(tmp_path_factory, data_dir, tiny_spec) -> Path:
     run = cnnscope.train(tiny_spec, ds, config, out=out, progress=False)
     assert run.metrics["test_accuracy"] > 0.9, run.metrics
     return out
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """`cnnscope ARGV` in-process: (exit code, stdout, stderr)."""
+    from cnnscope.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    """The one `error:` line of a failed command (warnings may come first); no traceback, no usage block."""
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err and "usage:" not in err
+    return lines[0]

@@ -10,26 +10,12 @@ import sys
 
 import pytest
 
-from cnnscope.cli import main
-
-
-def _run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line_error(err: str) -> str:
-    # warnings (e.g. "these files differ from the official ones") may come first; the error is one line
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning: ")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    return lines[0]
+from conftest import one_line_error, run_cli
 
 
 @pytest.mark.parametrize(("preset", "total"), [("seed-iv", 208_982), ("seed-ii", 96_844)])
 def test_summary_json_totals(capsys, preset, total):
-    code, out, _ = _run(capsys, "summary", "--preset", preset, "--json")
+    code, out, _ = run_cli(capsys, "summary", "--preset", preset, "--json")
     assert code == 0
     summary = json.loads(out)
     assert summary["total_params"] == total
@@ -37,7 +23,7 @@ def test_summary_json_totals(capsys, preset, total):
 
 
 def test_summary_table_shows_receptive_fields(capsys):
-    code, out, _ = _run(capsys, "summary", "--preset", "seed-ii")
+    code, out, _ = run_cli(capsys, "summary", "--preset", "seed-ii")
     assert code == 0
     assert "96,844" in out
     fields = {line.split()[0]: line.split()[-1] for line in out.splitlines() if line.startswith(("Conv2D", "Max_"))}
@@ -46,33 +32,33 @@ def test_summary_table_shows_receptive_fields(capsys):
 
 
 def test_summary_of_a_run_directory(capsys, trained_run):
-    code, out, _ = _run(capsys, "summary", trained_run, "--json")
+    code, out, _ = run_cli(capsys, "summary", trained_run, "--json")
     assert code == 0 and json.loads(out)["layers"][0]["name"] == "Conv2D_1"
 
 
 def test_unknown_preset_lists_the_valid_ones(capsys):
-    code, _, err = _run(capsys, "summary", "--preset", "seed-v")
+    code, _, err = run_cli(capsys, "summary", "--preset", "seed-v")
     assert code == 2
-    line = _one_line_error(err)
+    line = one_line_error(err)
     assert "seed-v" in line and "seed-ii" in line and "seed-iv" in line
 
 
 def test_bad_config_value_and_unknown_key(capsys, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[train]\noptimizer = "adagrad"\n')
-    code, _, err = _run(capsys, "train", "--config", bad, "--out", tmp_path / "r")
+    code, _, err = run_cli(capsys, "train", "--config", bad, "--out", tmp_path / "r")
     assert code == 2
-    assert "unknown optimizer 'adagrad'; valid: rmsprop, adam, nadam, adamax, sgd, adamw" in _one_line_error(err)
+    assert "unknown optimizer 'adagrad'; valid: rmsprop, adam, nadam, adamax, sgd, adamw" in one_line_error(err)
     bad.write_text("[train]\nepochz = 3\n")
-    code, _, err = _run(capsys, "train", "--config", bad, "--out", tmp_path / "r")
-    assert code == 2 and "[train] unknown key 'epochz'" in _one_line_error(err)
+    code, _, err = run_cli(capsys, "train", "--config", bad, "--out", tmp_path / "r")
+    assert code == 2 and "[train] unknown key 'epochz'" in one_line_error(err)
     assert not (tmp_path / "r").exists()
 
 
 def test_negative_learning_rate_flag(capsys, tmp_path, data_dir):
-    code, _, err = _run(capsys, "train", "--preset", "tiny", "--lr", "-1", "--data-dir", data_dir,
+    code, _, err = run_cli(capsys, "train", "--preset", "tiny", "--lr", "-1", "--data-dir", data_dir,
                         "--out", tmp_path / "r")
-    line = _one_line_error(err)
+    line = one_line_error(err)
     assert code == 2 and "lr must be" in line and "received -1.0" in line
 
 
@@ -80,9 +66,9 @@ def test_corrupt_data_file_is_one_line(capsys, tmp_path, data_dir):
     broken = shutil.copytree(data_dir, tmp_path / "data")
     target = broken / "mnist" / "train-labels-idx1-ubyte.gz"
     target.write_bytes(target.read_bytes()[:40])
-    code, _, err = _run(capsys, "train", "--preset", "tiny", "--data-dir", broken, "--out", tmp_path / "r")
+    code, _, err = run_cli(capsys, "train", "--preset", "tiny", "--data-dir", broken, "--out", tmp_path / "r")
     assert code == 2
-    line = _one_line_error(err)
+    line = one_line_error(err)
     assert "train-labels-idx1-ubyte.gz" in line
 
 
@@ -91,19 +77,19 @@ def test_wrong_magic_number(capsys, tmp_path, data_dir):
     target = broken / "mnist" / "t10k-images-idx3-ubyte.gz"
     with gzip.open(target, "wb") as fh:
         fh.write(b"\x00\x00\x09\x99" + b"\x00" * 64)
-    code, _, err = _run(capsys, "train", "--preset", "tiny", "--data-dir", broken, "--out", tmp_path / "r")
-    assert code == 2 and "t10k-images-idx3-ubyte.gz" in _one_line_error(err) and "magic" in err
+    code, _, err = run_cli(capsys, "train", "--preset", "tiny", "--data-dir", broken, "--out", tmp_path / "r")
+    assert code == 2 and "t10k-images-idx3-ubyte.gz" in one_line_error(err) and "magic" in err
 
 
 def test_train_then_evaluate(capsys, tmp_path, data_dir):
     out = tmp_path / "run"
-    code, stdout, _ = _run(capsys, "train", "--preset", "tiny", "--epochs", 1, "--batch-size", 64,
+    code, stdout, _ = run_cli(capsys, "train", "--preset", "tiny", "--epochs", 1, "--batch-size", 64,
                            "--optimizer", "adam", "--lr", 0.003, "--data-dir", data_dir, "--out", out,
                            "--limit-train", 600, "--no-report", "--no-plot")
     assert code == 0, stdout
     assert "trained 1 epoch(s)" in stdout and f"run directory: {out}" in stdout
     assert not (out / "report.html").exists()
-    code, stdout, _ = _run(capsys, "evaluate", out, "--json", "--data-dir", data_dir)
+    code, stdout, _ = run_cli(capsys, "evaluate", out, "--json", "--data-dir", data_dir)
     assert code == 0
     result = json.loads(stdout)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -111,31 +97,31 @@ def test_train_then_evaluate(capsys, tmp_path, data_dir):
     assert len(result["per_class_accuracy"]) == 10 and (out / "confusion.png").is_file()
     # the same --out again is refused, and nothing of the first run is touched
     before = (out / "model.safetensors").read_bytes()
-    code, _, err = _run(capsys, "train", "--preset", "tiny", "--epochs", 1, "--data-dir", data_dir, "--out", out)
-    assert code == 2 and "already holds a run" in _one_line_error(err)
+    code, _, err = run_cli(capsys, "train", "--preset", "tiny", "--epochs", 1, "--data-dir", data_dir, "--out", out)
+    assert code == 2 and "already holds a run" in one_line_error(err)
     assert (out / "model.safetensors").read_bytes() == before
 
 
 def test_resume_only_accepts_epochs(capsys, trained_run):
-    code, _, err = _run(capsys, "train", "--resume", trained_run, "--lr", 0.1)
-    assert code == 2 and "--resume continues a run with its saved settings" in _one_line_error(err)
+    code, _, err = run_cli(capsys, "train", "--resume", trained_run, "--lr", 0.1)
+    assert code == 2 and "--resume continues a run with its saved settings" in one_line_error(err)
 
 
 def test_evaluate_missing_run(capsys, tmp_path):
-    code, _, err = _run(capsys, "evaluate", tmp_path / "nope")
-    assert code == 2 and _one_line_error(err) == f"error: run directory not found: {tmp_path / 'nope'}"
+    code, _, err = run_cli(capsys, "evaluate", tmp_path / "nope")
+    assert code == 2 and one_line_error(err) == f"error: run directory not found: {tmp_path / 'nope'}"
 
 
 def test_debug_shows_the_traceback(capsys, tmp_path):
-    code, _, err = _run(capsys, "--debug", "evaluate", tmp_path / "nope")
+    code, _, err = run_cli(capsys, "--debug", "evaluate", tmp_path / "nope")
     assert code == 2 and "Traceback" in err and "RunError" in err
 
 
 def test_usage_errors_and_no_command(capsys):
-    assert _run(capsys, "summary", "--bogus")[0] == 2
-    code, _, err = _run(capsys)
-    assert code == 2 and _one_line_error(err).startswith("error: no command given; one of: summary, train, ")
-    assert _run(capsys, "--version")[0] == 0
+    assert run_cli(capsys, "summary", "--bogus")[0] == 2
+    code, _, err = run_cli(capsys)
+    assert code == 2 and one_line_error(err).startswith("error: no command given; one of: summary, train, ")
+    assert run_cli(capsys, "--version")[0] == 0
 
 
 def test_module_entry_point_runs_in_a_subprocess():
@@ -149,7 +135,7 @@ def test_log_handler_follows_the_current_stderr(capsys, tmp_path):
     import io
     import logging
 
-    assert _run(capsys, "summary", "--preset", "tiny")[0] == 0
+    assert run_cli(capsys, "summary", "--preset", "tiny")[0] == 0
     swapped = io.StringIO()
     old, sys.stderr = sys.stderr, swapped
     try:

@@ -9,18 +9,14 @@ import numpy as np
 import pytest
 
 import cnnscope
-from cnnscope.cli import main
 from cnnscope.data import FILES
 from cnnscope.inspect import class_profile, map_statistics
+from conftest import run_cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
 VALID_LAYERS = "Conv2D_1, Max_Pool_1, Conv2D_2, Max_Pool_2, Conv2D_3, Flatten_1, Dense_1, Dense_2"
 
 
-def _run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _strict(constant: str):
@@ -53,7 +49,7 @@ def test_set(run, data_dir):
 # --- profile -------------------------------------------------------------------------------------------------
 def test_profile_json_holds_the_profile(run, test_set, trained_run, data_dir, tmp_path, capsys):
     out = tmp_path / "profile.png"
-    code, stdout, _ = _run(capsys, "profile", trained_run, "--layer", "Conv2D_2", "--data-dir", data_dir,
+    code, stdout, _ = run_cli(capsys, "profile", trained_run, "--layer", "Conv2D_2", "--data-dir", data_dir,
                            "--out", out, "--svg", "--json")
     assert code == 0
     data = _json(stdout, out)
@@ -68,7 +64,7 @@ def test_profile_json_holds_the_profile(run, test_set, trained_run, data_dir, tm
 
 def test_profile_json_is_strict_when_classes_are_missing(run, test_set, trained_run, data_dir, tmp_path, capsys):
     """A class absent from the --limit images has no mean (NaN in the library): null in the JSON, not NaN."""
-    code, stdout, _ = _run(capsys, "profile", trained_run, "--layer", "Conv2D_1", "--limit", 3, "--data-dir",
+    code, stdout, _ = run_cli(capsys, "profile", trained_run, "--layer", "Conv2D_1", "--limit", 3, "--data-dir",
                            data_dir, "--out", tmp_path / "p.png", "--json")
     assert code == 0
     data = _json(stdout)
@@ -79,7 +75,7 @@ def test_profile_json_is_strict_when_classes_are_missing(run, test_set, trained_
 
 def test_profile_text(trained_run, data_dir, tmp_path, capsys):
     out = tmp_path / "p.png"
-    code, stdout, _ = _run(capsys, "profile", trained_run, "--layer", "Dense_1", "--limit", 50, "--order", "class",
+    code, stdout, _ = run_cli(capsys, "profile", trained_run, "--layer", "Dense_1", "--limit", 50, "--order", "class",
                            "--norm", "layer", "--data-dir", data_dir, "--out", out)
     assert code == 0 and out.read_bytes()[:8] == PNG
     assert "Dense_1: 24 maps over 50 test images" in stdout and f"figure: {out}" in stdout
@@ -88,7 +84,7 @@ def test_profile_text(trained_run, data_dir, tmp_path, capsys):
 # --- top-images ----------------------------------------------------------------------------------------------
 def test_top_images(trained_run, data_dir, tmp_path, capsys):
     out = tmp_path / "top.png"
-    code, stdout, _ = _run(capsys, "top-images", trained_run, "--layer", "Conv2D_3", "--map", 2, "--k", 5,
+    code, stdout, _ = run_cli(capsys, "top-images", trained_run, "--layer", "Conv2D_3", "--map", 2, "--k", 5,
                            "--data-dir", data_dir, "--out", out, "--svg", "--json")
     assert code == 0
     data = _json(stdout, out)
@@ -98,7 +94,7 @@ def test_top_images(trained_run, data_dir, tmp_path, capsys):
     for item in data["images"]:
         top, left, bottom, right = item["box"]
         assert (bottom - top, right - left) == (18, 18) and (top, left) == (4 * item["row"], 4 * item["col"])
-    code, stdout, _ = _run(capsys, "top-images", trained_run, "--layer", "Conv2D_3", "--map", 2, "--k", 5,
+    code, stdout, _ = run_cli(capsys, "top-images", trained_run, "--layer", "Conv2D_3", "--map", 2, "--k", 5,
                            "--data-dir", data_dir, "--out", tmp_path / "top2.png")
     assert code == 0
     assert "Conv2D_3 map 2: top 5 of 300 test images, each node sees 18×18 input pixels" in stdout
@@ -121,7 +117,7 @@ def relabelled_dir(data_dir, tmp_path_factory):
 
 def test_errors_lists_every_mistake(run, relabelled_dir, trained_run, tmp_path, capsys):
     out = tmp_path / "errors.png"
-    code, stdout, _ = _run(capsys, "errors", trained_run, "--max", 4, "--data-dir", relabelled_dir, "--out", out,
+    code, stdout, _ = run_cli(capsys, "errors", trained_run, "--max", 4, "--data-dir", relabelled_dir, "--out", out,
                            "--svg", "--json")
     assert code == 0
     data = _json(stdout, out)
@@ -135,14 +131,14 @@ def test_errors_lists_every_mistake(run, relabelled_dir, trained_run, tmp_path, 
     assert confusion.sum() == 300 and np.trace(confusion) == 300 - len(wrong)
     confidence = [m["confidence"] for m in data["misclassified"]]
     assert confidence == sorted(confidence, reverse=True)
-    code, stdout, _ = _run(capsys, "errors", trained_run, "--data-dir", relabelled_dir, "--out", tmp_path / "e.png")
+    code, stdout, _ = run_cli(capsys, "errors", trained_run, "--data-dir", relabelled_dir, "--out", tmp_path / "e.png")
     assert code == 0 and f"{len(wrong)} of 300 test images misclassified" in stdout
 
 
 # --- compare -------------------------------------------------------------------------------------------------
 def test_compare_a_run_with_itself(trained_run, data_dir, tmp_path, capsys):
     out = tmp_path / "compare.png"
-    code, stdout, _ = _run(capsys, "compare", trained_run, trained_run, "--layer", "Conv2D_2", "--limit", 100,
+    code, stdout, _ = run_cli(capsys, "compare", trained_run, trained_run, "--layer", "Conv2D_2", "--limit", 100,
                            "--index", 7, "--data-dir", data_dir, "--out", out, "--svg", "--json")
     assert code == 0
     data = _json(stdout, out)
@@ -155,7 +151,7 @@ def test_compare_a_run_with_itself(trained_run, data_dir, tmp_path, capsys):
 
 def test_compare_text_without_kernels(trained_run, data_dir, tmp_path, capsys):
     out = tmp_path / "c.png"
-    code, stdout, _ = _run(capsys, "compare", trained_run, trained_run, "--layer", "Dense_1", "--limit", 60,
+    code, stdout, _ = run_cli(capsys, "compare", trained_run, trained_run, "--layer", "Dense_1", "--limit", 60,
                            "--no-kernels", "--pairs", 4, "--data-dir", data_dir, "--out", out)
     assert code == 0 and out.read_bytes()[:8] == PNG
     assert "Dense_1: 24 maps matched one-to-one over 60 test images × 1 positions" in stdout
@@ -165,7 +161,7 @@ def test_compare_text_without_kernels(trained_run, data_dir, tmp_path, capsys):
 # --- patterns ------------------------------------------------------------------------------------------------
 def test_patterns_json_reports_reached_and_test_p99(run, test_set, trained_run, data_dir, tmp_path, capsys):
     out = tmp_path / "patterns.png"
-    code, stdout, _ = _run(capsys, "patterns", trained_run, "--layer", "Conv2D_3", "--maps", "0:4,9", "--steps", 12,
+    code, stdout, _ = run_cli(capsys, "patterns", trained_run, "--layer", "Conv2D_3", "--maps", "0:4,9", "--steps", 12,
                            "--restarts", 2, "--seed", 1, "--data-dir", data_dir, "--out", out, "--svg", "--json")
     assert code == 0
     data = _json(stdout, out)
@@ -179,7 +175,7 @@ def test_patterns_json_reports_reached_and_test_p99(run, test_set, trained_run, 
     assert data["above_test_p99"] == pytest.approx(float((reached > stats["p99"]).mean()))
     assert data["above_test_p99"] >= 0.8  # even a short ascent beats most test images
     # same seed, same numbers
-    code, stdout, _ = _run(capsys, "patterns", trained_run, "--layer", "Conv2D_3", "--maps", "0:4,9", "--steps", 12,
+    code, stdout, _ = run_cli(capsys, "patterns", trained_run, "--layer", "Conv2D_3", "--maps", "0:4,9", "--steps", 12,
                            "--restarts", 2, "--seed", 1, "--data-dir", data_dir, "--out", tmp_path / "again.png",
                            "--json")
     assert [row["activation"] for row in _json(stdout)["maps"]] == reached.tolist()
@@ -187,7 +183,7 @@ def test_patterns_json_reports_reached_and_test_p99(run, test_set, trained_run, 
 
 def test_patterns_text(trained_run, data_dir, tmp_path, capsys):
     out = tmp_path / "p.png"
-    code, stdout, _ = _run(capsys, "patterns", trained_run, "--layer", "Conv2D_1", "--steps", 6, "--restarts", 1,
+    code, stdout, _ = run_cli(capsys, "patterns", trained_run, "--layer", "Conv2D_1", "--steps", 6, "--restarts", 1,
                            "--data-dir", data_dir, "--out", out)
     assert code == 0 and out.read_bytes()[:8] == PNG
     assert "Conv2D_1: 6 map(s) in" in stdout and "(1 restarts × 6 steps, seed 0)" in stdout
@@ -204,7 +200,7 @@ def test_explain_json_holds_the_deletion_score(run, test_set, trained_run, data_
 
     out = tmp_path / "explain.png"
     chosen = ["--method", method] if method else []
-    code, stdout, _ = _run(capsys, "explain", trained_run, "--index", 5, *chosen, "--data-dir", data_dir,
+    code, stdout, _ = run_cli(capsys, "explain", trained_run, "--index", 5, *chosen, "--data-dir", data_dir,
                            "--out", out, "--svg", "--json")
     assert code == 0
     data = _json(stdout, out)
@@ -230,7 +226,7 @@ def test_explain_all_methods_side_by_side(trained_run, data_dir, tmp_path, capsy
     from cnnscope.inspect import METHODS
 
     out = tmp_path / "all.png"
-    code, stdout, _ = _run(capsys, "explain", trained_run, "--index", 2, "--method", "all", "--data-dir", data_dir,
+    code, stdout, _ = run_cli(capsys, "explain", trained_run, "--index", 2, "--method", "all", "--data-dir", data_dir,
                            "--out", out, "--json")
     assert code == 0 and out.read_bytes()[:8] == PNG
     data = _json(stdout)
@@ -246,7 +242,7 @@ def test_explain_all_methods_side_by_side(trained_run, data_dir, tmp_path, capsy
 
 def test_explain_text_with_a_target(trained_run, data_dir, tmp_path, capsys):
     out = tmp_path / "e.png"
-    code, stdout, _ = _run(capsys, "explain", trained_run, "--index", 0, "--target", 3, "--method", "gradcam",
+    code, stdout, _ = run_cli(capsys, "explain", trained_run, "--index", 0, "--target", 3, "--method", "gradcam",
                            "--layer", "Conv2D_2", "--data-dir", data_dir, "--out", out)
     assert code == 0 and out.read_bytes()[:8] == PNG
     assert "heat maps for class 3" in stdout and "  gradcam on Conv2D_2: top -> p = " in stdout
@@ -300,7 +296,7 @@ def test_explain_text_with_a_target(trained_run, data_dir, tmp_path, capsys):
 def test_bad_input(trained_run, data_dir, tmp_path, capsys, argv, message):
     out = tmp_path / "never.png"
     argv = [a.format(run=trained_run, tmp=tmp_path) for a in argv]
-    code, stdout, stderr = _run(capsys, *argv, "--data-dir", data_dir, "--out", out, "--json")
+    code, stdout, stderr = run_cli(capsys, *argv, "--data-dir", data_dir, "--out", out, "--json")
     assert code == 2
     assert stdout == ""
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
@@ -314,7 +310,7 @@ def test_bad_input(trained_run, data_dir, tmp_path, capsys, argv, message):
                                   ["errors", "{run}", "--max", "-3"],
                                   ["patterns", "{run}", "--layer", "Conv2D_1", "--steps", "0"]])
 def test_bad_numbers_are_usage_errors(trained_run, capsys, argv):
-    code, stdout, stderr = _run(capsys, *[a.format(run=trained_run) for a in argv])
+    code, stdout, stderr = run_cli(capsys, *[a.format(run=trained_run) for a in argv])
     assert code == 2 and stdout == ""
     assert "invalid" in stderr or "expected a positive integer" in stderr
     assert "Traceback" not in stderr

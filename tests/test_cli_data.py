@@ -6,25 +6,13 @@ import json
 
 import pytest
 
-from cnnscope.cli import main
 from cnnscope.data import DataConfig
-
-
-def _run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning: ")]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
+from conftest import one_line_error, run_cli
 
 
 def test_data_json_and_figure(capsys, data_dir, tmp_path):
     out = tmp_path / "pre.png"
-    code, stdout, _ = _run(capsys, "data", "mnist", "--data-dir", data_dir, "--preprocess", "standard",
+    code, stdout, _ = run_cli(capsys, "data", "mnist", "--data-dir", data_dir, "--preprocess", "standard",
                            "--out", out, "--json")
     assert code == 0
     info = json.loads(stdout)
@@ -38,7 +26,7 @@ def test_data_json_and_figure(capsys, data_dir, tmp_path):
 
 def test_data_text_uses_the_default_preprocessing(capsys, data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, stdout, _ = _run(capsys, "data", "fashion-mnist", "--data-dir", data_dir)
+    code, stdout, _ = run_cli(capsys, "data", "fashion-mnist", "--data-dir", data_dir)
     kind = DataConfig().preprocess
     assert code == 0
     assert stdout.startswith(f"fashion-mnist: 28×28 pixels, 1 channel, 10 classes; preprocess {kind}\n")
@@ -53,12 +41,12 @@ def test_data_text_uses_the_default_preprocessing(capsys, data_dir, tmp_path, mo
     (["data", "mnist", "--out", "x.gif"], "error: "),
 ])
 def test_data_errors_are_one_line(capsys, data_dir, argv, message):
-    code, _, err = _run(capsys, *argv, "--data-dir", data_dir)
+    code, _, err = run_cli(capsys, *argv, "--data-dir", data_dir)
     assert code == 2
-    assert _error_line(err).startswith(message)
+    assert one_line_error(err).startswith(message)
 
 
 def test_data_missing_directory(capsys, tmp_path):
-    code, _, err = _run(capsys, "data", "mnist", "--data-dir", tmp_path / "nowhere")
+    code, _, err = run_cli(capsys, "data", "mnist", "--data-dir", tmp_path / "nowhere")
     assert code == 2
-    assert "missing file" in _error_line(err) and "--data-dir" in err
+    assert "missing file" in one_line_error(err) and "--data-dir" in err

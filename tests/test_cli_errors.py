@@ -13,24 +13,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnnscope.cli import build_parser, main
+from cnnscope.cli import build_parser
 from cnnscope.cli.inspect import NORMS, parse_norm
 from cnnscope.errors import ConfigError, RunError
+from conftest import one_line_error, run_cli
 
 STOP = "stub: stopped before loading the run"
 
 
-def _run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
-def _one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning: ")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err and "usage:" not in err
-    return lines[0]
 
 
 @pytest.fixture
@@ -50,9 +42,9 @@ def no_loading(monkeypatch):
                                      ["filters", "RUN", "--layer", "Conv2D_1"], ["evaluate", "RUN"],
                                      ["profile", "RUN", "--layer", "Conv2D_1"], ["errors", "RUN"]])
 def test_a_figure_with_an_unknown_format_is_refused_before_any_work(capsys, no_loading, tmp_path, command):
-    code, out, err = _run(capsys, *command, "--out", tmp_path / "x.txt")
+    code, out, err = run_cli(capsys, *command, "--out", tmp_path / "x.txt")
     assert code == 2 and out == ""
-    assert _one_line_error(err) == (f"error: cannot write a figure as '.txt' (--out {tmp_path / 'x.txt'}); "
+    assert one_line_error(err) == (f"error: cannot write a figure as '.txt' (--out {tmp_path / 'x.txt'}); "
                                     f"use .png, .svg, .pdf")
 
 
@@ -60,22 +52,22 @@ def test_unwritable_outputs_are_one_line_before_any_work(capsys, no_loading, tmp
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     base = ["activations", "RUN", "--layer", "Conv2D_1", "--index", "0", "--out"]
-    code, _, err = _run(capsys, *base, blocker / "fig.png")
+    code, _, err = run_cli(capsys, *base, blocker / "fig.png")
     assert code == 2
-    assert _one_line_error(err) == f"error: cannot write {blocker / 'fig.png'}: {blocker} is not a directory"
-    code, _, err = _run(capsys, *base, tmp_path)
-    assert code == 2 and _one_line_error(err) == f"error: --out {tmp_path} is a directory; give a file name inside it"
-    code, _, err = _run(capsys, "train", "--out", blocker)
-    assert code == 2 and _one_line_error(err) == f"error: --out {blocker} is a file; give a directory"
+    assert one_line_error(err) == f"error: cannot write {blocker / 'fig.png'}: {blocker} is not a directory"
+    code, _, err = run_cli(capsys, *base, tmp_path)
+    assert code == 2 and one_line_error(err) == f"error: --out {tmp_path} is a directory; give a file name inside it"
+    code, _, err = run_cli(capsys, "train", "--out", blocker)
+    assert code == 2 and one_line_error(err) == f"error: --out {blocker} is a file; give a directory"
     import cnnscope.cli.core as core
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(core.tempfile, "mkstemp", denied)  # a read-only directory (tests may run as root)
-    code, _, err = _run(capsys, *base, tmp_path / "new" / "fig.png")
+    code, _, err = run_cli(capsys, *base, tmp_path / "new" / "fig.png")
     assert code == 2
-    assert _one_line_error(err) == (f"error: cannot write {tmp_path / 'new' / 'fig.png'}: {tmp_path} is not "
+    assert one_line_error(err) == (f"error: cannot write {tmp_path / 'new' / 'fig.png'}: {tmp_path} is not "
                                     f"writable (Permission denied)")
     assert not (tmp_path / "new").exists()
 
@@ -88,9 +80,9 @@ def test_a_failed_write_names_the_path(capsys, trained_run, data_dir, tmp_path, 
 
     monkeypatch.setattr(Figure, "savefig", full)
     out = tmp_path / "fig.png"
-    code, stdout, err = _run(capsys, "filters", trained_run, "--layer", "Conv2D_1", "--out", out)
+    code, stdout, err = run_cli(capsys, "filters", trained_run, "--layer", "Conv2D_1", "--out", out)
     assert code == 2 and stdout == ""
-    assert _one_line_error(err) == f"error: cannot write {out}: No space left on device"
+    assert one_line_error(err) == f"error: cannot write {out}: No space left on device"
     assert not list(tmp_path.iterdir())
 
 
@@ -101,8 +93,8 @@ def test_an_unexpected_os_error_is_still_one_line(capsys, monkeypatch):
         raise FileNotFoundError(2, "No such file or directory", "/somewhere/x")
 
     monkeypatch.setattr(core, "cmd_summary", gone)
-    code, _, err = _run(capsys, "summary")
-    assert code == 2 and _one_line_error(err) == "error: /somewhere/x: No such file or directory"
+    code, _, err = run_cli(capsys, "summary")
+    assert code == 2 and one_line_error(err) == "error: /somewhere/x: No such file or directory"
 
 
 # --- Ctrl-C ----------------------------------------------------------------------------------------------------
@@ -118,7 +110,7 @@ def test_ctrl_c_during_start_up_is_one_line_and_130(capsys, monkeypatch, where):
         monkeypatch.setattr(cli, "_command_modules", interrupt)
     else:
         monkeypatch.setattr(core, "cmd_summary", interrupt)  # e.g. while the command imports torch
-    code, out, err = _run(capsys, "summary")
+    code, out, err = run_cli(capsys, "summary")
     assert code == 130 and out == "" and err == "interrupted\n"
 
 
@@ -140,14 +132,14 @@ def test_ctrl_c_during_start_up_is_one_line_and_130(capsys, monkeypatch, where):
      "error: unexpected arguments extra words for 'cnnscope summary'; see 'cnnscope summary --help'"),
 ])
 def test_usage_mistakes_are_one_line(capsys, argv, message):
-    code, out, err = _run(capsys, *argv)
+    code, out, err = run_cli(capsys, *argv)
     assert code == 2 and out == ""
-    assert message in _one_line_error(err)
+    assert message in one_line_error(err)
 
 
 def test_global_options_work_after_the_command(capsys, tmp_path):
     missing = tmp_path / "nope"
-    code, _, err = _run(capsys, "evaluate", missing, "--debug")
+    code, _, err = run_cli(capsys, "evaluate", missing, "--debug")
     assert code == 2 and "Traceback" in err and "RunError" in err
     args = build_parser().parse_args(["summary", "--preset", "tiny", "-q"])
     assert args.verbosity == -1 and args.debug is False
@@ -160,10 +152,10 @@ def test_global_options_work_after_the_command(capsys, tmp_path):
 def test_summary_accepts_a_config_file(capsys, tmp_path):
     config = tmp_path / "model.toml"
     config.write_text('[model]\npreset = "tiny"\n')
-    code, out, _ = _run(capsys, "summary", config, "--json")
+    code, out, _ = run_cli(capsys, "summary", config, "--json")
     assert code == 0 and '"total_params": 14410' in out
-    code, _, err = _run(capsys, "summary", tmp_path / "missing.toml")
-    assert code == 2 and "missing.toml" in _one_line_error(err)
+    code, _, err = run_cli(capsys, "summary", tmp_path / "missing.toml")
+    assert code == 2 and "missing.toml" in one_line_error(err)
 
 
 def test_train_says_what_it_will_use_before_it_starts(capsys, tmp_path, monkeypatch):
@@ -173,12 +165,12 @@ def test_train_says_what_it_will_use_before_it_starts(capsys, tmp_path, monkeypa
         raise ConfigError("stub: not training")
 
     monkeypatch.setattr(cnnscope.training, "train_from_settings", stop)
-    code, out, err = _run(capsys, "train")
+    code, out, err = run_cli(capsys, "train")
     assert code == 2 and "stub: not training" in err
     assert "model: preset seed-iv (the default; --preset or --config to change), 208,982 parameters" in out
     assert "recipe: the defaults: rmsprop lr 0.001, 10 epochs, batch 64, schedule none; data: mnist" in out
     assert "output: runs/mnist-<date>-<time> (--out DIR to change)" in out
-    code, out, _ = _run(capsys, "train", "--preset", "tiny", "--epochs", 1, "--out", tmp_path / "r")
+    code, out, _ = run_cli(capsys, "train", "--preset", "tiny", "--epochs", 1, "--out", tmp_path / "r")
     assert "model: preset tiny" in out and "1 epoch," in out and f"output: {tmp_path / 'r'}" in out
 
 
@@ -243,9 +235,9 @@ def test_parse_norm_property(norm, value_range):
 @given(lo=NUMBERS, hi=NUMBERS, with_norm=st.booleans())
 def test_range_on_the_command_line_property(capsys, no_loading, lo, hi, with_norm):
     argv = ["activations", "RUN", "--layer", "Conv2D_1", "--index", "0", "--range", repr(lo), repr(hi)]
-    code, _, err = _run(capsys, *(argv + (["--norm", "fixed"] if with_norm else [])))
+    code, _, err = run_cli(capsys, *(argv + (["--norm", "fixed"] if with_norm else [])))
     assert code == 2
-    line = _one_line_error(err)
+    line = one_line_error(err)
     if math.isfinite(lo) and math.isfinite(hi) and float(lo) < float(hi):
         assert STOP in line  # accepted: the command went on to load the run
     else:
@@ -267,7 +259,7 @@ COMMANDS = ["activations", "filters", "summary", "profile", "top-images", "compa
 def test_random_arguments_never_give_a_traceback(capsys, no_loading, tmp_path, monkeypatch, argv):
     monkeypatch.chdir(tmp_path)  # any --out lands in a scratch directory
     command, rest = argv
-    code, out, err = _run(capsys, command, *rest)
+    code, out, err = run_cli(capsys, command, *rest)
     assert code in (0, 2), (argv, code, err)
     if code == 2 and "--debug" not in argv[:1] + tuple(rest):  # --debug asks for the traceback
-        _one_line_error(err)
+        one_line_error(err)

@@ -5,19 +5,16 @@ from __future__ import annotations
 import pytest
 
 from cnnscope.cli import main
+from conftest import run_cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_activations_for_a_test_image(trained_run, data_dir, tmp_path, capsys):
     out = tmp_path / "fig.png"
-    code, stdout, _ = _run(capsys, "activations", trained_run, "--layer", "Conv2D_1", "--index", 3, "--scale",
+    code, stdout, _ = run_cli(capsys, "activations", trained_run, "--layer", "Conv2D_1", "--index", 3, "--scale",
                            "--cmap", "viridis", "--data-dir", data_dir, "--out", out)
     assert code == 0
     assert out.read_bytes()[:8] == PNG
@@ -27,7 +24,7 @@ def test_activations_for_a_test_image(trained_run, data_dir, tmp_path, capsys):
 
 def test_all_layers_from_the_train_set_with_svg(trained_run, data_dir, tmp_path, capsys):
     out = tmp_path / "all.png"
-    code, stdout, _ = _run(capsys, "activations", trained_run, "--all-layers", "--index", 0, "--set", "train",
+    code, stdout, _ = run_cli(capsys, "activations", trained_run, "--all-layers", "--index", 0, "--set", "train",
                            "--data-dir", data_dir, "--out", out, "--svg", "--norm", "map")
     assert code == 0, stdout
     assert out.read_bytes()[:8] == PNG and (tmp_path / "all.svg").is_file()
@@ -42,7 +39,7 @@ def test_activations_for_a_users_picture(trained_run, tmp_path, capsys):
     ImageDraw.Draw(img).line([(60, 30), (200, 30), (110, 180)], fill=(10, 10, 40), width=14)
     img.save(picture)
     out = tmp_path / "mine.png"
-    code, stdout, _ = _run(capsys, "activations", trained_run, "--layer", "Conv2D_2", "--image", picture,
+    code, stdout, _ = run_cli(capsys, "activations", trained_run, "--layer", "Conv2D_2", "--image", picture,
                            "--pre-activation", "--norm", "fixed", "--range", "-2", "2", "--out", out)
     assert code == 0
     assert out.read_bytes()[:8] == PNG
@@ -51,18 +48,18 @@ def test_activations_for_a_users_picture(trained_run, tmp_path, capsys):
 
 def test_norm_takes_one_value_so_the_run_directory_is_not_swallowed(trained_run, data_dir, tmp_path, capsys):
     out = tmp_path / "map.png"
-    code, stdout, err = _run(capsys, "activations", "--norm", "map", trained_run, "--layer", "Conv2D_1", "--index",
+    code, stdout, err = run_cli(capsys, "activations", "--norm", "map", trained_run, "--layer", "Conv2D_1", "--index",
                              1, "--data-dir", data_dir, "--out", out)
     assert code == 0, err
     assert out.read_bytes()[:8] == PNG and f"figure: {out}" in stdout
-    code, _, err = _run(capsys, "activations", "--range", "0", "3", trained_run, "--layer", "Conv2D_1", "--index",
+    code, _, err = run_cli(capsys, "activations", "--range", "0", "3", trained_run, "--layer", "Conv2D_1", "--index",
                         1, "--data-dir", data_dir, "--out", out)
     assert code == 0, err
 
 
 def test_a_dense_layer_is_drawn_as_bars(trained_run, data_dir, tmp_path, capsys):
     out = tmp_path / "dense.png"
-    code, stdout, err = _run(capsys, "activations", trained_run, "--layer", "Dense_1", "--index", 2,
+    code, stdout, err = run_cli(capsys, "activations", trained_run, "--layer", "Dense_1", "--index", 2,
                              "--data-dir", data_dir, "--out", out)
     assert code == 0, err
     assert out.read_bytes()[:8] == PNG
@@ -70,7 +67,7 @@ def test_a_dense_layer_is_drawn_as_bars(trained_run, data_dir, tmp_path, capsys)
 
 def test_filters(trained_run, tmp_path, capsys):
     out = tmp_path / "filters.png"
-    code, stdout, _ = _run(capsys, "filters", trained_run, "--layer", "Conv2D_2", "--channel", 1, "--out", out)
+    code, stdout, _ = run_cli(capsys, "filters", trained_run, "--layer", "Conv2D_2", "--channel", 1, "--out", out)
     assert code == 0 and out.read_bytes()[:8] == PNG
     assert "input channel 1 of 6" in stdout
 
@@ -114,7 +111,7 @@ def test_bad_input_is_one_line_and_exit_2(trained_run, data_dir, tmp_path, capsy
     argv = [a.format(run=trained_run, tmp=tmp_path) for a in argv]
     if argv[0] == "activations":
         argv += ["--data-dir", str(data_dir)]
-    code, stdout, stderr = _run(capsys, *argv)
+    code, stdout, stderr = run_cli(capsys, *argv)
     assert code == 2
     assert message in stderr
     assert "Traceback" not in stderr and stdout == ""

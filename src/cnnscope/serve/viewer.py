@@ -180,21 +180,23 @@ class Viewer:
             if self._top is not None:
                 return self._top
             names = [layer.name for layer in self.grid_layers]
-            parts = []
-            batches = map_peak_batches(self.model, names, self.dataset.test_x, TOP_BATCH)
-            # The model lock is taken per batch and a pause follows each: a page request waiting for the lock
-            # gets it within one batch (~10-30 ms) even while this runs in the background.
-            while True:
-                self._check_stop()
-                with self._model_lock:
-                    part = next(batches, None)
-                if part is None:
-                    break
-                parts.append(part)
-                time.sleep(0.002)
+            parts = self._drain(map_peak_batches(self.model, names, self.dataset.test_x, TOP_BATCH))
             self._top = {name: (np.concatenate([p[name][0] for p in parts]),
                                 np.concatenate([p[name][1] for p in parts])) for name in names}
             return self._top
+
+    def _drain(self, batches) -> list:
+        """Every part a batch generator yields, computing each under the model lock with a pause after it: a page
+        request waiting for the lock gets it within one batch (~10-30 ms) even while this runs in the background."""
+        parts = []
+        while True:
+            self._check_stop()
+            with self._model_lock:
+                part = next(batches, None)
+            if part is None:
+                return parts
+            parts.append(part)
+            time.sleep(0.002)
 
     def _readout(self, layer: str, index: int) -> dict[str, Any] | None:
         """For the last conv layer (and pools after it): d logit_c / d (spatial mean of the map), averaged
@@ -210,17 +212,8 @@ class Viewer:
     def _compute_influence(self, layer: str) -> np.ndarray:
         """(classes, maps): cnnscope.inspect.profile's class read-out, in small batches under the model lock."""
         x = self.dataset.test_x[:INFLUENCE_IMAGES]
-        batches = readout_batches(self.model, layer, x, TOP_BATCH)
-        total: np.ndarray | None = None
-        while True:
-            self._check_stop()
-            with self._model_lock:
-                part = next(batches, None)
-            if part is None:
-                break
-            total = part if total is None else total + part
-            time.sleep(0.002)
-        return total / max(len(x), 1)
+        parts = self._drain(readout_batches(self.model, layer, x, TOP_BATCH))
+        return np.sum(parts, axis=0) / max(len(x), 1)
 
     def warm_up(self) -> None:
         """Fill the caches a map card needs (top images, class read-out); run in a background thread."""
