@@ -10,9 +10,11 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, SpecError, StopForward, choice_error
-from ..layers import CONV
+from ..layers import CONV, DENSE
 from ..model import CNN
 from .common import model_device
+
+ACTIVATED = (CONV, DENSE)  # the layer kinds with an activation function (and so a pre-activation output)
 
 NORMS = ("map", "layer", "fixed")
 
@@ -22,14 +24,11 @@ def _hook_target(model: CNN, name: str, pre_activation: bool) -> nn.Module:
     module = model.layer(name)  # SpecError listing valid names on a typo
     if not pre_activation:
         return module
-    inner = getattr(module, "conv", None)
-    if inner is None:
-        inner = getattr(module, "linear", None)
-    if inner is None:
-        valid = [n for n, m in model.layers.items() if hasattr(m, "conv") or hasattr(m, "linear")]
+    if model.spec.layer(name).kind not in ACTIVATED:
+        valid = model.spec.layer_names(*ACTIVATED)
         raise SpecError(f"layer {name!r} has no activation function, so it has no pre-activation output; "
                         f"layers with one: {', '.join(valid)}")
-    return inner
+    return module.conv if model.spec.layer(name).kind == CONV else module.linear
 
 
 def capture(model: CNN, layers: list[str], x: torch.Tensor, *, pre_activation: bool = False,

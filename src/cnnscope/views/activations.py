@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..inspect.activations import capture, display_maps, map_layers
+from ..inspect.activations import ACTIVATED, capture, display_maps, map_layers
 from ..inspect.filters import conv_filters
 from ..plots.activations import DEFAULT_CLIP, Prediction, activations_figure, filters_figure, overview_figure
 from ..plots.figures import get_cmap
@@ -28,10 +28,9 @@ def check_display(norm: str | None, fixed: tuple[float, float] | None, scale: bo
 def stage_words(model, layer: str, pre_activation: bool) -> str:
     """Words on what a layer's values are, e.g. 'after ReLU' or 'before its ReLU' ('' for a layer without an
     activation function, such as pooling)."""
-    module = model.layer(layer)
-    if not hasattr(module, "act"):
+    if model.spec.layer(layer).kind not in ACTIVATED:
         return ""
-    act = type(module.act).__name__
+    act = type(model.layer(layer).act).__name__
     return f"before its {act}" if pre_activation else f"after {act}"
 
 
