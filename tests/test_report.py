@@ -361,3 +361,17 @@ def test_the_preprocessing_section_says_what_preprocessing_does(report):
     section = re.search(r'<section id="preprocessing">(.*?)</section>', report, flags=re.S).group(1)
     assert "preprocess " in section and "test inputs range" in section
     assert "training range" in section and PNG_URI in section
+
+
+def test_the_explanation_section_can_use_any_method(trained_run, data_dir, tmp_path, capsys):
+    from cnnscope.cli import main
+
+    out = tmp_path / "saliency.html"
+    assert main(["report", str(trained_run), "--data-dir", str(data_dir), "--out", str(out),
+                 "--method", "saliency", "-q"]) == 0
+    section = re.search(r'<section id="explanation">(.*?)</section>', out.read_text(), flags=re.S).group(1)
+    assert "Saliency" in section and "chosen with --method" in section
+    capsys.readouterr()
+    assert main(["report", str(trained_run), "--out", str(tmp_path / "x.html"), "--method", "gradcm"]) == 2
+    err = capsys.readouterr().err
+    assert "error: unknown method 'gradcm'" in err and "gradcam" in err and not (tmp_path / "x.html").exists()

@@ -120,7 +120,7 @@ def _check_out(path: Path) -> None:
                           f"{path / REPORT}")
 
 
-def _sections(run: Run, dataset, timed: Callable[..., Any]) -> tuple[list, TestSet]:
+def _sections(run: Run, dataset, timed: Callable[..., Any], method: str | None) -> tuple[list, TestSet]:
     """Every section's view, in page order (a view returning None has nothing to show)."""
     convs = run.spec.layer_names(CONV)
     tested = timed("test pass", TestSet.of, run, dataset, convs)
@@ -133,7 +133,7 @@ def _sections(run: Run, dataset, timed: Callable[..., Any]) -> tuple[list, TestS
         views += [timed("filters", inside.filters_section, run, convs[0]),
                   timed("patterns", inside.patterns_section, run, convs, dataset.train_x),
                   timed("profiles", inside.profiles_section, tested, convs),
-                  timed("explanation", inside.explanation_section, run, tested)]
+                  timed("explanation", inside.explanation_section, run, tested, method)]
     return [v for v in views if v is not None], tested
 
 
@@ -165,9 +165,16 @@ def _page(run: Run, dataset_name: str, views: list, accuracy: float, started: fl
 
 
 def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = None,
-                 data_dir: str | os.PathLike | None = None) -> Path:
-    """Write one self-contained HTML report of a run (default RUN/report.html, atomically); returns its path."""
+                 data_dir: str | os.PathLike | None = None, method: str | None = None) -> Path:
+    """Write one self-contained HTML report of a run (default RUN/report.html, atomically); returns its path.
+
+    `method` names the attribution method of the explanation section (cnnscope.inspect.METHODS; default
+    integrated gradients)."""
+    from .inspect.methods import get_method
+
     started = time.perf_counter()
+    if method is not None:
+        get_method(method)  # a wrong name is one line before any work
     run = load_run(run_path)
     check_history(run)  # before the work: a corrupt file is one line, not a traceback at the end
     check_metrics(run)
@@ -185,7 +192,7 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
         timings[name] = time.perf_counter() - t
         return result
 
-    views, tested = _sections(run, dataset, timed)
+    views, tested = _sections(run, dataset, timed, method)
     accuracy = next(v.data["accuracy"] for v in views if v.data["id"] == "results") if len(tested.labels) \
         else float("nan")
     page = _page(run, dataset.name, views, accuracy, started)

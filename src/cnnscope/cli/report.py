@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .core import add_data_dir
+from .explain import DEFAULT_METHOD, METHODS
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -22,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write one self-contained HTML report of a run")
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--out", metavar="FILE.html", help="where to write it (default RUN_DIR/report.html)")
+    p.add_argument("--method", metavar="NAME", default=DEFAULT_METHOD,
+                   help=f"attribution method of the explanation section: {', '.join(METHODS)} "
+                        f"(default {DEFAULT_METHOD})")
     add_data_dir(p)
     p.set_defaults(handler=cmd_report)
 
@@ -43,6 +47,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from ..report import build_report
 
-    path = build_report(args.run, out=args.out, data_dir=args.data_dir)
+    path = build_report(args.run, out=args.out, data_dir=args.data_dir, method=args.method)
     print(f"report: {path}")
     return 0

@@ -88,18 +88,20 @@ def _heat_png(heat: np.ndarray, signed: bool) -> bytes:
     return png_bytes(layout(rgb, 1, 1, min_cell=4 * max(heat.shape)))
 
 
-def explanation_section(run, tested: TestSet, fraction: float = 0.2):
-    """Why the model predicts its class for the first test image of each class: heat maps of the default
-    attribution method and the deletion test (top `fraction` of pixels vs random ones set to black)."""
+def explanation_section(run, tested: TestSet, method_name: str | None = None, fraction: float = 0.2):
+    """Why the model predicts its class for the first test image of each class: heat maps of an attribution
+    method (default: cnnscope's default) and the deletion test (top `fraction` of pixels vs random ones set to
+    black)."""
     from ..inspect.deletion import deletion_score
-    from ..inspect.methods import DEFAULT_METHOD, METHODS, attribute
+    from ..inspect.methods import DEFAULT_METHOD, attribute, get_method
 
-    method = METHODS[DEFAULT_METHOD]
+    method_name = method_name or DEFAULT_METHOD
+    method = get_method(method_name)  # ConfigError listing the valid names
     picks = tested.firsts()[:EXPLAINED]
     x = tested.x[picks]
     blank = run.preprocessor(np.zeros_like(tested.raw[:1]))[0]
     predicted = tested.probs[picks].argmax(axis=1)
-    heats = attribute(run.model, x, DEFAULT_METHOD, predicted, baseline=blank)
+    heats = attribute(run.model, x, method_name, predicted, baseline=blank)
     found = deletion_score(run.model, x, heats, fraction, blank=blank, target=predicted, random_draws=4)
     names, cells = tested.class_names, []
     for row, i in enumerate(picks):
@@ -117,9 +119,10 @@ def explanation_section(run, tested: TestSet, fraction: float = 0.2):
                f"{100 * summary['after_random']:.1f} %. The ranked pixels hurt more than random ones on "
                f"<b>{beats} of {len(picks)}</b> images.</p>")
     colours = "red pixels raise its score, blue ones lower it" if method.signed else "bright pixels matter most"
-    note = (f"{esc(method.title)} (cnnscope's default attribution method; other methods: cnnscope explain "
-            f"--method) for the predicted class of the first test image of each class: {colours}. Below each: "
+    which = "cnnscope's default attribution method" if method_name == DEFAULT_METHOD else "chosen with --method"
+    note = (f"{esc(method.title)} ({which}; every method: cnnscope explain --method all) for the predicted "
+            f"class of the first test image of each class: {colours}. Below each: "
             f"the class probability before and after the deletion test.")
     body = verdict + f'<div class="gallery explain">{"".join(cells)}</div>'
-    return section("explanation", "Why it predicts what it does", body, note, method=DEFAULT_METHOD,
+    return section("explanation", "Why it predicts what it does", body, note, method=method_name,
                    deletion=summary, beats_random=beats)
