@@ -145,6 +145,138 @@ class Slots:
 
 
 # --- the app ---------------------------------------------------------------------------------
+def threaded(fn: Callable[[dict[str, str]], Response]) -> Callable[[Request], Any]:
+    """An endpoint running a handler of the query parameters in the thread pool (the model work is blocking)."""
+    async def endpoint(request: Request) -> Response:
+        return await run_in_threadpool(fn, dict(request.query_params))
+    return endpoint
+
+
+class Endpoints:
+    """The API's handlers over one loaded run, with the limits they share (decode, pattern and explanation slots)."""
+
+    def __init__(self, viewer: Viewer, max_upload_bytes: int, max_decodes: int) -> None:
+        self.viewer, self.max_upload_bytes = viewer, max_upload_bytes
+        self.decodes = Slots(max_decodes, MAX_WAITING, "pictures are being prepared", trim=True)
+        self.patterns = Slots(1, 16, "patterns are being computed")
+        self.explanations = Slots(1, 16, "explanations are being computed")
+        self.shape = tuple(viewer.run.spec.input_shape[1:])
+
+    async def picture(self, request: Request) -> Posted:
+        """The request's picture or pixels (POST bodies), a picture decoded in a decode slot."""
+        sent = await posted(request, self.max_upload_bytes, self.shape)
+        if sent.picture is not None:
+            sent.pixels, sent.notes = await self.decodes.run(prepare_picture, sent.picture, self.viewer.style,
+                                                             "the upload")
+            sent.picture = None
+        return sent
+
+    async def index(self, request: Request) -> Response:
+        """GET /: the page."""
+        return FileResponse(STATIC / "index.html", headers=NO_STORE)
+
+    def info(self, params: dict[str, str]) -> Response:
+        """GET /api/info: the run's description."""
+        return SafeJSONResponse(self.viewer.info())
+
+    def layers(self, params: dict[str, str]) -> Response:
+        """GET /api/layers: every layer, its shape, kind and geometry."""
+        return SafeJSONResponse({"layers": self.viewer.layer_list()})
+
+    def source(self, params: dict[str, str]) -> tuple[np.ndarray, dict[str, Any]]:
+        """A test or training image chosen by ?set= and ?index=, with where it came from."""
+        split = params.get("set", "test")
+        where = _int(params, "index", 0)
+        raw, label = self.viewer.image(where, split)
+        return raw, {"set": split, "index": where, "label": label, "class_name": self.viewer.class_names[label]}
+
+    def sample(self, params: dict[str, str]) -> Response:
+        """GET /api/sample: an image (by index, class or at random) with its prediction."""
+        if params.get("index") in (None, "") and ("class" in params or _bool(params, "random")):
+            label = _int(params, "class") if params.get("class", "") != "" else None
+            params = {**params, "index": str(self.viewer.random_index(params.get("set", "test"), label))}
+        raw, where = self.source(params)
+        return SafeJSONResponse({**where, **self.viewer.predict(raw), "pixels": _pixels_b64(raw),
+                                 "image": imaging.data_uri(imaging.grey_png(raw))}, headers=NO_STORE)
+
+    def image(self, params: dict[str, str]) -> Response:
+        """GET /api/image: an image as a PNG."""
+        raw, _ = self.source(params)
+        return Response(imaging.grey_png(raw), media_type="image/png")
+
+    def grid_response(self, raw: np.ndarray, params: dict[str, str], extra: dict[str, Any]) -> Response:
+        """A layer's maps for one image as a PNG grid (or JSON with ?format=json)."""
+        layer = params.get("layer") or self.viewer.grid_layers[0].name
+        cols, scale, cmap, fmt = _cols(params), _bool(params, "scale"), _cmap(params), _format(params)
+        if fmt == "json":
+            return SafeJSONResponse({**extra, **self.viewer.grid_json(layer, raw, cols, scale, cmap)}, headers=NO_STORE)
+        png, meta = self.viewer.grid(layer, raw, cols, scale, cmap)
+        return Response(png, media_type="image/png", headers=_grid_headers(meta))
+
+    def activations_get(self, params: dict[str, str]) -> Response:
+        """GET /api/activations: the grid of a data set image."""
+        raw, where = self.source(params)
+        return self.grid_response(raw, params, where)
+
+    def card_response(self, raw: np.ndarray, params: dict[str, str]) -> Response:
+        """The card of one map of a layer for one image."""
+        layer = params.get("layer") or self.viewer.grid_layers[0].name
+        return SafeJSONResponse(self.viewer.card(layer, _int(params, "map"), raw, _cmap(params)), headers=NO_STORE)
+
+    def card_get(self, params: dict[str, str]) -> Response:
+        """GET /api/card: a map's card for a data set image."""
+        raw, _ = self.source(params)
+        return self.card_response(raw, params)
+
+    async def pattern(self, request: Request) -> Response:
+        """GET /api/pattern: the input pattern that maximises a map (one at a time)."""
+        params = dict(request.query_params)
+        layer = params.get("layer") or self.viewer.grid_layers[0].name
+        where, cmap = _int(params, "map"), _cmap(params, "gray")
+        png = (self.viewer.cached_pattern(layer, where, cmap)
+               or await self.patterns.run(self.viewer.pattern, layer, where, cmap))
+        return Response(png, media_type="image/png")
+
+    async def explain_get(self, request: Request) -> Response:
+        """GET /api/explain: heat map and deletion test of ?method= for a data set image."""
+        params = dict(request.query_params)
+        method = _method(params)
+        raw, where = await run_in_threadpool(self.source, params)
+        result = await self.explanations.run(self.viewer.explain, raw, method)
+        return SafeJSONResponse({**where, **result}, headers=NO_STORE)
+
+    async def explain_post(self, request: Request) -> Response:
+        """POST /api/explain: the same for an uploaded picture."""
+        _method(dict(request.query_params))  # a wrong name fails before the picture is decoded
+        sent = await self.picture(request)
+        result = await self.explanations.run(self.viewer.explain, sent.pixels, _method(sent.params))
+        return SafeJSONResponse({"source": "upload", **result}, headers=NO_STORE)
+
+    def colormap_strip(self, params: dict[str, str]) -> Response:
+        """GET /api/colormap: a colour map as a PNG strip."""
+        return Response(imaging.colormap_strip(_cmap(params)), media_type="image/png",
+                        headers={"Cache-Control": "max-age=3600"})
+
+    async def predict_post(self, request: Request) -> Response:
+        """POST /api/predict: the class probabilities of an uploaded picture, with the preparation notes."""
+        sent = await self.picture(request)
+        result = await run_in_threadpool(self.viewer.predict, sent.pixels)
+        notes = [n for n in sent.notes if not n.startswith("warning:")]
+        warnings = [n.removeprefix("warning:").strip() for n in sent.notes if n.startswith("warning:")]
+        return SafeJSONResponse({**result, "pixels": _pixels_b64(sent.pixels), "notes": notes, "warnings": warnings,
+                                 "image": imaging.data_uri(imaging.grey_png(sent.pixels))}, headers=NO_STORE)
+
+    async def activations_post(self, request: Request) -> Response:
+        """POST /api/activations: the grid of an uploaded picture."""
+        sent = await self.picture(request)
+        return await run_in_threadpool(self.grid_response, sent.pixels, sent.params, {"source": "upload"})
+
+    async def card_post(self, request: Request) -> Response:
+        """POST /api/card: a map's card for an uploaded picture."""
+        sent = await self.picture(request)
+        return await run_in_threadpool(self.card_response, sent.pixels, sent.params)
+
+
 def create_app(run_path: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
                max_upload_bytes: int = MAX_UPLOAD_BYTES, viewer: Viewer | None = None,
                warm_up: bool = True, hosts: Iterable[str] = (), max_decodes: int = MAX_DECODES) -> Starlette:
@@ -157,125 +289,22 @@ def create_app(run_path: str | os.PathLike, data_dir: str | os.PathLike | None =
     viewer = viewer or Viewer(run_path, data_dir)
     if warm_up:
         viewer.start_warm_up()
-    decodes = Slots(max_decodes, MAX_WAITING, "pictures are being prepared", trim=True)
-    patterns = Slots(1, 16, "patterns are being computed")
-    explanations = Slots(1, 16, "explanations are being computed")
-    shape = tuple(viewer.run.spec.input_shape[1:])
-
-    def threaded(fn: Callable[..., Any]) -> Callable[[Request], Any]:
-        async def endpoint(request: Request) -> Response:
-            return await run_in_threadpool(fn, dict(request.query_params))
-        return endpoint
-
-    async def picture(request: Request) -> Posted:
-        sent = await posted(request, max_upload_bytes, shape)
-        if sent.picture is not None:
-            sent.pixels, sent.notes = await decodes.run(prepare_picture, sent.picture, viewer.style, "the upload")
-            sent.picture = None
-        return sent
-
-    async def index(request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", headers=NO_STORE)
-
-    def info(params: dict[str, str]) -> Response:
-        return SafeJSONResponse(viewer.info())
-
-    def layers(params: dict[str, str]) -> Response:
-        return SafeJSONResponse({"layers": viewer.layer_list()})
-
-    def source(params: dict[str, str]) -> tuple[np.ndarray, dict[str, Any]]:
-        split = params.get("set", "test")
-        where = _int(params, "index", 0)
-        raw, label = viewer.image(where, split)
-        return raw, {"set": split, "index": where, "label": label, "class_name": viewer.class_names[label]}
-
-    def sample(params: dict[str, str]) -> Response:
-        if params.get("index") in (None, "") and ("class" in params or _bool(params, "random")):
-            label = _int(params, "class") if params.get("class", "") != "" else None
-            params = {**params, "index": str(viewer.random_index(params.get("set", "test"), label))}
-        raw, where = source(params)
-        return SafeJSONResponse({**where, **viewer.predict(raw), "pixels": _pixels_b64(raw),
-                                 "image": imaging.data_uri(imaging.grey_png(raw))}, headers=NO_STORE)
-
-    def image(params: dict[str, str]) -> Response:
-        raw, _ = source(params)
-        return Response(imaging.grey_png(raw), media_type="image/png")
-
-    def grid_response(raw: np.ndarray, params: dict[str, str], extra: dict[str, Any]) -> Response:
-        layer = params.get("layer") or viewer.grid_layers[0].name
-        cols, scale, cmap, fmt = _cols(params), _bool(params, "scale"), _cmap(params), _format(params)
-        if fmt == "json":
-            return SafeJSONResponse({**extra, **viewer.grid_json(layer, raw, cols, scale, cmap)}, headers=NO_STORE)
-        png, meta = viewer.grid(layer, raw, cols, scale, cmap)
-        return Response(png, media_type="image/png", headers=_grid_headers(meta))
-
-    def activations_get(params: dict[str, str]) -> Response:
-        raw, where = source(params)
-        return grid_response(raw, params, where)
-
-    def card_response(raw: np.ndarray, params: dict[str, str]) -> Response:
-        layer = params.get("layer") or viewer.grid_layers[0].name
-        return SafeJSONResponse(viewer.card(layer, _int(params, "map"), raw, _cmap(params)), headers=NO_STORE)
-
-    def card_get(params: dict[str, str]) -> Response:
-        raw, _ = source(params)
-        return card_response(raw, params)
-
-    async def pattern(request: Request) -> Response:
-        params = dict(request.query_params)
-        layer = params.get("layer") or viewer.grid_layers[0].name
-        where, cmap = _int(params, "map"), _cmap(params, "gray")
-        png = viewer.cached_pattern(layer, where, cmap) or await patterns.run(viewer.pattern, layer, where, cmap)
-        return Response(png, media_type="image/png")
-
-    async def explain_get(request: Request) -> Response:
-        params = dict(request.query_params)
-        method = _method(params)
-        raw, where = await run_in_threadpool(source, params)
-        result = await explanations.run(viewer.explain, raw, method)
-        return SafeJSONResponse({**where, **result}, headers=NO_STORE)
-
-    async def explain_post(request: Request) -> Response:
-        _method(dict(request.query_params))  # a wrong name fails before the picture is decoded
-        sent = await picture(request)
-        result = await explanations.run(viewer.explain, sent.pixels, _method(sent.params))
-        return SafeJSONResponse({"source": "upload", **result}, headers=NO_STORE)
-
-    def colormap_strip(params: dict[str, str]) -> Response:
-        return Response(imaging.colormap_strip(_cmap(params)), media_type="image/png",
-                        headers={"Cache-Control": "max-age=3600"})
-
-    async def predict_post(request: Request) -> Response:
-        sent = await picture(request)
-        result = await run_in_threadpool(viewer.predict, sent.pixels)
-        notes = [n for n in sent.notes if not n.startswith("warning:")]
-        warnings = [n.removeprefix("warning:").strip() for n in sent.notes if n.startswith("warning:")]
-        return SafeJSONResponse({**result, "pixels": _pixels_b64(sent.pixels), "notes": notes, "warnings": warnings,
-                                 "image": imaging.data_uri(imaging.grey_png(sent.pixels))}, headers=NO_STORE)
-
-    async def activations_post(request: Request) -> Response:
-        sent = await picture(request)
-        return await run_in_threadpool(grid_response, sent.pixels, sent.params, {"source": "upload"})
-
-    async def card_post(request: Request) -> Response:
-        sent = await picture(request)
-        return await run_in_threadpool(card_response, sent.pixels, sent.params)
-
+    api = Endpoints(viewer, max_upload_bytes, max_decodes)
     routes = [
-        Route("/", index),
-        Route("/api/info", threaded(info)),
-        Route("/api/layers", threaded(layers)),
-        Route("/api/sample", threaded(sample)),
-        Route("/api/image", threaded(image)),
-        Route("/api/activations", threaded(activations_get), methods=["GET"]),
-        Route("/api/activations", activations_post, methods=["POST"]),
-        Route("/api/predict", predict_post, methods=["POST"]),
-        Route("/api/card", threaded(card_get), methods=["GET"]),
-        Route("/api/card", card_post, methods=["POST"]),
-        Route("/api/pattern", pattern),
-        Route("/api/explain", explain_get, methods=["GET"]),
-        Route("/api/explain", explain_post, methods=["POST"]),
-        Route("/api/colormap", threaded(colormap_strip)),
+        Route("/", api.index),
+        Route("/api/info", threaded(api.info)),
+        Route("/api/layers", threaded(api.layers)),
+        Route("/api/sample", threaded(api.sample)),
+        Route("/api/image", threaded(api.image)),
+        Route("/api/activations", threaded(api.activations_get), methods=["GET"]),
+        Route("/api/activations", api.activations_post, methods=["POST"]),
+        Route("/api/predict", api.predict_post, methods=["POST"]),
+        Route("/api/card", threaded(api.card_get), methods=["GET"]),
+        Route("/api/card", api.card_post, methods=["POST"]),
+        Route("/api/pattern", api.pattern),
+        Route("/api/explain", api.explain_get, methods=["GET"]),
+        Route("/api/explain", api.explain_post, methods=["POST"]),
+        Route("/api/colormap", threaded(api.colormap_strip)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     handlers = {CnnscopeError: _request_error, HTTPException: _http_error, Exception: _server_error}
