@@ -116,6 +116,67 @@ def _objective(out: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     return picked.flatten(1).mean(1) if picked.ndim > 1 else picked
 
 
+@dataclass(frozen=True)
+class _Ascent:
+    """One gradient ascent's fixed parts: the model and layer, the pixel box, the step schedule and its tricks.
+
+    The ascent optimises u in [0, 1] with x = lo + span·u: every pixel's step is sized to its own range, so
+    pixels that were always 0 in training (span 0) stay fixed and the rest can reach any value seen there."""
+
+    model: CNN
+    layer: str
+    lo: torch.Tensor  # (C, H, W)
+    span: torch.Tensor  # (C, H, W), hi - lo
+    reg_steps: int
+    lr: float
+    jitter: int
+    blur_sigma: float
+    blur_every: int
+    decay: float
+    leak: float
+
+    def to_x(self, u: torch.Tensor) -> torch.Tensor:
+        """Pixels from the box coordinates u in [0, 1]."""
+        return self.lo + self.span * u
+
+    def to_u(self, x: torch.Tensor) -> torch.Tensor:
+        """Box coordinates of pixels x (0 where a pixel's range is empty)."""
+        return torch.where(self.span > 0, (x - self.lo) / self.span.clamp_min(1e-12), 0.0)
+
+    def step_loss(self, u: torch.Tensor, target: torch.Tensor, step: int, gen: torch.Generator) -> torch.Tensor:
+        """Minus the targets' objective (jittered during the regularised steps), plus the optional decay."""
+        inp = self.to_x(u)
+        if step < self.reg_steps and self.jitter:
+            dy, dx = (int(v) for v in torch.randint(-self.jitter, self.jitter + 1, (2,), generator=gen))
+            inp = torch.roll(inp, (dy, dx), dims=(2, 3))
+        loss = -_objective(_surrogate(self.model, self.layer, inp, self.leak), target).sum()
+        if self.decay:
+            loss = loss + self.decay * inp.pow(2).flatten(1).sum(1).sum()
+        return loss
+
+    def ascend(self, x: torch.Tensor, target: torch.Tensor, first: int, last: int,
+               gen: torch.Generator) -> torch.Tensor:
+        """Steps first..last-1 of Adam on the box coordinates, blurring now and then, kept inside the box."""
+        u = self.to_u(x).clone().requires_grad_(True)
+        opt = torch.optim.Adam([u], lr=self.lr)
+        for step in range(first, last):
+            opt.zero_grad(set_to_none=True)
+            (u.grad,) = torch.autograd.grad(self.step_loss(u, target, step, gen), u)
+            opt.step()
+            with torch.no_grad():
+                blur = self.blur_sigma > 0 and self.blur_every and step % self.blur_every == self.blur_every - 1
+                if step < self.reg_steps and blur:
+                    u.copy_(self.to_u(_blur(self.to_x(u), self.blur_sigma)))
+                u.clamp_(0.0, 1.0)
+        return self.to_x(u.detach())
+
+    @torch.no_grad()
+    def score(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Each target map's objective for its pattern."""
+        outputs, _ = capture(self.model, [self.layer], x, stop_early=True)
+        return _objective(outputs[self.layer], target)
+
+
 def maximize_activation_result(model: CNN, layer: str, maps: Sequence[int] | str | None = None, steps: int = 48,
                                seed: int = 0, *, restarts: int = 4, explore: float = 0.25, lo: Bound = None,
                                hi: Bound = None, lr: float = 0.05, init_scale: float = 0.1, jitter: int = 1,
@@ -128,72 +189,33 @@ def maximize_activation_result(model: CNN, layer: str, maps: Sequence[int] | str
     chosen = parse_maps(maps, shape[0], layer)
     device = model_device(model)
     c, h, w = model.spec.input_shape
-    lo_t = _bound(lo, (c, h, w), -3.0, device)
-    hi_t = _bound(hi, (c, h, w), 3.0, device)
+    lo_t, hi_t = _bound(lo, (c, h, w), -3.0, device), _bound(hi, (c, h, w), 3.0, device)
     if bool((lo_t > hi_t).any()):
         raise ConfigError("pattern bounds: lo is above hi for some pixels")
-    was_training = model.training
-    model.eval()
+    ascent = _Ascent(model, layer, lo_t, hi_t - lo_t, round(steps * regularize), lr, jitter, blur_sigma, blur_every,
+                     decay, leak)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     k = len(chosen)
     explore_steps = max(1, round(steps * explore)) if restarts > 1 else 0
-    reg_steps = round(steps * regularize)
-
-    # Optimise u in [0, 1] with x = lo + span·u: every pixel's step is sized to its own range, so pixels that
-    # were always 0 in training (span 0) stay fixed and the rest can reach any value seen there.
-    span = hi_t - lo_t
-    to_x = lambda u: lo_t + span * u  # noqa: E731
-    to_p = lambda x: torch.where(span > 0, (x - lo_t) / span.clamp_min(1e-12), 0.0)  # noqa: E731
-    p_lo, p_hi = torch.zeros_like(lo_t), torch.ones_like(hi_t)
-
-    def ascend(x: torch.Tensor, target: torch.Tensor, first: int, last: int) -> torch.Tensor:
-        p = to_p(x).clone().requires_grad_(True)
-        opt = torch.optim.Adam([p], lr=lr)
-        for step in range(first, last):
-            regular = step < reg_steps
-            inp = to_x(p)
-            if regular and jitter:
-                dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=gen))
-                inp = torch.roll(inp, (dy, dx), dims=(2, 3))
-            score = _objective(_surrogate(model, layer, inp, leak), target)
-            loss = -score.sum()
-            if decay:
-                loss = loss + decay * inp.pow(2).flatten(1).sum(1).sum()
-            opt.zero_grad(set_to_none=True)
-            (p.grad,) = torch.autograd.grad(loss, p)
-            opt.step()
-            with torch.no_grad():
-                if regular and blur_sigma > 0 and blur_every and step % blur_every == blur_every - 1:
-                    p.copy_(to_p(_blur(to_x(p), blur_sigma)))
-                p.copy_(torch.maximum(torch.minimum(p, p_hi), p_lo))
-        return to_x(p.detach())
-
-    @torch.no_grad()
-    def score_of(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        outputs, _ = capture(model, [layer], x, stop_early=True)
-        return _objective(outputs[layer], target)
-
+    was_training = model.training
+    model.eval()
     try:
         start = init_scale * torch.randn((restarts * k, c, h, w), generator=gen).to(device)
         x = torch.maximum(torch.minimum(start, hi_t), lo_t)  # (restarts*k, C, H, W), restart-major
         target = torch.tensor(chosen, device=device).repeat(restarts)
-        if restarts > 1:
-            x = ascend(x, target, 0, explore_steps)
-            reached = score_of(x, target).view(restarts, k)  # (restarts, k)
-            best = reached.argmax(0)
-            x = x.view(restarts, k, c, h, w)[best, torch.arange(k, device=device)]
+        reached = torch.zeros((1, k))
+        if restarts > 1:  # explore from every start, keep each map's best, then refine it
+            x = ascent.ascend(x, target, 0, explore_steps, gen)
+            reached = ascent.score(x, target).view(restarts, k)  # (restarts, k)
+            x = x.view(restarts, k, c, h, w)[reached.argmax(0), torch.arange(k, device=device)]
             target = target[:k]
-        else:
-            reached = torch.zeros((1, k))
-        x = ascend(x, target, explore_steps, steps)
-        final = score_of(x, target)
+        x = ascent.ascend(x, target, explore_steps, steps, gen)
+        final = ascent.score(x, target)
     finally:
         model.train(was_training)
     patterns = x.cpu().numpy()
-    if c == 1:
-        patterns = patterns[:, 0]
-    return PatternResult(layer, tuple(chosen), patterns, final.cpu().numpy(), reached.T.cpu().numpy(),
-                         steps, restarts, seed)
+    return PatternResult(layer, tuple(chosen), patterns[:, 0] if c == 1 else patterns, final.cpu().numpy(),
+                         reached.T.cpu().numpy(), steps, restarts, seed)
 
 
 def maximize_activation(model: CNN, layer: str, maps: Sequence[int] | str | None = None, steps: int = 48,
