@@ -1,6 +1,7 @@
 """The import rules of ARCHITECTURE.md, read from the source: nothing imports upwards.
 
-core (errors, fileio, spec, geometry, layers, model, data, optim, config, runs, loop, keras_*, export)
+core (errors, fileio, spec, geometry, layers, model, data, optim, config, runs, loop, metrics, imaging,
+  keras_*, export)
   -> inspect/ (arrays) -> plots/ (figures from arrays) -> views/ (+ probe: load, select, compute, draw)
   -> report, serve/, training (the public train/resume: the loop plus curves and report callbacks)
   -> cli/ (parses, calls views and the entry points) and the package's lazy public names.
