@@ -58,7 +58,7 @@ def _console_script() -> list[str]:
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
-@pytest.mark.parametrize("delay", [0.3, 0.6])
+@pytest.mark.parametrize("delay", [0.3, 0.6, 1.0])
 def test_ctrl_c_during_start_up_is_one_line_and_exit_130(data_dir, tmp_path, delay):
     argv = [*_console_script(), "train", "--preset", "tiny", "--out", str(tmp_path / "r"), "--data-dir",
             str(data_dir), "--epochs", "1", "--limit-train", "100", "--no-plot", "--no-report"]

@@ -6,7 +6,9 @@ import argparse
 import difflib
 import logging
 import re
+import signal
 import sys
+import threading
 import traceback
 
 from ..errors import CnnscopeError, UsageError
@@ -192,6 +194,24 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _import_torch_holding_interrupts() -> None:
+    """Import torch (every command needs it) with Ctrl-C held back until the import is done.
+
+    A KeyboardInterrupt raised while torch's C++ start-up code is calling into Python cannot unwind through it:
+    the process aborts ("terminate called after throwing … KeyboardInterrupt"). Held back, it is raised here, in
+    Python, and main() turns it into one line and exit 130."""
+    if "torch" in sys.modules or threading.current_thread() is not threading.main_thread():
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        import torch  # noqa: F401
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
+
+
 def _main(argv: list[str]) -> int:
     debug = "--debug" in argv[: argv.index("--") if "--" in argv else len(argv)]
     try:
@@ -203,6 +223,7 @@ def _main(argv: list[str]) -> int:
         if not getattr(args, "handler", None):
             commands = ", ".join(_subparsers(parser))
             raise UsageError(f"no command given; one of: {commands} (see 'cnnscope --help')")
+        _import_torch_holding_interrupts()
         return _run(args)
     except CnnscopeError as exc:  # UsageError included
         return _fail(str(exc), debug)
