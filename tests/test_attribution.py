@@ -26,7 +26,6 @@ from cnnscope.inspect import (
     seen_pixels,
     smoothgrad,
 )
-from cnnscope.inspect.gradcam import _input_grid
 
 ALL = ["integrated-gradients", "saliency", "input-x-gradient", "smoothgrad", "guided-backprop", "deeplift",
        "occlusion", "gradcam", "guided-gradcam"]
@@ -225,8 +224,9 @@ def test_grad_cam_layers_placement_and_not_seen(run, test_set):
     model = run.model
     assert last_conv_layer(model) == "Conv2D_3"
     # Conv2D_3 of this model: 3×3 cells 4 pixels apart, centred from pixel 8.5, each seeing 18 pixels.
-    assert _input_grid(model, "Conv2D_3") == ((8.5, 4.0, 18.0), (8.5, 4.0, 18.0))
-    assert _input_grid(model, "Max_Pool_1") == ((1.5, 2.0, 4.0), (1.5, 2.0, 4.0))
+    placed = {name: model.spec.geometry(name) for name in ("Conv2D_3", "Max_Pool_1")}  # what Grad-CAM places by
+    assert [(g.start, g.jump, g.receptive_field) for g in placed.values()] == [
+        ((8.5, 8.5), (4, 4), (18, 18)), ((1.5, 1.5), (2, 2), (4, 4))]
     seen = seen_pixels(model)
     assert seen[:26, :26].all() and not seen[26:, :].any() and not seen[:, 26:].any()  # last 2 rows/cols unseen
     assert seen_pixels(model, "Conv2D_1").all()

@@ -8,7 +8,7 @@ import torch
 
 import cnnscope
 from cnnscope.errors import ConfigError, RunError
-from cnnscope.loop import _shift_batch, evaluate_arrays
+from cnnscope.loop import evaluate_arrays, shift_batch
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_shift_batch_moves_pixels():
     raw[0, 0, 2, 2] = 1
     gen = torch.Generator().manual_seed(0)
     for _ in range(20):
-        out = _shift_batch(raw, 1, gen)
+        out = shift_batch(raw, 1, gen)
         (r, c) = torch.nonzero(out[0, 0])[0].tolist()
         assert abs(r - 2) <= 1 and abs(c - 2) <= 1 and out.sum() == 1
 

@@ -116,7 +116,7 @@ def evaluate_arrays(model: CNN, x: np.ndarray | torch.Tensor, y: np.ndarray | to
             "per_class_accuracy": per_class.tolist(), "confusion": confusion.tolist(), "predictions": pred}
 
 
-def _shift_batch(raw: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+def shift_batch(raw: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
     """Translate each image (N, 1, H, W) by whole pixels in [-max_shift, max_shift], zero fill."""
     n, _, h, w = raw.shape
     shifts = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator)
@@ -146,7 +146,7 @@ class Batches:
         for b in range(self.per_epoch):
             idx = order[b * self.size:(b + 1) * self.size]
             if self.shift:
-                yield (_shift_batch(self.raw[idx], self.shift, shifts) - self.mean) / self.scale, self.y[idx]
+                yield (shift_batch(self.raw[idx], self.shift, shifts) - self.mean) / self.scale, self.y[idx]
             else:
                 yield self.x[idx], self.y[idx]
 
