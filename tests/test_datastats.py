@@ -143,3 +143,29 @@ def test_preprocessing_section_figure_in_one_call():
                                        per_class=2)
     titles = [ax.title.get_text() for ax in fig.axes]
     assert titles.count("a") == 2 and titles.count("c") == 2 and fig._suptitle.get_text() == "preprocessing: standard"
+
+
+def _specks_at_the_border(n: int = 200) -> np.ndarray:
+    """Training images inked in the middle, with one speck at (0, 0) in a single image: a tiny deviation there."""
+    rng = np.random.default_rng(0)
+    images = np.zeros((n, 28, 28), np.uint8)
+    images[:, 8:20, 10:18] = rng.integers(150, 256, (n, 12, 8))
+    images[0, 0, 0] = 40
+    return images
+
+
+def test_range_warnings_name_a_picture_far_outside_training():
+    from cnnscope.inspect.datastats import range_warnings
+
+    picture = np.zeros((28, 28), np.uint8)
+    picture[0, 0] = 255  # ink where training almost never had any
+    standard = Preprocessor.fit("standard", _specks_at_the_border())
+    warnings = range_warnings(standard, picture)
+    assert len(warnings) == 1 and warnings[0].startswith("warning: after the run's standard preprocessing")
+    assert "the prediction says little" in warnings[0]
+    assert range_warnings(Preprocessor.fit("unit", _specks_at_the_border()), picture) == []
+    inside = np.zeros((28, 28), np.uint8)
+    inside[8:20, 10:18] = 200
+    assert range_warnings(standard, inside) == []
+
+

@@ -115,6 +115,17 @@ def outside_training_range(preprocessor: Preprocessor, images: np.ndarray, stats
     return OutsideRange(max_value, far_fraction, (beyond > 0).mean(axis=1), beyond.max(axis=1), float(limit))
 
 
+def range_warnings(preprocessor: Preprocessor, raw: np.ndarray, limit: float = FAR_LIMIT) -> list[str]:
+    """'warning: …' notes for one user's picture (H, W) whose preprocessed values lie far outside what training
+    showed the model (beyond ±limit): its answer then says little. [] when the picture is within range."""
+    found = outside_training_range(preprocessor, np.asarray(raw)[None], limit=limit)
+    if not bool(found.far[0]):
+        return []
+    return [f"warning: after the run's {preprocessor.kind} preprocessing this picture reaches "
+            f"{float(found.max_value[0]):.3g} ({100 * float(found.far_fraction[0]):.1f} % of its pixels beyond "
+            f"±{limit:g}); training inputs stay far below that, so the prediction says little"]
+
+
 def edge_share(spec, layer: str, locations: np.ndarray, margin: int = 3) -> float:
     """Share of map positions (k, 2) of a conv/pool `layer` whose receptive-field centre lies within `margin`
     pixels of the image's edge (at most `margin` pixels from the outermost row or column; margin 0: on it)."""

@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 
 from .. import imaging
 from ..errors import CnnscopeError, RequestError, choice_error
+from ..inspect.datastats import range_warnings
 from ..inspect.images import prepare_picture
 from ..inspect.methods import DEFAULT_METHOD, METHODS
 from .bodies import Posted, brief, posted
@@ -168,6 +169,7 @@ class Endpoints:
         if sent.picture is not None:
             sent.pixels, sent.notes = await self.decodes.run(prepare_picture, sent.picture, self.viewer.style,
                                                              "the upload")
+            sent.notes[:0] = range_warnings(self.viewer.run.preprocessor, sent.pixels)
             sent.picture = None
         return sent
 

@@ -51,9 +51,13 @@ def class_names(run) -> list[str]:
 def pick_image(run, index: int | None, split: str, image: PathLike | None, data_dir: PathLike | None):
     """The image a view looks at: image `index` of the run's `split` set, or a user's picture file `image`
     (cnnscope.inspect.images.InputImage, with its raw pixels, label, source and conversion notes)."""
+    from ..inspect.datastats import range_warnings
     from ..inspect.images import select_image
 
-    return select_image(run, index, split, image, data_dir)
+    picked = select_image(run, index, split, image, data_dir)
+    if image is not None:  # a stranger's picture: say when the model has never seen inputs like it
+        picked.notes[:0] = range_warnings(run.preprocessor, picked.raw)
+    return picked
 
 
 def image_slug(picked, image: PathLike | None) -> str:
