@@ -115,3 +115,24 @@ def one_line_error(err: str) -> str:
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert "Traceback" not in err and "usage:" not in err
     return lines[0]
+
+
+def finite_readout(model, layer: str, x, m: int, eps: float = 1e-3):
+    """(classes,) mean change of the logits when map m of `layer` rises by one everywhere, by finite difference:
+    what a class read-out must equal."""
+    import torch
+
+    from cnnscope.inspect.activations import capture
+
+    names = list(model.layers.keys())
+    rest = [model.layers[n] for n in names[names.index(layer) + 1:]]
+
+    def head(f):
+        for module in rest:
+            f = module(f)
+        return f
+    with torch.no_grad():
+        features = capture(model, [layer], torch.as_tensor(x))[0][layer]
+        bumped = features.clone()
+        bumped[:, m] += eps
+        return ((head(bumped) - head(features)) / eps).mean(0).numpy()

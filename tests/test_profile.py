@@ -11,6 +11,7 @@ from cnnscope.errors import RunError, SpecError
 from cnnscope.inspect import activations, class_profile, field_geometry, misclassified, top_images
 from cnnscope.model import build_model
 from cnnscope.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec, presets
+from conftest import finite_readout
 
 
 @pytest.fixture(scope="module")
@@ -214,23 +215,10 @@ def test_map_peak_table_gives_the_same_top_images(run, data):
 
 
 def test_class_readout_matches_a_finite_difference(run, data):
-    from cnnscope.inspect.activations import capture
     from cnnscope.inspect.profile import class_readout
 
     x, _ = data
     x = x[:64]
     layer, m = "Conv2D_3", 2
     readout = class_readout(run.model, layer, x, batch_size=20)
-    names = list(run.model.layers.keys())
-    rest = [run.model.layers[n] for n in names[names.index(layer) + 1:]]
-    with torch.no_grad():
-        features = capture(run.model, [layer], torch.as_tensor(x))[0][layer]
-        bumped = features.clone()
-        bumped[:, m] += 1e-3
-
-        def head(f):
-            for module in rest:
-                f = module(f)
-            return f
-        finite = ((head(bumped) - head(features)) / 1e-3).mean(0).numpy()
-    np.testing.assert_allclose(readout[:, m], finite, atol=2e-3)
+    np.testing.assert_allclose(readout[:, m], finite_readout(run.model, layer, x, m), atol=2e-3)

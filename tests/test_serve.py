@@ -25,6 +25,7 @@ from cnnscope.cli import main  # noqa: E402
 from cnnscope.imaging import EMPTY_RGB  # noqa: E402
 from cnnscope.serve import create_app  # noqa: E402
 from cnnscope.serve.viewer import Viewer  # noqa: E402
+from conftest import finite_readout  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -244,24 +245,8 @@ def test_card_of_a_pool_map_and_the_class_readout(client):
 
 def test_class_readout_is_the_gradient_of_logits(viewer):
     """Check the read-out against a finite difference: raise map m everywhere by eps, watch the logits move."""
-    import torch
-
-    from cnnscope.inspect.activations import capture
-
     layer, m = "Conv2D_3", 5
-    names = list(viewer.model.layers.keys())
-    rest = [viewer.model.layers[n] for n in names[names.index(layer) + 1:]]
-    x = torch.as_tensor(viewer.dataset.test_x)
-    with torch.no_grad():
-        features = capture(viewer.model, [layer], x)[0][layer]
-        bumped = features.clone()
-        bumped[:, m] += 1e-3
-
-        def head(f):
-            for module in rest:
-                f = module(f)
-            return f
-        finite = ((head(bumped) - head(features)) / 1e-3).mean(0).numpy()
+    finite = finite_readout(viewer.model, layer, viewer.dataset.test_x, m)
     readout = viewer._readout(layer, m)["values"]
     np.testing.assert_allclose(readout, finite, atol=2e-3)
 

@@ -109,14 +109,20 @@ def _read_text(path: Path, error: type[CnnscopeError], max_bytes: int) -> str:
         raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
-def read_json(path: str | Path, error: type[CnnscopeError], max_bytes: int = MAX_TEXT_BYTES) -> Any:
-    """Parse a JSON file of at most `max_bytes`; `error` saying why when it is missing, too large or invalid."""
+def _parse(path: str | Path, error: type[CnnscopeError], max_bytes: int, loads: Callable[[str], Any],
+           invalid: tuple[type[Exception], ...], what: str) -> Any:
+    """Read a text file of at most `max_bytes` and parse it; `error` saying why it is missing, too large or invalid."""
     path = Path(path)
     try:
-        return json.loads(_read_text(path, error, max_bytes))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        return loads(_read_text(path, error, max_bytes))
+    except (*invalid, UnicodeDecodeError, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
-        raise error(f"{path}: not valid JSON ({reason})") from None
+        raise error(f"{path}: not valid {what} ({reason})") from None
+
+
+def read_json(path: str | Path, error: type[CnnscopeError], max_bytes: int = MAX_TEXT_BYTES) -> Any:
+    """Parse a JSON file of at most `max_bytes`; `error` saying why when it is missing, too large or invalid."""
+    return _parse(path, error, max_bytes, json.loads, (json.JSONDecodeError,), "JSON")
 
 
 def write_toml(path: str | Path, data: dict[str, Any]) -> None:
@@ -126,12 +132,7 @@ def write_toml(path: str | Path, data: dict[str, Any]) -> None:
 
 def read_toml(path: str | Path, error: type[CnnscopeError], max_bytes: int = MAX_TEXT_BYTES) -> dict[str, Any]:
     """Parse a TOML file of at most `max_bytes`; `error` saying why when it is missing, too large or invalid."""
-    path = Path(path)
-    try:
-        return tomllib.loads(_read_text(path, error, max_bytes))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
-        raise error(f"{path}: not valid TOML ({reason})") from None
+    return _parse(path, error, max_bytes, tomllib.loads, (tomllib.TOMLDecodeError,), "TOML")
 
 
 # --- safetensors headers -------------------------------------------------------------------------
