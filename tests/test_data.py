@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cnnscope import data as data_mod
-from cnnscope.data import FILES, DataConfig, Preprocessor, load_dataset, read_idx, read_pair
+from cnnscope.data import FILES, PREPROCESS, DataConfig, Preprocessor, load_dataset, read_idx, read_pair, to_nchw
 from cnnscope.errors import DataError
 
 
@@ -75,7 +75,7 @@ def test_bad_data_settings():
     with pytest.raises(DataError, match="unknown dataset 'emnist'; valid: mnist, fashion-mnist"):
         DataConfig(dataset="emnist")
     with pytest.raises(DataError, match="unknown preprocess 'minmax'; valid: standard, standard-floor, "
-                                        "standard-clip, global, unit"):
+                                        "standard-clip, global, channel, unit"):
         DataConfig(preprocess="minmax")
     with pytest.raises(DataError, match="limit_train must be at least 1, received 0"):
         DataConfig(limit_train=0)
@@ -266,7 +266,7 @@ def test_dataset_checks_labels_of_every_split():
 
 @pytest.mark.parametrize(("data", "message"), [
     ([1, 2], "preprocessing data is malformed"),
-    ({"kind": "unit", "shape": [1, 2, 3], "mean": [0] * 6, "scale": [1] * 6}, r"shape \[1, 2, 3\] is neither"),
+    ({"kind": "unit", "shape": [1, 2, 3, 4], "mean": [0] * 24, "scale": [1] * 24}, r"shape \[1, 2, 3, 4\] is none of"),
     ({"kind": "zscore", "shape": [], "mean": 0, "scale": 1}, "unknown preprocess 'zscore'"),
     ({"kind": "unit", "shape": [], "mean": 0, "scale": 0}, "scale must be finite, scale > 0"),
     ({"kind": "unit", "shape": [], "mean": 10**400, "scale": 1}, "preprocessing data is malformed"),
@@ -396,3 +396,27 @@ def test_series_recipe_keeps_standard_and_new_runs_do_not():
     assert build_run_config(configs / "seed-iv-series.toml").data.preprocess == "standard"
     assert build_run_config(configs / "seed-iv-fast.toml").data.preprocess == DataConfig().preprocess
     assert DataConfig().preprocess != "standard"
+
+
+@pytest.mark.parametrize("kind", PREPROCESS)
+def test_colour_pictures_become_nchw_with_statistics_per_channel(kind):
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 256, (6, 5, 4, 3), dtype=np.uint8)  # (n, H, W, C) as pictures are drawn
+    raw[..., 2] //= 4  # the blue channel is darker, so per-channel statistics differ
+    pre = Preprocessor.fit(kind, raw)
+    x = pre(raw)
+    assert x.shape == (6, 3, 5, 4) and x.dtype == np.float32
+    assert pre.fits((3, 5, 4)) and not pre.fits((1, 5, 4)) or pre.channels is None
+    np.testing.assert_array_equal(to_nchw(raw)[:, 2], raw[..., 2])
+    if kind == "channel":
+        assert pre.mean.shape == (3, 1, 1) and pre.mean[2, 0, 0] < pre.mean[0, 0, 0] / 2
+        np.testing.assert_allclose(x.mean(axis=(0, 2, 3)), 0, atol=1e-5)
+    again = Preprocessor.from_dict(pre.to_dict())
+    np.testing.assert_array_equal(again(raw), x)
+
+
+def test_colour_pictures_of_the_wrong_channel_count_are_refused():
+    pre = Preprocessor.fit("standard", np.zeros((2, 4, 4, 3), np.uint8))
+    with pytest.raises(DataError, match=r"images are 4×4 with 1 channel\(s\), the run's preprocessing expects "
+                                        r"4×4 with 3 channel\(s\)"):
+        pre(np.zeros((1, 4, 4), np.uint8))

@@ -313,7 +313,7 @@ def test_cli_import_keras(tmp_path, data_dir, capsys):
 @pytest.mark.parametrize("args,expected", [
     (["keras2/batchnorm.h5"], "error: batchnorm.h5: layer 'bn' (BatchNormalization): unsupported layer type"),
     (["keras2/seed_ii.h5", "--preprocess", "zscore"],
-     "error: unknown preprocess 'zscore'; valid: standard, standard-floor, standard-clip, global, unit"),
+     "error: unknown preprocess 'zscore'; valid: standard, standard-floor, standard-clip, global, channel, unit"),
     (["keras2/seed_ii.h5", "--dataset", "cifar"], "error: unknown dataset 'cifar'; valid: mnist, fashion-mnist"),
     (["keras2/missing.h5"], "error: file not found"),
 ])

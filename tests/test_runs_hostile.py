@@ -115,7 +115,7 @@ def test_a_huge_spec_is_refused_before_anything_is_allocated(run_copy):
     (runs.HISTORY, {"accuracy": [0.5, 0.6]}, "history.json: 'accuracy' has 2 values for 1 epochs"),
     (runs.METRICS, {"test_accuracy": "high"}, "metrics.json: 'test_accuracy' has the wrong type"),
     (runs.PREPROCESS, {"shape": [2, 2], "mean": [0] * 4, "scale": [1] * 4},
-     r"preprocess.json: statistics of shape \[2, 2\] do not fit the model's input \[28, 28\]"),
+     r"preprocess.json: statistics of shape \[2, 2\] do not fit the model's input \[1, 28, 28\]"),
     (runs.PREPROCESS, {"kind": 3}, "preprocess.json: unknown preprocess 3"),
 ])
 def test_json_files_of_the_wrong_type(run_copy, name, changes, message):

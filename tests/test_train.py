@@ -154,6 +154,16 @@ def test_shift_batch_moves_pixels():
         assert abs(r - 2) <= 1 and abs(c - 2) <= 1 and out.sum() == 1
 
 
+def test_shift_batch_moves_every_channel_together():
+    raw = torch.zeros(2, 3, 6, 6)
+    raw[:, :, 3, 3] = torch.tensor([1.0, 2.0, 3.0])  # one coloured pixel per image
+    out = shift_batch(raw, 2, torch.Generator().manual_seed(1))
+    assert out.shape == (2, 3, 6, 6)
+    for image in out:
+        (r, c) = torch.nonzero(image[0])[0].tolist()
+        assert image[:, r, c].tolist() == [1.0, 2.0, 3.0] and image.sum() == 6
+
+
 def test_evaluate_arrays_confusion(ds, tiny_spec):
     model = cnnscope.build_model(tiny_spec, seed=0)
     result = evaluate_arrays(model, ds.test_x, ds.test_y)

@@ -58,7 +58,7 @@ DATASETS: dict[str, DatasetInfo] = {
     ),
 }
 
-PREPROCESS = ("standard", "standard-floor", "standard-clip", "global", "unit")
+PREPROCESS = ("standard", "standard-floor", "standard-clip", "global", "channel", "unit")
 # New runs' default; "standard" stays for the series recipe (configs/seed-iv-series.toml) and Keras imports.
 # Measured in benchmarks/README.md ("Preprocessing: where top images land").
 DEFAULT_PREPROCESS = "unit"
@@ -274,19 +274,48 @@ PREPROCESS_HELP = {
     "standard-floor": "per-pixel mean/deviation, the deviation floored at the training images' global one",
     "standard-clip": "per-pixel mean/deviation after clipping each pixel to the range seen in training",
     "global": "one mean and deviation over all training pixels",
+    "channel": "one mean and deviation per colour channel over all training pixels",
     "unit": "pixels / 255 (0..1)",
 }
 
 
+def to_nchw(images: np.ndarray) -> np.ndarray:
+    """Raw pictures (n, H, W), (n, H, W, C) or (n, 1, H, W) -> (n, C, H, W), a view of the same pixels.
+
+    Raw pixels are kept as pictures are drawn: (n, H, W) for one channel, (n, H, W, C) for colour; the model
+    reads (n, C, H, W). A 4-D array whose second axis is 1 is already one-channel NCHW.
+    """
+    x = np.asarray(images)
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4 and x.shape[1] == 1:
+        return x
+    if x.ndim == 4 and x.shape[-1] in (1, 3, 4):
+        return x.transpose(0, 3, 1, 2)
+    raise DataError(f"expected images of shape (n, H, W) or (n, H, W, C) with C in 1, 3, 4, received "
+                    f"{tuple(x.shape)}")
+
+
+def raw_channels(images: np.ndarray) -> int:
+    """How many channels raw pictures (n, H, W) or (n, H, W, C) have."""
+    return int(to_nchw(images).shape[1])
+
+
 def _fit_stats(kind: str, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, deviation) in float64 that `kind` uses: per pixel (H, W) or global ()."""
+    """(mean, deviation) in float64 that `kind` uses, for NCHW images: per pixel (C, H, W) (one channel:
+    (H, W)), per channel (C, 1, 1), or global ()."""
     if kind == "unit":
         return np.zeros(()), np.full((), 255.0)
     if kind == "global":
         return np.asarray(images.mean(dtype=np.float64)), np.asarray(images.std(dtype=np.float64))
+    if kind == "channel":
+        return (images.mean(axis=(0, 2, 3), dtype=np.float64)[:, None, None],
+                images.std(axis=(0, 2, 3), dtype=np.float64)[:, None, None])
     mean, std = images.mean(axis=0, dtype=np.float64), images.std(axis=0, dtype=np.float64)
     if kind == "standard-floor":
         std = np.maximum(std, images.std(dtype=np.float64))
+    if images.shape[1] == 1:  # one channel keeps the (H, W) statistics that runs have always saved
+        mean, std = mean[0], std[0]
     return mean, std
 
 
@@ -295,36 +324,47 @@ class Preprocessor:
     """Maps raw pixels (0..255) to model input; statistics fitted on training images only."""
 
     kind: str
-    mean: np.ndarray  # (H, W) for the per-pixel kinds, () otherwise
+    mean: np.ndarray  # per pixel (H, W) or (C, H, W), per channel (C, 1, 1), or () for global and unit
     scale: np.ndarray  # same shape; zero-std pixels get scale 1 (as StandardScaler), so they map to 0
-    low: np.ndarray | None = None  # standard-clip: per-pixel raw minimum seen in training (H, W)
-    high: np.ndarray | None = None  # standard-clip: per-pixel raw maximum seen in training (H, W)
+    low: np.ndarray | None = None  # standard-clip: per-pixel raw minimum seen in training (same shape)
+    high: np.ndarray | None = None  # standard-clip: per-pixel raw maximum seen in training (same shape)
 
     @classmethod
     def fit(cls, kind: str, images: np.ndarray) -> Preprocessor:
-        """Fit on raw training images (n, H, W) uint8."""
+        """Fit on raw training images (n, H, W) or (n, H, W, C) uint8."""
         if kind not in PREPROCESS:
             raise choice_error(DataError, "preprocess", kind, PREPROCESS)
-        mean, std = _fit_stats(kind, images)
+        x = to_nchw(images)
+        mean, std = _fit_stats(kind, x)
         scale = np.where(std == 0, 1.0, std)
         low = high = None
         if kind == "standard-clip":
-            low, high = images.min(axis=0).astype(np.float32), images.max(axis=0).astype(np.float32)
+            low, high = x.min(axis=0).astype(np.float32), x.max(axis=0).astype(np.float32)
+            if x.shape[1] == 1:
+                low, high = low[0], high[0]
         return cls(kind, mean.astype(np.float32), scale.astype(np.float32), low, high)
 
+    def fits(self, input_shape: tuple[int, int, int]) -> bool:
+        """Whether these statistics apply to model inputs of shape (C, H, W)."""
+        c, h, w = input_shape
+        shapes = {(), (c, h, w), (c, 1, 1)} | ({(h, w)} if c == 1 else set())
+        return tuple(self.mean.shape) in shapes and self.scale.shape == self.mean.shape
+
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        """Raw (n, H, W) or (n, 1, H, W) pixels -> float32 (n, 1, H, W)."""
-        x = np.asarray(images, dtype=np.float32)
-        if x.ndim == 3:
-            x = x[:, None]
-        if x.ndim != 4 or x.shape[1] != 1:
-            raise DataError(f"expected images of shape (n, H, W) or (n, 1, H, W), received {images.shape}")
-        if self.mean.ndim == 2 and x.shape[2:] != self.mean.shape:
-            raise DataError(f"images are {x.shape[2]}×{x.shape[3]}, the run's preprocessing expects "
-                            f"{self.mean.shape[0]}×{self.mean.shape[1]}")
+        """Raw (n, H, W) or (n, H, W, C) pixels (or (n, 1, H, W)) -> float32 (n, C, H, W)."""
+        x = to_nchw(images).astype(np.float32)
+        if not self.fits(x.shape[1:]):
+            wanted = "×".join(str(d) for d in self.mean.shape[-2:])
+            raise DataError(f"images are {x.shape[2]}×{x.shape[3]} with {x.shape[1]} channel(s), the run's "
+                            f"preprocessing expects {wanted} with {self.channels or 'any number of'} channel(s)")
         if self.low is not None and self.high is not None:
             x = np.clip(x, self.low, self.high)
         return (x - self.mean) / self.scale
+
+    @property
+    def channels(self) -> int | None:
+        """Channels the statistics were fitted on (None for global and unit, which fit any)."""
+        return None if self.mean.ndim == 0 else (1 if self.mean.ndim == 2 else int(self.mean.shape[0]))
 
     def to_dict(self) -> dict[str, Any]:
         """The statistics as preprocess.json holds them (and the ONNX export's metadata): kind, shape, values."""
@@ -339,12 +379,12 @@ class Preprocessor:
         """Rebuild saved statistics (preprocess.json); DataError when they are malformed."""
         try:
             shape = tuple(data["shape"])
-            if len(shape) not in (0, 2):
-                raise ValueError(f"shape {list(shape)} is neither [] nor [H, W]")
+            if len(shape) not in (0, 2, 3):
+                raise ValueError(f"shape {list(shape)} is none of [], [H, W], [C, H, W], [C, 1, 1]")
             kind = data["kind"]
             clip = kind == "standard-clip"
-            if clip and len(shape) != 2:
-                raise ValueError("standard-clip needs per-pixel statistics (shape [H, W])")
+            if clip and len(shape) < 2:
+                raise ValueError("standard-clip needs per-pixel statistics (shape [H, W] or [C, H, W])")
             keys = ("mean", "scale", "low", "high") if clip else ("mean", "scale")
             with np.errstate(over="ignore"):
                 arrays = [np.asarray(data[key], dtype=np.float32).reshape(shape) for key in keys]

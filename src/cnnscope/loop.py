@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from . import runs
 from .config import RunConfig, TrainConfig
-from .data import Dataset
+from .data import Dataset, to_nchw
 from .errors import ConfigError, RunError
 from .fileio import write_json
 from .metrics import confusion_matrix, per_class_accuracy
@@ -117,14 +117,15 @@ def evaluate_arrays(model: CNN, x: np.ndarray | torch.Tensor, y: np.ndarray | to
 
 
 def shift_batch(raw: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image (N, 1, H, W) by whole pixels in [-max_shift, max_shift], zero fill."""
+    """Translate each image (N, C, H, W) by whole pixels in [-max_shift, max_shift], zero fill."""
     n, _, h, w = raw.shape
     shifts = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator)
     padded = F.pad(raw, (max_shift,) * 4)
     rows = (torch.arange(h)[None, :] + max_shift - shifts[:, :1]).clamp(0, h + 2 * max_shift - 1)  # (N, H)
     cols = (torch.arange(w)[None, :] + max_shift - shifts[:, 1:]).clamp(0, w + 2 * max_shift - 1)  # (N, W)
     index = torch.arange(n)[:, None, None]
-    return padded[index, 0, rows[:, :, None], cols[:, None, :]][:, None]  # (N, 1, H, W)
+    # advanced indices (N, H, W) around the channel slice put the channels last: (N, H, W, C) -> (N, C, H, W)
+    return padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
 class Batches:
@@ -135,7 +136,7 @@ class Batches:
         self.n, self.size, self.seed, self.shift = len(self.x), config.batch_size, config.seed, config.augment_shift
         self.per_epoch = math.ceil(self.n / self.size)
         if self.shift:
-            self.raw = torch.from_numpy(np.array(dataset.train_raw, dtype=np.float32))[:, None]  # (N, 1, H, W)
+            self.raw = torch.from_numpy(to_nchw(dataset.train_raw).astype(np.float32))  # (N, C, H, W)
             self.mean = torch.as_tensor(dataset.preprocessor.mean)
             self.scale = torch.as_tensor(dataset.preprocessor.scale)
 

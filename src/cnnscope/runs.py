@@ -472,9 +472,9 @@ def read_preprocessor(run_dir: Path, spec: ModelSpec) -> Preprocessor:
     except (TypeError, ValueError, KeyError, OverflowError) as exc:
         raise RunError(f"{path}: malformed ({type(exc).__name__}: {str(exc)[:160]})") from None
     shape = tuple(preprocessor.mean.shape)
-    if shape not in ((), tuple(spec.input_shape[1:])) or preprocessor.scale.shape != preprocessor.mean.shape:
+    if not preprocessor.fits(spec.input_shape):
         raise RunError(f"{path}: statistics of shape {list(shape)} do not fit the model's input "
-                       f"{list(spec.input_shape[1:])}")
+                       f"{list(spec.input_shape)} (C, H, W)")
     if not (np.isfinite(preprocessor.mean).all() and np.isfinite(preprocessor.scale).all()
             and (preprocessor.scale > 0).all()):
         raise RunError(f"{path}: mean and scale must be finite and scale > 0")
