@@ -1,0 +1,424 @@
+"""Your own pictures as a data set: PATH/train/<class>/* and PATH/test/<class>/*, or PATH/<class>/* split here.
+
+Decoded once (Pillow; PNG, JPEG, GIF, BMP, WebP; the pixel limit checked from the header), brought to one size and
+channel count (notes say what was done) and cached in data.cache_dir()/folders/ keyed by every file's name, size
+and mtime plus the settings. Bad data is named, never guessed: unreadable pictures, one class, an empty split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import zipfile
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import data as datamod
+from .errors import DataError, brief
+from .fileio import atomic_write
+from .picturefiles import MAX_PIXELS, decode_chunk, probe_chunk
+
+log = logging.getLogger("cnnscope")
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+DEFAULT_TEST_SHARE = 0.2  # flat folders: share of each class held out for testing when test_size is 0
+LISTED = 5  # names quoted in a note or error before "…"
+CACHE_VERSION = 1  # bump when decoding changes what the arrays hold
+POOL_MIN = 4000  # pictures below which decoding stays in this process
+CHUNK = 1000  # pictures per task of the process pool
+
+
+@dataclass(frozen=True)
+class RawData:
+    """Decoded pictures of a folder: uint8 (n, H, W) one channel or (n, H, W, 3) colour, int64 labels."""
+
+    train_raw: np.ndarray
+    train_y: np.ndarray
+    test_raw: np.ndarray
+    test_y: np.ndarray
+    class_names: tuple[str, ...]
+    notes: tuple[str, ...]  # what was done: resized, converted, held out, skipped …
+
+
+@dataclass
+class FolderListing:
+    """The pictures found under a folder, before decoding: layout, class names, files and notes."""
+
+    root: Path
+    layout: str  # "split" (train/ and test/) or "flat" (class folders)
+    class_names: tuple[str, ...]
+    files: list[tuple[str, int, str]] = field(default_factory=list)  # (relative path, class, "train"/"test"/"")
+    stamps: list[str] = field(default_factory=list)  # "relative path, size, mtime_ns" of each file
+    notes: list[str] = field(default_factory=list)
+
+
+def load_own(source: str, *, image_size: tuple[int, int] | None = None, channels: int | None = None,
+             skip_bad: bool = False, test_size: int = 0, seed: int = 0, progress: bool | None = None) -> RawData:
+    """Load a folder of class folders as uint8 pictures and labels (cached after the first decode)."""
+    image_size, channels = _check_settings(image_size, channels, test_size, seed)
+    listing = scan_folder(source)
+    if listing.layout == "split" and test_size:
+        raise DataError(f"test_size {test_size} applies to a folder of class folders; {listing.root} has its own "
+                        f"test/ folder: drop --test-size or the test/ folder")
+    settings = {"image_size": image_size, "channels": channels, "skip_bad": bool(skip_bad),
+                "test_size": test_size, "seed": seed}
+    path = cache_path(listing, settings)
+    cached = read_cache(path)
+    if cached is not None:
+        log.info("%s: decoded pictures read from the cache %s", listing.root, path)
+        return cached
+    raw = _build(listing, image_size, channels, bool(skip_bad), test_size, seed, progress)
+    write_cache(path, raw)
+    return raw
+
+
+def _check_settings(image_size, channels, test_size, seed) -> tuple[tuple[int, int] | None, int | None]:
+    """The settings checked once: DataError saying what was received and what is valid."""
+    size = tuple(image_size) if isinstance(image_size, (tuple, list)) else ()
+    if image_size is not None and (len(size) != 2 or size[0] * size[1] > MAX_PIXELS or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)):
+        raise DataError(f"image_size must be two positive integers H W with H × W ≤ {MAX_PIXELS:,}, received "
+                        f"{brief(image_size)}")
+    if channels is not None and (isinstance(channels, bool) or channels not in (1, 3)):
+        raise DataError(f"channels must be 1 or 3, received {brief(channels)}")
+    if isinstance(test_size, bool) or not isinstance(test_size, int) or test_size < 0:
+        raise DataError(f"test_size must be a non-negative integer (0: 20 % of each class), received "
+                        f"{brief(test_size)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= datamod.MAX_SEED:
+        raise DataError(f"seed must be an integer in [0, {datamod.MAX_SEED}], received {brief(seed)}")
+    return (int(size[0]), int(size[1])) if image_size is not None else None, channels
+
+
+# --- finding the pictures -------------------------------------------------------------------------
+def scan_folder(source: str | os.PathLike) -> FolderListing:
+    """The class folders and pictures under `source`; DataError for a missing folder, one class, no pictures."""
+    root = Path(source).expanduser()
+    if not root.exists():
+        raise DataError(f"folder not found: {root}; give folder:PATH with PATH/<class>/ or PATH/train/<class>/ "
+                        f"and PATH/test/<class>/ folders of pictures")
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder; give folder:PATH where PATH holds one folder of pictures per "
+                        f"class")
+    real = root.resolve()
+    links: list[str] = []
+    top = _entries(root, real, root, links)
+    dirs = {e.name: e for e in top if e.is_dir()}
+    if "train" in dirs and "test" in dirs:
+        listing = _scan_split(root, real, dirs, links)
+    else:
+        listing = FolderListing(root, "flat", ())
+        _scan_classes(listing, real, [e for e in top if e.is_dir()], "", links)
+        _check_classes(listing, root)
+    loose = [e.name for e in top if not e.is_dir() and e.name.lower().endswith(EXTENSIONS)]
+    if loose:
+        listing.notes.append(f"ignored {_count(loose, 'picture')} directly in {root} (pictures go in class "
+                             f"folders): {_names(loose)}")
+    if links:
+        listing.notes.append(f"skipped {_count(links, 'link')} leading outside {root} (never followed): "
+                             f"{_names(links)}")
+    return listing
+
+
+def _scan_split(root: Path, real: Path, dirs: dict, links: list[str]) -> FolderListing:
+    """The train/ and test/ layout: classes from train/; a test class missing from train/ is an error."""
+    train = [e for e in _entries(Path(dirs["train"].path), real, root, links) if e.is_dir()]
+    test = [e for e in _entries(Path(dirs["test"].path), real, root, links) if e.is_dir()]
+    names = tuple(e.name for e in train)
+    unknown = [e.name for e in test if e.name not in names]
+    if unknown:
+        raise DataError(f"{root / 'test'} has class folder(s) {_names(unknown)} that {root / 'train'} lacks; the "
+                        f"test classes must be training classes ({_names(list(names)) or 'none'})")
+    listing = FolderListing(root, "split", ())
+    _scan_classes(listing, real, train, "train", links)
+    _check_classes(listing, root / "train")
+    _scan_classes(listing, real, test, "test", links, names)
+    missing = sorted(set(names) - {e.name for e in test})
+    if missing:
+        listing.notes.append(f"no test folder for class(es) {_names(missing)}")
+    others = sorted(set(dirs) - {"train", "test"})
+    if others:
+        listing.notes.append(f"ignored folder(s) {_names(others)} beside train/ and test/")
+    return listing
+
+
+def _entries(folder: Path, real: Path, root: Path, links: list[str]) -> list[os.DirEntry]:
+    """Visible entries of `folder` sorted by name; links leading outside the root folder are left out (listed)."""
+    try:
+        with os.scandir(folder) as found:
+            entries = sorted((e for e in found if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot be read ({exc.strerror or exc})") from None
+    kept = []
+    for entry in entries:
+        if entry.is_symlink() and not _inside(Path(entry.path), real):
+            links.append(str(Path(entry.path).relative_to(root)))
+        else:
+            kept.append(entry)
+    return kept
+
+
+def _inside(path: Path, real: Path) -> bool:
+    """Whether the link `path` leads to a place inside the folder `real` (a loop leads nowhere)."""
+    try:
+        return path.resolve().is_relative_to(real)
+    except (OSError, RuntimeError):
+        return False
+
+
+def _scan_classes(listing: FolderListing, real: Path, class_dirs: list, split: str, links: list[str],
+                  names: tuple[str, ...] | None = None) -> None:
+    """Add the pictures of each class folder to `listing` (class indices from `names` or the folders)."""
+    if names is None:
+        listing.class_names = names = tuple(e.name for e in class_dirs)
+    other, sub = [], []
+    for entry in class_dirs:
+        label = names.index(entry.name)
+        for item in _entries(Path(entry.path), real, listing.root, links):
+            rel = os.path.relpath(item.path, listing.root)
+            if item.is_dir():
+                sub.append(rel)
+            elif not item.name.lower().endswith(EXTENSIONS):
+                other.append(rel)
+            else:  # a broken link too: it is listed as unreadable
+                try:
+                    stat = item.stat()
+                    stamp = f"{stat.st_size}\0{stat.st_mtime_ns}"
+                except OSError:
+                    stamp = "missing"
+                listing.files.append((rel, label, split))
+                listing.stamps.append(f"{rel}\0{stamp}")
+    if other:
+        listing.notes.append(f"ignored {_count(other, 'file')} that are not pictures ({', '.join(EXTENSIONS)}): "
+                             f"{_names(other)}")
+    if sub:
+        listing.notes.append(f"ignored {_count(sub, 'folder')} inside class folders: {_names(sub)}")
+
+
+def _check_classes(listing: FolderListing, where: Path) -> None:
+    """DataError for no pictures, a single class or an empty class folder."""
+    if not listing.files:
+        raise DataError(f"no pictures found in {where}: expected {where}/<class>/ folders of "
+                        f"{'/'.join(e.lstrip('.') for e in EXTENSIONS)} files")
+    if len(listing.class_names) < 2:
+        raise DataError(f"{where} holds a single class folder ({listing.class_names[0]}); a classifier needs at "
+                        f"least two: add one folder of pictures per class")
+    counts = Counter(label for _, label, _ in listing.files)
+    empty = [name for i, name in enumerate(listing.class_names) if not counts[i]]
+    if empty:
+        raise DataError(f"class folder(s) {_names(empty)} in {where} hold no pictures; add pictures or remove "
+                        f"the folder(s)")
+
+
+def _count(items, noun: str) -> str:
+    n = items if isinstance(items, int) else len(items)
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _names(items) -> str:
+    items = list(items)
+    shown = ", ".join(items[:LISTED])
+    return shown + (f", … ({len(items) - LISTED:,} more)" if len(items) > LISTED else "")
+
+
+# --- the cache ------------------------------------------------------------------------------------
+def cache_path(listing: FolderListing, settings: dict) -> Path:
+    """Cache file of a folder: <folder>-<files>-<settings>.npz under data.cache_dir()/folders/."""
+    files = hashlib.sha256("\n".join([*listing.stamps, *listing.notes]).encode()).hexdigest()[:20]
+    folder = hashlib.sha256(str(listing.root.resolve()).encode()).hexdigest()[:12]
+    text = json.dumps({"version": CACHE_VERSION, **settings}, sort_keys=True)
+    return datamod.cache_dir() / "folders" / f"{folder}-{files}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.npz"
+
+
+def read_cache(path: Path) -> RawData | None:
+    """The cached pictures at `path`, or None when there are none or the file is corrupt (logged)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            raw = RawData(z["train_raw"], z["train_y"], z["test_raw"], z["test_y"],
+                          tuple(str(s) for s in z["class_names"]), tuple(str(s) for s in z["notes"]))
+        check_raw(raw)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, DataError) as exc:
+        log.warning("%s: cached pictures cannot be read (%s); decoding the folder again", path, brief(str(exc)))
+        return None
+    return raw
+
+
+def check_raw(raw: RawData) -> None:
+    """DataError when the arrays of `raw` disagree in dtype, shape or length, or a label is out of range."""
+    shapes = {raw.train_raw.shape[1:], raw.test_raw.shape[1:]}
+    if raw.train_raw.dtype != np.uint8 or raw.test_raw.dtype != np.uint8 or len(shapes) != 1 \
+            or raw.train_raw.ndim not in (3, 4) or (raw.train_raw.ndim == 4 and raw.train_raw.shape[-1] != 3):
+        raise DataError(f"pictures must be uint8 (n, H, W) or (n, H, W, 3) in both splits, found "
+                        f"{raw.train_raw.dtype} {raw.train_raw.shape} and {raw.test_raw.dtype} {raw.test_raw.shape}")
+    for split, x, y in (("train", raw.train_raw, raw.train_y), ("test", raw.test_raw, raw.test_y)):
+        if y.dtype != np.int64 or y.shape != (len(x),) or not len(x):
+            raise DataError(f"the {split} split needs int64 labels, one per picture (found {y.dtype} {y.shape} "
+                            f"for {len(x)} pictures)")
+        datamod.check_labels(y, len(raw.class_names), f"{split} labels")
+
+
+def write_cache(path: Path, raw: RawData) -> None:
+    """Save decoded pictures atomically; drop this folder's caches of older file lists. Failures are logged."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, train_raw=raw.train_raw, train_y=raw.train_y, test_raw=raw.test_raw, test_y=raw.test_y,
+                     class_names=np.array(raw.class_names, dtype=str), notes=np.array(raw.notes, dtype=str))
+
+    try:
+        atomic_write(path, write)
+        folder, files, _ = path.stem.split("-")
+        for old in path.parent.glob(f"{folder}-*.npz"):
+            if old.stem.split("-")[1:2] != [files]:
+                old.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("%s: cannot cache the decoded pictures (%s); the next load decodes them again", path,
+                    exc.strerror or exc)
+
+
+# --- decoding -------------------------------------------------------------------------------------
+def _build(listing: FolderListing, image_size, channels, skip_bad: bool, test_size: int, seed: int,
+           progress: bool | None) -> RawData:
+    """Decode every picture of `listing`, check the result and split it."""
+    paths = [str(listing.root / rel) for rel, _, _ in listing.files]
+    notes = list(listing.notes)
+    probes = _run(probe_chunk, paths, (), progress, "reading picture headers")
+    bad = {i: why for i, (_, _, _, why) in enumerate(probes) if why}
+    good = [i for i in range(len(paths)) if i not in bad]
+    if not good:
+        raise DataError(f"none of the {len(paths):,} pictures in {listing.root} can be read: "
+                        f"{_bad_names(listing, bad)}")
+    size, channels = _choose([probes[i] for i in good], image_size, channels, notes)
+    need = len(good) * size[0] * size[1] * channels
+    if need > datamod.MAX_IDX_BYTES:
+        raise DataError(f"{len(good):,} pictures of {size[0]}×{size[1]}×{channels} need {need:,} bytes, more than "
+                        f"the {datamod.MAX_IDX_BYTES:,} accepted; pass a smaller --image-size")
+    results = _run(decode_chunk, [paths[i] for i in good], (size, channels), progress, "decoding pictures")
+    pixels = np.zeros((len(good), *size, *((3,) if channels == 3 else ())), np.uint8)
+    counts: Counter = Counter()
+    for j, (array, why, done) in enumerate(results):
+        bad.update({good[j]: why} if why else {})
+        pixels[j] = 0 if why else array
+        counts.update(done)
+    kept = [j for j, (_, why, _) in enumerate(results) if not why]
+    _report_bad(listing, bad, skip_bad, notes)
+    _conversion_notes(counts, size, channels, image_size is not None, notes)
+    labels = np.array([listing.files[i][1] for i in good], np.int64)[kept]
+    splits = np.array([listing.files[i][2] for i in good])[kept]
+    return _split(listing, pixels[kept], labels, splits, test_size, seed, notes)
+
+
+def _choose(probes: list, image_size, channels, notes: list[str]) -> tuple[tuple[int, int], int]:
+    """The pictures' size (H, W) and channel count: as given, else the most common ones (ties: colour)."""
+    if channels is None:
+        counts = Counter(c for _, _, c, _ in probes)
+        channels = 3 if counts[3] >= counts[1] else 1
+        if len(counts) > 1:
+            notes.append(f"{counts[channels]:,} pictures are {'colour' if channels == 3 else 'grey'} and "
+                         f"{counts[4 - channels]:,} {'grey' if channels == 3 else 'colour'}: using "
+                         f"{'3 channels' if channels == 3 else '1 channel'} (force with --channels 1|3)")
+    if image_size is None:
+        image_size = Counter((h, w) for h, w, _, _ in probes).most_common(1)[0][0]
+    return image_size, channels
+
+
+def _report_bad(listing: FolderListing, bad: dict[int, str], skip_bad: bool, notes: list[str]) -> None:
+    """DataError listing unreadable pictures, or a note when they are skipped."""
+    if not bad:
+        return
+    if not skip_bad:
+        raise DataError(f"{_count(bad, 'picture')} in {listing.root} cannot be read: {_bad_names(listing, bad)}; "
+                        f"fix or remove them, or pass --skip-bad to go on without them")
+    notes.append(f"skipped {_count(bad, 'unreadable picture')}: {_bad_names(listing, bad)}")
+
+
+def _bad_names(listing: FolderListing, bad: dict[int, str]) -> str:
+    return _names(f"{listing.files[i][0]} ({why})" for i, why in sorted(bad.items()))
+
+
+def _conversion_notes(counts: Counter, size, channels: int, size_given: bool, notes: list[str]) -> None:
+    """Notes on the pictures resized, converted and flattened."""
+    if counts["resized"]:
+        why = "--image-size" if size_given else "the most common size"
+        notes.append(f"{_count(counts['resized'], 'picture')} resized to {size[0]}×{size[1]} ({why})")
+    if counts["converted"]:
+        kind = "grey picture" if channels == 3 else "colour picture"
+        notes.append(f"{_count(counts['converted'], kind)} converted to "
+                     f"{'colour (3 channels)' if channels == 3 else 'grey (1 channel)'}")
+    if counts["flattened"]:
+        notes.append(f"{_count(counts['flattened'], 'picture')} with transparency flattened onto a contrasting "
+                     f"background (white behind dark content, black behind light)")
+
+
+def _split(listing: FolderListing, pixels: np.ndarray, labels: np.ndarray, splits: np.ndarray, test_size: int,
+           seed: int, notes: list[str]) -> RawData:
+    """RawData from decoded pictures: train/ and test/ as found, or a stratified, seeded holdout."""
+    if listing.layout == "flat":
+        is_test = holdout(labels, len(listing.class_names), test_size, seed, listing.class_names)
+        share = f"{test_size:,} pictures" if test_size else f"{DEFAULT_TEST_SHARE * 100:.0f} % of each class"
+        notes.append(f"held out {share} for testing (stratified, seed {seed}): {int(is_test.sum()):,} test and "
+                     f"{int((~is_test).sum()):,} training pictures")
+    else:
+        is_test = splits == "test"
+    for name, mask in (("training", ~is_test), ("test", is_test)):
+        if not mask.any():
+            raise DataError(f"the {name} split of {listing.root} holds no readable pictures; add pictures to it")
+    raw = RawData(pixels[~is_test], labels[~is_test], pixels[is_test], labels[is_test], listing.class_names,
+                  tuple(notes))
+    check_raw(raw)
+    return raw
+
+
+def holdout(labels: np.ndarray, n_classes: int, test_size: int, seed: int,
+            class_names: tuple[str, ...]) -> np.ndarray:
+    """Boolean mask of the pictures held out for testing: `test_size` in all (0: 20 % of each class), stratified."""
+    counts = np.bincount(labels, minlength=n_classes)
+    if test_size >= len(labels):
+        raise DataError(f"test_size {test_size:,} leaves no training pictures (the folder holds {len(labels):,})")
+    if test_size:
+        exact = test_size * counts / len(labels)
+        want = np.floor(exact).astype(np.int64)
+        extra = np.argsort(-(exact - want), kind="stable")[:test_size - int(want.sum())]
+        want[extra] += 1
+    else:
+        want = np.floor(counts * DEFAULT_TEST_SHARE + 0.5).astype(np.int64)
+    full = [class_names[c] for c in range(n_classes) if counts[c] and want[c] >= counts[c]]
+    if full:
+        raise DataError(f"class(es) {_names(full)} have too few pictures to hold out {test_size:,} for testing and "
+                        f"keep some for training; pass a smaller --test-size")
+    rng = np.random.default_rng(seed)
+    is_test = np.zeros(len(labels), bool)
+    for c in range(n_classes):
+        members = np.flatnonzero(labels == c)
+        is_test[rng.permutation(members)[:want[c]]] = True
+    return is_test
+
+
+def _run(work, paths: list[str], args: tuple, progress: bool | None, desc: str) -> list:
+    """work(chunk, *args) over chunks of `paths` (a process pool for many pictures), results in order."""
+    from tqdm.auto import tqdm
+
+    chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
+    workers = min(len(chunks), os.cpu_count() or 1) if len(paths) >= POOL_MIN else 1
+    out: list = []
+    with tqdm(total=len(paths), desc=desc, unit="picture", leave=False,
+              disable=None if progress is None else not progress) as bar:
+        if workers <= 1:
+            for chunk in chunks:
+                out += work(chunk, *args)
+                bar.update(len(chunk))
+            return out
+        import multiprocessing
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for chunk, result in zip(chunks, pool.map(work, chunks, *([a] * len(chunks) for a in args)),
+                                     strict=True):
+                out += result
+                bar.update(len(chunk))
+    return out
