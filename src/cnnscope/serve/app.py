@@ -309,19 +309,21 @@ def create_app(run_path: str | os.PathLike, data_dir: str | os.PathLike | None =
         Route("/api/colormap", threaded(api.colormap_strip)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    handlers = {CnnscopeError: _request_error, HTTPException: _http_error, Exception: _server_error}
+    handlers = {CnnscopeError: request_error, HTTPException: http_error, Exception: server_error}
     app = Starlette(routes=routes, exception_handlers=handlers,
                     middleware=[Middleware(HostGuard, hosts=tuple(hosts))])
     app.state.viewer = viewer
     return app
 
 
-async def _request_error(request: Request, exc: Exception) -> Response:
+async def request_error(request: Request, exc: Exception) -> Response:
+    """A CnnscopeError as a 4xx JSON answer (its `status`, default 400)."""
     status = getattr(exc, "status", 400)
     return SafeJSONResponse({"error": str(exc)}, status_code=status)
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's 404/405 as one JSON line saying what was asked."""
     assert isinstance(exc, HTTPException)  # noqa: S101 - Starlette routes only HTTPException here
     path = brief(request.url.path)
     message = {404: f"no such page: {path}", 405: f"{request.method} is not allowed on {path}"}.get(
@@ -329,7 +331,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return SafeJSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def _server_error(request: Request, exc: Exception) -> Response:
+async def server_error(request: Request, exc: Exception) -> Response:
+    """A bug: logged with its traceback, answered as a 500 JSON line."""
     log.exception("viewer: %s %s failed", request.method, request.url.path)
     return SafeJSONResponse({"error": f"internal error: {type(exc).__name__}: {brief(str(exc), 200)}"},
                             status_code=500)

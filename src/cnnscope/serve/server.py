@@ -1,14 +1,19 @@
-"""Run the viewer with uvicorn (what `cnnscope serve` calls): bind first, then load, then serve."""
+"""Run the viewer with uvicorn (what `cnnscope serve` calls): bind first, then load, then serve.
+
+A run directory gets the single-run viewer; any other folder (of runs, or a study) the dashboard."""
 
 from __future__ import annotations
 
 import os
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 from ..errors import CnnscopeError
 from .app import create_app
 from .viewer import Viewer
+
+RUN_MARK = "config.toml"
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -58,6 +63,9 @@ def serve(run_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000
     The port is taken before any thread starts; the warm-up thread is stopped and joined on every way out
     (Ctrl-C included), so the process never ends with a background thread inside torch.
     """
+    if is_dashboard(run_path):
+        serve_dashboard(run_path, host, port, data_dir, on_ready)
+        return
     import uvicorn
 
     sock = bind_socket(host, port)
@@ -75,4 +83,38 @@ def serve(run_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000
     finally:
         if viewer is not None:
             viewer.stop_warm_up()
+        sock.close()
+
+
+def is_dashboard(path: str | os.PathLike) -> bool:
+    """Whether `cnnscope serve PATH` opens the dashboard: PATH is a folder but not a run directory."""
+    path = Path(path)
+    return path.is_dir() and not (path / RUN_MARK).exists()
+
+
+def _uvicorn_server(app, host: str, sock: socket.socket):
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=sock.getsockname()[1], log_level="warning", access_log=False,
+                            lifespan="off", timeout_graceful_shutdown=5)
+    return uvicorn.Server(config)
+
+
+def serve_dashboard(root: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000,
+                    data_dir: str | os.PathLike | None = None, on_ready: Callable[[str], None] | None = None) -> None:
+    """The dashboard of the runs and studies under `root`: bind, scan, call on_ready(url), serve until interrupted;
+    the single-run viewers it opened stop their warm-up threads on every way out."""
+    from .dashboard import Dashboard, create_dashboard_app
+
+    sock = bind_socket(host, port)
+    board = None
+    try:
+        board = Dashboard(root, data_dir, hosts=[host])
+        server = _uvicorn_server(create_dashboard_app(root, board=board, hosts=[host]), host, sock)
+        if on_ready is not None:
+            on_ready(url_for(host, sock.getsockname()[1]))
+        server.run(sockets=[sock])
+    finally:
+        if board is not None:
+            board.close()
         sock.close()

@@ -1,0 +1,268 @@
+"""The dashboard: `cnnscope serve DIR` on a folder of runs or a study.
+
+`GET /` is the home page (runs table, overlaid curves, studies); `GET /api/runs` the catalog
+(cnnscope.catalog), `GET /api/runs/NAME/history` a run's history.json as it stands, `GET /api/studies/NAME` a
+study's trials. Both JSON answers carry an ETag: a poll with If-None-Match gets 304 and no body when nothing
+changed (a history's tag is its file's mtime and size, so an unchanged file is not even read). Every run's
+single-run viewer is mounted under `/runs/NAME/` (opened on its first API call, at most MAX_OPEN kept open).
+NAME is never a path: it must be one of the catalog's names, so `..` or a link cannot reach another folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..catalog import LIVE_SECONDS, Catalog, Listing
+from ..errors import CnnscopeError, RequestError, brief
+from .guard import HostGuard, SafeJSONResponse
+
+STATIC = Path(__file__).parent / "static"
+MAX_OPEN = 4  # single-run viewers kept loaded (each holds a model and its data set)
+NO_STORE = {"Cache-Control": "no-store"}
+_API_LITERAL = re.compile(r"""(["'`(])/api/""")  # "/api/…", '/api/…', `/api/…`, url(/api/…) in the viewer's JS
+
+
+def viewer_script() -> str:
+    """The single-run viewer's script with its API paths made relative, so it works under /runs/NAME/."""
+    return _API_LITERAL.sub(r"\1api/", (STATIC / "viewer.js").read_text(encoding="utf-8"))
+
+
+def viewer_page() -> str:
+    """The single-run viewer's page, loading the relative-path script and linking back to the dashboard."""
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    page = page.replace('src="/static/viewer.js"', 'src="/dashboard-run/viewer.js"')
+    return page.replace('<div class="brand">', '<div class="brand"><a href="/" title="all runs">← runs</a> ', 1)
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+def _tagged(request: Request, body: bytes, etag: str) -> Response:
+    """200 with the body and its ETag, or 304 when the client already has it (If-None-Match)."""
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+class Dashboard:
+    """The catalog of a folder, the runs' histories, and the single-run viewers opened so far."""
+
+    def __init__(self, root: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
+                 hosts: Iterable[str] = (), live_seconds: float = LIVE_SECONDS, max_open: int = MAX_OPEN,
+                 warm_up: bool = True) -> None:
+        self.catalog = Catalog(root, live_seconds=live_seconds)
+        self.data_dir, self.hosts, self.max_open, self.warm_up = data_dir, tuple(hosts), max_open, warm_up
+        self._scan_lock = threading.Lock()
+        self._open_lock = threading.Lock()
+        self.viewers: OrderedDict[str, ASGIApp] = OrderedDict()
+        self.scan()
+
+    def scan(self) -> Listing:
+        """The catalog now (one scan at a time; unchanged files are not read again)."""
+        with self._scan_lock:
+            return self.catalog.scan()
+
+    def entry(self, name: str, kind: str = "run") -> dict[str, Any]:
+        """The catalog entry called `name` (rescanning once for a new one); RequestError 404 otherwise."""
+        for listing in (self.catalog.last, None):
+            listing = listing or self.scan()
+            found = listing.find(name)
+            if found is not None and found["kind"] == kind:
+                return found
+        raise RequestError(f"no {kind} called {brief(name)} in {self.catalog.root.name or self.catalog.root}; "
+                           f"GET /api/runs lists them", status=404)
+
+    def history(self, name: str) -> tuple[str, Any]:
+        """(ETag, history.json as parsed) of the run `name`; {} before its first epoch."""
+        self.entry(name)
+        path = self.catalog.root / name / "history.json"
+        key, history = self.catalog.files.get(path, "json")
+        return (f'"{key[0]:x}-{key[1]:x}"' if key else '"none"'), (history if history is not None else {})
+
+    def history_tag(self, name: str) -> str | None:
+        """The ETag history() would give, from the file's mtime and size alone (no read)."""
+        self.entry(name)
+        try:
+            info = os.lstat(self.catalog.root / name / "history.json")
+        except OSError:
+            return '"none"'
+        return f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
+
+    def study(self, name: str) -> dict[str, Any]:
+        """A study's trials (number, params, status, metrics, run name), its best trial and the compare note."""
+        study = self.entry(name, "study")
+        listing = self.catalog.last or self.scan()
+        prefix = "" if name == "." else name + "/"
+        trials = [e for e in listing.runs() if e.get("study") == name and e["name"].startswith(prefix)]
+        params = sorted({k for t in trials for k in t.get("settings", {}) if _is_param(k, trials)})
+        rows = [{"name": t["name"], "number": t.get("number"), "status": t["status"],
+                 "test_accuracy": t.get("test_accuracy"), "best_val_accuracy": t.get("best_val_accuracy"),
+                 "epochs": t.get("epochs"), "seconds": t.get("seconds"),
+                 "params": {k: t["settings"].get(k) for k in params}} for t in trials]
+        return {"study": study, "params": params, "trials": rows, "compare": None,
+                "compare_note": "the seeds' compare matrix (cnnscope compare over N runs) is not available in "
+                                "this version; compare two trials with 'cnnscope compare RUN_A RUN_B --layer L'"}
+
+    def viewer_app(self, name: str) -> ASGIApp:
+        """The single-run viewer of run `name`, loaded on first use (blocking: call in a worker thread)."""
+        from .app import create_app  # torch and the model code load only when a run is opened
+
+        with self._open_lock:
+            if name in self.viewers:
+                self.viewers.move_to_end(name)
+                return self.viewers[name]
+            app = create_app(self.catalog.root / name, self.data_dir, hosts=self.hosts, warm_up=self.warm_up)
+            self.viewers[name] = app
+            while len(self.viewers) > self.max_open:
+                _, old = self.viewers.popitem(last=False)
+                old.state.viewer.stop_warm_up(timeout=2.0)
+            return app
+
+    def close(self) -> None:
+        """Stop every opened viewer's warm-up thread."""
+        with self._open_lock:
+            for app in self.viewers.values():
+                app.state.viewer.stop_warm_up()
+
+    def run_for(self, rest: str) -> tuple[str, str] | None:
+        """(run name, path inside it) for a path after /runs/: the longest catalog name it starts with."""
+        for listing in (self.catalog.last, None):
+            listing = listing or self.scan()
+            names = [e["name"] for e in listing.runs() if rest == e["name"] or rest.startswith(e["name"] + "/")]
+            if names:
+                name = max(names, key=len)
+                return name, rest[len(name):]
+        return None
+
+
+def _is_param(key: str, trials: list[dict[str, Any]]) -> bool:
+    """Whether a setting differs between the trials of one study (the study's parameters)."""
+    values = {repr(t.get("settings", {}).get(key)) for t in trials}
+    return len(values) > 1
+
+
+# --- HTTP ---------------------------------------------------------------------------------------
+class Routes:
+    """The dashboard's handlers over one Dashboard."""
+
+    def __init__(self, board: Dashboard) -> None:
+        self.board = board
+
+    async def index(self, request: Request) -> Response:
+        """GET /: the home page."""
+        return FileResponse(STATIC / "dashboard.html", headers=NO_STORE)
+
+    async def runs(self, request: Request) -> Response:
+        """GET /api/runs: every run and study, with an ETag of the answer."""
+        listing = await anyio.to_thread.run_sync(self.board.scan)
+        root = self.board.catalog.root.resolve().name
+        body = SafeJSONResponse({"root": root, "runs": listing.entries, "differing": listing.differing,
+                                 "notes": listing.notes}).body
+        return _tagged(request, body, _etag(body))
+
+    async def history(self, request: Request) -> Response:
+        """GET /api/runs/NAME/history: the run's history.json as it stands (304 when unchanged)."""
+        name = request.path_params["name"]
+        tag = await anyio.to_thread.run_sync(self.board.history_tag, name)
+        if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+            return Response(status_code=304, headers={"ETag": tag, "Cache-Control": "no-cache"})
+        tag, history = await anyio.to_thread.run_sync(self.board.history, name)
+        return _tagged(request, SafeJSONResponse({"name": name, "history": history}).body, tag)
+
+    async def study(self, request: Request) -> Response:
+        """GET /api/studies/NAME: the study's trials, parameters and best trial."""
+        result = await anyio.to_thread.run_sync(self.board.study, request.path_params["name"])
+        body = SafeJSONResponse(result).body
+        return _tagged(request, body, _etag(body))
+
+    async def viewer_js(self, request: Request) -> Response:
+        """GET /dashboard-run/viewer.js: the viewer's script with relative API paths."""
+        return Response(viewer_script(), media_type="text/javascript", headers=NO_STORE)
+
+
+class RunMount:
+    """ASGI: /runs/NAME/… goes to the single-run viewer of run NAME (its page, its /api/…); the rest to `app`."""
+
+    def __init__(self, app: ASGIApp, board: Dashboard) -> None:
+        self.app, self.board = app, board
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/runs/"):
+            await self.app(scope, receive, send)
+            return
+        try:
+            found = await anyio.to_thread.run_sync(self.board.run_for, path[len("/runs/"):])
+            if found is None:
+                raise RequestError(f"no run called {brief(path[len('/runs/'):].rstrip('/'))}; GET /api/runs lists "
+                                   f"them", status=404)
+            name, rest = found
+            answer = await self._answer(scope, name, rest)
+        except CnnscopeError as exc:
+            answer = SafeJSONResponse({"error": str(exc)}, status_code=getattr(exc, "status", 400))
+        if isinstance(answer, Response):
+            await answer(scope, receive, send)
+            return
+        await answer({**scope, "path": rest, "raw_path": rest.encode("utf-8"), "root_path": ""}, receive, send)
+
+    async def _answer(self, scope: Scope, name: str, rest: str) -> Response | ASGIApp:
+        """The page or a redirect answered here, or the run's own app (opened now if needed) for its API."""
+        if rest == "":
+            return RedirectResponse(scope["path"] + "/", status_code=307)
+        if rest == "/" and scope["method"] in ("GET", "HEAD"):
+            return Response(viewer_page(), media_type="text/html", headers=NO_STORE)
+        if not rest.startswith("/api/"):
+            return SafeJSONResponse({"error": f"no such page: {brief(scope['path'])}"}, status_code=404)
+        return await anyio.to_thread.run_sync(self.board.viewer_app, name)
+
+
+def create_dashboard_app(root: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
+                         hosts: Iterable[str] = (), live_seconds: float = LIVE_SECONDS,
+                         board: Dashboard | None = None) -> ASGIApp:
+    """The dashboard of the runs and studies under `root` (see this module's docstring and README's API)."""
+    from .app import http_error, request_error, server_error
+
+    board = board or Dashboard(root, data_dir, hosts=hosts, live_seconds=live_seconds)
+    api = Routes(board)
+    routes = [
+        Route("/", api.index),
+        Route("/api/runs", api.runs),
+        Route("/api/runs/{name:path}/history", api.history),
+        Route("/api/studies/{name:path}", api.study),
+        Route("/dashboard-run/viewer.js", api.viewer_js),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    handlers = {CnnscopeError: request_error, HTTPException: http_error, Exception: server_error}
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    app.state.board = board
+    guarded = HostGuard(RunMount(app, board), hosts=tuple(hosts))
+    return _Wrapped(guarded, board)
+
+
+class _Wrapped:
+    """The guarded ASGI app, with `.state.board` for the server and tests."""
+
+    def __init__(self, app: ASGIApp, board: Dashboard) -> None:
+        self.app = app
+        self.state = type("State", (), {"board": board})()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)

@@ -1,0 +1,407 @@
+// cnnscope dashboard: the runs table and overlaid curves of the selected runs. No dependencies, no build step.
+// Every name and value from the server goes into the page as text (textContent), never as markup.
+"use strict";
+
+const POLL_MS = 2000;
+const COLOURS = ["#5b3fd6", "#e4572e", "#17a398", "#f2a541", "#3f88c5", "#d1495b", "#66a182", "#8d6a9f",
+  "#2e4057", "#c28a00"];
+const SVG = "http://www.w3.org/2000/svg";
+const $ = (id) => document.getElementById(id);
+const state = {
+  runs: [], differing: [], tag: null, sort: "name", dir: "asc", filter: "", selected: new Set(),
+  colours: new Map(), histories: new Map(), studies: new Map(), firstLoad: true, polls: 0,
+};
+
+function el(tag, attrs = {}, text = null) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== null) node.textContent = String(text);
+  return node;
+}
+
+function svg(tag, attrs = {}, text = null) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  if (text !== null) node.textContent = String(text);
+  return node;
+}
+
+function fmt(value, digits = 4) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value === "number") {
+    if (Number.isInteger(value)) return String(value);
+    return Math.abs(value) >= 1e4 || (Math.abs(value) < 1e-3 && value !== 0) ? value.toPrecision(3) : value.toFixed(digits);
+  }
+  return String(value);
+}
+
+function seconds(value) {
+  if (value === null || value === undefined) return "–";
+  return value < 600 ? `${value.toFixed(1)} s` : `${(value / 60).toFixed(1)} min`;
+}
+
+function runPath(name) {
+  return name.split("/").map(encodeURIComponent).join("/");
+}
+
+async function getTagged(url, tag) {
+  const headers = tag ? { "If-None-Match": tag } : {};
+  const response = await fetch(url, { headers, cache: "no-store" });
+  if (response.status === 304) return null;
+  if (!response.ok) {
+    let message = `${response.status}`;
+    try { message = (await response.json()).error || message; } catch (e) { /* not JSON */ }
+    throw new Error(message);
+  }
+  return { tag: response.headers.get("ETag"), data: await response.json() };
+}
+
+// --- the table -------------------------------------------------------------------------------
+function columns() {
+  return [["select", ""], ["name", "name"], ["status", "status"], ["dataset", "dataset"], ["model", "model"],
+    ...state.differing.map((k) => [`setting:${k}`, k]), ["test_accuracy", "test acc"],
+    ["best_val_accuracy", "best val acc"], ["epochs", "epochs"], ["seconds", "time"]];
+}
+
+function valueOf(entry, key) {
+  if (key.startsWith("setting:")) return (entry.settings || {})[key.slice(8)];
+  return entry[key];
+}
+
+function compare(a, b) {
+  const x = valueOf(a, state.sort);
+  const y = valueOf(b, state.sort);
+  if (x === null || x === undefined) return 1;
+  if (y === null || y === undefined) return -1;
+  const order = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
+  return state.dir === "asc" ? order : -order;
+}
+
+function matches(entry) {
+  const words = state.filter.toLowerCase().split(/\s+/).filter(Boolean);
+  if (!words.length) return true;
+  const settings = Object.entries(entry.settings || {}).map(([k, v]) => `${k}=${v}`).join(" ");
+  const text = [entry.name, entry.kind, entry.status, entry.dataset, entry.model, settings].join(" ").toLowerCase();
+  return words.every((w) => text.includes(w));
+}
+
+function renderHead() {
+  const head = $("runs-head");
+  head.replaceChildren();
+  for (const [key, label] of columns()) {
+    const th = el("th", { "data-key": key }, label);
+    if (key === state.sort) th.setAttribute("data-dir", state.dir);
+    if (key !== "select") {
+      th.addEventListener("click", () => {
+        state.dir = state.sort === key && state.dir === "asc" ? "desc" : "asc";
+        state.sort = key;
+        renderTable();
+      });
+    }
+    head.append(th);
+  }
+}
+
+function statusCell(entry) {
+  const td = el("td");
+  const span = el("span", { class: `status status-${entry.status}` }, entry.status);
+  if (entry.reason) span.title = entry.reason;
+  td.append(span);
+  return td;
+}
+
+function runRow(entry) {
+  const tr = el("tr", { class: entry.study ? "run trial" : "run", "data-name": entry.name, "data-status": entry.status });
+  const box = el("input", { type: "checkbox", "aria-label": "show its curves" });
+  box.checked = state.selected.has(entry.name);
+  box.addEventListener("change", () => toggle(entry.name, box.checked));
+  const pick = el("td");
+  pick.append(box);
+  if (state.selected.has(entry.name)) {
+    const swatch = el("span", { class: "swatch" });
+    swatch.style.background = colourOf(entry.name);
+    pick.append(swatch);
+  }
+  const name = el("td");
+  name.append(el("a", { href: `/runs/${runPath(entry.name)}/`, title: "open in the single-run viewer" }, entry.name));
+  tr.append(pick, name, statusCell(entry), el("td", {}, entry.dataset), el("td", {}, entry.model));
+  for (const key of state.differing) tr.append(el("td", { class: "num" }, fmt((entry.settings || {})[key], 6)));
+  const epochs = entry.epochs_planned ? `${entry.epochs}/${entry.epochs_planned}` : fmt(entry.epochs);
+  tr.append(el("td", { class: "num" }, fmt(entry.test_accuracy)), el("td", { class: "num" }, fmt(entry.best_val_accuracy)),
+    el("td", { class: "num" }, epochs), el("td", { class: "num" }, seconds(entry.seconds)));
+  return tr;
+}
+
+function studyRow(entry) {
+  const tr = el("tr", { class: "study", "data-name": entry.name, "data-status": entry.status });
+  const best = entry.best ? `best ${entry.best.metric} ${fmt(entry.best.value)} (${entry.best.name})` : "no trial finished";
+  tr.append(el("td"), el("td", {}, `${entry.name} (study)`), statusCell(entry), el("td", {}, entry.dataset),
+    el("td", {}, entry.model));
+  const cell = el("td", { colspan: String(state.differing.length + 4) },
+    `${entry.completed}/${entry.trials} trials completed · ${best}`);
+  tr.append(cell);
+  return tr;
+}
+
+function renderTable() {
+  renderHead();
+  const shown = state.runs.filter(matches).sort(compare);
+  const body = $("runs-body");
+  body.replaceChildren(...shown.map((e) => (e.kind === "study" ? studyRow(e) : runRow(e))));
+  const runs = state.runs.filter((e) => e.kind === "run").length;
+  $("count").textContent = `${shown.length} shown · ${runs} runs`;
+}
+
+// --- selection and histories -------------------------------------------------------------------
+function colourOf(name) {
+  if (!state.colours.has(name)) {
+    const used = new Set(state.colours.values());
+    state.colours.set(name, COLOURS.find((c) => !used.has(c)) || COLOURS[state.colours.size % COLOURS.length]);
+  }
+  return state.colours.get(name);
+}
+
+function toggle(name, on) {
+  if (on) state.selected.add(name); else { state.selected.delete(name); state.colours.delete(name); }
+  renderTable();
+  drawCharts();
+  pollHistories();
+}
+
+function defaultSelection() {
+  const runs = state.runs.filter((e) => e.kind === "run");
+  const running = runs.filter((e) => e.status === "running");
+  const chosen = running.length ? running : [...runs].sort((a, b) => (b.updated || 0) - (a.updated || 0)).slice(0, 3);
+  for (const e of chosen.slice(0, 6)) state.selected.add(e.name);
+}
+
+async function pollHistories() {
+  for (const name of [...state.selected]) {
+    if (!state.runs.some((e) => e.name === name)) { state.selected.delete(name); continue; }
+    const known = state.histories.get(name);
+    const url = `/api/runs/${runPath(name)}/history`;
+    try {
+      const answer = await getTagged(url, known ? known.tag : null);
+      if (answer) {
+        state.histories.set(name, { tag: answer.tag, history: answer.data.history || {} });
+        drawCharts();
+      }
+    } catch (error) {
+      showError(`${name}: ${error.message}`);
+    }
+  }
+}
+
+// --- charts ----------------------------------------------------------------------------------
+function smooth(values, weight) {
+  if (!weight) return values;
+  let last = null;
+  return values.map((v) => {
+    if (typeof v !== "number" || !Number.isFinite(v)) return v;
+    last = last === null ? v : last * weight + v * (1 - weight);
+    return last;
+  });
+}
+
+function seriesOf(history, chart) {
+  const epochs = history.epoch || [];
+  const x = epochs.map(Number);
+  if (chart === "lr") {
+    const lr = history.lr || [];
+    const perEpoch = epochs.length ? lr.length / epochs.length : 1;
+    return [{ kind: "train", x: lr.map((_, i) => (i + 1) / (perEpoch || 1)), y: lr }];
+  }
+  const key = chart === "loss" ? (history.data_loss ? "data_loss" : "loss") : "accuracy";
+  const val = chart === "loss" ? (history.val_data_loss ? "val_data_loss" : "val_loss") : "val_accuracy";
+  return [{ kind: "train", x, y: history[key] || [] }, { kind: "val", x, y: history[val] || [] }];
+}
+
+function scaled(lo, hi, a, b, log) {
+  if (log) { lo = Math.log10(lo); hi = Math.log10(hi); }
+  const span = hi - lo || 1;
+  return (v) => a + ((log ? Math.log10(v) : v) - lo) / span * (b - a);
+}
+
+function drawAxes(node, xs, ys, box, log) {
+  const [x0, x1, y0, y1] = box;
+  node.append(svg("line", { class: "axis", x1: x0, y1: y1, x2: x1, y2: y1 }), svg("line", { class: "axis", x1: x0, y1: y0, x2: x0, y2: y1 }));
+  for (let i = 0; i <= 4; i += 1) {
+    const t = i / 4;
+    const value = log ? 10 ** (Math.log10(ys[0]) + t * (Math.log10(ys[1]) - Math.log10(ys[0]))) : ys[0] + t * (ys[1] - ys[0]);
+    const y = y1 - t * (y1 - y0);
+    node.append(svg("line", { class: "grid", x1: x0, y1: y, x2: x1, y2: y }), svg("text", { x: 4, y: y + 3 }, fmt(value, 3)));
+    const xv = xs[0] + t * (xs[1] - xs[0]);
+    node.append(svg("text", { x: x0 + t * (x1 - x0) - 6, y: y1 + 14 }, fmt(Math.round(xv * 10) / 10, 1)));
+  }
+}
+
+function drawChart(chart) {
+  const node = $(`chart-${chart}`);
+  node.replaceChildren();
+  const log = $("logscale").checked && chart !== "accuracy";
+  const weight = Number($("smooth").value);
+  const lines = [];
+  for (const name of state.selected) {
+    const known = state.histories.get(name);
+    if (!known) continue;
+    for (const s of seriesOf(known.history, chart)) {
+      const y = smooth(s.y, weight);
+      const points = s.x.map((x, i) => [x, y[i]]).filter(([, v]) => typeof v === "number" && Number.isFinite(v) && (!log || v > 0));
+      lines.push({ name, kind: s.kind, points });
+    }
+  }
+  const all = lines.flatMap((l) => l.points);
+  node.setAttribute("data-curves", String(lines.filter((l) => l.points.length).length));
+  if (!all.length) {
+    node.append(svg("text", { x: 180, y: 130 }, state.selected.size ? "no epoch finished yet" : "select runs in the table"));
+    return;
+  }
+  let [xlo, xhi] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
+  let [ylo, yhi] = [Math.min(...all.map((p) => p[1])), Math.max(...all.map((p) => p[1]))];
+  if (xlo === xhi) { xlo -= 0.5; xhi += 0.5; }
+  if (ylo === yhi) { ylo = log ? ylo / 2 : ylo - 0.5; yhi = log ? yhi * 2 : yhi + 0.5; }
+  const box = [50, 470, 10, 235];
+  drawAxes(node, [xlo, xhi], [ylo, yhi], box, log);
+  const sx = scaled(xlo, xhi, box[0], box[1], false);
+  const sy = scaled(ylo, yhi, box[3], box[2], log);
+  for (const line of lines) {
+    if (!line.points.length) continue;
+    const d = line.points.map(([x, y], i) => `${i ? "L" : "M"}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join("");
+    const path = svg("path", { class: `curve ${line.kind}`, d, stroke: colourOf(line.name), "data-run": line.name,
+      "data-series": line.kind, "data-points": line.points.length });
+    path.append(svg("title", {}, `${line.name} (${line.kind === "val" ? "validation" : "training"})`));
+    node.append(path);
+    if (chart !== "lr") {
+      for (const [x, y] of line.points) {
+        node.append(svg("circle", { cx: sx(x).toFixed(1), cy: sy(y).toFixed(1), r: 2, fill: colourOf(line.name),
+          "data-run": line.name, "data-epoch": x }));
+      }
+    }
+  }
+}
+
+function drawCharts() {
+  for (const chart of ["loss", "accuracy", "lr"]) drawChart(chart);
+  const legend = $("legend");
+  legend.replaceChildren(...[...state.selected].map((name) => {
+    const item = el("span");
+    const swatch = el("span", { class: "swatch" });
+    swatch.style.background = colourOf(name);
+    const known = state.histories.get(name);
+    item.append(swatch, document.createTextNode(`${name} (${known ? (known.history.epoch || []).length : "…"} epochs)`));
+    return item;
+  }));
+}
+
+// --- studies ---------------------------------------------------------------------------------
+function metricOf(row, metric) {
+  const value = metric === "test_accuracy" ? row.test_accuracy : row.best_val_accuracy;
+  return typeof value === "number" ? value : null;
+}
+
+function scatter(rows, param, metric) {
+  const node = svg("svg", { viewBox: "0 0 300 200", class: "chart", "data-param": param });
+  const points = rows.map((r) => [r.params[param], metricOf(r, metric), r.name]).filter((p) => p[1] !== null && p[0] !== null);
+  node.append(svg("text", { x: 40, y: 196 }, param));
+  if (!points.length) { node.append(svg("text", { x: 60, y: 100 }, "no finished trial")); return node; }
+  const numeric = points.every((p) => typeof p[0] === "number");
+  const cats = numeric ? [] : [...new Set(points.map((p) => String(p[0])))];
+  const xv = (v) => (numeric ? v : cats.indexOf(String(v)));
+  const xs = points.map((p) => xv(p[0]));
+  const positive = numeric && Math.min(...xs) > 0 && Math.max(...xs) / Math.min(...xs) > 20;
+  const ys = points.map((p) => p[1]);
+  let [ylo, yhi] = [Math.min(...ys), Math.max(...ys)];
+  if (ylo === yhi) { ylo -= 0.01; yhi += 0.01; }
+  const xlo = Math.min(...xs); const xhi = Math.max(...xs) === xlo ? xlo + 1 : Math.max(...xs);
+  const sx = scaled(positive ? xlo : xlo - (numeric ? 0 : 0.5), positive ? xhi : xhi + (numeric ? 0 : 0.5), 40, 290, positive);
+  const sy = scaled(ylo, yhi, 175, 10, false);
+  node.append(svg("text", { x: 2, y: 14 }, fmt(yhi, 3)), svg("text", { x: 2, y: 175 }, fmt(ylo, 3)));
+  cats.forEach((c, i) => node.append(svg("text", { x: sx(i) - 10, y: 186 }, c)));
+  if (numeric) node.append(svg("text", { x: 40, y: 186 }, fmt(xlo, 3)), svg("text", { x: 250, y: 186 }, fmt(xhi, 3)));
+  for (const [x, y, name] of points) {
+    const dot = svg("circle", { cx: sx(xv(x)).toFixed(1), cy: sy(y).toFixed(1), r: 4, fill: "#5b3fd6", "fill-opacity": 0.7 });
+    dot.append(svg("title", {}, `${name}: ${param} = ${x}, ${metric} ${fmt(y)}`));
+    node.append(dot);
+  }
+  return node;
+}
+
+function renderStudy(name, detail) {
+  const box = el("div", { class: "study", "data-study": name });
+  const study = detail.study;
+  box.append(el("h3", {}, `${name} · ${study.completed}/${study.trials} trials · metric ${study.metric} (${study.direction})`));
+  if (study.best) {
+    const best = el("p");
+    best.append(document.createTextNode(`best trial: `));
+    best.append(el("a", { href: `/runs/${runPath(study.best.name)}/` }, study.best.name));
+    best.append(document.createTextNode(` · ${study.best.metric} ${fmt(study.best.value)}`));
+    box.append(best);
+  }
+  const plots = el("div", { class: "study-plots" });
+  for (const param of detail.params) plots.append(scatter(detail.trials, param, study.metric));
+  if (!detail.params.length) plots.append(el("p", { class: "muted small" }, "the trials do not differ in any setting yet"));
+  box.append(plots);
+  box.append(el("p", { class: "placeholder muted small", "data-compare": "placeholder" }, detail.compare_note || "compare matrix: not available"));
+  return box;
+}
+
+async function pollStudies() {
+  const studies = state.runs.filter((e) => e.kind === "study");
+  $("studies").hidden = !studies.length;
+  for (const entry of studies) {
+    const known = state.studies.get(entry.name);
+    try {
+      const answer = await getTagged(`/api/studies/${runPath(entry.name)}`, known ? known.tag : null);
+      if (answer) state.studies.set(entry.name, { tag: answer.tag, detail: answer.data });
+    } catch (error) { showError(`${entry.name}: ${error.message}`); }
+  }
+  $("studies-body").replaceChildren(...studies.filter((e) => state.studies.has(e.name))
+    .map((e) => renderStudy(e.name, state.studies.get(e.name).detail)));
+}
+
+// --- polling ---------------------------------------------------------------------------------
+function showError(message) {
+  $("error").hidden = !message;
+  $("error").textContent = message || "";
+}
+
+async function pollRuns() {
+  const answer = await getTagged("/api/runs", state.tag);
+  if (!answer) return false;
+  state.tag = answer.tag;
+  state.runs = answer.data.runs;
+  state.differing = answer.data.differing;
+  $("root-name").textContent = answer.data.root;
+  const notes = answer.data.notes || [];
+  $("notes").hidden = !notes.length;
+  $("notes").replaceChildren(...notes.map((n) => el("li", {}, n)));
+  if (state.firstLoad) { defaultSelection(); state.firstLoad = false; }
+  renderTable();
+  return true;
+}
+
+async function poll() {
+  try {
+    const changed = await pollRuns();
+    await pollHistories();
+    if (changed) await pollStudies();
+    showError("");
+    $("live").textContent = `live · updated ${new Date().toLocaleTimeString()}`;
+  } catch (error) {
+    showError(`cannot reach the server: ${error.message}`);
+    $("live").textContent = "disconnected";
+  }
+  state.polls += 1;
+  document.body.dataset.polls = String(state.polls);
+  setTimeout(poll, POLL_MS);
+}
+
+function start() {
+  $("filter").addEventListener("input", () => { state.filter = $("filter").value; renderTable(); });
+  $("smooth").addEventListener("input", () => { $("smooth-value").textContent = $("smooth").value; drawCharts(); });
+  $("logscale").addEventListener("change", drawCharts);
+  drawCharts();
+  poll();
+}
+
+document.addEventListener("DOMContentLoaded", start);
