@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cnnscope import data as data_mod
+from cnnscope import datasets as datasets_mod
 from cnnscope.data import FILES, PREPROCESS, DataConfig, Preprocessor, load_dataset, read_idx, read_pair, to_nchw
 from cnnscope.errors import DataError
 
@@ -144,7 +145,7 @@ def test_uncompressed_files_are_accepted(data_dir, tmp_path):
 
 
 def test_checksum_mismatch_warns_once(data_dir, caplog, monkeypatch):
-    monkeypatch.setattr(data_mod, "_WARNED", set())  # other tests may have loaded this directory already
+    monkeypatch.setattr(datasets_mod, "_WARNED", set())  # other tests may have loaded this directory already
     with caplog.at_level(logging.WARNING, logger="cnnscope"):
         load_dataset("mnist", data_dir=data_dir)
         load_dataset("mnist", data_dir=data_dir)  # a reload in the same process (report, probe) stays quiet

@@ -159,3 +159,26 @@ def build_run_config(file: str | Path | None = None, preset: str | None = None,
     data_table = {**tables.get("data", {}), **(data or {})}
     return RunConfig(model, from_table(TrainConfig, train_table, "train"),
                      from_table(DataConfig, data_table, "data"))
+
+
+def fit_model_to_data(config: RunConfig, input_shape: tuple[int, int, int], num_classes: int,
+                      file: str | Path | None = None, preset: str | None = None) -> RunConfig:
+    """The config with the model's input_shape (C, H, W) and num_classes taken from the data, unless the
+    [model] table of `file` sets them (then a mismatch is one ConfigError)."""
+    table = load_config(file).get("model", {}) if file and preset is None else {}
+    wanted = {"input_shape": tuple(input_shape), "num_classes": int(num_classes)}
+    spec = config.model
+    for key, value in wanted.items():
+        given = getattr(spec, key)
+        if key in table and given != value:
+            shown = "×".join(map(str, value)) if key == "input_shape" else value
+            raise ConfigError(f"the [model] of {file} sets {key} = {list(given) if key == 'input_shape' else given}"
+                              f" but the data {config.data.dataset} gives {shown}; remove {key} from [model] to "
+                              f"take the data's")
+    if all(getattr(spec, key) == value for key, value in wanted.items()):
+        return config
+    try:
+        return dataclasses.replace(config, model=dataclasses.replace(spec, **wanted))
+    except CnnscopeError as exc:
+        raise ConfigError(f"the model does not fit the data {config.data.dataset} "
+                          f"({'×'.join(map(str, input_shape))}, {num_classes} classes): {exc}") from None

@@ -1,62 +1,24 @@
-"""MNIST / Fashion-MNIST from the official IDX files: download or local dir, checks, preprocessing, splits."""
+"""Datasets as the model sees them: DataConfig (which data, how prepared), preprocessing statistics and the
+loaded, split Dataset. Files and readers live in cnnscope.datafiles, the sources (built-in, npz:, folder:) and
+class names in cnnscope.datasets."""
 
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import hashlib
-import logging
-import math
 import os
-import struct
-import urllib.error
-import urllib.request
-import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .datafiles import MAX_IDX_BYTES, cache_dir, check_labels, download, read_idx, read_pair, resolve_data_dir
+from .datasets import DATASETS, FILES, DatasetInfo, RawData, class_names_of, ensure_files, parse_source, short_name
 from .errors import DataError, brief, choice_error
 
-log = logging.getLogger("cnnscope")
-
-FILES = {
-    "train_images": "train-images-idx3-ubyte.gz",
-    "train_labels": "train-labels-idx1-ubyte.gz",
-    "test_images": "t10k-images-idx3-ubyte.gz",
-    "test_labels": "t10k-labels-idx1-ubyte.gz",
-}
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """Where a dataset comes from and how to check it."""
-
-    name: str
-    mirrors: tuple[str, ...]
-    md5: dict[str, str]  # official .gz checksums by FILES key
-    class_names: tuple[str, ...]
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    "mnist": DatasetInfo(
-        "mnist",
-        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
-        {"train_images": "f68b3c2dcbeaaa9fbdd348bbdeb94873", "train_labels": "d53e105ee54ea40749a09fcbcd1e9432",
-         "test_images": "9fb629c4189551a2d022fa330f9573f3", "test_labels": "ec29112dd5afa0611ce80d1b7f02629c"},
-        tuple(str(d) for d in range(10)),
-    ),
-    "fashion-mnist": DatasetInfo(
-        "fashion-mnist",
-        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-        {"train_images": "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "train_labels": "25c81989df183df01b3e8a0aad5dffbe",
-         "test_images": "bef4ecab320f06d8554ea6380940ec79", "test_labels": "bb300cfdad3c16e7a12a480ee83cd310"},
-        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-         "Ankle boot"),
-    ),
-}
+__all__ = ["DATASETS", "DEFAULT_PREPROCESS", "FILES", "MAX_IDX_BYTES", "PREPROCESS", "SPLITS", "DataConfig",
+           "Dataset", "DatasetInfo", "Preprocessor", "RawData", "cache_dir", "check_labels", "class_names_of",
+           "download", "ensure_files", "load_dataset", "raw_channels", "read_idx", "read_pair", "resolve_data_dir",
+           "to_nchw"]
 
 PREPROCESS = ("standard", "standard-floor", "standard-clip", "global", "channel", "unit")
 # New runs' default; "standard" stays for the series recipe (configs/seed-iv-series.toml) and Keras imports.
@@ -64,14 +26,14 @@ PREPROCESS = ("standard", "standard-floor", "standard-clip", "global", "channel"
 DEFAULT_PREPROCESS = "unit"
 SPLITS = ("official", "reshuffle")
 MAX_SEED = 2**32 - 1  # seeds are mixed into others (seed + 1, seed * 100_003 + epoch) that must stay in range
-MAX_IDX_BYTES = 2**31  # 2 GiB of pixels: 40× the MNIST training images; larger headers are corrupt or hostile
+MAX_IMAGE_SIDE = 4096
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Which data a run uses and how it is prepared."""
 
-    dataset: str = "mnist"
+    dataset: str = "mnist"  # a built-in name, npz:FILE or folder:PATH (stored as an absolute path)
     preprocess: str = DEFAULT_PREPROCESS
     split: str = "official"
     val_size: int = 0  # images held out of the training part for validation (0: validate on test)
@@ -79,13 +41,19 @@ class DataConfig:
     limit_test: int | None = None
     seed: int = 0  # for the reshuffle split and the validation holdout
     data_dir: str | None = None  # local directory holding <dataset>/ folders; None: env var or cache
+    image_size: tuple[int, int] | None = None  # folder: resize pictures to (H, W); None: as they are
+    channels: int | None = None  # folder: 1 or 3; None: what the pictures are (the most common)
+    skip_bad: bool = False  # folder: go on without unreadable pictures (listed in the notes)
+    test_size: int | None = None  # folder without train/ and test/: pictures held out for testing
+    class_names: tuple[str, ...] | None = None  # npz:/folder: the classes found when the run was trained
 
     def __post_init__(self) -> None:
-        for key, valid in (("dataset", DATASETS), ("preprocess", PREPROCESS), ("split", SPLITS)):
+        self._check_dataset()
+        for key, valid in (("preprocess", PREPROCESS), ("split", SPLITS)):
             value = getattr(self, key)
             if not isinstance(value, str) or value not in valid:
                 raise choice_error(DataError, key, value, valid)
-        for key in ("val_size", "limit_train", "limit_test", "seed"):
+        for key in ("val_size", "limit_train", "limit_test", "seed", "test_size"):
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise DataError(f"{key} must be a non-negative integer, received {brief(value)}")
@@ -99,173 +67,37 @@ class DataConfig:
         if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir
                                           or "\0" in self.data_dir):
             raise DataError(f"data_dir must be a directory path, received {brief(self.data_dir)}")
+        self._check_folder_options()
 
+    def _check_dataset(self) -> None:
+        if not isinstance(self.dataset, str):
+            raise choice_error(DataError, "dataset", self.dataset, [*DATASETS, "npz:FILE", "folder:PATH"])
+        kind, value = parse_source(self.dataset)
+        if kind != "builtin":  # absolute, so a saved run finds its data from any directory
+            object.__setattr__(self, "dataset", f"{kind}:{os.path.abspath(os.path.expanduser(value))}")
+        names = self.class_names
+        if names is not None:
+            if isinstance(names, (list, tuple)) and all(isinstance(n, str) and n for n in names) and names:
+                object.__setattr__(self, "class_names", tuple(names))
+            else:
+                raise DataError(f"class_names must be a list of names, received {brief(names)}")
 
-# --- locating and reading files ---------------------------------------------------------------
-def cache_dir() -> Path:
-    """Where downloads go: $XDG_CACHE_HOME/cnnscope, else ~/.cache/cnnscope."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cnnscope"
-
-
-def resolve_data_dir(data_dir: str | os.PathLike | None) -> tuple[Path, bool]:
-    """(directory, is_user_supplied): explicit argument, then CNNSCOPE_DATA_DIR, then the download cache."""
-    if data_dir is not None:
-        return Path(data_dir).expanduser(), True
-    env = os.environ.get("CNNSCOPE_DATA_DIR")
-    if env:
-        return Path(env).expanduser(), True
-    return cache_dir(), False
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-_WARNED: set[tuple[str, tuple[str, ...]]] = set()
-_MD5_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def _md5_cached(path: Path) -> str:
-    """MD5 of a local file, computed once per (path, size, mtime) in this process."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _MD5_CACHE:
-        _MD5_CACHE[key] = _md5(path)
-    return _MD5_CACHE[key]
-
-
-def download(url: str, dest: Path, md5: str) -> None:
-    """Download `url` to `dest` with a progress bar, verify its MD5, then rename into place."""
-    from tqdm.auto import tqdm
-
-    from .fileio import atomic_write
-
-    def fetch(tmp: Path) -> None:
-        with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
-                for chunk in iter(lambda: resp.read(1 << 16), b""):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        got = _md5(tmp)
-        if got != md5:
-            raise DataError(f"download of {url} is corrupt: MD5 {got}, expected {md5}; try again")
-
-    atomic_write(dest, fetch)
-
-
-def ensure_files(info: DatasetInfo, data_dir: str | os.PathLike | None) -> dict[str, Path]:
-    """Paths of the four files; downloads into the cache when no local directory is given."""
-    root, user_supplied = resolve_data_dir(data_dir)
-    folder = root / info.name
-    paths = {key: folder / fname for key, fname in FILES.items()}
-    for key, path in paths.items():
-        if path.is_file():
-            continue
-        plain = path.with_suffix("")  # an uncompressed copy is fine too
-        if plain.is_file():
-            paths[key] = plain
-            continue
-        if user_supplied:
-            raise DataError(f"missing file {path}: the data directory must hold {info.name}/{FILES[key]} "
-                            f"(official file names); fix --data-dir / CNNSCOPE_DATA_DIR")
-        errors = []
-        for mirror in info.mirrors:
-            url = mirror + FILES[key]
-            log.info("downloading %s", url)
-            try:
-                download(url, path, info.md5[key])
-                break
-            except (urllib.error.URLError, OSError, DataError) as exc:
-                errors.append(f"{url}: {exc}")
-        else:
-            raise DataError(f"could not download {FILES[key]} ({'; '.join(errors)}); without internet, "
-                            f"pass --data-dir DIR (or set CNNSCOPE_DATA_DIR=DIR) holding {info.name}/{FILES[key]}")
-    if user_supplied:
-        differ = [p.name for key, p in paths.items() if p.suffix == ".gz" and _md5_cached(p) != info.md5[key]]
-        if differ and (str(folder), tuple(differ)) not in _WARNED:  # once per process, not on every reload
-            _WARNED.add((str(folder), tuple(differ)))
-            log.warning("%s: %s differ%s from the official files (MD5); using them as supplied", folder,
-                        ", ".join(differ), "s" if len(differ) == 1 else "")
-    return paths
-
-
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (gzip or plain) of unsigned bytes into an array of its declared shape.
-
-    The header is checked before the payload is read: sizes that overflow, exceed MAX_IDX_BYTES or disagree
-    with the file's length are DataErrors, so a corrupt or hostile file never causes a large allocation.
-    """
-    path = Path(path)
-    try:
-        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as fh:
-            shape = _idx_shape(path, fh)
-            expected = math.prod(shape)  # Python ints: no overflow
-            if math.prod(max(d, 1) for d in shape) > MAX_IDX_BYTES:  # (0, 3e9, 3e9) is absurd too
-                size = f"{expected:,} bytes" if expected else "absurd dimensions"
-                raise DataError(f"{path}: header declares shape {shape} ({size}), more than the "
-                                f"{MAX_IDX_BYTES:,} accepted; the file is corrupt")
-            raw = fh.read(expected + 1)
-    except FileNotFoundError:
-        raise DataError(f"missing file {path}") from None
-    except IsADirectoryError:
-        raise DataError(f"{path} is a directory, expected an IDX file") from None
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: truncated or not a valid gzip file ({exc}); delete it and download again") \
-            from None
-    if len(raw) != expected:
-        amount = f"{len(raw)}" if len(raw) < expected else "more"
-        raise DataError(f"{path}: holds {amount} data bytes, header says {expected} for shape {shape}; the "
-                        f"file is truncated or corrupt")
-    return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
-
-
-def _idx_shape(path: Path, fh) -> tuple[int, ...]:
-    """Read and check the magic number and the dimensions at the start of an open IDX file."""
-    magic = fh.read(4)
-    if not magic:
-        raise DataError(f"{path}: the file is empty; expected an IDX file (delete it and download it again)")
-    if len(magic) < 4:
-        raise DataError(f"{path}: too short to be an IDX file ({len(magic)} bytes)")
-    zero, dtype, ndim = struct.unpack(">HBB", magic)
-    if zero != 0 or dtype != 0x08 or ndim not in (1, 3):
-        raise DataError(f"{path}: wrong IDX magic number 0x{magic.hex()}; expected 0x00000801 (labels) "
-                        f"or 0x00000803 (images)")
-    dims = fh.read(4 * ndim)
-    if len(dims) < 4 * ndim:
-        raise DataError(f"{path}: truncated IDX header")
-    return struct.unpack(f">{ndim}I", dims)
-
-
-def read_pair(images_path: Path, labels_path: Path, num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Images (n, H, W) uint8 and labels (n,) int64 of one split; labels checked against `num_classes`."""
-    images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.ndim != 3:
-        raise DataError(f"{images_path}: expected an image file (3-D IDX), found {images.ndim}-D")
-    if labels.ndim != 1:
-        raise DataError(f"{labels_path}: expected a label file (1-D IDX), found {labels.ndim}-D")
-    if len(images) != len(labels):
-        raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} "
-                        f"labels; they must match")
-    if images.size == 0:
-        raise DataError(f"{images_path} holds no pixels (shape {images.shape}); the file is corrupt or incomplete")
-    labels = labels.astype(np.int64)
-    if num_classes is not None:
-        check_labels(labels, num_classes, str(labels_path))
-    return images, labels
-
-
-def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
-    """DataError naming the first label outside 0..num_classes-1, if any."""
-    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
-    if len(bad):
-        raise DataError(f"{where}: label {int(labels[bad[0]])} at index {int(bad[0])} is out of range; the "
-                        f"dataset has {num_classes} classes (0–{num_classes - 1}); the file is corrupt")
+    def _check_folder_options(self) -> None:
+        size = self.image_size
+        if size is not None:
+            if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(
+                    isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_IMAGE_SIDE for v in size)):
+                raise DataError(f"image_size must be two integers H W in [1, {MAX_IMAGE_SIDE}], received "
+                                f"{brief(size)}")
+            object.__setattr__(self, "image_size", tuple(size))
+        if self.channels is not None and (isinstance(self.channels, bool) or self.channels not in (1, 3)):
+            raise DataError(f"channels must be 1 or 3, received {brief(self.channels)}")
+        if not isinstance(self.skip_bad, bool):
+            raise DataError(f"skip_bad must be true or false, received {brief(self.skip_bad)}")
+        given = [k for k in ("image_size", "channels", "test_size") if getattr(self, k) is not None]
+        if (given or self.skip_bad) and not self.dataset.startswith("folder:"):
+            raise DataError(f"{(given or ['skip_bad'])[0]} applies to folder:PATH datasets only; "
+                            f"--dataset is {self.dataset}")
 
 
 # --- preprocessing ------------------------------------------------------------------------------
@@ -402,14 +234,10 @@ class Preprocessor:
         return cls(kind, *arrays)
 
 
-def _hw(images: np.ndarray) -> str:
-    return f"{images.shape[1]}×{images.shape[2]}"
-
-
 # --- the dataset ---------------------------------------------------------------------------------
 @dataclass
 class Dataset:
-    """Preprocessed arrays (float32 (n, 1, 28, 28), int64 labels) plus the raw pixels they came from."""
+    """Preprocessed arrays (float32 (n, C, H, W), int64 labels) plus the raw pixels they came from."""
 
     config: DataConfig
     class_names: tuple[str, ...]
@@ -420,6 +248,7 @@ class Dataset:
     test_y: np.ndarray
     val_raw: np.ndarray | None = None
     val_y: np.ndarray | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)  # e.g. how many pictures a folder resized
 
     def __post_init__(self) -> None:
         for split, raw, labels in (("train", self.train_raw, self.train_y), ("test", self.test_raw, self.test_y),
@@ -435,8 +264,13 @@ class Dataset:
 
     @property
     def name(self) -> str:
-        """The dataset's name, e.g. 'mnist'."""
-        return self.config.dataset
+        """The dataset's short name, e.g. 'mnist', or an npz file's / a folder's name."""
+        return short_name(self.config.dataset)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The model input (C, H, W) these pictures make."""
+        return tuple(int(d) for d in self.train_x.shape[1:])
 
     def validation(self) -> tuple[np.ndarray, np.ndarray, str]:
         """(x, y, source): the holdout when there is one, else the test set (as the series does)."""
@@ -455,12 +289,38 @@ class Dataset:
         return table[name]
 
 
+def _source(config: DataConfig) -> tuple[DataConfig, RawData]:
+    """The raw data of `config`, and the config with the classes found recorded (npz:/folder:)."""
+    from .datasets import load_raw
+
+    raw = load_raw(config)
+    if parse_source(config.dataset)[0] == "builtin":
+        return config, raw
+    if config.class_names is not None and tuple(config.class_names) != tuple(raw.class_names):
+        raise DataError(f"{config.dataset} now holds classes {', '.join(raw.class_names)}, the run was trained on "
+                        f"{', '.join(config.class_names)}; restore the data the run was trained on")
+    return dataclasses.replace(config, class_names=tuple(raw.class_names)), raw
+
+
+def _holdout(config: DataConfig, train_raw: np.ndarray, train_y: np.ndarray):
+    """(train_raw, train_y, val_raw, val_y): config.val_size training images held out (seeded)."""
+    if not config.val_size:
+        return train_raw, train_y, None, None
+    if config.val_size >= len(train_raw):
+        raise DataError(f"val_size {config.val_size} leaves no training images (training part holds "
+                        f"{len(train_raw)})")
+    order = np.random.default_rng(config.seed + 1).permutation(len(train_raw))
+    val_idx, train_idx = np.sort(order[:config.val_size]), np.sort(order[config.val_size:])
+    return train_raw[train_idx], train_y[train_idx], train_raw[val_idx], train_y[val_idx]
+
+
 def load_dataset(name: str = "mnist", data_dir: str | os.PathLike | None = None,
                  preprocess: str = DEFAULT_PREPROCESS,
                  split: str = "official", *, val_size: int = 0, limit_train: int | None = None,
                  limit_test: int | None = None, seed: int = 0, preprocessor: Preprocessor | None = None,
                  config: DataConfig | None = None) -> Dataset:
-    """Load a dataset, split it and preprocess it (statistics fitted on its training part only).
+    """Load a dataset (a built-in name, npz:FILE or folder:PATH), split it and preprocess it (statistics fitted
+    on its training part only).
 
     Pass `config` instead of the keyword settings to reuse a saved DataConfig, and `preprocessor` to reuse
     saved statistics instead of fitting new ones.
@@ -470,33 +330,20 @@ def load_dataset(name: str = "mnist", data_dir: str | os.PathLike | None = None,
                             None if data_dir is None else str(data_dir))
     elif data_dir is not None:
         config = dataclasses.replace(config, data_dir=str(data_dir))
-    info = DATASETS[config.dataset]
-    paths = ensure_files(info, config.data_dir)
-    classes = len(info.class_names)  # every split is checked now, not when an epoch reaches a bad label
-    train_raw, train_y = read_pair(paths["train_images"], paths["train_labels"], classes)
-    test_raw, test_y = read_pair(paths["test_images"], paths["test_labels"], classes)
-    if train_raw.shape[1:] != test_raw.shape[1:]:
-        raise DataError(f"{paths['train_images']} holds {_hw(train_raw)} images but {paths['test_images']} "
-                        f"{_hw(test_raw)} ones; both splits must have the same size")
+    config, raw = _source(config)
+    train_raw, train_y, test_raw, test_y = raw.train_raw, raw.train_y, raw.test_raw, raw.test_y
     if config.split == "reshuffle":  # the series: merge all, shuffle with the seed, split back
         n_test = len(test_raw)
         all_raw, all_y = np.concatenate([train_raw, test_raw]), np.concatenate([train_y, test_y])
         order = np.random.default_rng(config.seed).permutation(len(all_raw))
         train_raw, train_y = all_raw[order[:-n_test]], all_y[order[:-n_test]]
         test_raw, test_y = all_raw[order[-n_test:]], all_y[order[-n_test:]]
-    val_raw = val_y = None
-    if config.val_size:
-        if config.val_size >= len(train_raw):
-            raise DataError(f"val_size {config.val_size} leaves no training images (training part holds "
-                            f"{len(train_raw)})")
-        order = np.random.default_rng(config.seed + 1).permutation(len(train_raw))
-        val_idx, train_idx = np.sort(order[:config.val_size]), np.sort(order[config.val_size:])
-        val_raw, val_y = train_raw[val_idx], train_y[val_idx]
-        train_raw, train_y = train_raw[train_idx], train_y[train_idx]
+    train_raw, train_y, val_raw, val_y = _holdout(config, train_raw, train_y)
     if config.limit_train:
         train_raw, train_y = train_raw[:config.limit_train], train_y[:config.limit_train]
     if config.limit_test:
         test_raw, test_y = test_raw[:config.limit_test], test_y[:config.limit_test]
     if preprocessor is None:
         preprocessor = Preprocessor.fit(config.preprocess, train_raw)
-    return Dataset(config, info.class_names, preprocessor, train_raw, train_y, test_raw, test_y, val_raw, val_y)
+    return Dataset(config, tuple(raw.class_names), preprocessor, train_raw, train_y, test_raw, test_y, val_raw,
+                   val_y, list(raw.notes))

@@ -96,13 +96,13 @@ def export_onnx(run_or_path: Any, out_file: str | os.PathLike, opset: int = 17,
 def _metadata(run: Any) -> dict[str, str]:
     """What a consumer needs to feed and read the graph: preprocessing, class names, layer names."""
     from . import __version__
-    from .data import DATASETS
+    from .data import class_names_of
 
     dataset = run.data_config.dataset
     return {
         "cnnscope.version": __version__,
         "cnnscope.dataset": dataset,
-        "cnnscope.class_names": json.dumps(list(DATASETS[dataset].class_names)),
+        "cnnscope.class_names": json.dumps(list(class_names_of(run.data_config))),
         "cnnscope.preprocess": json.dumps(run.preprocessor.to_dict()),
         "cnnscope.layers": json.dumps(run.model.layer_names),
         "cnnscope.output_activation": run.spec.output_activation,

@@ -159,7 +159,7 @@ def train_from_settings(config_file: str | Path | None = None, preset: str | Non
                         plot: bool = True, progress: bool | None = None, callbacks: Iterable[Callback] = (),
                         verbose: bool | None = False) -> runs.Run:
     """Defaults -> TOML file -> overrides, then train (or resume `resume_from`). What the `train` command calls."""
-    from .config import build_run_config
+    from .config import build_run_config, fit_model_to_data
     from .data import load_dataset
 
     options = {"callbacks": callbacks, "progress": progress, "plot": plot, "verbose": verbose}
@@ -176,6 +176,7 @@ def train_from_settings(config_file: str | Path | None = None, preset: str | Non
     if out is not None:  # before the data is read: a refused --out should not cost a load
         runs.check_run_dir(out, overwrite)
     dataset = load_dataset(config=config.data)
+    config = fit_model_to_data(config, dataset.input_shape, len(dataset.class_names), config_file, preset)
     return train(config.model, dataset, config.train, out, initial_weights=initial, overwrite=overwrite, **options)
 
 

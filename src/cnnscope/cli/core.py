@@ -97,8 +97,8 @@ def print_figures(paths) -> None:
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", metavar="DIR",
-                        help="local directory holding mnist/ and fashion-mnist/ with the official IDX files "
-                             "(default: $CNNSCOPE_DATA_DIR, else download to the cache)")
+                        help="local directory holding <dataset>/ folders (mnist/, cifar10/, …) with the official "
+                             "files or archives (default: $CNNSCOPE_DATA_DIR, else download to the cache)")
 
 
 def _schedule_args(pairs: list[str]) -> dict[str, float]:
@@ -130,7 +130,9 @@ TRAIN_FLAGS = (  # flag, type, help (each overrides the config file's [train] va
     ("precision", str, "fp32 (default) or bf16 (mixed precision)"),
 )
 DATA_FLAGS = (  # flag, type, help (each overrides the config file's [data] value)
-    ("dataset", str, "mnist (default) or fashion-mnist"),
+    ("dataset", str, "mnist (default), fashion-mnist, kmnist, emnist-digits, emnist-letters, emnist-balanced, "
+                     "cifar10, npz:FILE (x_train, y_train, x_test, y_test, optional class_names) or folder:PATH "
+                     "(PATH/train/<class>/*.png and PATH/test/<class>/…, or PATH/<class>/…)"),
     ("preprocess", str, "unit (default: /255), standard (per-pixel mean/std, as the series), standard-floor (std "
                         "floored at the global one), standard-clip (per-pixel training range) or global"),
     ("split", str, "official (default: 60,000 train / 10,000 test) or reshuffle"),
@@ -138,6 +140,27 @@ DATA_FLAGS = (  # flag, type, help (each overrides the config file's [data] valu
     ("limit-train", int, "use only the first N training images (default: all)"),
     ("limit-test", int, "use only the first N test images (default: all)"),
 )
+
+
+def add_folder_flags(group) -> None:
+    """--image-size, --channels, --skip-bad, --test-size: how a folder:PATH dataset is read."""
+    group.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                       help="folder: resize pictures to H×W (default: their own size, the most common one)")
+    group.add_argument("--channels", type=int, default=None, choices=(1, 3),
+                       help="folder: 1 (grey) or 3 (colour) (default: what the pictures are, the most common)")
+    group.add_argument("--skip-bad", action="store_true", default=None,
+                       help="folder: go on without unreadable pictures, listing them (default: stop on the first)")
+    group.add_argument("--test-size", type=int, default=None, metavar="N",
+                       help="folder without train/ and test/: pictures held out for testing")
+
+
+def folder_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The [data] values of the folder flags that were given."""
+    out = {key: getattr(args, key) for key in ("channels", "skip_bad", "test_size") if getattr(args, key, None)
+           is not None}
+    if getattr(args, "image_size", None) is not None:
+        out["image_size"] = tuple(args.image_size)
+    return out
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -186,6 +209,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     data_flags = p.add_argument_group("data (override [data])")
     for flag, kind, text in DATA_FLAGS:
         data_flags.add_argument(f"--{flag}", type=kind, default=None, help=text)
+    add_folder_flags(data_flags)
     p.set_defaults(handler=cmd_train, out_kind="dir")
 
 
@@ -246,6 +270,7 @@ def _train_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
         train_overrides["schedule_args"] = _schedule_args(args.schedule_arg)
     data_overrides = {key: getattr(args, key) for key in (
         "dataset", "preprocess", "split", "val_size", "limit_train", "limit_test") if getattr(args, key) is not None}
+    data_overrides.update(folder_overrides(args))
     if args.data_dir:
         data_overrides["data_dir"] = str(Path(args.data_dir).resolve())
     if "seed" in train_overrides:
@@ -255,17 +280,24 @@ def _train_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
 
 def _announce(args: argparse.Namespace, train: dict[str, Any], data: dict[str, Any]) -> None:
     """Say which model, recipe and output a training will use, before it starts (a bad value fails here)."""
-    from ..config import build_run_config, load_config
+    from ..config import build_run_config, fit_model_to_data, load_config
+    from ..datasets import DATASETS, parse_source, short_name
 
     config = build_run_config(args.config, args.preset, train, data)
+    kind, name = parse_source(config.data.dataset)
+    if kind == "builtin":  # the model takes its input shape and classes from the data
+        info = DATASETS[name]
+        config = fit_model_to_data(config, info.input_shape, len(info.class_names), args.config, args.preset)
     has_model = bool(args.config) and "model" in load_config(args.config)
     model = (f"preset {args.preset}" if args.preset else f"[model] of {args.config}" if has_model
              else "preset seed-iv (the default; --preset or --config to change)")
     t, d = config.train, config.data
     recipe = f"{args.config}" if args.config else "the defaults"
     recipe += " and flags" if train else ""
-    out = args.out or f"runs/{d.dataset}-<date>-<time> (--out DIR to change)"
-    print(f"model: {model}, {config.model.total_params:,} parameters")
+    out = args.out or f"runs/{short_name(d.dataset)}-<date>-<time> (--out DIR to change)"
+    size = (f"{config.model.total_params:,} parameters" if kind == "builtin"
+            else "input shape and classes from the data")
+    print(f"model: {model}, {size}")
     epochs = f"{t.epochs} epoch{'s' if t.epochs != 1 else ''}"
     print(f"recipe: {recipe}: {t.optimizer} lr {t.lr:g}, {epochs}, batch {t.batch_size}, "
           f"schedule {t.schedule}; data: {d.dataset} ({d.preprocess})")

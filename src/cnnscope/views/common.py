@@ -43,9 +43,9 @@ def load(run_dir: PathLike):
 
 def class_names(run) -> list[str]:
     """The class names of the data set the run was trained on."""
-    from ..data import DATASETS
+    from ..data import class_names_of
 
-    return list(DATASETS[run.data_config.dataset].class_names)
+    return list(class_names_of(run.data_config))
 
 
 def pick_image(run, index: int | None, split: str, image: PathLike | None, data_dir: PathLike | None):

@@ -1,0 +1,132 @@
+"""`--dataset npz:FILE`: x_train, y_train, x_test, y_test (and optional class_names) from a NumPy .npz file,
+read without pickles and turned into raw pictures (uint8 (n, H, W) or (n, H, W, 3)) and int64 labels."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError, brief
+
+ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+MAX_NPZ_CLASSES = 10_000
+
+
+def to_raw(x: np.ndarray, where: str) -> np.ndarray:
+    """Pictures in any of the accepted layouts -> raw uint8 (n, H, W) or (n, H, W, 3).
+
+    Accepted: (n, H, W), (n, H, W, 1), (n, 1, H, W), (n, H, W, 3), (n, 3, H, W); uint8, or floats in 0..1
+    (scaled by 255) or 0..255, or integers in 0..255.
+    """
+    x = np.asarray(x)
+    if x.ndim == 4 and x.shape[-1] in (1, 3):  # NHWC (also when the second axis happens to be 1 or 3)
+        x = x[..., 0] if x.shape[-1] == 1 else x
+    elif x.ndim == 4 and x.shape[1] in (1, 3):
+        x = x[:, 0] if x.shape[1] == 1 else x.transpose(0, 2, 3, 1)
+    elif x.ndim != 3:
+        raise DataError(f"{where} has shape {tuple(x.shape)}; expected pictures (n, H, W), (n, H, W, 1|3) or "
+                        f"(n, 1|3, H, W)")
+    if x.shape[0] == 0 or 0 in x.shape[1:3]:
+        raise DataError(f"{where} is empty (shape {tuple(x.shape)}); every split needs pictures")
+    return _to_uint8(x, where)
+
+
+def _to_uint8(x: np.ndarray, where: str) -> np.ndarray:
+    """uint8 pixels from uint8, integer 0..255 or float (0..1 scaled to 0..255, or already 0..255) arrays."""
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x)
+    if x.dtype.kind not in "iuf":
+        raise DataError(f"{where} has dtype {x.dtype}; expected uint8, integers 0..255 or floats")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise DataError(f"{where} holds NaN or infinite values; pixels must be finite")
+    low, high = float(x.min()), float(x.max())
+    if low < 0 or high > 255:
+        raise DataError(f"{where} holds values {low:g}..{high:g}; pixels must lie in 0..1 or 0..255")
+    if x.dtype.kind == "f" and high <= 1.0:
+        x = x * 255.0
+    return np.ascontiguousarray(np.rint(x).astype(np.uint8))
+
+
+def _labels(y: np.ndarray, where: str) -> np.ndarray:
+    """Integer labels (n,) as int64 (whole floats accepted)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.dtype.kind not in "iuf":
+        raise DataError(f"{where} has shape {tuple(y.shape)} and dtype {y.dtype}; expected integer labels (n,)")
+    if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.rint(y)).all()):
+        raise DataError(f"{where} holds labels that are not whole numbers")
+    return y.astype(np.int64)
+
+
+def _class_names(value: np.ndarray | None, path: Path) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    value = np.asarray(value)
+    if value.ndim != 1 or value.dtype.kind not in "US" or len(value) > MAX_NPZ_CLASSES:
+        raise DataError(f"{path}: class_names must be a 1-D array of strings, found shape {tuple(value.shape)} "
+                        f"dtype {value.dtype}")
+    names = tuple(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in value.tolist())
+    if len(set(names)) != len(names) or any(not n.strip() for n in names):
+        raise DataError(f"{path}: class_names must be distinct and non-empty, found {brief(list(names))}")
+    return names
+
+
+def read_npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file (no pickles: an object array is a DataError)."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":  # an .npz is a zip archive of .npy files
+                raise DataError(f"{path}: not a valid .npz file (no zip header); save it with numpy.savez")
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [key for key in ARRAYS if key not in npz.files]
+            if missing:
+                raise DataError(f"{path} lacks {', '.join(missing)}; an npz dataset holds {', '.join(ARRAYS)} "
+                                f"(and optionally class_names); it holds {', '.join(npz.files) or 'nothing'}")
+            return {key: npz[key] for key in (*ARRAYS, "class_names") if key in npz.files}
+    except FileNotFoundError:
+        raise DataError(f"missing file {path}; --dataset npz:FILE needs an existing .npz file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a directory; --dataset npz:FILE needs an .npz file") from None
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise DataError(f"{path} holds an object array (pickled data), which cnnscope never loads; save "
+                            f"plain numeric arrays and a string array for class_names") from None
+        raise DataError(f"{path}: not a valid .npz file ({brief(exc)})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a valid .npz file ({brief(exc)})") from None
+
+
+def load_npz(path: str | Path):
+    """The raw data of an .npz dataset (datasets.RawData), every problem one DataError naming it."""
+    from .datasets import RawData
+
+    path = Path(path)
+    arrays = read_npz_arrays(path)
+    splits = {}
+    for split in ("train", "test"):
+        x = to_raw(arrays[f"x_{split}"], f"{path.name}: x_{split}")
+        y = _labels(arrays[f"y_{split}"], f"{path.name}: y_{split}")
+        if len(x) != len(y):
+            raise DataError(f"{path.name}: x_{split} holds {len(x)} pictures but y_{split} {len(y)} labels; "
+                            f"they must match")
+        splits[split] = (x, y)
+    (train_raw, train_y), (test_raw, test_y) = splits["train"], splits["test"]
+    if train_raw.shape[1:] != test_raw.shape[1:]:
+        raise DataError(f"{path.name}: x_train pictures are {_shape(train_raw)} but x_test ones {_shape(test_raw)}; "
+                        f"both splits must have the same size and channels")
+    names = _class_names(arrays.get("class_names"), path)
+    if names is None:
+        top = int(max(train_y.max(), test_y.max()))
+        if top >= MAX_NPZ_CLASSES:
+            raise DataError(f"{path.name}: label {top} is out of range; labels are 0..K-1 with K at most "
+                            f"{MAX_NPZ_CLASSES:,}")
+        names = tuple(str(c) for c in range(max(top + 1, 0)))
+    return RawData(train_raw, train_y, test_raw, test_y, names, [])
+
+
+def _shape(raw: np.ndarray) -> str:
+    size = f"{raw.shape[1]}×{raw.shape[2]}"
+    return size + (f"×{raw.shape[3]}" if raw.ndim == 4 else "")
