@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import zipfile
 from collections import Counter
@@ -121,7 +122,7 @@ def scan_folder(source: str | os.PathLike) -> FolderListing:
                              f"folders): {_names(loose)}")
     if links:
         listing.notes.append(f"skipped {_count(links, 'link')} leading outside {root} (never followed): "
-                             f"{_names(links)}")
+                             f"{_names(sorted(links))}")
     return listing
 
 
@@ -194,7 +195,7 @@ def _scan_classes(listing: FolderListing, real: Path, class_dirs: list, split: s
                 listing.files.append((rel, label, split))
                 listing.stamps.append(f"{rel}\0{stamp}")
     if other:
-        listing.notes.append(f"ignored {_count(other, 'file')} that are not pictures ({', '.join(EXTENSIONS)}): "
+        listing.notes.append(f"ignored {_count(other, 'file')} of other types (pictures are {', '.join(EXTENSIONS)}): "
                              f"{_names(other)}")
     if sub:
         listing.notes.append(f"ignored {_count(sub, 'folder')} inside class folders: {_names(sub)}")
@@ -288,7 +289,7 @@ def _build(listing: FolderListing, image_size, channels, skip_bad: bool, test_si
     """Decode every picture of `listing`, check the result and split it."""
     paths = [str(listing.root / rel) for rel, _, _ in listing.files]
     notes = list(listing.notes)
-    probes = _run(probe_chunk, paths, (), progress, "reading picture headers")
+    probes = [probe for chunk in _run(probe_chunk, paths, (), progress, "reading picture headers") for probe in chunk]
     bad = {i: why for i, (_, _, _, why) in enumerate(probes) if why}
     good = [i for i in range(len(paths)) if i not in bad]
     if not good:
@@ -299,14 +300,12 @@ def _build(listing: FolderListing, image_size, channels, skip_bad: bool, test_si
     if need > datamod.MAX_IDX_BYTES:
         raise DataError(f"{len(good):,} pictures of {size[0]}×{size[1]}×{channels} need {need:,} bytes, more than "
                         f"the {datamod.MAX_IDX_BYTES:,} accepted; pass a smaller --image-size")
-    results = _run(decode_chunk, [paths[i] for i in good], (size, channels), progress, "decoding pictures")
-    pixels = np.zeros((len(good), *size, *((3,) if channels == 3 else ())), np.uint8)
-    counts: Counter = Counter()
-    for j, (array, why, done) in enumerate(results):
-        bad.update({good[j]: why} if why else {})
-        pixels[j] = 0 if why else array
-        counts.update(done)
-    kept = [j for j, (_, why, _) in enumerate(results) if not why]
+    chunks = _run(decode_chunk, [paths[i] for i in good], (size, channels), progress, "decoding pictures")
+    pixels = np.concatenate([chunk[0] for chunk in chunks])
+    whys = [why for chunk in chunks for why in chunk[1]]
+    counts = sum((Counter(chunk[2]) for chunk in chunks), Counter())
+    bad.update({good[j]: why for j, why in enumerate(whys) if why})
+    kept = [j for j, why in enumerate(whys) if not why]
     _report_bad(listing, bad, skip_bad, notes)
     _conversion_notes(counts, size, channels, image_size is not None, notes)
     labels = np.array([listing.files[i][1] for i in good], np.int64)[kept]
@@ -401,24 +400,15 @@ def holdout(labels: np.ndarray, n_classes: int, test_size: int, seed: int,
 
 
 def _run(work, paths: list[str], args: tuple, progress: bool | None, desc: str) -> list:
-    """work(chunk, *args) over chunks of `paths` (a process pool for many pictures), results in order."""
+    """[work(chunk, *args) for each chunk of `paths`] in order (in a process pool for many pictures)."""
     from tqdm.auto import tqdm
 
     chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
     workers = min(len(chunks), os.cpu_count() or 1) if len(paths) >= POOL_MIN else 1
-    out: list = []
     with tqdm(total=len(paths), desc=desc, unit="picture", leave=False,
               disable=None if progress is None else not progress) as bar:
         if workers <= 1:
-            for chunk in chunks:
-                out += work(chunk, *args)
-                bar.update(len(chunk))
-            return out
-        import multiprocessing
-
+            return [(work(chunk, *args), bar.update(len(chunk)))[0] for chunk in chunks]
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for chunk, result in zip(chunks, pool.map(work, chunks, *([a] * len(chunks) for a in args)),
-                                     strict=True):
-                out += result
-                bar.update(len(chunk))
-    return out
+            results = pool.map(work, chunks, *([a] * len(chunks) for a in args))
+            return [(result, bar.update(len(chunk)))[0] for chunk, result in zip(chunks, results, strict=True)]

@@ -55,18 +55,23 @@ def unreadable_reason(exc: BaseException) -> str:
     return text if len(text) <= 60 else text[:59] + "…"
 
 
-def decode_chunk(paths: list[str], size: tuple[int, int], channels: int) -> list[tuple[np.ndarray | None, str, dict]]:
-    """(pixels, "", what was done) per picture, or (None, why it cannot be read, {})."""
-    out = []
-    for path in paths:
+def decode_chunk(paths: list[str], size: tuple[int, int], channels: int) -> tuple[np.ndarray, list[str], dict]:
+    """(pixels uint8 (n, H, W) or (n, H, W, 3), why each picture cannot be read ("" when it can), counts of
+    what was done: converted, flattened, resized). An unreadable picture's pixels are zeros."""
+    pixels = np.zeros((len(paths), *size, *((3,) if channels == 3 else ())), np.uint8)
+    whys, counts = [""] * len(paths), {"converted": 0, "flattened": 0, "resized": 0}
+    for i, path in enumerate(paths):
         try:
-            out.append(_decode(path, size, channels))
+            pixels[i], done = _decode(path, size, channels)
         except Exception as exc:  # noqa: BLE001 - truncated or corrupt data: named in the list of unreadable ones
-            out.append((None, unreadable_reason(exc), {}))
-    return out
+            whys[i] = unreadable_reason(exc)
+            continue
+        for key, value in done.items():
+            counts[key] += value
+    return pixels, whys, counts
 
 
-def _decode(path: str, size: tuple[int, int], channels: int) -> tuple[np.ndarray, str, dict]:
+def _decode(path: str, size: tuple[int, int], channels: int) -> tuple[np.ndarray, dict]:
     """One picture as uint8 (H, W) or (H, W, 3) of `size`, and what was done (converted, flattened, resized)."""
     from PIL import Image, ImageOps
 
@@ -85,7 +90,7 @@ def _decode(path: str, size: tuple[int, int], channels: int) -> tuple[np.ndarray
         done["resized"] = 1
         shrink = img.size[0] * img.size[1] > size[0] * size[1]
         img = img.resize((size[1], size[0]), Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR)
-    return np.asarray(img), "", done
+    return np.asarray(img), done
 
 
 def _to_mode(img, channels: int):
