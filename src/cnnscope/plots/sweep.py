@@ -1,0 +1,91 @@
+"""Figures of a sweep, from the values given: the metric against each parameter, the optimisation history and the
+parameter importances. Completed trials are filled dots, pruned ones hollow (their last reported value)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import backend  # noqa: F401  (Agg, except in a notebook)
+
+MAX_PANELS = 12
+
+
+def _positions(column: Sequence) -> tuple[np.ndarray, list[str] | None, bool]:
+    """x positions of a parameter's values: numbers as they are (log axis when they span > 2 decades), names as
+    categories (with their labels)."""
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in column):
+        x = np.asarray(column, dtype=float)
+        positive = x[x > 0]
+        log = len(positive) == len(x) and len(x) > 1 and positive.max() / positive.min() > 100
+        return x, None, log
+    labels = sorted({str(v) for v in column})
+    return np.asarray([labels.index(str(v)) for v in column], dtype=float), labels, False
+
+
+def params_figure(columns: dict[str, Sequence], values: Sequence[float], statuses: Sequence[str],
+                  metric: str) -> Figure:
+    """One panel per parameter (at most 12): the trial's metric against that parameter's value."""
+    keys = list(columns)[:MAX_PANELS]
+    cols = min(3, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    y = np.asarray(values, dtype=float)
+    done = np.asarray([s == "completed" for s in statuses])
+    for ax, key in zip(axes.flat, keys, strict=False):
+        x, labels, log = _positions(columns[key])
+        ax.scatter(x[done], y[done], s=22, color="tab:blue", label="completed")
+        if (~done).any():
+            ax.scatter(x[~done], y[~done], s=22, facecolors="none", edgecolors="tab:gray", label="pruned")
+        if labels is not None:
+            ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 4 else 0, fontsize=8)
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(key)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{metric} against each parameter ({len(y)} trials)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def history_figure(numbers: Sequence[int], values: Sequence[float], statuses: Sequence[str], metric: str,
+                   direction: str) -> Figure:
+    """Each trial's metric by trial number, and the best so far (a step line)."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    x, y = np.asarray(numbers), np.asarray(values, dtype=float)
+    done = np.asarray([s == "completed" for s in statuses])
+    ax.scatter(x[done], y[done], s=22, color="tab:blue", label="completed")
+    if (~done).any():
+        ax.scatter(x[~done], y[~done], s=22, facecolors="none", edgecolors="tab:gray", label="pruned")
+    if done.any():
+        order = np.argsort(x[done])
+        best = (np.maximum if direction == "maximize" else np.minimum).accumulate(y[done][order])
+        ax.step(x[done][order], best, where="post", color="tab:red", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(metric)
+    ax.set_title(f"Optimisation history ({direction} {metric})", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def importance_figure(importances: dict[str, float], metric: str) -> Figure:
+    """Horizontal bars: each parameter's importance for the metric (Optuna's fANOVA estimate, summing to 1)."""
+    items = sorted(importances.items(), key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(6.4, 0.5 * len(items) + 1.4))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="tab:blue")
+    for i, (_, v) in enumerate(items):
+        ax.text(v, i, f" {v:.2f}", va="center", fontsize=8)
+    ax.set_xlim(0, max([v for _, v in items] + [1e-9]) * 1.2)
+    ax.set_xlabel(f"importance for {metric}")
+    ax.set_title("Parameter importances", fontsize=10)
+    fig.tight_layout()
+    return fig

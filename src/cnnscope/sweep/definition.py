@@ -1,0 +1,179 @@
+"""A study's definition: the base run configuration, the parameters and how to search (a frozen SweepSpec).
+
+It comes from `--config`/`--param`/flags or a `[sweep]` table in the TOML, is written to STUDY/study.toml, and a
+later command on the same study directory must define the same study (only --trials, --workers and the engine
+may change); the one line of a mismatch says what differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import RunConfig
+from ..errors import CnnscopeError, SweepError, brief, choice_error
+from ..fileio import read_toml, write_toml
+from .params import Param, param_from, parse_param
+
+SAMPLERS = ("tpe", "random", "grid")
+METRICS = ("val_accuracy", "test_accuracy", "val_loss")
+DIRECTIONS = ("maximize", "minimize")
+PRUNERS = ("none", "median", "hyperband")
+ENGINES = ("local", "ray")
+STUDY_FILE = "study.toml"
+MAX_TRIALS = 100_000
+MAX_WORKERS = 256
+IDENTITY = ("config", "params", "sampler", "metric", "direction", "prune")  # what defines a study
+SWEEP_KEYS = ("params", "trials", "sampler", "metric", "direction", "workers", "prune", "engine", "ray_address",
+              "storage")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A sweep: base config tables, parameters, trials, sampler, metric/direction, workers, pruner, engine."""
+
+    config: dict[str, Any]
+    params: tuple[Param, ...]
+    trials: int = 10
+    sampler: str = "tpe"
+    metric: str = "val_accuracy"
+    direction: str = ""  # "": maximize for accuracies, minimize for val_loss
+    workers: int = 1
+    prune: str = "none"
+    engine: str = "local"
+    ray_address: str | None = None
+    storage: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.params:
+            raise SweepError("a sweep needs at least one --param KEY=DIST (or a [sweep.params] table)")
+        keys = [p.key for p in self.params]
+        if len(set(keys)) != len(keys):
+            raise SweepError(f"parameter {next(k for k in keys if keys.count(k) > 1)} is given twice")
+        for name, valid in (("sampler", SAMPLERS), ("metric", METRICS), ("prune", PRUNERS), ("engine", ENGINES)):
+            if getattr(self, name) not in valid:
+                raise choice_error(SweepError, name, getattr(self, name), valid)
+        if not self.direction:
+            object.__setattr__(self, "direction", "minimize" if self.metric == "val_loss" else "maximize")
+        if self.direction not in DIRECTIONS:
+            raise choice_error(SweepError, "direction", self.direction, DIRECTIONS)
+        for name, top in (("trials", MAX_TRIALS), ("workers", MAX_WORKERS)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+                raise SweepError(f"{name} must be an integer in [1, {top}], received {brief(value)}")
+        if self.sampler == "grid" and any(p.grid() is None for p in self.params):
+            bad = next(p.key for p in self.params if p.grid() is None)
+            raise SweepError(f"the grid sampler needs choice, range or int parameters; {bad} is continuous "
+                             f"(use --sampler tpe or random)")
+        for name in ("ray_address", "storage"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value or "\n" in value):
+                raise SweepError(f"{name} must be a non-empty one-line string, received {brief(value)}")
+
+    def grid_size(self) -> int | None:
+        """The number of grid points (grid sampler), else None."""
+        if self.sampler != "grid":
+            return None
+        size = 1
+        for p in self.params:
+            size *= len(p.grid() or [])
+        return size
+
+    def identity(self) -> dict[str, Any]:
+        """What defines the study (compared with study.toml): config, params, sampler, metric, direction, prune."""
+        return {"config": self.config, "params": {p.key: p.text() for p in self.params}, "sampler": self.sampler,
+                "metric": self.metric, "direction": self.direction, "prune": self.prune}
+
+    def to_dict(self) -> dict[str, Any]:
+        """study.toml's content: the identity and the trial count."""
+        return {"cnnscope_study": 1, **self.identity(), "trials": self.trials}
+
+
+def spec_from_options(config_file: str | Path | None, params: list[str], options: dict[str, Any]) -> SweepSpec:
+    """The SweepSpec of the CLI: the TOML's tables and [sweep] table, then --param and the given flags."""
+    tables = load_config_with_sweep(config_file) if config_file else {}
+    sweep = tables.pop("sweep", {})
+    table_params = sweep.pop("params", {})
+    if not isinstance(table_params, dict):
+        raise SweepError(f"{config_file} [sweep.params] must be a table of KEY = \"DIST\", received "
+                         f"{brief(table_params)}")
+    unknown = [k for k in sweep if k not in SWEEP_KEYS]
+    if unknown:
+        raise SweepError(f"{config_file} [sweep]: unknown key {brief(unknown[0])}; valid: {', '.join(SWEEP_KEYS)}")
+    found = {p.key: p for p in (param_from(str(k), v) for k, v in table_params.items())}
+    found.update({p.key: p for p in map(parse_param, params)})  # a flag replaces the table's entry of a key
+    settings = {**sweep, **{k: v for k, v in options.items() if v is not None}}
+    check_base_config(tables)
+    return SweepSpec(tables, tuple(found.values()), **settings)
+
+
+def load_config_with_sweep(path: str | Path) -> dict[str, Any]:
+    """A run config TOML that may also hold a [sweep] table: its [model], [train], [data] and [sweep] tables."""
+    data = read_toml(path, SweepError)
+    for key, value in data.items():
+        if key not in ("model", "train", "data", "sweep"):
+            raise SweepError(f"{path}: unknown table [{brief(key)[1:-1]}]; valid: [model], [train], [data], [sweep]")
+        if not isinstance(value, dict):
+            raise SweepError(f"{path}: [{key}] must be a table, received {brief(value)}")
+    return {key: dict(value) for key, value in data.items()}
+
+
+def check_base_config(tables: dict[str, Any]) -> None:
+    """The base configuration must be valid by itself (a trial's values then change only what they name)."""
+    try:
+        RunConfig.from_dict({"model": {"preset": "seed-iv"}, **tables})
+    except CnnscopeError as exc:
+        raise SweepError(f"the base configuration is invalid: {exc}") from None
+
+
+def read_study(study_dir: Path) -> dict[str, Any] | None:
+    """STUDY/study.toml as a dict, or None when the directory holds no study yet."""
+    path = study_dir / STUDY_FILE
+    if not path.exists():
+        return None
+    data = read_toml(path, SweepError)
+    if not isinstance(data.get("params"), dict) or not isinstance(data.get("config"), dict):
+        raise SweepError(f"{path}: not a cnnscope study definition (no [params] or [config] table)")
+    return data
+
+
+def spec_from_study(saved: dict[str, Any], options: dict[str, Any]) -> SweepSpec:
+    """The SweepSpec stored in study.toml, with the given run options (trials, workers, engine…)."""
+    params = tuple(param_from(str(k), v) for k, v in saved["params"].items())
+    settings = {k: saved[k] for k in ("sampler", "metric", "direction", "prune", "trials") if k in saved}
+    settings.update({k: v for k, v in options.items() if v is not None})
+    return SweepSpec(dict(saved["config"]), params, **settings)
+
+
+def difference(saved: dict[str, Any], spec: SweepSpec) -> str | None:
+    """What differs between study.toml and `spec` (one phrase), or None when they define the same study."""
+    new = spec.identity()
+    for key in IDENTITY:
+        if saved.get(key) != new[key]:
+            if key == "params":
+                return _param_difference(saved.get(key) or {}, new[key])
+            if key == "config":
+                return "the base configuration (--config and its [model], [train], [data] tables) differs"
+            return f"{key} was {brief(saved.get(key))}, now {brief(new[key])}"
+    return None
+
+
+def _param_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            was = f"{key}={old[key]}" if key in old else f"no {key}"
+            now = f"{key}={new[key]}" if key in new else f"no {key}"
+            return f"parameter {was} in the study, {now} now"
+    return "the parameters differ"
+
+
+def save_study(study_dir: Path, spec: SweepSpec) -> None:
+    """Write STUDY/study.toml atomically."""
+    write_toml(study_dir / STUDY_FILE, spec.to_dict())
+
+
+def with_trials(spec: SweepSpec, trials: int) -> SweepSpec:
+    """The same spec with another trial count."""
+    return dataclasses.replace(spec, trials=trials)

@@ -1,0 +1,135 @@
+"""A study's results: one row per trial from Optuna's storage, written as results.json and results.csv, and its
+figures (the metric against each parameter, the optimisation history, parameter importances)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from ..fileio import atomic_write_text, write_json
+from .definition import SweepSpec
+
+log = logging.getLogger("cnnscope")
+RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
+ROW_KEYS = ("number", "params", "status", "test_accuracy", "best_val_accuracy", "epochs", "seconds", "run_dir",
+            "reason")
+FIGURES = ("sweep-params.png", "sweep-history.png", "sweep-importance.png")
+
+
+def trial_rows(study: Any, running: set[int]) -> list[dict[str, Any]]:
+    """One row per trial: number, params, status, test/best validation accuracy, epochs, seconds, run_dir, reason
+    (and value, the study's metric). A RUNNING trial not in `running` was interrupted (resumed next time)."""
+    from optuna.trial import TrialState
+
+    names = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
+             TrialState.WAITING: "waiting"}
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        status = names.get(t.state) or ("running" if t.number in running else "interrupted")
+        attrs = t.user_attrs
+        rows.append({"number": t.number, "params": dict(t.params), "status": status,
+                     "test_accuracy": attrs.get("test_accuracy"), "best_val_accuracy": attrs.get("best_val_accuracy"),
+                     "epochs": attrs.get("epochs"), "seconds": attrs.get("seconds"),
+                     "run_dir": f"trials/{t.number:04d}", "reason": attrs.get("reason") or "",
+                     "value": t.value if t.state == TrialState.COMPLETE else _last(t),
+                     "best_val_loss": attrs.get("best_val_loss")})
+    return rows
+
+
+def _last(trial: Any) -> float | None:
+    """A pruned or running trial's last reported value."""
+    steps = trial.intermediate_values
+    return steps[max(steps)] if steps else None
+
+
+def best_row(rows: list[dict[str, Any]], direction: str) -> dict[str, Any] | None:
+    """The completed trial with the best value."""
+    done = [r for r in rows if r["status"] == "completed" and isinstance(r.get("value"), (int, float))]
+    if not done:
+        return None
+    return (max if direction == "maximize" else min)(done, key=lambda r: r["value"])
+
+
+def csv_text(rows: list[dict[str, Any]], keys: list[str]) -> str:
+    """The rows as CSV, one column per parameter (param.KEY)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header = ["number", *(f"param.{k}" for k in keys), "status", "value", "test_accuracy", "best_val_accuracy",
+              "epochs", "seconds", "run_dir", "reason"]
+    writer.writerow(header)
+    for r in rows:
+        writer.writerow([r["number"], *(r["params"].get(k, "") for k in keys), r["status"], _cell(r["value"]),
+                         *(_cell(r[k]) for k in ("test_accuracy", "best_val_accuracy", "epochs", "seconds")),
+                         r["run_dir"], r["reason"]])
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
+
+
+def write_results(study_dir: Path, study: Any, spec: SweepSpec, running: set[int], figures: bool = False) -> dict:
+    """Rewrite results.json and results.csv (atomically); with `figures`, the study's figures too."""
+    rows = trial_rows(study, running)
+    best = best_row(rows, spec.direction)
+    data = {"metric": spec.metric, "direction": spec.direction, "best": best["number"] if best else None,
+            "trials": rows}
+    write_json(study_dir / RESULTS_JSON, _json_safe(data))
+    atomic_write_text(study_dir / RESULTS_CSV, csv_text(rows, [p.key for p in spec.params]))
+    if figures:
+        data["figures"], data["notes"] = write_figures(study_dir, study, spec, rows)
+    return data
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def importances(study: Any, spec: SweepSpec, rows: list[dict[str, Any]]) -> tuple[dict[str, float], str]:
+    """Optuna's parameter importances, or ({}, why not) with fewer than 2 completed trials or one parameter."""
+    completed = [r for r in rows if r["status"] == "completed"]
+    if len(spec.params) < 2 or len(completed) < 2:
+        return {}, (f"parameter importances need at least 2 completed trials and 2 parameters (this study has "
+                    f"{len(completed)} and {len(spec.params)})")
+    import optuna
+
+    try:
+        return dict(optuna.importance.get_param_importances(study)), ""
+    except (RuntimeError, ValueError) as exc:  # e.g. every completed trial has the same value of a parameter
+        return {}, f"parameter importances not computed ({' '.join(str(exc).split())[:160]})"
+
+
+def write_figures(study_dir: Path, study: Any, spec: SweepSpec, rows: list[dict[str, Any]]
+                  ) -> tuple[list[str], list[str]]:
+    """The study's figures in STUDY/: metric against each parameter, history, importances (or a note why not)."""
+    from ..plots.figures import save_figure_as
+    from ..plots.sweep import history_figure, importance_figure, params_figure
+
+    keys = [p.key for p in spec.params]
+    done = [r for r in rows if isinstance(r.get("value"), (int, float)) and r["status"] in ("completed", "pruned")]
+    if not done:
+        return [], ["no completed trial yet: no figures"]
+    statuses = [r["status"] for r in done]
+    values = [float(r["value"]) for r in done]
+    columns = {k: [r["params"].get(k) for r in done] for k in keys}
+    paths = save_figure_as(params_figure(columns, values, statuses, spec.metric), study_dir / FIGURES[0])
+    numbers = [r["number"] for r in done]
+    paths += save_figure_as(history_figure(numbers, values, statuses, spec.metric, spec.direction),
+                            study_dir / FIGURES[1])
+    found, note = importances(study, spec, rows)
+    notes = [note] if note else []
+    if found:
+        paths += save_figure_as(importance_figure(found, spec.metric), study_dir / FIGURES[2])
+    else:
+        (study_dir / FIGURES[2]).unlink(missing_ok=True)
+    return [str(p) for p in paths], notes
