@@ -16,7 +16,7 @@ import cnnscope
 
 ROOT = Path(cnnscope.__file__).parent
 UPPER = {"inspect", "plots", "views", "cli", "serve", "report", "probe"}
-API = {"training"}  # composes the core loop with callbacks from upper layers (curves, report)
+API = {"training", "sweep"}  # compose the core loop with upper layers (curves, report; sweeps)
 ALLOWED = {
     "core": {"core"},
     "inspect": {"core", "inspect"},

@@ -51,6 +51,11 @@ class UsageError(CnnscopeError):
     """A command-line mistake found by the parser (unknown option, missing command): one line, exit 2."""
 
 
+class SweepError(CnnscopeError):
+    """A sweep definition is invalid (parameter, distribution, key), an extra is missing, or it differs from the
+    study already in the study directory."""
+
+
 # Control flow, not user errors: raised and caught inside cnnscope, never reach a user.
 class StopForward(Exception):
     """Raised by a forward hook to end a forward pass once every requested output is captured."""
@@ -58,6 +63,11 @@ class StopForward(Exception):
 
 class WarmUpStopped(Exception):
     """Raised inside the viewer's warm-up thread to end it when the server stops."""
+
+
+class StopTraining(KeyboardInterrupt):
+    """Raised by a training callback to end a training after the epoch it saw, as Ctrl-C would: the loop keeps
+    the completed epochs and writes metrics.json (a sweep's pruned or diverged trial)."""
 
 
 def choice_error(cls: type[CnnscopeError], what: str, received: object, valid) -> CnnscopeError:
