@@ -329,7 +329,8 @@ def study_summary(study: dict[str, Any], trials: list[dict[str, Any]], rows: lis
                   ) -> dict[str, Any]:
     """Counts, the best trial by the study's metric and direction, and a live status of one study."""
     metric, sign = study.get("metric", "val_accuracy"), -1 if study.get("direction") == "minimize" else 1
-    scored = [(v, t) for t in trials if (v := _row_metric(t, metric)) is not None]
+    counted = [t for t in trials if t["status"] in ("completed", "interrupted", "running")]  # not failed/pruned
+    scored = [(v, t) for t in counted if (v := _row_metric(t, metric)) is not None]
     best = max(scored, key=lambda pair: sign * pair[0], default=None)
     running = any(t["status"] == "running" for t in trials)
     first = trials[0] if trials else {}
