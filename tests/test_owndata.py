@@ -72,7 +72,7 @@ def test_train_and_test_folders_keep_their_split_and_sorted_class_names(tmp_path
     assert raw.test_y.tolist() == [0, 1]
     assert raw.train_raw[:, 0, 0].tolist() == [0, 10, 20, 100, 110, 120]
     assert raw.test_raw[:, 0, 0].tolist() == [5, 105]
-    assert raw.notes == ()
+    assert raw.notes == []
 
 
 def test_a_flat_folder_holds_out_a_fifth_of_each_class_seeded(tmp_path):
@@ -80,8 +80,8 @@ def test_a_flat_folder_holds_out_a_fifth_of_each_class_seeded(tmp_path):
     raw = owndata.load_own(root)
     assert raw.class_names == ("class0", "class1", "class2")
     assert np.bincount(raw.test_y).tolist() == [2, 2, 1] and np.bincount(raw.train_y).tolist() == [8, 8, 4]
-    assert raw.notes == ("held out 20 % of each class for testing (stratified, seed 0): 5 test and 20 training "
-                         "pictures",)
+    assert raw.notes == ["held out 20 % of each class for testing (stratified, seed 0): 5 test and 20 training "
+                         "pictures"]
     # each picture lands in exactly one split, its label matching its brightness
     values = sorted(raw.train_raw[:, 0, 0].tolist() + raw.test_raw[:, 0, 0].tolist())
     assert values == sorted(40 * (k + 1) + i for k, n in enumerate((10, 10, 5)) for i in range(n))

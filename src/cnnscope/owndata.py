@@ -16,11 +16,13 @@ import zipfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
 
 from . import data as datamod
+from .datasets import RawData  # one definition for every source: built-in, npz:, folder:
 from .errors import DataError, brief
 from .fileio import atomic_write
 from .picturefiles import MAX_PIXELS, decode_chunk, probe_chunk
@@ -33,18 +35,6 @@ LISTED = 5  # names quoted in a note or error before "…"
 CACHE_VERSION = 1  # bump when decoding changes what the arrays hold
 POOL_MIN = 4000  # pictures below which decoding stays in this process
 CHUNK = 1000  # pictures per task of the process pool
-
-
-@dataclass(frozen=True)
-class RawData:
-    """Decoded pictures of a folder: uint8 (n, H, W) one channel or (n, H, W, 3) colour, int64 labels."""
-
-    train_raw: np.ndarray
-    train_y: np.ndarray
-    test_raw: np.ndarray
-    test_y: np.ndarray
-    class_names: tuple[str, ...]
-    notes: tuple[str, ...]  # what was done: resized, converted, held out, skipped …
 
 
 @dataclass
@@ -152,7 +142,7 @@ def _entries(folder: Path, real: Path, root: Path, links: list[str]) -> list[os.
     """Visible entries of `folder` sorted by name; links leading outside the root folder are left out (listed)."""
     try:
         with os.scandir(folder) as found:
-            entries = sorted((e for e in found if not e.name.startswith(".")), key=lambda e: e.name)
+            entries = sorted((e for e in found if not e.name.startswith(".")), key=attrgetter("name"))
     except OSError as exc:
         raise DataError(f"{folder}: cannot be read ({exc.strerror or exc})") from None
     kept = []
@@ -177,23 +167,20 @@ def _scan_classes(listing: FolderListing, real: Path, class_dirs: list, split: s
     """Add the pictures of each class folder to `listing` (class indices from `names` or the folders)."""
     if names is None:
         listing.class_names = names = tuple(e.name for e in class_dirs)
-    other, sub = [], []
+    other, sub, files, stamps = [], [], listing.files, listing.stamps
     for entry in class_dirs:
-        label = names.index(entry.name)
-        for item in _entries(Path(entry.path), real, listing.root, links):
-            rel = os.path.relpath(item.path, listing.root)
-            if item.is_dir():
-                sub.append(rel)
-            elif not item.name.lower().endswith(EXTENSIONS):
-                other.append(rel)
-            else:  # a broken link too: it is listed as unreadable
-                try:
-                    stat = item.stat()
-                    stamp = f"{stat.st_size}\0{stat.st_mtime_ns}"
-                except OSError:
-                    stamp = "missing"
-                listing.files.append((rel, label, split))
-                listing.stamps.append(f"{rel}\0{stamp}")
+        label, prefix = names.index(entry.name), f"{split}/{entry.name}/" if split else f"{entry.name}/"
+        for item in _entries(Path(entry.path), real, listing.root, links):  # 60,000 pictures: keep this loop lean
+            rel = prefix + item.name
+            if not item.name.lower().endswith(EXTENSIONS) or item.is_dir():
+                (sub if item.is_dir() else other).append(rel)
+                continue
+            try:  # a broken link is kept: it is listed as unreadable
+                stat = item.stat()
+                stamps.append(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}")
+            except OSError:
+                stamps.append(f"{rel}\0missing")
+            files.append((rel, label, split))
     if other:
         listing.notes.append(f"ignored {_count(other, 'file')} of other types (pictures are {', '.join(EXTENSIONS)}): "
                              f"{_names(other)}")
@@ -243,7 +230,7 @@ def read_cache(path: Path) -> RawData | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             raw = RawData(z["train_raw"], z["train_y"], z["test_raw"], z["test_y"],
-                          tuple(str(s) for s in z["class_names"]), tuple(str(s) for s in z["notes"]))
+                          tuple(str(s) for s in z["class_names"]), [str(s) for s in z["notes"]])
         check_raw(raw)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, DataError) as exc:
         log.warning("%s: cached pictures cannot be read (%s); decoding the folder again", path, brief(str(exc)))
@@ -369,7 +356,7 @@ def _split(listing: FolderListing, pixels: np.ndarray, labels: np.ndarray, split
         if not mask.any():
             raise DataError(f"the {name} split of {listing.root} holds no readable pictures; add pictures to it")
     raw = RawData(pixels[~is_test], labels[~is_test], pixels[is_test], labels[is_test], listing.class_names,
-                  tuple(notes))
+                  list(notes))
     check_raw(raw)
     return raw
 
