@@ -86,7 +86,7 @@ def test_a_flat_folder_holds_out_a_fifth_of_each_class_seeded(tmp_path):
     values = sorted(raw.train_raw[:, 0, 0].tolist() + raw.test_raw[:, 0, 0].tolist())
     assert values == sorted(40 * (k + 1) + i for k, n in enumerate((10, 10, 5)) for i in range(n))
     assert ((raw.test_raw[:, 0, 0] // 40 - 1) == raw.test_y).all()
-    again, other = owndata.load_own(root), owndata.load_own(root, seed=7)
+    again, other = owndata.load_own(root, test_size=None), owndata.load_own(root, seed=7)  # None: DataConfig's
     assert np.array_equal(again.test_raw, raw.test_raw)
     assert not np.array_equal(other.test_raw, raw.test_raw)
 

@@ -50,8 +50,9 @@ class FolderListing:
 
 
 def load_own(source: str, *, image_size: tuple[int, int] | None = None, channels: int | None = None,
-             skip_bad: bool = False, test_size: int = 0, seed: int = 0, progress: bool | None = None) -> RawData:
+             skip_bad: bool = False, test_size: int | None = 0, seed: int = 0, progress: bool | None = None) -> RawData:
     """Load a folder of class folders as uint8 pictures and labels (cached after the first decode)."""
+    test_size = 0 if test_size is None else test_size  # None, as DataConfig's default, means 0
     image_size, channels = _check_settings(image_size, channels, test_size, seed)
     listing = scan_folder(source)
     if listing.layout == "split" and test_size:
