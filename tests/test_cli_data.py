@@ -29,7 +29,7 @@ def test_data_text_uses_the_default_preprocessing(capsys, data_dir, tmp_path, mo
     code, stdout, _ = run_cli(capsys, "data", "fashion-mnist", "--data-dir", data_dir)
     kind = DataConfig().preprocess
     assert code == 0
-    assert stdout.startswith(f"fashion-mnist: 28×28 pixels, 1 channel, 10 classes; preprocess {kind}\n")
+    assert stdout.startswith(f"fashion-mnist: 28×28 pixels, 1 channel (grey), 10 classes; preprocess {kind}\n")
     assert "  train: 1200 images (T-shirt/top " in stdout and "per-pixel deviation" in stdout
     assert f"figure: fashion-mnist-{kind}-preprocessing.png" in stdout
     assert (tmp_path / f"fashion-mnist-{kind}-preprocessing.png").is_file()

@@ -36,7 +36,7 @@ def test_pixel_stats_per_pixel():
     assert stats.low[2, 2] == 0 and stats.high[2, 2] == 245 and stats.high[5, 5] == 0
     summary = stats.to_dict()
     assert summary["images"] == 50 and summary["never_inked_pixels"] == 36 - 4 - 1
-    with pytest.raises(DataError, match=r"expected raw images of shape \(n, H, W\) with n ≥ 1, received \(0, 6, 6\)"):
+    with pytest.raises(DataError, match=r"shape \(n, H, W\) or \(n, H, W, C\) with n ≥ 1, received \(0, 6, 6\)"):
         pixel_stats(np.zeros((0, 6, 6), np.uint8))
 
 

@@ -137,8 +137,11 @@ def ensure_files(info: DatasetInfo, data_dir: str | os.PathLike | None) -> dict[
         if path.is_file():
             continue
         plain = path.with_suffix("")  # an uncompressed copy is fine too
+        inside = folder / info.member_dir / info.files[key]  # or the archive's folder, extracted
         if path.suffix == ".gz" and plain.is_file():
             paths[key] = plain
+        elif info.member_dir and inside.is_file():
+            paths[key] = inside
         elif info.archive:
             _from_archive(info, folder, key, path, user_supplied)
         elif user_supplied:

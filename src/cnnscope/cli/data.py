@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .core import add_data_dir, add_figure_flags, print_figures, print_json
+from .core import add_data_dir, add_figure_flags, add_folder_flags, folder_overrides, print_figures, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="A dataset's sizes, classes and counts, channels and value range, and a figure "
                                    "of its per-pixel mean and deviation, what a white pixel becomes after "
                                    "preprocessing, and a few pictures per class before and after.")
-    p.add_argument("name", metavar="NAME", help=f"dataset: {', '.join(DATASETS)}")
+    p.add_argument("name", metavar="NAME", help=f"dataset: {', '.join(DATASETS)}, npz:FILE or folder:PATH")
     p.add_argument("--preprocess", metavar="KIND", default=DataConfig().preprocess,
                    help="; ".join(f"{k}: {v}" for k, v in PREPROCESS_HELP.items())
                    + f" (default {DataConfig().preprocess})")
@@ -24,18 +24,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         if action.dest == "out":
             action.help = "figure file: .png, .svg or .pdf (default NAME-KIND-preprocessing.png here)"
     add_data_dir(p)
+    add_folder_flags(p.add_argument_group("folder:PATH options"))
     p.set_defaults(handler=cmd_data)
 
 
 def _print_summary(info: dict[str, Any]) -> None:
     h, w = info["image_size"]
-    print(f"{info['dataset']}: {h}×{w} pixels, {info['channels']} channel, {len(info['classes'])} classes; "
+    channels = "1 channel (grey)" if info["channels"] == 1 else f"{info['channels']} channels (colour)"
+    print(f"{info['dataset']}: {h}×{w} pixels, {channels}, {len(info['classes'])} classes; "
           f"preprocess {info['preprocess']}")
+    for note in info.get("notes", []):
+        print(f"  note: {note}")
     for name, split in info["splits"].items():
         counts = ", ".join(f"{c} {n}" for c, n in split["counts"].items())
         lo, hi = split["preprocessed_range"]
-        print(f"  {name}: {split['images']} images ({counts}); raw {split['raw_range'][0]}..{split['raw_range'][1]}, "
-              f"preprocessed {lo:.3g}..{hi:.3g}")
+        per = "".join(f", {c} {a}..{b}" for c, (a, b) in zip("RGB", split.get("channel_ranges", []), strict=False))
+        print(f"  {name}: {split['images']} images ({counts}); raw {split['raw_range'][0]}..{split['raw_range'][1]}"
+              f"{per}, preprocessed {lo:.3g}..{hi:.3g}")
     px, far = info["pixels"], info["test_far"]
     print(f"  per-pixel deviation (training, 0..255): {px['std_min']:.3g}..{px['std_max']:.3g} "
           f"(median {px['std_median']:.3g}); {px['never_inked_pixels']} pixels never inked in training")
@@ -46,7 +51,8 @@ def _print_summary(info: dict[str, Any]) -> None:
 def cmd_data(args: argparse.Namespace) -> int:
     from ..views.data import data
 
-    result = data(args.name, preprocess=args.preprocess, data_dir=args.data_dir, out=args.out, svg=args.svg)
+    result = data(args.name, preprocess=args.preprocess, data_dir=args.data_dir, out=args.out, svg=args.svg,
+                  **folder_overrides(args))
     if args.json:
         print_json(result.to_json())
     else:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Preprocessor
+from ..data import Preprocessor, to_nchw
 from ..errors import DataError, RunError
 
 FAR_LIMIT = 10.0  # preprocessed values beyond ±10 (10 σ for the standard kinds) are far outside normal input
@@ -17,7 +17,8 @@ FAR_LIMIT = 10.0  # preprocessed values beyond ±10 (10 σ for the standard kind
 
 @dataclass(frozen=True)
 class PixelStats:
-    """Per-pixel statistics of raw training images (0..255): mean, deviation, minimum and maximum, each (H, W)."""
+    """Per-pixel statistics of raw training images (0..255): mean, deviation, minimum and maximum, each (H, W)
+    for one channel or (C, H, W) for colour."""
 
     count: int
     mean: np.ndarray
@@ -25,40 +26,64 @@ class PixelStats:
     low: np.ndarray
     high: np.ndarray
 
+    @property
+    def channels(self) -> int:
+        """1 for grey statistics (H, W), C for colour ones (C, H, W)."""
+        return 1 if self.mean.ndim == 2 else int(self.mean.shape[0])
+
     def to_dict(self) -> dict[str, Any]:
-        """Summary numbers (JSON-ready); the arrays themselves are drawn, not printed."""
-        return {"images": self.count, "shape": list(self.mean.shape),
+        """Summary numbers (JSON-ready); the arrays themselves are drawn, not printed. Colour adds per channel
+        mean, minimum and maximum ("per_channel")."""
+        ink = self.high if self.mean.ndim == 2 else self.high.max(axis=0)
+        data = {"images": self.count, "shape": list(self.mean.shape),
                 "mean": float(self.mean.mean()), "std_min": float(self.std.min()),
                 "std_median": float(np.median(self.std)), "std_max": float(self.std.max()),
-                "never_inked_pixels": int((self.high == 0).sum())}
+                "never_inked_pixels": int((ink == 0).sum())}
+        if self.mean.ndim == 3:
+            data["per_channel"] = [{"mean": float(m.mean()), "min": float(lo.min()), "max": float(hi.max())}
+                                   for m, lo, hi in zip(self.mean, self.low, self.high, strict=True)]
+        return data
 
 
 def pixel_stats(images: np.ndarray) -> PixelStats:
-    """Per-pixel mean, deviation, minimum and maximum of raw images (n, H, W) or (n, 1, H, W)."""
+    """Per-pixel mean, deviation, minimum and maximum of raw images (n, H, W), (n, 1, H, W) or (n, H, W, C)."""
     raw = np.asarray(images)
-    if raw.ndim == 4 and raw.shape[1] == 1:
-        raw = raw[:, 0]
-    if raw.ndim != 3 or len(raw) == 0:
-        raise DataError(f"expected raw images of shape (n, H, W) with n ≥ 1, received {raw.shape}")
-    return PixelStats(len(raw), raw.mean(axis=0, dtype=np.float64).astype(np.float32),
-                      raw.std(axis=0, dtype=np.float64).astype(np.float32),
-                      raw.min(axis=0).astype(np.float32), raw.max(axis=0).astype(np.float32))
+    if raw.ndim not in (3, 4) or len(raw) == 0:
+        raise DataError(f"expected raw images of shape (n, H, W) or (n, H, W, C) with n ≥ 1, received {raw.shape}")
+    x = to_nchw(raw)
+    stats = (x.mean(axis=0, dtype=np.float64), x.std(axis=0, dtype=np.float64), x.min(axis=0), x.max(axis=0))
+    if x.shape[1] == 1:
+        stats = tuple(v[0] for v in stats)
+    return PixelStats(len(raw), *(v.astype(np.float32) for v in stats))
 
 
-def white_pixel_value(preprocessor: Preprocessor, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W): what a white pixel (255) at each position becomes after `preprocessor` (the model's input)."""
-    white = np.full((1, *shape), 255, np.uint8)
-    return preprocessor(white)[0, 0]
+def as_picture(values: np.ndarray) -> np.ndarray:
+    """Per-pixel values (H, W) or (C, H, W) as one raw picture (1, H, W) or (1, H, W, C) for a preprocessor."""
+    values = np.asarray(values)
+    return values[None] if values.ndim == 2 else values.transpose(1, 2, 0)[None]
+
+
+def _squeeze(x: np.ndarray) -> np.ndarray:
+    """(C, H, W) -> (H, W) when C is 1."""
+    return x[0] if x.shape[0] == 1 else x
+
+
+def white_pixel_value(preprocessor: Preprocessor, shape: tuple[int, ...]) -> np.ndarray:
+    """(H, W) or (C, H, W): what a white pixel (255) at each position becomes after `preprocessor`."""
+    return _squeeze(preprocessor(as_picture(np.full(shape, 255, np.uint8)))[0])
 
 
 def preprocessing_arrays(preprocessor: Preprocessor, images: np.ndarray) -> dict[str, np.ndarray]:
     """The arrays a preprocessing figure draws, from raw training images: "mean" and "std" (raw pixels), "scale"
     (the deviation the run divides by), "white" (what a white pixel becomes) and "train_max" (the largest value
-    each pixel takes over the preprocessed training images)."""
+    each pixel takes over the preprocessed training images); each (H, W), or (C, H, W) for colour."""
     stats = pixel_stats(images)
     shape = stats.mean.shape
-    scale = np.broadcast_to(np.asarray(preprocessor.scale, np.float32), shape).copy()
-    train_max = preprocessor(stats.high[None])[0, 0]  # preprocessing is increasing per pixel
+    scale = np.asarray(preprocessor.scale, np.float32)
+    if scale.ndim == 3 and len(shape) == 2:
+        scale = scale[0]
+    scale = np.broadcast_to(scale, shape).copy()
+    train_max = _squeeze(preprocessor(as_picture(stats.high))[0])  # preprocessing is increasing per pixel
     return {"mean": stats.mean, "std": stats.std, "scale": scale,
             "white": white_pixel_value(preprocessor, shape), "train_max": train_max}
 
@@ -93,7 +118,7 @@ class OutsideRange:
 
 def outside_training_range(preprocessor: Preprocessor, images: np.ndarray, stats: PixelStats | None = None,
                            limit: float = FAR_LIMIT) -> OutsideRange:
-    """How far raw images (n, H, W) lie outside the training range after `preprocessor`.
+    """How far raw images (n, H, W) or (n, H, W, C) lie outside the training range after `preprocessor`.
 
     Always: the largest |value| and the share of pixels beyond ±limit. With the training images' `stats` (or a
     standard-clip preprocessor, which keeps the range), also the share of pixels outside their per-pixel training
@@ -101,23 +126,24 @@ def outside_training_range(preprocessor: Preprocessor, images: np.ndarray, stats
     """
     if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
         raise RunError(f"limit must be a positive number, received {limit!r}")
-    x = preprocessor(images)[:, 0]
+    x = preprocessor(images)
     flat = np.abs(x).reshape(len(x), -1)
     max_value = flat.max(axis=1) if flat.size else np.zeros(len(x), np.float32)
     far_fraction = (flat > limit).mean(axis=1) if flat.size else np.zeros(len(x))
     low, high = (stats.low, stats.high) if stats is not None else (preprocessor.low, preprocessor.high)
     if low is None or high is None:
         return OutsideRange(max_value, far_fraction, None, None, float(limit))
-    lo, hi = (Preprocessor(preprocessor.kind, preprocessor.mean, preprocessor.scale)(v[None])[0, 0]
-              for v in (low, high))
-    raw = Preprocessor(preprocessor.kind, preprocessor.mean, preprocessor.scale)(images)[:, 0]  # before clipping
+    plain = Preprocessor(preprocessor.kind, preprocessor.mean, preprocessor.scale)  # without clipping
+    lo, hi = (plain(as_picture(v))[0] for v in (low, high))
+    raw = plain(images)
     beyond = np.maximum(np.maximum(raw - hi, lo - raw), 0).reshape(len(raw), -1)
     return OutsideRange(max_value, far_fraction, (beyond > 0).mean(axis=1), beyond.max(axis=1), float(limit))
 
 
 def range_warnings(preprocessor: Preprocessor, raw: np.ndarray, limit: float = FAR_LIMIT) -> list[str]:
     """'warning: …' notes for one user's picture (H, W) whose preprocessed values lie far outside what training
-    showed the model (beyond ±limit): its answer then says little. [] when the picture is within range."""
+    showed the model (beyond ±limit): its answer then says little. [] when the picture is within range. The
+    picture is (H, W) or (H, W, C)."""
     found = outside_training_range(preprocessor, np.asarray(raw)[None], limit=limit)
     if not bool(found.far[0]):
         return []

@@ -18,7 +18,16 @@ PANELS = (("mean", "per-pixel mean (0–255)", "magma"), ("scale", "deviation di
 
 
 def _panel(fig: Figure, ax, values: np.ndarray, title: str, cmap: str) -> None:
-    """One (H, W) array with its colour bar and its range in the title (log colours for a range over 100×)."""
+    """One (H, W) array with its colour bar and its range in the title (log colours for a range over 100×); a
+    colour (3, H, W) mean is drawn as the picture it is, other (C, H, W) arrays averaged over the channels."""
+    if values.ndim == 3 and title.startswith("per-pixel mean") and values.shape[0] == 3:
+        ax.imshow(np.clip(values.transpose(1, 2, 0), 0, 255).astype(np.uint8), interpolation="nearest")
+        ax.set_title(f"{title}\n{float(values.min()):.3g} … {float(values.max()):.3g}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
+    if values.ndim == 3:
+        values, title = values.mean(axis=0), f"{title}, channel mean"
     low, high = float(values.min()), float(values.max())
     norm = LogNorm(low, high) if low > 0 and high > 100 * low else None
     image = ax.imshow(values, cmap=cmap, norm=norm, interpolation="nearest")
@@ -34,10 +43,16 @@ def _examples(fig: Figure, grid, raw: np.ndarray, prepared: np.ndarray, labels: 
     """Raw pictures (top row) above their preprocessed versions (each on its own symmetric scale)."""
     for i in range(len(raw)):
         top, bottom = fig.add_subplot(grid[0, i]), fig.add_subplot(grid[1, i])
-        top.imshow(raw[i], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        picture = raw[i][..., 0] if raw[i].ndim == 3 and raw[i].shape[-1] == 1 else raw[i]
+        top.imshow(picture, cmap="gray", vmin=0, vmax=255, interpolation="nearest")  # cmap unused for colour
         top.set_title(str(class_names[int(labels[i])]), fontsize=7)
         bound = max(float(np.abs(prepared[i]).max()), 1e-6)
-        bottom.imshow(prepared[i], cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
+        if prepared[i].ndim == 3:  # colour (C, H, W): -bound..bound mapped to 0..1 per channel
+            shown = np.clip((prepared[i].transpose(1, 2, 0) + bound) / (2 * bound), 0, 1)
+            bottom.imshow(shown[..., 0] if shown.shape[-1] == 1 else shown, cmap="RdBu_r", vmin=0, vmax=1,
+                          interpolation="nearest")
+        else:
+            bottom.imshow(prepared[i], cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
         bottom.set_title(f"max {bound:.3g}", fontsize=6)
         for ax in (top, bottom):
             ax.set_xticks([])
@@ -48,7 +63,7 @@ def preprocessing_figure(arrays: dict[str, np.ndarray], kind: str, examples: np.
                          prepared: np.ndarray | None = None, labels: np.ndarray | None = None,
                          class_names: Sequence[str] = (), title: str | None = None) -> Figure:
     """Panels of `arrays` (inspect.datastats.preprocessing_arrays: mean, scale, white), then raw `examples`
-    (k, H, W) above their `prepared` versions (k, H, W) labelled by `labels` (class names)."""
+    (k, H, W) or (k, H, W, 3) above their `prepared` versions (k, H, W) or (k, C, H, W) labelled by `labels`."""
     missing = [key for key, _, _ in PANELS if key not in arrays]
     if missing:
         raise DataError(f"preprocessing_figure needs arrays {', '.join(missing)}; use preprocessing_arrays()")
@@ -76,4 +91,10 @@ def preprocessing_section_figure(preprocessor, train_raw: np.ndarray, images: np
 
     picks = class_examples(labels, len(class_names), per_class)
     return preprocessing_figure(preprocessing_arrays(preprocessor, train_raw), preprocessor.kind, images[picks],
-                                preprocessor(images[picks])[:, 0], np.asarray(labels)[picks], class_names, title)
+                                _model_view(preprocessor(images[picks])), np.asarray(labels)[picks], class_names,
+                                title)
+
+
+def _model_view(x: np.ndarray) -> np.ndarray:
+    """Preprocessed (k, C, H, W) -> (k, H, W) for one channel, kept (k, C, H, W) for colour."""
+    return x[:, 0] if x.shape[1] == 1 else x
