@@ -182,6 +182,28 @@ def test_transparency_is_flattened_onto_a_contrasting_background(tmp_path):
     assert len(ink) == 1 and (ink[0][2:6, 2:6] == 0).all()
 
 
+def test_formats_and_exif_orientation(tmp_path):
+    root = tmp_path / "formats"
+    picture = np.zeros((6, 10), np.uint8)  # H 6, W 10
+    picture[1:3, 2:8] = 200
+    for k in range(2):
+        save(root / f"c{k}" / "a.png", picture + k)
+        Image.fromarray(picture + k).save(root / f"c{k}" / "b.BMP")
+        Image.fromarray(picture + k).save(root / f"c{k}" / "c.gif")
+        Image.fromarray(picture + k).save(root / f"c{k}" / "d.webp", lossless=True)
+    turned = Image.fromarray(np.ascontiguousarray(np.rot90(np.repeat(picture[..., None], 3, axis=2), 1)))  # 10×6
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90° clockwise to view"
+    turned.save(root / "c0" / "e.jpg", exif=exif, quality=95)
+    raw = owndata.load_own(str(root), test_size=2, channels=1)
+    everything = np.concatenate([raw.train_raw, raw.test_raw])
+    assert everything.shape == (9, 6, 10)
+    assert not any("resized" in note for note in raw.notes)  # the JPEG, once turned, has the same size
+    assert sum(np.array_equal(x, picture) or np.array_equal(x, picture + 1) for x in everything) == 8
+    jpeg = [x for x in everything if not (np.array_equal(x, picture) or np.array_equal(x, picture + 1))]
+    assert len(jpeg) == 1 and np.abs(jpeg[0].astype(int) - picture).max() < 40  # upright, as EXIF says
+
+
 # --- bad data ----------------------------------------------------------------------------------------
 def add_bad_pictures(root: Path) -> None:
     (root / "class0" / "junk.png").write_bytes(b"this is not a picture")

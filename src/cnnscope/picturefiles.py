@@ -79,15 +79,18 @@ def _decode(path: str, size: tuple[int, int], channels: int) -> tuple[np.ndarray
     with Image.open(path, formats=FORMATS) as img:
         if img.size[0] * img.size[1] > MAX_PIXELS:  # changed since the header pass
             raise DataError(f"more than {MAX_PIXELS:,} pixels")
+        w, h = img.size
         if img.format == "JPEG":
-            img.draft(img.mode, (max(size), max(size)))
+            if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                w, h = h, w  # as the header pass reads it
+            img.draft(img.mode, (max(size), max(size)))  # decoded at 1/2..1/8 scale when that is still larger
             img.load()
             img = ImageOps.exif_transpose(img)
         img.load()
         done["converted"] = int(native_channels(img) != channels)
         img, done["flattened"] = _to_mode(img, channels)
+    done["resized"] = int((w, h) != (size[1], size[0]))
     if img.size != (size[1], size[0]):
-        done["resized"] = 1
         shrink = img.size[0] * img.size[1] > size[0] * size[1]
         img = img.resize((size[1], size[0]), Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR)
     return np.asarray(img), done
