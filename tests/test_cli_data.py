@@ -1,9 +1,11 @@
-"""`cnnscope data NAME`: summary text, JSON, the preprocessing figure, one-line errors."""
+"""`cnnscope data NAME|npz:FILE|folder:PATH`: summary text, JSON, the preprocessing figure, one-line errors."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cnnscope.data import DataConfig
@@ -50,3 +52,44 @@ def test_data_missing_directory(capsys, tmp_path):
     code, _, err = run_cli(capsys, "data", "mnist", "--data-dir", tmp_path / "nowhere")
     assert code == 2
     assert "missing file" in one_line_error(err) and "--data-dir" in err
+
+
+def colour_folder(root: Path) -> Path:
+    """root/<red|green|blue>/*.png: 10×12 pictures whose bright channel is their class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for channel, name in enumerate(("red", "green", "blue")):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            x = rng.integers(0, 40, (10, 12, 3)).astype(np.uint8)
+            x[..., channel] = 220
+            Image.fromarray(x).save(root / name / f"{i}.png")
+    return root
+
+
+def test_folder_dataset_described_and_trained(capsys, tmp_path):
+    root = colour_folder(tmp_path / "shapes")
+    code, out, err = run_cli(capsys, "data", f"folder:{root}", "--test-size", "3", "--json", "--out",
+                             tmp_path / "d.png")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["channels"] == 3 and info["classes"] == ["blue", "green", "red"] and info["image_size"] == [10, 12]
+    assert info["splits"]["train"]["images"] + info["splits"]["test"]["images"] == 18
+    assert info["splits"]["train"]["channel_ranges"][0] == [0, 220] and (tmp_path / "d.png").is_file()
+    code, out, err = run_cli(capsys, "train", "--dataset", f"folder:{root}", "--test-size", "3", "--image-size",
+                             "16", "16", "--preset", "tiny", "--epochs", "1", "--out", tmp_path / "run",
+                             "--no-report", "--no-plot")
+    assert code == 0, err
+    from cnnscope.runs import load_run
+    from cnnscope.views.common import class_names
+
+    run = load_run(tmp_path / "run")
+    assert run.spec.input_shape == (3, 16, 16) and class_names(run) == ["blue", "green", "red"]
+    assert run.data_config.image_size == (16, 16) and run.dataset().test_raw.shape[1:] == (16, 16, 3)
+
+
+def test_folder_options_are_refused_for_other_datasets(capsys, data_dir):
+    code, _, err = run_cli(capsys, "data", "mnist", "--data-dir", data_dir, "--channels", "3")
+    assert code == 2 and one_line_error(err) == "error: channels applies to folder:PATH datasets only; --dataset " \
+                                                "is mnist"
