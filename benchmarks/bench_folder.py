@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -53,11 +54,13 @@ def export(data_dir: Path, folder: Path, limit: int | None) -> float:
 def load(folder: Path, cache: Path, mode: str) -> dict:
     """Run load_own in a fresh process with XDG_CACHE_HOME=cache; its timings, plus the process's wall time."""
     env = dict(os.environ, XDG_CACHE_HOME=str(cache), PYTHONPATH=str(ROOT / "src"))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([sys.executable, "-c", LOAD, str(folder), mode], env=env, check=True,
                          capture_output=True, text=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["process_s"] = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the process and its pool's workers
+    result["cpu_s"] = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
     return result
 
 
@@ -73,12 +76,14 @@ def main() -> None:
         if not folder.is_dir():
             seconds = export(Path(args.data_dir), folder, args.limit)
             print(f"exported {sum(1 for _ in folder.rglob('*.png')):,} PNGs to {folder} in {seconds:.1f} s")
+        print(f"load average before: {' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")
         rows = [("first load, one process", load(folder, Path(tmp) / "cache-a", "no-pool"))]
         rows.append(("first load, process pool", load(folder, Path(tmp) / "cache-b", "pool")))
-        rows.append(("cached load (fresh process)", load(folder, Path(tmp) / "cache-b", "pool")))
+        rows += [("cached load (fresh process)", load(folder, Path(tmp) / "cache-b", "pool")) for _ in range(3)]
         for name, r in rows:
-            print(f"{name:30s} load_own {r['load_s']:6.2f} s   process {r['process_s']:6.2f} s   "
-                  f"(import {r['import_s']:.2f} s)   train {r['train']} test {r['test']}")
+            print(f"{name:28s} load_own {r['load_s']:6.2f} s   process {r['process_s']:6.2f} s   CPU "
+                  f"{r['cpu_s']:6.2f} s   (import {r['import_s']:.2f} s)   train {r['train']} test {r['test']}")
+        print(f"load average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
         print("notes:", "; ".join(rows[-1][1]["notes"]))
 
 

@@ -330,6 +330,18 @@ def test_the_second_load_reads_the_cache_without_decoding(tmp_path, monkeypatch)
     assert second.train_y.dtype == np.int64 and second.class_names == first.class_names
 
 
+def test_a_new_seed_or_test_size_splits_the_cached_pictures_again(tmp_path, monkeypatch):
+    root = str(flat_folder(tmp_path / "pics", (10, 10)))
+    first = owndata.load_own(root)
+    monkeypatch.setattr(Image, "open", lambda *a, **k: pytest.fail("decoded again"))
+    other = owndata.load_own(root, seed=5, test_size=4)
+    assert len(other.test_raw) == 4 and len(first.test_raw) == 4
+    assert not np.array_equal(other.test_raw, first.test_raw)
+    assert other.notes[-1] == ("held out 4 pictures for testing (stratified, seed 5): 4 test and 16 training "
+                               "pictures")
+    assert len(cache_files()) == 1
+
+
 def test_a_changed_file_or_setting_decodes_again(tmp_path):
     root = flat_folder(tmp_path / "pics", (5, 5))
     first = owndata.load_own(str(root))
@@ -354,17 +366,21 @@ def test_a_corrupt_cache_file_is_ignored_and_rebuilt(tmp_path, caplog):
         again = owndata.load_own(root)
     assert np.array_equal(again.train_raw, first.train_raw)
     assert "cached pictures cannot be read" in caplog.text and "decoding the folder again" in caplog.text
-    assert owndata.read_cache(path) is not None  # rebuilt
+    assert owndata.read_cache(path, 2) is not None  # rebuilt
 
 
 def test_a_cache_with_wrong_arrays_is_ignored(tmp_path):
     root = str(flat_folder(tmp_path / "pics", (5, 5)))
     first = owndata.load_own(root)
     [path] = cache_files()
-    with open(path, "wb") as fh:
-        np.savez(fh, train_raw=first.train_raw.astype(np.float32), train_y=first.train_y, test_raw=first.test_raw,
-                 test_y=first.test_y, class_names=np.array(first.class_names), notes=np.array(first.notes))
-    assert owndata.read_cache(path) is None
+    pixels = np.concatenate([first.train_raw, first.test_raw])
+    labels = np.concatenate([first.train_y, first.test_y])
+    for wrong in ({"pixels": pixels.astype(np.float32)}, {"labels": labels + 5}, {"in_test": np.zeros(3, bool)}):
+        arrays = {"pixels": pixels, "labels": labels, "in_test": np.zeros(len(labels), bool),
+                  "notes": np.array(first.notes), **wrong}
+        with open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+        assert owndata.read_cache(path, 2) is None, wrong
     assert owndata.load_own(root).train_raw.dtype == np.uint8
 
 

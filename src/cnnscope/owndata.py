@@ -32,7 +32,7 @@ log = logging.getLogger("cnnscope")
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 DEFAULT_TEST_SHARE = 0.2  # flat folders: share of each class held out for testing when test_size is 0
 LISTED = 5  # names quoted in a note or error before "…"
-CACHE_VERSION = 1  # bump when decoding changes what the arrays hold
+CACHE_VERSION = 2  # bump when decoding changes what the arrays hold
 POOL_MIN = 4000  # pictures below which decoding stays in this process
 CHUNK = 1000  # pictures per task of the process pool
 
@@ -49,6 +49,16 @@ class FolderListing:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Decoded:
+    """A folder's decoded pictures before the split (what the cache holds: a new seed or test size reuses it)."""
+
+    pixels: np.ndarray  # uint8 (n, H, W) or (n, H, W, 3)
+    labels: np.ndarray  # int64 (n,)
+    in_test: np.ndarray  # bool (n,): from PATH/test/ (the train/test layout; all False in a flat folder)
+    notes: list[str]
+
+
 def load_own(source: str, *, image_size: tuple[int, int] | None = None, channels: int | None = None,
              skip_bad: bool = False, test_size: int | None = 0, seed: int = 0, progress: bool | None = None) -> RawData:
     """Load a folder of class folders as uint8 pictures and labels (cached after the first decode)."""
@@ -58,23 +68,21 @@ def load_own(source: str, *, image_size: tuple[int, int] | None = None, channels
     if listing.layout == "split" and test_size:
         raise DataError(f"test_size {test_size} applies to a folder of class folders; {listing.root} has its own "
                         f"test/ folder: drop --test-size or the test/ folder")
-    settings = {"image_size": image_size, "channels": channels, "skip_bad": bool(skip_bad),
-                "test_size": test_size, "seed": seed}
-    path = cache_path(listing, settings)
-    cached = read_cache(path)
-    if cached is not None:
+    path = cache_path(listing, {"image_size": image_size, "channels": channels, "skip_bad": bool(skip_bad)})
+    decoded = read_cache(path, len(listing.class_names))
+    if decoded is None:
+        decoded = _build(listing, image_size, channels, bool(skip_bad), progress)
+        write_cache(path, decoded)
+    else:
         log.info("%s: decoded pictures read from the cache %s", listing.root, path)
-        return cached
-    raw = _build(listing, image_size, channels, bool(skip_bad), test_size, seed, progress)
-    write_cache(path, raw)
-    return raw
+    return _split(listing, decoded, test_size, seed)
 
 
 def _check_settings(image_size, channels, test_size, seed) -> tuple[tuple[int, int] | None, int | None]:
     """The settings checked once: DataError saying what was received and what is valid."""
     size = tuple(image_size) if isinstance(image_size, (tuple, list)) else ()
-    if image_size is not None and (len(size) != 2 or size[0] * size[1] > MAX_PIXELS or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)):
+    if image_size is not None and (len(size) != 2 or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size) or size[0] * size[1] > MAX_PIXELS):
         raise DataError(f"image_size must be two positive integers H W with H × W ≤ {MAX_PIXELS:,}, received "
                         f"{brief(image_size)}")
     if channels is not None and (isinstance(channels, bool) or channels not in (1, 3)):
@@ -224,41 +232,31 @@ def cache_path(listing: FolderListing, settings: dict) -> Path:
     return datamod.cache_dir() / "folders" / f"{folder}-{files}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.npz"
 
 
-def read_cache(path: Path) -> RawData | None:
+def read_cache(path: Path, n_classes: int) -> Decoded | None:
     """The cached pictures at `path`, or None when there are none or the file is corrupt (logged)."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            raw = RawData(z["train_raw"], z["train_y"], z["test_raw"], z["test_y"],
-                          tuple(str(s) for s in z["class_names"]), [str(s) for s in z["notes"]])
-        check_raw(raw)
+            decoded = Decoded(z["pixels"], z["labels"], z["in_test"], [str(s) for s in z["notes"]])
+        x, n = decoded.pixels, len(decoded.pixels)
+        if x.dtype != np.uint8 or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] != 3) or not n \
+                or decoded.labels.dtype != np.int64 or decoded.in_test.dtype != bool \
+                or decoded.labels.shape != (n,) or decoded.in_test.shape != (n,):
+            raise DataError(f"unexpected arrays {x.dtype} {x.shape}, {decoded.labels.dtype} {decoded.labels.shape}")
+        datamod.check_labels(decoded.labels, n_classes, "labels")
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, DataError) as exc:
         log.warning("%s: cached pictures cannot be read (%s); decoding the folder again", path, brief(str(exc)))
         return None
-    return raw
+    return decoded
 
 
-def check_raw(raw: RawData) -> None:
-    """DataError when the arrays of `raw` disagree in dtype, shape or length, or a label is out of range."""
-    shapes = {raw.train_raw.shape[1:], raw.test_raw.shape[1:]}
-    if raw.train_raw.dtype != np.uint8 or raw.test_raw.dtype != np.uint8 or len(shapes) != 1 \
-            or raw.train_raw.ndim not in (3, 4) or (raw.train_raw.ndim == 4 and raw.train_raw.shape[-1] != 3):
-        raise DataError(f"pictures must be uint8 (n, H, W) or (n, H, W, 3) in both splits, found "
-                        f"{raw.train_raw.dtype} {raw.train_raw.shape} and {raw.test_raw.dtype} {raw.test_raw.shape}")
-    for split, x, y in (("train", raw.train_raw, raw.train_y), ("test", raw.test_raw, raw.test_y)):
-        if y.dtype != np.int64 or y.shape != (len(x),) or not len(x):
-            raise DataError(f"the {split} split needs int64 labels, one per picture (found {y.dtype} {y.shape} "
-                            f"for {len(x)} pictures)")
-        datamod.check_labels(y, len(raw.class_names), f"{split} labels")
-
-
-def write_cache(path: Path, raw: RawData) -> None:
+def write_cache(path: Path, decoded: Decoded) -> None:
     """Save decoded pictures atomically; drop this folder's caches of older file lists. Failures are logged."""
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
-            np.savez(fh, train_raw=raw.train_raw, train_y=raw.train_y, test_raw=raw.test_raw, test_y=raw.test_y,
-                     class_names=np.array(raw.class_names, dtype=str), notes=np.array(raw.notes, dtype=str))
+            np.savez(fh, pixels=decoded.pixels, labels=decoded.labels, in_test=decoded.in_test,
+                     notes=np.array(decoded.notes, dtype=str))
 
     try:
         atomic_write(path, write)
@@ -272,9 +270,8 @@ def write_cache(path: Path, raw: RawData) -> None:
 
 
 # --- decoding -------------------------------------------------------------------------------------
-def _build(listing: FolderListing, image_size, channels, skip_bad: bool, test_size: int, seed: int,
-           progress: bool | None) -> RawData:
-    """Decode every picture of `listing`, check the result and split it."""
+def _build(listing: FolderListing, image_size, channels, skip_bad: bool, progress: bool | None) -> Decoded:
+    """Decode every picture of `listing` to one size and channel count; DataError for unreadable ones."""
     paths = [str(listing.root / rel) for rel, _, _ in listing.files]
     notes = list(listing.notes)
     probes = [probe for chunk in _run(probe_chunk, paths, (), progress, "reading picture headers") for probe in chunk]
@@ -297,8 +294,8 @@ def _build(listing: FolderListing, image_size, channels, skip_bad: bool, test_si
     _report_bad(listing, bad, skip_bad, notes)
     _conversion_notes(counts, size, channels, image_size is not None, notes)
     labels = np.array([listing.files[i][1] for i in good], np.int64)[kept]
-    splits = np.array([listing.files[i][2] for i in good])[kept]
-    return _split(listing, pixels[kept], labels, splits, test_size, seed, notes)
+    in_test = np.array([listing.files[i][2] == "test" for i in good], bool)[kept]
+    return Decoded(pixels[kept], labels, in_test, notes)
 
 
 def _choose(probes: list, image_size, channels, notes: list[str]) -> tuple[tuple[int, int], int]:
@@ -343,23 +340,18 @@ def _conversion_notes(counts: Counter, size, channels: int, size_given: bool, no
                      f"background (white behind dark content, black behind light)")
 
 
-def _split(listing: FolderListing, pixels: np.ndarray, labels: np.ndarray, splits: np.ndarray, test_size: int,
-           seed: int, notes: list[str]) -> RawData:
+def _split(listing: FolderListing, decoded: Decoded, test_size: int, seed: int) -> RawData:
     """RawData from decoded pictures: train/ and test/ as found, or a stratified, seeded holdout."""
+    pixels, labels, is_test, notes = decoded.pixels, decoded.labels, decoded.in_test, list(decoded.notes)
     if listing.layout == "flat":
         is_test = holdout(labels, len(listing.class_names), test_size, seed, listing.class_names)
         share = f"{test_size:,} pictures" if test_size else f"{DEFAULT_TEST_SHARE * 100:.0f} % of each class"
         notes.append(f"held out {share} for testing (stratified, seed {seed}): {int(is_test.sum()):,} test and "
                      f"{int((~is_test).sum()):,} training pictures")
-    else:
-        is_test = splits == "test"
     for name, mask in (("training", ~is_test), ("test", is_test)):
         if not mask.any():
             raise DataError(f"the {name} split of {listing.root} holds no readable pictures; add pictures to it")
-    raw = RawData(pixels[~is_test], labels[~is_test], pixels[is_test], labels[is_test], listing.class_names,
-                  list(notes))
-    check_raw(raw)
-    return raw
+    return RawData(pixels[~is_test], labels[~is_test], pixels[is_test], labels[is_test], listing.class_names, notes)
 
 
 def holdout(labels: np.ndarray, n_classes: int, test_size: int, seed: int,
