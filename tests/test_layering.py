@@ -41,6 +41,8 @@ def layer_of(module: str) -> str:
         return "main"
     if parts[1] in API:
         return "api"
+    if parts[1] == "tboard":  # a training callback that draws, like probe
+        return "probe"
     return parts[1] if parts[1] in UPPER else "core"
 
 

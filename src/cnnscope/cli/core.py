@@ -198,6 +198,8 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-report", action="store_true", help="do not write report.html at the end (default: write)")
     p.add_argument("--probe", type=int, metavar="INDEX", help="record this test image's activations and the first "
                                                               "layer's filters every epoch (default: off)")
+    p.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files to DIR: scalars every "
+                                                        "epoch, and --probe's maps and filters (default: off)")
     add_data_dir(p)
     train_flags = p.add_argument_group("training (override [train])")
     for flag, kind, text in TRAIN_FLAGS:
@@ -244,6 +246,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is None and args.verbosity >= 0:
         _announce(args, train_overrides, data_overrides)
     callbacks = [Probe(args.probe)] if args.probe is not None else []
+    if args.tensorboard:
+        from ..tboard import TensorBoardLogger
+
+        check_output(args.tensorboard, "dir", "--tensorboard")
+        callbacks.append(TensorBoardLogger(args.tensorboard, probe=args.probe))
     run = train_from_settings(config_file=args.config, preset=args.preset, train_overrides=train_overrides,
                               data_overrides=data_overrides, out=args.out, overwrite=args.overwrite,
                               resume_from=args.resume, init_from=args.init_from, plot=not args.no_plot,
