@@ -16,8 +16,7 @@ Status of a run (the training loop writes metrics.json, with "status" completed 
   (or, before the first epoch ends, config.toml / initial.safetensors) changed within the live window:
   max(`live_seconds`, 3 × the longest epoch so far + 10 s); else "failed" (the process ended without writing
   metrics.json: an error, or it was killed).
-- a sweep trial whose results.json row says "failed" or "pruned" (and that is not running) takes that status
-  and the row's reason.
+- a sweep trial whose results.json row says "failed" or "pruned" takes that status and the row's reason.
 """
 
 from __future__ import annotations
@@ -320,7 +319,7 @@ class Catalog:
             for trial in trials:
                 row = by_dir.get(trial["name"].rsplit("/", 1)[-1], {})
                 trial["study"], trial["number"] = study["name"], row.get("number")
-                if row.get("status") in ("failed", "pruned") and trial["status"] != "running":
+                if row.get("status") in ("failed", "pruned"):  # the sweep's own verdict
                     trial["status"], trial["reason"] = row["status"], str(row.get("reason") or "")
             study.update(study_summary(study, trials, rows))
 
