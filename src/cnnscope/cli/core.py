@@ -134,7 +134,8 @@ DATA_FLAGS = (  # flag, type, help (each overrides the config file's [data] valu
                      "cifar10, npz:FILE (x_train, y_train, x_test, y_test, optional class_names) or folder:PATH "
                      "(PATH/train/<class>/*.png and PATH/test/<class>/…, or PATH/<class>/…)"),
     ("preprocess", str, "unit (default: /255), standard (per-pixel mean/std, as the series), standard-floor (std "
-                        "floored at the global one), standard-clip (per-pixel training range) or global"),
+                        "floored at the global one), standard-clip (per-pixel training range), global, or channel (one "
+                        "mean/std per colour channel)"),
     ("split", str, "official (default: 60,000 train / 10,000 test) or reshuffle"),
     ("val-size", int, "training images held out for validation (default 0: validate on the test set)"),
     ("limit-train", int, "use only the first N training images (default: all)"),
