@@ -15,12 +15,12 @@ MAX_PANELS = 12
 
 
 def _positions(column: Sequence) -> tuple[np.ndarray, list[str] | None, bool]:
-    """x positions of a parameter's values: numbers as they are (log axis when they span > 2 decades), names as
+    """x positions of a parameter's values: numbers as they are (log axis when they span 2 decades or more), names as
     categories (with their labels)."""
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in column):
         x = np.asarray(column, dtype=float)
         positive = x[x > 0]
-        log = len(positive) == len(x) and len(x) > 1 and positive.max() / positive.min() > 100
+        log = len(positive) == len(x) and len(x) > 1 and positive.max() / positive.min() >= 100
         return x, None, log
     labels = sorted({str(v) for v in column})
     return np.asarray([labels.index(str(v)) for v in column], dtype=float), labels, False

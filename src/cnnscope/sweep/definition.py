@@ -103,7 +103,11 @@ def spec_from_options(config_file: str | Path | None, params: list[str], options
     if unknown:
         raise SweepError(f"{config_file} [sweep]: unknown key {brief(unknown[0])}; valid: {', '.join(SWEEP_KEYS)}")
     found = {p.key: p for p in (param_from(str(k), v) for k, v in table_params.items())}
-    found.update({p.key: p for p in map(parse_param, params)})  # a flag replaces the table's entry of a key
+    flags = [parse_param(text) for text in params]
+    keys = [p.key for p in flags]
+    if len(set(keys)) != len(keys):
+        raise SweepError(f"parameter {next(k for k in keys if keys.count(k) > 1)} is given twice")
+    found.update({p.key: p for p in flags})  # a flag replaces the table's entry of a key
     settings = {**sweep, **{k: v for k, v in options.items() if v is not None}}
     check_base_config(tables)
     return SweepSpec(tables, tuple(found.values()), **settings)

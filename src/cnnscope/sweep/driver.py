@@ -48,7 +48,11 @@ def make_sampler(spec: SweepSpec) -> Any:
     import optuna
 
     if spec.sampler == "grid":
-        return optuna.samplers.GridSampler({p.key: p.grid() for p in spec.params}, seed=0)
+        class Grid(optuna.samplers.GridSampler):
+            def after_trial(self, *args: Any) -> None:  # GridSampler's study.stop() works only in study.optimize
+                pass  # the driver asks for at most the grid's size (run_sweep caps --trials)
+
+        return Grid({p.key: p.grid() for p in spec.params}, seed=0)
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=0)
     return optuna.samplers.TPESampler(seed=0, n_startup_trials=min(10, max(2, spec.trials // 3)))

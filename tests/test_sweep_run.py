@@ -1,0 +1,119 @@
+"""cnnscope sweep, training for real on tiny synthetic data: local workers, a failing trial, growing --trials,
+pruning, Ctrl-C and kill then resume, Ray. Trials are 1-3 epochs of the tiny model on 192 images."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import cnnscope
+from cnnscope.sweep import run_sweep
+from cnnscope.sweep.definition import spec_from_options
+from conftest import run_cli
+
+ROW_KEYS = {"number", "params", "status", "test_accuracy", "best_val_accuracy", "epochs", "seconds", "run_dir",
+            "reason"}
+
+
+def _toml(tmp_path: Path, data_dir: Path, epochs: int = 1) -> Path:
+    path = tmp_path / "base.toml"
+    path.write_text(f'[model]\npreset = "tiny"\n[train]\nepochs = {epochs}\nbatch_size = 64\noptimizer = "adam"\n'
+                    f'lr = 0.003\n[data]\ndata_dir = "{data_dir}"\nlimit_train = 192\nlimit_test = 96\n')
+    return path
+
+
+def _results(study: Path) -> dict:
+    return json.loads((study / "results.json").read_text())
+
+
+def test_local_workers_a_failing_trial_and_growing_trials(capsys, tmp_path, data_dir):
+    study, toml = tmp_path / "study", _toml(tmp_path, data_dir)
+    argv = ["sweep", "--config", toml, "--out", study, "--param", "model.preset=choice:tiny,nosuch", "--param",
+            "train.seed=range:0:2", "--sampler", "grid", "--workers", "2"]
+    code, out, _ = run_cli(capsys, *argv, "--trials", "2")
+    assert code == 0 and "results: " in out
+    assert len(_results(study)["trials"]) == 2
+    code, out, _ = run_cli(capsys, *argv, "--trials", "4")  # grows the study to the whole grid
+    assert code == 0, out
+    rows = _results(study)["trials"]
+    assert [r["number"] for r in rows] == [0, 1, 2, 3] and all(ROW_KEYS <= set(r) for r in rows)
+    assert sorted((r["params"]["model.preset"], r["params"]["train.seed"]) for r in rows) == [
+        ("nosuch", 0), ("nosuch", 1), ("tiny", 0), ("tiny", 1)]  # every grid point once: no trial ran twice
+    for r in rows:
+        if r["params"]["model.preset"] == "nosuch":
+            assert r["status"] == "failed" and r["reason"].startswith("unknown preset 'nosuch'; valid:")
+        else:
+            assert r["status"] == "completed" and r["epochs"] == 1 and r["reason"] == ""
+            run = cnnscope.load_run(study / r["run_dir"])  # an ordinary run directory
+            assert run.metrics["test_accuracy"] == r["test_accuracy"] and run.config.seed == r["params"]["train.seed"]
+    assert "2 completed, 2 failed" in out and (study / "sweep-params.png").is_file()
+    assert (study / "results.csv").read_text().splitlines()[0].startswith("number,param.model.preset,param.train.seed")
+
+
+def test_pruning_stops_a_trial_after_its_epoch(tmp_path, data_dir):
+    import optuna
+
+    spec = spec_from_options(_toml(tmp_path, data_dir, epochs=3), ["train.lr=loguniform:1e-3:1e-2"],
+                             {"trials": 2, "sampler": "random"})
+    results = run_sweep(tmp_path / "study", spec, pruner=optuna.pruners.ThresholdPruner(upper=-1.0))  # prunes all
+    rows = results["trials"]
+    assert [r["status"] for r in rows] == ["pruned", "pruned"] and [r["epochs"] for r in rows] == [1, 1]
+    history = json.loads((tmp_path / "study" / "trials" / "0000" / "history.json").read_text())
+    assert history["epoch"] == [1]  # the pruned trial keeps its completed epoch
+    assert results["best"] is None
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals to a process")
+@pytest.mark.parametrize("how", ["interrupt", "kill"])
+def test_stopped_mid_trial_then_resumed(tmp_path, data_dir, how):
+    study, toml = tmp_path / "study", _toml(tmp_path, data_dir, epochs=3)
+    argv = [sys.executable, "-m", "cnnscope", "sweep", "--config", str(toml), "--out", str(study), "--param",
+            "train.lr=loguniform:1e-3:1e-2", "--trials", "1"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(study / "trials" / "0000" / "history.json", proc)  # its first epoch is saved
+    proc.send_signal(signal.SIGINT if how == "interrupt" else signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == (130 if how == "interrupt" else -9), err
+    before = json.loads((study / "trials" / "0000" / "history.json").read_text())
+    assert 1 <= len(before["epoch"]) < 3
+    if how == "interrupt":
+        assert _results(study)["trials"][0]["status"] == "interrupted" and "interrupted" in err
+    time.sleep(0.5 if how == "kill" else 0)  # the worker dies with its driver
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "resuming 1 interrupted trial(s): 0" in done.stderr
+    after = json.loads((study / "trials" / "0000" / "history.json").read_text())
+    assert after["epoch"] == [1, 2, 3] and after["seconds"][:len(before["epoch"])] == before["seconds"]
+    rows = _results(study)["trials"]
+    assert len(rows) == 1 and rows[0]["status"] == "completed" and rows[0]["epochs"] == 3
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (pip install cnnscope[ray])")
+def test_ray_engine_sends_the_run_directories_back(capsys, tmp_path, data_dir):
+    study, toml = tmp_path / "study", _toml(tmp_path, data_dir, epochs=2)
+    code, out, err = run_cli(capsys, "sweep", "--config", toml, "--out", study, "--param",
+                             "train.seed=range:0:2", "--sampler", "grid", "--engine", "ray", "--workers", "2",
+                             "--prune", "median")
+    assert code == 0, err
+    rows = _results(study)["trials"]
+    assert [r["status"] for r in rows] == ["completed", "completed"] and [r["epochs"] for r in rows] == [2, 2]
+    for r in rows:
+        run = cnnscope.load_run(study / r["run_dir"])
+        assert run.metrics["status"] == "completed" and run.history["epoch"] == [1, 2]
+    assert not list((study / "trials").glob(".*"))  # no temporary directories left
