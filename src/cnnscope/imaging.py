@@ -20,8 +20,8 @@ from .errors import RenderError, choice_error
 COLORMAPS = ("magma", "viridis", "inferno", "plasma", "cividis", "gray", "gray_r", "turbo", "RdBu_r", "coolwarm")
 EMPTY_RGB = (236, 238, 242)  # empty grid cells and unseen pixels: a light panel colour that reads as "nothing here"
 
-__all__ = ["COLORMAPS", "EMPTY_RGB", "colorize", "colormap", "colormap_strip", "data_uri", "grey_png", "layout",
-           "png_bytes"]
+__all__ = ["COLORMAPS", "EMPTY_RGB", "colorize", "colormap", "colormap_strip", "data_uri", "grey_png", "is_colour",
+           "layout", "picture_pixels", "picture_png", "pictures", "png_bytes", "rgb_kernels"]
 
 
 def colormap(name: str):
@@ -84,9 +84,54 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def grey_png(raw: np.ndarray) -> bytes:
-    """A raw image (H, W) in 0..255 as a grey PNG."""
-    return png_bytes(np.clip(np.asarray(raw, dtype=np.float32), 0, 255).astype(np.uint8))
+def is_colour(raw: np.ndarray) -> bool:
+    """Whether a raw picture is colour (H, W, 3) rather than grey (H, W) (or (H, W, 1))."""
+    shape = np.shape(raw)
+    return len(shape) == 3 and shape[-1] == 3
+
+
+def picture_pixels(raw: np.ndarray) -> np.ndarray:
+    """A raw picture, (H, W) grey or (H, W, 3) colour (also (H, W, 1) or (1, H, W)), as uint8 (H, W) or (H, W, 3)
+    clipped to 0..255: what a PNG or a figure shows. RenderError for any other shape."""
+    x = np.asarray(raw)
+    if x.ndim == 3 and x.shape[-1] == 1:
+        x = x[..., 0]
+    elif x.ndim == 3 and x.shape[0] == 1:
+        x = x[0]
+    if not (x.ndim == 2 or (x.ndim == 3 and x.shape[-1] == 3)):
+        raise RenderError(f"a picture must be (H, W) grey or (H, W, 3) colour, received shape {x.shape}")
+    if x.dtype == np.uint8:
+        return x
+    return np.clip(np.nan_to_num(x.astype(np.float32)), 0, 255).round().astype(np.uint8)
+
+
+def picture_png(raw: np.ndarray) -> bytes:
+    """A raw picture in 0..255, (H, W) grey or (H, W, 3) colour, as a grey or RGB PNG."""
+    return png_bytes(picture_pixels(raw))
+
+
+grey_png = picture_png  # the former name: one encoder for grey and colour pictures
+
+
+def pictures(nchw: np.ndarray) -> np.ndarray:
+    """Images as the model reads them, (n, C, H, W), back to raw pictures as they are drawn: (n, H, W) for one
+    channel, (n, H, W, C) otherwise (the inverse of cnnscope.data.to_nchw)."""
+    x = np.asarray(nchw)
+    if x.ndim != 4:
+        raise RenderError(f"expected images (n, C, H, W), received shape {x.shape}")
+    return x[:, 0] if x.shape[1] == 1 else x.transpose(0, 2, 3, 1)
+
+
+def rgb_kernels(weights: np.ndarray) -> np.ndarray:
+    """First-layer kernels (filters, 3, kh, kw) as RGB pictures (filters, kh, kw, 3) in 0..1: each filter's three
+    channel kernels normalised jointly (one scale per filter, zero at mid-grey 0.5), so the tile shows the colour
+    and the pattern the filter responds to."""
+    w = np.asarray(weights, dtype=np.float32)
+    if w.ndim != 4 or w.shape[1] != 3:
+        raise RenderError(f"RGB kernels need weights (filters, 3, kh, kw), received shape {w.shape}")
+    peak = np.abs(w).reshape(len(w), -1).max(axis=1)
+    peak = np.where(peak > 0, peak, 1.0)[:, None, None, None]
+    return (0.5 + 0.5 * w / peak).transpose(0, 2, 3, 1)
 
 
 def colormap_strip(cmap: str, width: int = 256) -> bytes:

@@ -34,8 +34,9 @@ def _baseline(x: torch.Tensor, baseline: Baseline) -> torch.Tensor:
 
 
 def _channels(attr: torch.Tensor, how: str = "sum") -> np.ndarray:
-    """(n, C, H, W) attributions to an (n, H, W) float32 map: signed sum over channels, or max of |·|."""
-    out = attr.detach().sum(1) if how == "sum" else attr.detach().abs().amax(1)
+    """(n, C, H, W) attributions to an (n, H, W) float32 map: signed sum over channels, their mean, or max of |·|."""
+    attr = attr.detach()
+    out = attr.sum(1) if how == "sum" else attr.mean(1) if how == "mean" else attr.abs().amax(1)
     return out.float().cpu().numpy()
 
 
@@ -122,7 +123,8 @@ def deeplift(model: CNN, images: np.ndarray | torch.Tensor, target: Target = Non
 def occlusion(model: CNN, images: np.ndarray | torch.Tensor, target: Target = None, window: int = 4,
               stride: int = 2, baseline: Baseline = None) -> np.ndarray:
     """Occlusion: the score's drop when a `window`×`window` patch (moved by `stride`) is set to `baseline`
-    (default zeros; pass a black image), averaged over the patches covering each pixel; signed."""
+    (default zeros; pass a black image), averaged over the patches covering each pixel; signed. A patch covers
+    every channel, so a pixel's channels share one value (their mean is returned, not their sum)."""
     from captum.attr import Occlusion
 
     c, h, w = model.spec.input_shape
@@ -134,4 +136,4 @@ def occlusion(model: CNN, images: np.ndarray | torch.Tensor, target: Target = No
         attr = Occlusion(model).attribute(x, sliding_window_shapes=(c, window, window), strides=(c, stride, stride),
                                           baselines=_baseline(x, baseline), target=t,
                                           perturbations_per_eval=max(1, 2048 // len(x)))
-    return _channels(attr)
+    return _channels(attr, "mean")

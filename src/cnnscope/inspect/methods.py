@@ -35,6 +35,7 @@ class AttributionMethod:
     signed: bool  # values of both signs: draw on a scale centred on zero
     uses_baseline: bool  # takes `baseline` (pass a black image, preprocessed)
     uses_layer: bool  # takes `layer` (a conv or pool layer); may return NaN on pixels the layer never sees
+    channels: str = "summed"  # how a colour pixel's channels become one value: summed, max |·| over, shared
 
     def __call__(self, model: CNN, images: np.ndarray | torch.Tensor, target: Target = None,
                  **options: Any) -> np.ndarray:
@@ -44,18 +45,36 @@ class AttributionMethod:
 
 METHODS: dict[str, AttributionMethod] = {m.name: m for m in (
     AttributionMethod("integrated-gradients", "Integrated gradients", integrated_gradients, True, True, False),
-    AttributionMethod("saliency", "Saliency |∂score/∂x|", saliency, False, False, False),
+    AttributionMethod("saliency", "Saliency |∂score/∂x|", saliency, False, False, False, "max"),
     AttributionMethod("input-x-gradient", "Input × gradient", input_x_gradient, True, False, False),
-    AttributionMethod("smoothgrad", "SmoothGrad", smoothgrad, False, False, False),
+    AttributionMethod("smoothgrad", "SmoothGrad", smoothgrad, False, False, False, "max"),
     AttributionMethod("guided-backprop", "Guided backprop", guided_backprop, True, False, False),
     AttributionMethod("deeplift", "DeepLift", deeplift, True, True, False),
-    AttributionMethod("occlusion", "Occlusion (4×4)", occlusion, True, True, False),
-    AttributionMethod("gradcam", "Grad-CAM", grad_cam, False, False, True),
+    AttributionMethod("occlusion", "Occlusion (4×4)", occlusion, True, True, False, "shared"),
+    AttributionMethod("gradcam", "Grad-CAM", grad_cam, False, False, True, "shared"),
     AttributionMethod("guided-gradcam", "Guided Grad-CAM", guided_grad_cam, True, False, True),
 )}
 
 # Integrated gradients (black-image baseline) beat random blanking on the most test images: benchmarks/README.md.
 DEFAULT_METHOD = "integrated-gradients"
+
+
+def channel_note(names: list[str] | tuple[str, ...], channels: int) -> str:
+    """'' for one input channel; else how the heat maps of `names` give one value per pixel of a colour image,
+    e.g. 'one value per pixel: the 3 colour channels summed (saliency: max |·| over them)'."""
+    if channels <= 1:
+        return ""
+    how = {"summed": "summed", "max": "max |·| over them", "shared": "shared (patch or layer based)"}
+    short = {"summed": "summed", "max": "max |·|", "shared": "shared"}
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(METHODS[name].channels if name in METHODS else "summed", []).append(name)
+    if len(groups) == 1:
+        kind = next(iter(groups))
+        return f"one value per pixel: the {channels} colour channels {how[kind]}"
+    main = "summed" if "summed" in groups else next(iter(groups))
+    rest = "; ".join(f"{', '.join(v)}: {short[k]}" for k, v in groups.items() if k != main)
+    return f"one value per pixel: the {channels} colour channels {how[main]} ({rest})"
 
 
 def get_method(name: str) -> AttributionMethod:

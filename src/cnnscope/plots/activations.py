@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -11,10 +12,11 @@ from matplotlib.collections import PatchCollection
 from matplotlib.colors import Colormap, Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from ..imaging import rgb_kernels
 from ..inspect.activations import MapDisplay, activation_grid, as_maps, display_maps
 from ..inspect.filters import Filters
 from . import backend  # noqa: F401  (Agg, except in a notebook)
-from .figures import DIVERGING, get_cmap
+from .figures import DIVERGING, get_cmap, show_picture
 
 _TAG = {"boxstyle": "square,pad=0.12", "facecolor": (0, 0, 0, 0.55), "edgecolor": "none"}
 
@@ -78,7 +80,7 @@ def _draw_grid(ax, display: MapDisplay, cols: int, cmap: Colormap, cell_in: floa
 
 
 def _draw_input(ax, image: np.ndarray, source: str, prediction: Prediction | None) -> None:
-    ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    show_picture(ax, image)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(source, fontsize=10)
@@ -336,45 +338,85 @@ def _widest(extends) -> str:
 
 
 def kernel_words(filters: Filters) -> str:
-    """What each drawn kernel is: the weights on the one input channel, on one chosen input channel, or their
-    mean over all input channels (see inspect.filters.conv_filters)."""
+    """What each drawn kernel is: the weights on the one input channel, on one chosen input channel, their mean
+    over all input channels, every channel's kernel, or the colour channels as one RGB picture."""
     if filters.in_channels == 1:
         return "each kernel as it sees the input image (one channel)"
     if filters.view.startswith("input channel"):
         return f"each kernel as it sees {filters.view}"
+    if filters.channels == "rgb":
+        return ("each filter's R, G, B kernels as one RGB picture, scaled jointly per filter: mid-grey = 0, "
+                "bright = the colour it responds to")
+    if filters.channels == "split":
+        return f"{filters.view}, one block per input channel, one scale for all"
     return f"each kernel's {filters.view}"
 
 
+CHANNEL_NAMES = ("red", "green", "blue")
+
+
+def _filter_cell(fig: Figure, rect: list[float], title: str, bias: float | None) -> Any:
+    ax = fig.add_axes(rect)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=7, pad=1.5)
+    if bias is not None:
+        ax.set_xlabel(f"b {bias:+.2f}", fontsize=6.5, labelpad=1.5, color="#333333")
+    return ax
+
+
 def filters_figure(filters: Filters, cols: int = 8, cmap: str | None = None) -> Figure:
-    """Each filter's kernel in one diverging colour scale centred on zero, numbered, with its bias beneath."""
-    kernels = filters.kernels
-    n, kh, kw = kernels.shape
+    """Each filter's kernel in one diverging colour scale centred on zero, numbered, with its bias beneath;
+    filters.channels 'split' draws one block per input channel, 'rgb' each filter as an RGB picture."""
+    weights = filters.weights
+    split = filters.channels == "split" and weights is not None
+    rgb = filters.channels == "rgb" and weights is not None and weights.shape[1] == 3
+    blocks = [filters.kernels] if not split else [weights[:, c] for c in range(weights.shape[1])]
+    n, kh, kw = filters.kernels.shape
     cols = max(1, min(int(cols), n))
     rows = math.ceil(n / cols)
-    m = float(np.abs(kernels).max()) or 1.0
-    display = MapDisplay(kernels, -m, m, "weight", True, "neither")
-    colormap = get_cmap(cmap or DIVERGING, True)
-    norm = _norm(-m, m, True)
-    cell, label_h = 0.62, 0.3
+    m = float(np.abs(weights if split else filters.kernels).max()) or 1.0
+    display = MapDisplay(filters.kernels, -m, m, "weight", True, "neither")
+    colormap, norm = get_cmap(cmap or DIVERGING, True), _norm(-m, m, True)
+    tiles = rgb_kernels(weights) if rgb else None
+    cell, label_h, head = 0.62, 0.3, 0.25 if split else 0.0
     top, left = 0.85, 0.25
-    width = left + cols * cell + 0.2 + 0.14 + 0.8
-    height = top + rows * (cell * kh / kw + label_h) + 0.2
+    cell_h = cell * kh / kw
+    block_h = head + rows * (cell_h + label_h)
+    width = left + cols * cell + (0.2 + 0.14 + 0.8 if not rgb else 0.2)
+    height = top + len(blocks) * block_h + 0.2
     fig = plt.figure(figsize=(max(width, 4.5), height))
-    for k in range(n):
-        r, c = divmod(k, cols)
-        ax = fig.add_axes(_inches_to_fig(fig, left + c * cell + 0.03, height - top - (r + 1) * (cell * kh / kw)
-                                         - r * label_h, cell - 0.06, cell * kh / kw - 0.06))
-        ax.imshow(kernels[k], cmap=colormap, norm=norm, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(str(k), fontsize=7, pad=1.5)
-        ax.set_xlabel(f"b {filters.biases[k]:+.2f}", fontsize=6.5, labelpad=1.5, color="#333333")
-    grid_h = rows * (cell * kh / kw + label_h)
-    _colorbar(fig, _inches_to_fig(fig, left + cols * cell + 0.2, height - top - grid_h + label_h, 0.14,
-                                  grid_h - label_h), display, colormap, "vertical")
+    for b, kernels in enumerate(blocks):
+        y0 = height - top - b * block_h - head
+        if split:
+            name = CHANNEL_NAMES[b] if weights.shape[1] == 3 and filters.view.startswith("each of the 3") else None
+            fig.text(left / fig.get_size_inches()[0], (y0 + 0.05) / height,
+                     f"input channel {b}" + (f" ({name})" if name else ""), fontsize=9, fontweight="bold")
+        for k in range(n):
+            r, c = divmod(k, cols)
+            rect = _inches_to_fig(fig, left + c * cell + 0.03, y0 - (r + 1) * cell_h - r * label_h, cell - 0.06,
+                                  cell_h - 0.06)
+            ax = _filter_cell(fig, rect, str(k), filters.biases[k] if b == len(blocks) - 1 or not split else None)
+            if tiles is not None:
+                ax.imshow(tiles[k], interpolation="nearest")
+            else:
+                ax.imshow(kernels[k], cmap=colormap, norm=norm, interpolation="nearest")
+    grid_h = len(blocks) * block_h
+    if not rgb:
+        _colorbar(fig, _inches_to_fig(fig, left + cols * cell + 0.2, height - top - grid_h + label_h, 0.14,
+                                      grid_h - label_h - head), display, colormap, "vertical")
     fig.text(left / fig.get_size_inches()[0], (height - 0.2) / height,
              f"{filters.layer}: {n} filters, {kh}×{kw} kernels", fontsize=13, fontweight="bold", va="top")
-    fig.text(left / fig.get_size_inches()[0], (height - 0.48) / height,
-             f"{kernel_words(filters)}  ·  zero is white  ·  b = the filter's bias", fontsize=8.5,
-             va="top", color="#444444")
+    scale = "" if rgb else "  ·  zero is white"
+    _wrapped_note(fig, left, height, f"{kernel_words(filters)}{scale}  ·  b = the filter's bias")
     return fig
+
+
+def _wrapped_note(fig: Figure, left: float, height: float, text: str) -> None:
+    """The figure's subtitle, wrapped to its width (at most two lines)."""
+    import textwrap
+
+    width = fig.get_size_inches()[0]
+    lines = textwrap.wrap(text, max(40, int((width - left - 0.1) / 0.062)))[:2]
+    fig.text(left / width, (height - 0.48) / height, "\n".join(lines), fontsize=8.5, va="top", color="#444444",
+             linespacing=1.2)

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from ..errors import ConfigError
 from . import backend  # noqa: F401  (Agg, except in a notebook)
+from .figures import show_picture
 
 NOT_SEEN = "#b8c4cc"  # pixels no cell of Grad-CAM's layer sees: drawn grey, not as a zero
 
@@ -46,7 +47,7 @@ def _heat_style(heat: np.ndarray, signed: bool | None, cmap: str | None) -> tupl
 
 def _overlay(ax, image: np.ndarray, heat: np.ndarray, norm: Normalize, colormap) -> None:
     """The heat map over the image; opacity follows |heat| so low values leave the digit visible."""
-    ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    show_picture(ax, image)
     scale = np.nanmax(np.abs(heat)) if np.isfinite(heat).any() else 0.0
     alpha = np.sqrt(np.clip(np.nan_to_num(np.abs(heat)) / (scale or 1.0), 0, 1)) * 0.85
     alpha = np.where(np.isnan(heat), 0.6, alpha)
@@ -67,12 +68,13 @@ def explain_figure(image: np.ndarray, heatmap: np.ndarray, *, method: str, capti
     pixels blanked. Signed heat maps get a diverging map centred on zero; NaN pixels (never seen by Grad-CAM's
     layer) are drawn grey as 'not seen'."""
     image, heat = np.asarray(image, np.float32), np.asarray(heatmap, np.float32)
-    if image.shape != heat.shape or image.ndim != 2:
-        raise ConfigError(f"image and heat map must both be (H, W), received {image.shape} and {heat.shape}")
+    if image.shape[:2] != heat.shape or heat.ndim != 2 or not (image.ndim == 2 or image.shape[2:] == (3,)):
+        raise ConfigError(f"the image must be (H, W) or (H, W, 3) and the heat map (H, W), received {image.shape} "
+                          f"and {heat.shape}")
     norm, colormap = _heat_style(heat, signed, cmap)
     panels = 4 if blanked is not None else 3
     fig, axes = plt.subplots(1, panels, figsize=(2.55 * panels + 0.6, 3.7))
-    axes[0].imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    show_picture(axes[0], image)
     axes[0].set_title("input", fontsize=10)
     shown = axes[1].imshow(heat, cmap=colormap, norm=norm, interpolation="nearest")
     axes[1].set_title(_title(method), fontsize=10)
@@ -82,7 +84,7 @@ def explain_figure(image: np.ndarray, heatmap: np.ndarray, *, method: str, capti
     _overlay(axes[2], image, heat, norm, colormap)
     axes[2].set_title("overlay", fontsize=10)
     if blanked is not None:
-        axes[3].imshow(blanked, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        show_picture(axes[3], blanked)
         if blanked_mask is not None:  # outline the pixels blanking changed (many were black already)
             axes[3].contour(np.asarray(blanked_mask, float), levels=[0.5], colors="#00d5ff", linewidths=0.9)
         axes[3].set_title("deletion test", fontsize=10)
@@ -115,7 +117,7 @@ def methods_figure(image: np.ndarray, heats: dict[str, np.ndarray], captions: di
     rows = -(-(len(heats) + 1) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.75 * rows), squeeze=False)
     flat = list(axes.ravel())
-    flat[0].imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    show_picture(flat[0], image)
     flat[0].set_title("input", fontsize=10)
     flat[0].set_xlabel(caption, fontsize=8, loc="left")
     for ax, (name, heat) in zip(flat[1:], heats.items(), strict=False):
@@ -147,21 +149,29 @@ def input_caption(source: str, label: str | None, names: Sequence[str], probs: n
 
 
 def explanation_figure(method: str, raw: np.ndarray, results: dict[str, tuple[np.ndarray, dict[str, Any]]],
-                       class_name: str, caption: str, why: str, layer: str, fraction: float, run_name: str) -> Figure:
+                       class_name: str, caption: str, why: str, layer: str, fraction: float, run_name: str,
+                       note: str = "") -> Figure:
     """The explain command's figure from its results ({method: (heat map, deletion summary)}): one method gives
-    input, heat map, overlay and deletion test; method 'all' every method's overlay side by side."""
+    input, heat map, overlay and deletion test; method 'all' every method's overlay side by side. `note` (e.g. how
+    a colour image's channels became one value per pixel) goes on a second title line."""
     from ..inspect.methods import METHODS
 
     captions = {name: deletion_caption(summary, class_name) for name, (_, summary) in results.items()}
     if method == "all":
         beat = sum(summary["top_beats_random"] for _, summary in results.values())
         return methods_figure(raw, {name: heat for name, (heat, _) in results.items()}, captions, caption=caption,
-                              title=f"{why} {len(results)} methods; {beat} beat random blanking  ({run_name})",
+                              title=f"{why} {len(results)} methods; {beat} beat random blanking  ({run_name})"
+                              + (f"\n{note}" if note else ""),
                               layer=layer)
     heat, _ = results[method]
     mask = top_pixel_mask(heat, fraction)
     where = f" on {layer}" if METHODS[method].uses_layer else ""
-    return explain_figure(raw, heat, method=method, caption=caption, blanked=np.where(mask, 0, raw),
-                          blanked_mask=mask & (raw > 0), blanked_caption=captions[method],
-                          title=f"{why} {METHODS[method].title}{where}  ({run_name})", signed=METHODS[method].signed,
+    raw = np.asarray(raw)
+    colour = raw.ndim == 3
+    blanked = np.where(mask[..., None] if colour else mask, 0, raw)
+    inked = (raw > 0).any(axis=-1) if colour else raw > 0
+    return explain_figure(raw, heat, method=method, caption=caption, blanked=blanked,
+                          blanked_mask=mask & inked, blanked_caption=captions[method],
+                          title=f"{why} {METHODS[method].title}{where}  ({run_name})" + (f"\n{note}" if note else ""),
+                          signed=METHODS[method].signed,
                           layer=layer)

@@ -28,6 +28,25 @@ def get_cmap(name: str | None, signed: bool) -> Colormap:
     return matplotlib.colormaps[name].with_extremes(bad="white")  # bad: the empty trailing cells of a grid
 
 
+def show_picture(ax, raw, **imshow) -> None:
+    """Draw a raw picture on `ax` as it looks: (H, W) in grey, 0 black to 255 white, or (H, W, 3) in colour
+    (values outside 0..255 clipped); extra keywords go to imshow."""
+    from ..imaging import picture_pixels
+
+    pixels = picture_pixels(raw)
+    imshow.setdefault("interpolation", "nearest")
+    if pixels.ndim == 2:
+        ax.imshow(pixels, cmap="gray", vmin=0, vmax=255, **imshow)
+    else:
+        ax.imshow(pixels, **imshow)
+
+
+def channel_words(channels: int, how: str = "summed") -> str:
+    """'' for one channel, else words for a figure saying how a per-pixel value came from the channels, e.g.
+    'colour input: the 3 channels summed per pixel'."""
+    return "" if channels <= 1 else f"colour input: the {channels} channels {how} per pixel"
+
+
 def slug(text: str) -> str:
     """`text` made safe for a file name: runs of other characters than letters, digits, _ . - become one '-'."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "image"

@@ -15,6 +15,7 @@ from matplotlib.patches import Rectangle
 from ..errors import ConfigError
 from ..inspect.profile import Misclassified, TopImages
 from . import backend  # noqa: F401  (Agg, except in a notebook)
+from .figures import show_picture
 from .training import confusion_figure
 
 PROFILE_NORMS = ("map", "layer")
@@ -133,8 +134,8 @@ def top_images_figure(raw_images: np.ndarray, top: TopImages, *, labels: Sequenc
         ax = fig.add_axes([(0.1 + c * size + 0.04) / W, (H - head - (r + 1) * (size + title_h)) / H,
                            (size - 0.08) / W, (size - 0.08) / H])
         img = raw_images[slot]
-        h, w = img.shape
-        ax.imshow(img, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        h, w = img.shape[:2]
+        show_picture(ax, img)
         t, left, b, right = (int(v) for v in box)
         if top.receptive_field is not None:
             wash = np.zeros((h, w, 4))
@@ -206,7 +207,7 @@ def errors_figure(raw_images: np.ndarray, errors: Misclassified, class_names: Se
         x0 = left + c * cell_w / W
         y0 = (H - 0.55 - (r + 1) * cell_h) / H
         gx = fig.add_axes([x0 + 0.05 / W, y0, (cell_w - 0.1) / W, (cell_h - 0.5) / H])
-        gx.imshow(raw_images[slot], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        show_picture(gx, raw_images[slot])
         gx.set_xticks([])
         gx.set_yticks([])
         for spine in gx.spines.values():

@@ -279,7 +279,7 @@ class Viewer:
             self._bounds = {"lo": lo, "hi": hi}
         pattern = np.asarray(search.maximize_activation(self._pattern_model, layer, [index], **self._bounds),
                              dtype=np.float32)
-        png = panels.pattern_png(pattern.reshape(-1, *pattern.shape[-2:])[0], self.run.preprocessor, cmap)
+        png = panels.pattern_png(pattern[0], self.run.preprocessor, cmap)  # (H, W) or (C, H, W)
         self._patterns[key] = png  # one dict assignment (atomic); _pattern_lock orders the writers
         return png
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..inspect.activations import ACTIVATED, capture, display_maps, map_layers
-from ..inspect.filters import conv_filters
+from ..inspect.filters import CHANNEL_VIEWS, conv_filters, default_channels
 from ..plots.activations import DEFAULT_CLIP, Prediction, activations_figure, filters_figure, overview_figure
 from ..plots.figures import get_cmap
 from .common import PathLike, ViewResult, class_names, image_slug, load, pick_image, save
@@ -99,16 +99,25 @@ def all_layers(run_dir: PathLike, *, index: int | None = None, split: str = "tes
     return ViewResult(paths, _data(run, picked, layers, prediction), list(picked.notes))
 
 
-def filters(run_dir: PathLike, layer: str, *, channel: int | None = None, cols: int = 8, cmap: str | None = None,
-            out: PathLike | None = None, svg: bool = False) -> ViewResult:
-    """A conv layer's kernels (one input channel, the chosen `channel`, or the mean over channels) and biases;
-    saved to `out` or RUN_DIR/filters-LAYER[-channelC].png. data: run, layer, view, in_channels, filters."""
+def filters(run_dir: PathLike, layer: str, *, channel: int | None = None, channels: str | None = None,
+            cols: int = 8, cmap: str | None = None, out: PathLike | None = None, svg: bool = False) -> ViewResult:
+    """A conv layer's kernels and biases: one input channel, the chosen `channel`, or by `channels` ('rgb': a
+    colour model's first layer, each filter as one RGB picture, its default; 'split': every input channel's kernel;
+    'mean': their mean, the default elsewhere); saved to `out` or RUN_DIR/filters-LAYER[-channelC|-VIEW].png.
+    data: run, layer, view, channels, in_channels, filters."""
     get_cmap(cmap, True)
+    if channels is not None and channels not in CHANNEL_VIEWS:
+        raise ConfigError(f"unknown --channels {channels!r}; valid: {', '.join(CHANNEL_VIEWS)}")
+    if channel is not None and channels is not None:
+        raise ConfigError("give either --channel C (one input channel) or --channels VIEW, not both")
     run = load(run_dir)
-    found = conv_filters(run.model, layer, channel)
+    conv_filters(run.model, layer)  # a wrong layer name fails first, listing the conv layers
+    default = default_channels(run.model, layer)
+    chosen = None if channel is not None else (channels or default)
+    found = conv_filters(run.model, layer, channel, chosen)
     fig = filters_figure(found, cols=cols, cmap=cmap)
-    suffix = "" if channel is None else f"-channel{channel}"
+    suffix = f"-channel{channel}" if channel is not None else ("" if chosen == default else f"-{chosen}")
     paths = save(fig, out, run.path / f"filters-{layer}{suffix}.png", svg)
-    data = {"run": str(run.path), "layer": layer, "view": found.view, "in_channels": found.in_channels,
-            "filters": int(len(found.kernels))}
+    data = {"run": str(run.path), "layer": layer, "view": found.view, "channels": found.channels,
+            "in_channels": found.in_channels, "filters": int(len(found.kernels))}
     return ViewResult(paths, data)

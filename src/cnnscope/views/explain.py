@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..inspect.deletion import deletion_score
 from ..inspect.gradcam import last_conv_layer
-from ..inspect.methods import DEFAULT_METHOD, METHODS, attribute
+from ..inspect.methods import DEFAULT_METHOD, METHODS, attribute, channel_note
 from ..plots.attribution import explanation_figure, input_caption
 from .common import PathLike, ViewResult, class_names, image_slug, load, pick_image, probabilities, save
 
@@ -102,10 +102,12 @@ def explain(run_dir: PathLike, *, index: int | None = None, split: str = "test",
                for name in names_run}
     label = None if picked.label is None else names[picked.label]
     what = f"{names[cls]}" + (" (predicted)" if cls == predicted else " (target)")
+    note = channel_note(names_run, int(x.shape[1]))
     fig = explanation_figure(method, raw, results, names[cls], input_caption(picked.source, label, names, probs, cls),
-                             f"Why {what}?", layer, fraction, run.path.name)
+                             f"Why {what}?", layer, fraction, run.path.name, note)
     paths = save(fig, out, run.path / explain_name(method, picked, image, wanted), svg)
     rows = [{"method": name, "layer": layer if METHODS[name].uses_layer else None, "deletion": summary}
             for name, (_, summary) in results.items()]
     shown_layer = layer if any(METHODS[name].uses_layer for name in names_run) else None
-    return ViewResult(paths, _data(run, picked, method, shown_layer, names, probs, cls, rows), list(picked.notes))
+    data = {**_data(run, picked, method, shown_layer, names, probs, cls, rows), "channels": int(x.shape[1])}
+    return ViewResult(paths, data, list(picked.notes) + ([note] if note else []))

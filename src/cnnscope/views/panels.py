@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..geometry import Geometry
-from ..imaging import COLORMAPS, colorize, data_uri, grey_png, png_bytes
+from ..imaging import COLORMAPS, colorize, data_uri, picture_png, png_bytes
 from ..inspect.profile import rank_images
 from ..layers import CONV, POOL, POOL_TYPES
 from .common import ViewResult
@@ -126,7 +126,7 @@ def top_panel(peaks: tuple[np.ndarray, np.ndarray], index: int, width: int, labe
         label, pos = int(labels[i]), int(positions[i, index])
         out.append({"index": int(i), "label": label, "class_name": class_names[label],
                     "value": round(float(values[i, index]), 5), "position": [pos // width, pos % width],
-                    "png": data_uri(grey_png(raw[i]))})
+                    "png": data_uri(picture_png(raw[i]))})
     return ViewResult([], {"top": out})
 
 
@@ -138,10 +138,14 @@ def readout_panel(readout: np.ndarray, index: int, class_names: Sequence[str], i
 
 
 def pattern_png(pattern: np.ndarray, preprocessor, cmap: str = "gray") -> bytes:
-    """A maximising pattern (H, W, preprocessed units) as a PNG of pixels 0..255, as an input image holds them."""
+    """A maximising pattern ((H, W) or (C, H, W), preprocessed units) as a PNG of pixels 0..255, as an input image
+    holds them: grey through `cmap`, colour as it is (the colour map does not apply)."""
     from ..plots.patterns import pattern_pixels  # loaded on the first pattern only
 
-    rgb, _, _ = colorize(pattern_pixels(pattern[None], preprocessor)[0], cmap, 0.0, 255.0)
+    pixels = pattern_pixels(np.asarray(pattern)[None], preprocessor)[0]
+    if pixels.ndim == 3:
+        return picture_png(pixels)
+    rgb, _, _ = colorize(pixels, cmap, 0.0, 255.0)
     return png_bytes(rgb)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..imaging import data_uri, grey_png
+from ..imaging import data_uri, picture_png
 from .common import ViewResult
 
 
@@ -44,9 +44,9 @@ def png_img(png: bytes, alt: str, cls: str = "px") -> str:
     return img(data_uri(png), alt, cls)
 
 
-def grey_uri(raw: np.ndarray) -> str:
-    """A raw image (H, W) 0..255 as a grey PNG data URI."""
-    return data_uri(grey_png(raw))
+def picture_uri(raw: np.ndarray) -> str:
+    """A raw picture 0..255, (H, W) grey or (H, W, 3) colour, as a PNG data URI."""
+    return data_uri(picture_png(raw))
 
 
 def table(rows: list[tuple[str, Any]]) -> str:

@@ -9,9 +9,9 @@ import torch
 
 from ..imaging import colorize, layout, png_bytes
 from ..inspect.profile import class_means
-from .report_html import esc, figure_uri, grey_uri, img, png_img, section
+from .report_html import esc, figure_uri, img, picture_uri, png_img, section
 from .report_sections import EXPLAINED, TestSet
-from .tiles import tiles_png
+from .tiles import pictures_png, tiles_png
 
 PATTERN_MAPS = 32  # maximising patterns of the first 32 maps of each conv layer
 
@@ -31,7 +31,7 @@ def activations_section(run, tested: TestSet, layers: list[str]):
         pred = int(tested.probs[i].argmax())
         cells = "".join(f"<td>{png_img(tiles_png(outputs[name][row].float().numpy()), name)}</td>" for name in layers)
         mark = "" if pred == tested.labels[i] else f' <span class="bad">→ {esc(names[pred])}</span>'
-        rows.append(f'<tr><th>{img(grey_uri(tested.raw[i]), f"test image {i}", "px thumb")}<br>#{i} '
+        rows.append(f'<tr><th>{img(picture_uri(tested.raw[i]), f"test image {i}", "px thumb")}<br>#{i} '
                     f'{esc(names[tested.labels[i]])}{mark}</th>{cells}</tr>')
     body = f'<div class="scroll"><table class="strip"><tr><th>input</th>{head}</tr>{"".join(rows)}</table></div>'
     note = ("The first test image of each class and the maps of every conv and pooling layer (magma colour map, "
@@ -40,13 +40,18 @@ def activations_section(run, tested: TestSet, layers: list[str]):
 
 
 def filters_section(run, first_conv: str):
-    """The first conv layer's kernels on one diverging scale, with their biases."""
-    from ..inspect.filters import conv_filters
+    """The first conv layer's kernels on one diverging scale (a colour model's: each filter as one RGB picture),
+    with their biases."""
+    from ..inspect.filters import conv_filters, default_channels
     from ..plots.activations import filters_figure
 
-    fig = filters_figure(conv_filters(run.model, first_conv))
-    return section("filters", f"Filters of {first_conv}", img(figure_uri(fig, dpi=90), "filters"),
-                   "Each filter's kernel on one diverging colour scale centred on zero, with its bias.")
+    channels = default_channels(run.model, first_conv)
+    fig = filters_figure(conv_filters(run.model, first_conv, channels=channels))
+    note = ("Each filter's red, green and blue kernels as one RGB picture, scaled jointly per filter (mid-grey is "
+            "zero; cnnscope filters --channels split draws each channel on a diverging scale), with its bias."
+            if channels == "rgb" else
+            "Each filter's kernel on one diverging colour scale centred on zero, with its bias.")
+    return section("filters", f"Filters of {first_conv}", img(figure_uri(fig, dpi=90), "filters"), note)
 
 
 def patterns_section(run, convs: list[str], train_x: np.ndarray):
@@ -58,13 +63,13 @@ def patterns_section(run, convs: list[str], train_x: np.ndarray):
     parts = []
     for layer in convs:
         maps = list(range(min(PATTERN_MAPS, run.spec.layer(layer).output_shape[0])))
-        patterns = maximize_activation(run.model, layer, maps, lo=lo, hi=hi)  # (k, H, W) preprocessed
-        pixels = pattern_pixels(patterns, run.preprocessor)  # back to 0..255
-        grid = tiles_png(pixels, cols=8, cmap="gray", vmax=255.0, min_cell=28 * 2)
+        patterns = maximize_activation(run.model, layer, maps, lo=lo, hi=hi)  # (k, [C,] H, W) preprocessed
+        pixels = pattern_pixels(patterns, run.preprocessor)  # back to 0..255: (k, H, W) or (k, H, W, 3)
+        grid = pictures_png(pixels, cols=8, min_cell=28 * 2)
         parts.append(f"<h3>{esc(layer)} — maps 0 to {maps[-1]}</h3>{png_img(grid, layer + ' patterns')}")
     note = ("Inputs found by gradient ascent (cnnscope.inspect.maximize_activation) that make each map's mean "
             "as large as possible, kept inside the training images' pixel range; shown as pixels, 0 black to "
-            "255 white.")
+            "255 white" + (", in colour." if run.spec.input_shape[0] == 3 else "."))
     return section("patterns", "Maximising patterns", "".join(parts), note)
 
 
@@ -93,7 +98,7 @@ def explanation_section(run, tested: TestSet, method_name: str | None = None, fr
     method (default: cnnscope's default) and the deletion test (top `fraction` of pixels vs random ones set to
     black)."""
     from ..inspect.deletion import deletion_score
-    from ..inspect.methods import DEFAULT_METHOD, attribute, get_method
+    from ..inspect.methods import DEFAULT_METHOD, attribute, channel_note, get_method
 
     method_name = method_name or DEFAULT_METHOD
     method = get_method(method_name)  # ConfigError listing the valid names
@@ -106,7 +111,7 @@ def explanation_section(run, tested: TestSet, method_name: str | None = None, fr
     names, cells = tested.class_names, []
     for row, i in enumerate(picks):
         cls = names[predicted[row]]
-        cells.append(f'<figure>{img(grey_uri(tested.raw[i]), f"test image {i}", "px")}'
+        cells.append(f'<figure>{img(picture_uri(tested.raw[i]), f"test image {i}", "px")}'
                      f'{png_img(_heat_png(heats[row], method.signed), f"heat map of test image {i}")}'
                      f'<figcaption>#{i} → <b>{esc(cls)}</b><br>P {100 * found.probability[row]:.0f} % → '
                      f'{100 * found.after_top[row]:.0f} % (random {100 * found.after_random[row]:.0f} %)'
@@ -123,6 +128,8 @@ def explanation_section(run, tested: TestSet, method_name: str | None = None, fr
     note = (f"{esc(method.title)} ({which}; every method: cnnscope explain --method all) for the predicted "
             f"class of the first test image of each class: {colours}. Below each: "
             f"the class probability before and after the deletion test.")
+    channels = channel_note([method_name], int(x.shape[1]))
+    note += f" Colour images: {esc(channels)}." if channels else ""
     body = verdict + f'<div class="gallery explain">{"".join(cells)}</div>'
     return section("explanation", "Why it predicts what it does", body, note, method=method_name,
                    deletion=summary, beats_random=beats)

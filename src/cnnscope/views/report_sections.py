@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..inspect.profile import layer_means, mistakes
-from .report_html import esc, figure_uri, grey_uri, img, png_img, section, table
-from .tiles import tiles_png
+from .report_html import esc, figure_uri, img, picture_uri, png_img, section, table
+from .tiles import pictures_png, tiles_png
 
 WORST = 24  # misclassified images shown
 PROBE_ROWS = 12  # epochs shown in the probe strip (evenly spaced, first and last always)
@@ -113,6 +113,16 @@ def _probe_epochs(epochs: list[int]) -> list[int]:
     return [epochs[i] for i in picks]
 
 
+def _probe_filters_png(weights: np.ndarray, peak: float) -> bytes:
+    """One epoch's first-layer filters (maps, in, kh, kw) on the strip's one scale: one channel (or their mean) in
+    blue/red; three colour channels as RGB pictures (mid-grey zero)."""
+    if weights.shape[1] == 3:
+        rgb = (0.5 + 0.5 * np.clip(weights / peak, -1, 1)).transpose(0, 2, 3, 1) * 255.0
+        return pictures_png(rgb, min_cell=24)
+    filters = weights[:, 0] if weights.shape[1] == 1 else weights.mean(axis=1)  # (maps, kh, kw)
+    return tiles_png(filters, cmap="RdBu_r", symmetric=True, vmax=peak)
+
+
 def probe_html(run, class_names: list[str]) -> str:
     """The 'watching it learn' strip of a run recorded with --probe (empty without one)."""
     from ..probe import read_probe
@@ -125,16 +135,16 @@ def probe_html(run, class_names: list[str]) -> str:
     head = "".join(f"<th>{esc(name)}</th>" for name in probe.layers)
     rows = []
     for epoch in epochs:
-        filters = probe.filters[epoch][:, 0] if probe.filters[epoch].shape[1] == 1 \
-            else probe.filters[epoch].mean(axis=1)  # (maps, kh, kw): with several input channels, their mean
-        cells = [f"<td>{png_img(tiles_png(filters, cmap='RdBu_r', symmetric=True, vmax=peak), 'filters')}</td>"]
+        cells = [f"<td>{png_img(_probe_filters_png(probe.filters[epoch], peak), 'filters')}</td>"]
         cells += [f"<td>{png_img(tiles_png(probe.maps[epoch][name]), name)}</td>" for name in probe.layers]
         rows.append(f"<tr><th>{'initial' if epoch == 0 else f'epoch {epoch}'}</th>{''.join(cells)}</tr>")
     label = class_name(class_names, probe.label)
+    colour = probe.filters[epochs[0]].shape[1] == 3
+    words = "RGB pictures, mid-grey zero" if colour else "blue negative, red positive"
     return (f'<div class="probe"><h3>Watching it learn: {probe.split} image {probe.index} (class {esc(label)})</h3>'
-            f'<p class="note">{img(grey_uri(probe.image), "probe image", "px thumb")} Each row is one epoch: '
-            f'the {esc(probe.filters_layer)} filters (one colour scale for all epochs, blue negative, red '
-            f'positive) and the maps of every conv and pool layer for this image.</p>'
+            f'<p class="note">{img(picture_uri(probe.image), "probe image", "px thumb")} Each row is one epoch: '
+            f'the {esc(probe.filters_layer)} filters (one scale for all epochs; {words}) and the maps of every '
+            f'conv and pool layer for this image.</p>'
             f'<div class="scroll"><table class="strip"><tr><th></th><th>{esc(probe.filters_layer)} filters</th>'
             f'{head}</tr>{"".join(rows)}</table></div></div>')
 
@@ -163,7 +173,7 @@ def _accuracy_rows(class_names: list[str], confusion: np.ndarray) -> tuple[str, 
 def _gallery(tested: TestSet, found) -> str:
     names = tested.class_names
     return "".join(
-        f'<figure>{img(grey_uri(tested.raw[i]), f"test image {i}", "px")}<figcaption>#{i}<br>'
+        f'<figure>{img(picture_uri(tested.raw[i]), f"test image {i}", "px")}<figcaption>#{i}<br>'
         f'<b>{esc(names[t])}</b> → <span class="bad">{esc(names[p])}</span> {100 * c:.0f}%</figcaption></figure>'
         for i, t, p, c in zip(found.indices[:WORST], found.true, found.predicted, found.confidence, strict=False))
 

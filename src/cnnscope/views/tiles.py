@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..imaging import colorize, layout, png_bytes
+from ..imaging import EMPTY_RGB, colorize, layout, picture_pixels, png_bytes
 from ..inspect.activations import activation_grid
 
 
@@ -41,3 +41,20 @@ def grid_png(maps: np.ndarray, cols: int | None = None, scale: bool = False, cma
     meta = {"maps": n, "height": h, "width": w, "cols": cols, "rows": rows, "min": vmin, "max": top,
             "value_min": float(maps.min()), "value_max": float(maps.max())}
     return png_bytes(layout(rgb, rows, cols, min_cell, gap)), meta
+
+
+def pictures_png(images: np.ndarray, cols: int | None = None, min_cell: int = 24, gap: int = 2) -> bytes:
+    """Raw pictures (n, H, W) grey or (n, H, W, 3) colour, 0..255, as one PNG grid with `gap`-pixel gutters, small
+    ones enlarged (nearest) to `min_cell`; grey pictures are drawn exactly as tiles_png draws them in 'gray'."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        return tiles_png(images.astype(np.float32), cols, cmap="gray", vmax=255.0, min_cell=min_cell, gap=gap)
+    n, h, w = images.shape[:3]
+    cols = min(cols or max(1, math.ceil(math.sqrt(n * h / w))), n)
+    rows = math.ceil(n / cols)
+    canvas = np.empty((rows * h, cols * w, 3), np.uint8)
+    canvas[:] = EMPTY_RGB
+    for i in range(n):
+        r, c = divmod(i, cols)
+        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = picture_pixels(images[i])
+    return png_bytes(layout(canvas, rows, cols, min_cell, gap))
