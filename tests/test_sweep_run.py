@@ -41,7 +41,7 @@ def test_local_workers_a_failing_trial_and_growing_trials(capsys, tmp_path, data
     code, out, _ = run_cli(capsys, *argv, "--trials", "2")
     assert code == 0 and "results: " in out
     assert len(_results(study)["trials"]) == 2
-    code, out, _ = run_cli(capsys, *argv, "--trials", "4")  # grows the study to the whole grid
+    code, out, _ = run_cli(capsys, *argv, "--trials", "4", "--tensorboard", tmp_path / "tb")  # grows to the grid
     assert code == 0, out
     rows = _results(study)["trials"]
     assert [r["number"] for r in rows] == [0, 1, 2, 3] and all(ROW_KEYS <= set(r) for r in rows)
@@ -54,6 +54,7 @@ def test_local_workers_a_failing_trial_and_growing_trials(capsys, tmp_path, data
             assert r["status"] == "completed" and r["epochs"] == 1 and r["reason"] == ""
             run = cnnscope.load_run(study / r["run_dir"])  # an ordinary run directory
             assert run.metrics["test_accuracy"] == r["test_accuracy"] and run.config.seed == r["params"]["train.seed"]
+            assert (r["number"] < 2) != any((tmp_path / "tb" / f"{r['number']:04d}").glob("events.out.tfevents.*"))
     assert "2 completed, 2 failed" in out and (study / "sweep-params.png").is_file()
     assert (study / "results.csv").read_text().splitlines()[0].startswith("number,param.model.preset,param.train.seed")
 

@@ -37,16 +37,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-address", metavar="ADDR", help="a Ray cluster to run on (default: start a local Ray)")
     p.add_argument("--storage", metavar="URL", help="Optuna storage URL, e.g. postgresql://… (default: SQLite "
                                                     "in STUDY_DIR/study.db)")
+    p.add_argument("--tensorboard", metavar="DIR", help="TensorBoard scalars of trial N in DIR/NNNN (local engine; "
+                                                        "default: off)")
     p.add_argument("--json", action="store_true", help="print results.json's content at the end (default: off)")
     p.set_defaults(handler=cmd_sweep, out_kind="dir")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..sweep import require, resolve_spec, run_sweep
 
     require("optuna")
+    if args.tensorboard:
+        from ..tboard import summary_writer_class
+
+        summary_writer_class()  # a missing extra is one line here, not a failure in every trial
+        args.tensorboard = str(Path(args.tensorboard).resolve())
     options = {key: getattr(args, key) for key in ("trials", "sampler", "metric", "direction", "workers", "prune",
-                                                    "engine", "ray_address", "storage")}
+                                                    "engine", "ray_address", "storage", "tensorboard")}
     spec = resolve_spec(args.out, args.config, args.param, options)
     if args.verbosity >= 0 and not args.json:
         params = ", ".join(f"{p.key}={p.text()}" for p in spec.params)

@@ -27,7 +27,7 @@ MAX_TRIALS = 100_000
 MAX_WORKERS = 256
 IDENTITY = ("config", "params", "sampler", "metric", "direction", "prune")  # what defines a study
 SWEEP_KEYS = ("params", "trials", "sampler", "metric", "direction", "workers", "prune", "engine", "ray_address",
-              "storage")
+              "storage", "tensorboard")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class SweepSpec:
     engine: str = "local"
     ray_address: str | None = None
     storage: str | None = None
+    tensorboard: str | None = None  # local engine: TensorBoard logs of trial N in TENSORBOARD/NNNN
 
     def __post_init__(self) -> None:
         if not self.params:
@@ -67,7 +68,9 @@ class SweepSpec:
             bad = next(p.key for p in self.params if p.grid() is None)
             raise SweepError(f"the grid sampler needs choice, range or int parameters; {bad} is continuous "
                              f"(use --sampler tpe or random)")
-        for name in ("ray_address", "storage"):
+        if self.tensorboard and self.engine == "ray":
+            raise SweepError("--tensorboard works with the local engine only (Ray workers share no filesystem)")
+        for name in ("ray_address", "storage", "tensorboard"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value or "\n" in value):
                 raise SweepError(f"{name} must be a non-empty one-line string, received {brief(value)}")

@@ -126,7 +126,8 @@ class Driver:
         run_dir = trial_dir(self.study_dir, trial.number)
         files = read_run_files(run_dir) if self.engine.name == "ray" and run_dir.is_dir() else None
         values = dict(trial.params)
-        task = TrialTask(trial.number, values, self.spec.config, str(run_dir), self.spec.metric)
+        board = str(Path(self.spec.tensorboard) / f"{trial.number:04d}") if self.spec.tensorboard else None
+        task = TrialTask(trial.number, values, self.spec.config, str(run_dir), self.spec.metric, tensorboard=board)
         self.live[trial.number] = trial
         self.engine.submit(task, files)
         log.info("trial %d started: %s", trial.number, _values(values))

@@ -35,6 +35,7 @@ class TrialTask:
     run_dir: str
     metric: str
     threads: int = 0
+    tensorboard: str | None = None  # a TensorBoard log directory for this trial
 
 
 class TrialCallback:
@@ -108,7 +109,12 @@ def _train(task: TrialTask, callback: TrialCallback) -> Any:
     from .params import apply_params
 
     run_dir = Path(task.run_dir)
-    options = {"callbacks": [callback], "progress": False, "verbose": False}
+    callbacks: list[Any] = [callback]
+    if task.tensorboard:
+        from ..tboard import TensorBoardLogger
+
+        callbacks.append(TensorBoardLogger(task.tensorboard))
+    options = {"callbacks": callbacks, "progress": False, "verbose": False}
     if (run_dir / runs.CONFIG).is_file() and runs.saved_epoch(run_dir) > 0:
         saved = runs.read_run_config(run_dir)
         if runs.saved_epoch(run_dir) >= saved.train.epochs and (run_dir / runs.METRICS).is_file():
