@@ -391,3 +391,20 @@ def test_the_process_pool_gives_the_same_pictures(tmp_path, monkeypatch):
     monkeypatch.setattr(owndata, "CHUNK", 5)
     pooled = owndata.load_own(root, image_size=(8, 8), channels=1, seed=0, skip_bad=True)  # another cache key
     assert np.array_equal(alone.train_raw, pooled.train_raw) and np.array_equal(alone.test_y, pooled.test_y)
+
+
+def test_an_unwritable_cache_is_logged_and_the_pictures_still_load(tmp_path, monkeypatch, caplog):
+    root = str(flat_folder(tmp_path / "pics", (5, 5)))
+    (tmp_path / "not-a-folder").write_text("x")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
+    with caplog.at_level(logging.WARNING, logger="cnnscope"):
+        raw = owndata.load_own(root)
+    assert len(raw.train_raw) == 8 and "cannot cache the decoded pictures" in caplog.text
+
+
+def test_a_progress_bar_on_the_first_decode_only_when_asked(tmp_path, capsys):
+    root = str(flat_folder(tmp_path / "pics", (5, 5)))
+    owndata.load_own(root, progress=False)
+    assert "decoding pictures" not in capsys.readouterr().err
+    owndata.load_own(root, image_size=(4, 4), progress=True)
+    assert "decoding pictures" in capsys.readouterr().err
