@@ -21,7 +21,6 @@ Status of a run (the training loop writes metrics.json, with "status" completed 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -345,9 +344,19 @@ def study_summary(study: dict[str, Any], trials: list[dict[str, Any]], rows: lis
 
 def differing_keys(flats: list[dict[str, Any]]) -> list[str]:
     """The flattened config keys whose values are not the same in every run (a missing key counts as a value)."""
+    if len(flats) < 2:
+        return []
     keys = sorted({k for flat in flats for k in flat})
     marker = object()
-    return [k for k in keys if len({json.dumps(f.get(k, marker), default=repr) for f in flats}) > 1]
+    first = flats[0]
+    return [k for k in keys if any(not _same(f.get(k, marker), first.get(k, marker)) for f in flats[1:])]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of the same type (1 and 1.0 and True differ as settings; NaN equals NaN)."""
+    if type(a) is not type(b):
+        return False
+    return a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b))
 
 
 def sort_entries(entries: list[dict[str, Any]], key: str, differing: Iterable[str] = (),
