@@ -311,7 +311,8 @@ def test_cli_import_keras(tmp_path, data_dir, capsys):
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["keras2/batchnorm.h5"], "error: batchnorm.h5: layer 'bn' (BatchNormalization): unsupported layer type"),
+    (["keras2/batchnorm.h5"], "error: batchnorm.h5: layer 'bn' (BatchNormalization): it comes after the activation "
+                              "of 'conv' (relu); cnnscope supports Conv2D/Dense (no activation) -> BatchNormalization"),
     (["keras2/seed_ii.h5", "--preprocess", "zscore"],
      "error: unknown preprocess 'zscore'; valid: standard, standard-floor, standard-clip, global, channel, unit"),
     (["keras2/seed_ii.h5", "--dataset", "cifar"], "error: unknown dataset 'cifar'; valid: mnist, fashion-mnist"),
@@ -324,3 +325,175 @@ def test_cli_import_keras_errors(args, expected, tmp_path, data_dir, capsys):
     err = capsys.readouterr().err
     assert err.startswith(expected) and err.count("\n") == 1
     assert not (tmp_path / "r").exists()
+
+
+# --- BatchNormalization: files written here in Keras' own layouts, checked against numpy -------------------
+def _bn_layers():
+    """Input 28×28×1 -> conv(3, 3×3, stride 3) -> BN -> ReLU -> max pool 3 -> flatten -> dense 5 -> BN (no
+    beta) -> tanh -> dense 10 softmax, as a Keras 2 layer list."""
+    return [
+        {"class_name": "InputLayer", "config": {"name": "image", "batch_input_shape": [None, 28, 28, 1]}},
+        {"class_name": "Conv2D", "config": {"name": "conv", "filters": 3, "kernel_size": [3, 3], "strides": [3, 3],
+                                            "padding": "valid", "activation": "linear", "use_bias": True}},
+        {"class_name": "BatchNormalization", "config": {"name": "bn1", "axis": [3], "momentum": 0.99,
+                                                        "epsilon": 0.001, "center": True, "scale": True}},
+        {"class_name": "ReLU", "config": {"name": "act1"}},
+        {"class_name": "MaxPooling2D", "config": {"name": "pool", "pool_size": [3, 3]}},
+        {"class_name": "Flatten", "config": {"name": "flat"}},
+        {"class_name": "Dense", "config": {"name": "hidden", "units": 5, "activation": "linear"}},
+        {"class_name": "BatchNormalization", "config": {"name": "bn2", "axis": -1, "momentum": 0.9, "epsilon": 0.01,
+                                                        "center": False, "scale": True}},
+        {"class_name": "Activation", "config": {"name": "act2", "activation": "tanh"}},
+        {"class_name": "Dense", "config": {"name": "out", "units": 10, "activation": "softmax"}},
+    ]
+
+
+def _bn_weights(seed=0):
+    rng = np.random.default_rng(seed)
+
+    def normal(*shape, scale=0.5):
+        return rng.normal(0, scale, shape).astype(np.float32)
+
+    return {"conv": [("kernel", normal(3, 3, 1, 3)), ("bias", normal(3))],
+            "bn1": [("gamma", normal(3) + 1), ("beta", normal(3)), ("moving_mean", normal(3)),
+                    ("moving_variance", rng.uniform(0.5, 2, 3).astype(np.float32))],
+            "hidden": [("kernel", normal(27, 5)), ("bias", normal(5))],
+            "bn2": [("gamma", normal(5) + 1), ("moving_mean", normal(5)),
+                    ("moving_variance", rng.uniform(0.5, 2, 5).astype(np.float32))],
+            "out": [("kernel", normal(5, 10)), ("bias", normal(10))]}
+
+
+def _write_keras2(path, layers, weights):
+    with h5py.File(path, "w") as fh:
+        fh.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": {"name": "m", "layers": layers}})
+        fh.attrs["keras_version"], fh.attrs["backend"] = "2.15.0", "tensorflow"
+        root = fh.create_group("model_weights")
+        root.attrs["layer_names"] = [layer["config"]["name"].encode() for layer in layers[1:]]
+        for name, arrays in weights.items():
+            group = root.create_group(name)
+            group.attrs["weight_names"] = [f"{name}/{what}:0".encode() for what, _ in arrays]
+            for what, array in arrays:
+                group[f"{name}/{what}:0"] = array
+    return path
+
+
+def _write_keras3(path, layers, weights):
+    config = {"class_name": "Sequential", "config": {"name": "m", "layers": [
+        {"class_name": layer["class_name"], "name": layer["config"]["name"], "config": layer["config"]}
+        for layer in layers]}}
+    config["config"]["layers"][0]["config"] = {"name": "image", "batch_shape": [None, 28, 28, 1]}
+    blob = tmp = path.with_suffix(".weights.h5")
+    with h5py.File(tmp, "w") as fh:
+        for i, (name, arrays) in enumerate(weights.items()):
+            group = fh.create_group(f"layers/layer_{i}/vars")
+            group.attrs["name"] = name
+            for k, (_, array) in enumerate(arrays):
+                group[str(k)] = array
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("config.json", json.dumps(config))
+        zf.writestr("metadata.json", json.dumps({"keras_version": "3.15.1", "backend": "tensorflow"}))
+        zf.write(blob, "model.weights.h5")
+    return path
+
+
+def _bn_reference(x_nchw, weights):
+    """The model of _bn_layers in numpy, Keras' way (NHWC, HWC flatten)."""
+    w = {name: dict(arrays) for name, arrays in weights.items()}
+    x = x_nchw.transpose(0, 2, 3, 1).astype(np.float64)
+    patches = x[:, :27, :27].reshape(len(x), 9, 3, 9, 3, 1).transpose(0, 1, 3, 2, 4, 5)  # (n, 9, 9, 3, 3, 1)
+    y = np.einsum("nijabc,abcf->nijf", patches, w["conv"]["kernel"]) + w["conv"]["bias"]
+    b = w["bn1"]
+    y = (y - b["moving_mean"]) / np.sqrt(b["moving_variance"] + 0.001) * b["gamma"] + b["beta"]
+    y = np.maximum(y, 0).reshape(len(x), 3, 3, 3, 3, 3).max(axis=(2, 4))  # 3×3 max pool -> (n, 3, 3, 3)
+    h = y.reshape(len(x), -1) @ w["hidden"]["kernel"] + w["hidden"]["bias"]
+    b = w["bn2"]
+    h = np.tanh((h - b["moving_mean"]) / np.sqrt(b["moving_variance"] + 0.01) * b["gamma"])
+    logits = h @ w["out"]["kernel"] + w["out"]["bias"]
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("writer", [_write_keras2, _write_keras3])
+def test_batch_norm_imports_into_its_layer_and_equals_numpy(writer, tmp_path, data_dir):
+    from cnnscope.spec import BatchNormSpec
+
+    weights = _bn_weights()
+    path = writer(tmp_path / ("bn.h5" if writer is _write_keras2 else "bn.keras"), _bn_layers(), weights)
+    run = _import(tmp_path, data_dir, path)
+    assert run.model.layer_names == ["conv", "pool", "flat", "hidden", "out"]
+    assert run.spec.conv[0].batch_norm == BatchNormSpec(epsilon=0.001, momentum=0.01)  # Keras 0.99 -> 0.01
+    assert run.spec.conv[0].activation == "relu" and run.spec.dense[0].activation == "tanh"
+    assert run.spec.dense[0].batch_norm == BatchNormSpec(epsilon=0.01, momentum=0.1, center=False)
+    with torch.no_grad():
+        ours = run.model.probabilities(run.model(torch.from_numpy(INPUTS))).numpy()
+    np.testing.assert_allclose(ours, _bn_reference(INPUTS, weights), rtol=0, atol=1e-5)
+    bn = run.model.layer("conv").bn  # the saved run holds the running statistics
+    np.testing.assert_array_equal(bn.running_var.numpy(), weights["bn1"][3][1])
+    assert run.model.layer("hidden").bn.bias is None
+    summary = summary_dict(run.spec)
+    assert summary["non_trainable_params"] == 2 * 3 + 2 * 5
+    assert (summary["total_params"], summary["trainable_params"]) == (30 + 12 + 140 + 15 + 60, 257 - 16)
+    assert any("folded BatchNormalization layer 'bn1' into 'conv'" in note for note in run.metrics["notes"])
+
+
+def test_a_real_keras_batch_norm_file_imports_once_the_activation_follows_it(tmp_path, data_dir):
+    """keras2/batchnorm.h5 (real Keras 2.15) puts its BN after conv's relu; moved before it, it imports exactly."""
+    def edit(layers):
+        layers[1]["config"]["activation"] = "linear"
+        layers.insert(3, {"class_name": "Activation", "config": {"name": "relu", "activation": "relu"}})
+
+    path = _edit_h5(FIXTURES / "keras2" / "batchnorm.h5", tmp_path / "bn.h5", edit)
+    rng = np.random.default_rng(1)
+    with h5py.File(path, "r+") as fh:
+        group = fh["model_weights/bn/bn"]
+        stats = {k: rng.uniform(0.5, 1.5, 4).astype(np.float32) for k in ("gamma:0", "beta:0", "moving_mean:0",
+                                                                         "moving_variance:0")}
+        for key, value in stats.items():
+            group[key][...] = value
+        kernel, bias = fh["model_weights/conv/conv/kernel:0"][()], fh["model_weights/conv/conv/bias:0"][()]
+        dense_k, dense_b = fh["model_weights/out/out/kernel:0"][()], fh["model_weights/out/out/bias:0"][()]
+    run = _import(tmp_path, data_dir, path)
+    x = INPUTS.transpose(0, 2, 3, 1).astype(np.float64)  # NHWC
+    patches = x[:, :27, :27].reshape(len(x), 9, 3, 9, 3, 1).transpose(0, 1, 3, 2, 4, 5)
+    y = np.einsum("nijabc,abcf->nijf", patches, kernel) + bias
+    y = (y - stats["moving_mean:0"]) / np.sqrt(stats["moving_variance:0"] + 0.001) * stats["gamma:0"] + stats["beta:0"]
+    logits = np.maximum(y, 0).reshape(len(x), -1) @ dense_k + dense_b
+    expected = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    with torch.no_grad():
+        ours = run.model.probabilities(run.model(torch.from_numpy(INPUTS))).numpy()
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("edit,expected", [
+    (lambda ls: ls[1]["config"].update(activation="relu"),
+     "layer 'bn1' (BatchNormalization): it comes after the activation of 'conv' (relu); cnnscope supports "
+     "Conv2D/Dense (no activation) -> BatchNormalization -> activation"),
+    (lambda ls: ls[2]["config"].update(axis=[1]), "layer 'bn1' (BatchNormalization): axis=[1] is not supported; "
+                                                  "cnnscope normalises the channels axis only (-1)"),
+    (lambda ls: ls[7]["config"].update(axis=[2]), "layer 'bn2' (BatchNormalization): axis=[2] is not supported"),
+    (lambda ls: ls.insert(4, ls.pop(2)), "layer 'bn1' (BatchNormalization): it follows MaxPooling2D 'pool'"),
+    (lambda ls: ls.insert(6, dict(ls[7], config=dict(ls[7]["config"], name="bn0"))),
+     "layer 'bn0' (BatchNormalization): it follows Flatten 'flat'"),
+    (lambda ls: ls.insert(1, ls.pop(2)), "layer 'bn1' (BatchNormalization): it follows InputLayer 'image'"),
+    (lambda ls: (ls[-1]["config"].update(activation="linear"),
+                 ls.append({"class_name": "BatchNormalization", "config": {"name": "bn_out"}}),
+                 ls.append({"class_name": "Softmax", "config": {"name": "soft"}})),
+     "layer 'bn_out' (BatchNormalization): batch norm on the output layer 'out' is not supported"),
+    (lambda ls: ls[2]["config"].update(renorm=True), "layer 'bn1' (BatchNormalization): renorm=True is not supported"),
+    (lambda ls: ls[2]["config"].update(momentum=1.5), "momentum must be in [0, 1) and epsilon > 0, found "
+                                                      "momentum=1.5, epsilon=0.001"),
+    (lambda ls: ls[2]["config"].update(epsilon="small"), "found momentum=0.99, epsilon='small'"),
+])
+def test_batch_norm_cnnscope_cannot_hold_is_one_clear_line(edit, expected):
+    layers = _bn_layers()
+    edit(layers)
+    with pytest.raises(KerasImportError) as err:
+        translate({"class_name": "Sequential", "config": {"name": "m", "layers": layers}}, "bn.h5")
+    assert "\n" not in str(err.value) and str(err.value).startswith("bn.h5: ")
+    assert expected in str(err.value)
+
+
+def test_real_keras_batch_norm_after_the_activation_is_refused(tmp_path, data_dir, capsys):
+    with pytest.raises(KerasImportError, match=r"^batchnorm.keras: layer 'bn' \(BatchNormalization\): it comes "
+                                               r"after the activation of 'conv' \(relu\)"):
+        _import(tmp_path, data_dir, FIXTURES / "keras3" / "batchnorm.keras")

@@ -3,7 +3,17 @@ import json
 import pytest
 
 from cnnscope.errors import SpecError
-from cnnscope.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec, get_preset, presets, summary_dict, summary_table
+from cnnscope.spec import (
+    BatchNormSpec,
+    ConvSpec,
+    DenseSpec,
+    ModelSpec,
+    PoolSpec,
+    get_preset,
+    presets,
+    summary_dict,
+    summary_table,
+)
 
 
 def test_preset_parameter_counts_match_the_series():
@@ -42,7 +52,8 @@ def test_bad_values_list_valid_choices():
         ConvSpec(8, activation="relux")
     with pytest.raises(SpecError, match="dense units must be a positive integer, received 0"):
         DenseSpec(0)
-    with pytest.raises(SpecError, match="unknown preset 'seed-v'; valid: seed-ii, seed-iv, tiny"):
+    with pytest.raises(SpecError, match="unknown preset 'seed-v'; valid: seed-ii, seed-iv, tiny, seed-iv-bn, "
+                                        "cifar-small"):
         get_preset("seed-v")
 
 
@@ -119,3 +130,69 @@ def test_layer_kinds_vocabulary():
     with pytest.raises(SpecError, match=r"^layer 'Dense_1' \(Dense\) has no receptive field; layers with maps: "
                                         r"Conv2D_1, Max_Pool_1, Conv2D_2$"):
         spec.geometry("Dense_1")
+
+
+# --- batch norm --------------------------------------------------------------------------------------------
+def test_batch_norm_true_false_or_a_table():
+    assert ConvSpec(4, batch_norm=True).batch_norm == BatchNormSpec()
+    assert ConvSpec(4, batch_norm=False).batch_norm is None and DenseSpec(4).batch_norm is None
+    assert DenseSpec(4, batch_norm={"momentum": 0.1}).batch_norm == BatchNormSpec(momentum=0.1)
+    assert (BatchNormSpec().epsilon, BatchNormSpec().momentum) == (0.001, 0.01)  # Keras' defaults (momentum 0.99)
+    with pytest.raises(SpecError, match=r"^model.conv\[0\]: batch_norm: unknown key 'eps'; valid: epsilon, momentum, "
+                                        r"center, scale$"):
+        ModelSpec.from_dict({"conv": [{"filters": 2, "batch_norm": {"eps": 1}}]})
+    with pytest.raises(SpecError, match=r"^model.dense\[0\]: batch_norm must be true, false or a table with epsilon, "
+                                        r"momentum, center, scale; received 'yes'$"):
+        ModelSpec.from_dict({"conv": [{"filters": 2}], "dense": [{"units": 3, "batch_norm": "yes"}]})
+    with pytest.raises(SpecError, match=r"batch_norm momentum must be a finite number in \(0, 1\], received 0"):
+        BatchNormSpec(momentum=0)
+    with pytest.raises(SpecError, match="batch_norm center must be true or false, received 1"):
+        BatchNormSpec(center=1)
+
+
+def test_batch_norm_params_are_counted_as_keras_does():
+    plain = ModelSpec(conv=(ConvSpec(4, pool=PoolSpec()),), dense=(DenseSpec(8),))
+    normed = ModelSpec(conv=(ConvSpec(4, pool=PoolSpec(), batch_norm=True),),
+                       dense=(DenseSpec(8, batch_norm={"center": False}),))
+    assert normed.total_params == plain.total_params + 4 * 4 + 3 * 8  # gamma, beta, mean, var; no beta on dense
+    assert normed.trainable_params == plain.total_params + 2 * 4 + 8
+    assert [info.name for info in normed.layers()] == [info.name for info in plain.layers()]  # no extra layer
+    data = summary_dict(normed)
+    assert (data["total_params"], data["trainable_params"], data["non_trainable_params"]) == (
+        normed.total_params, normed.trainable_params, 2 * 4 + 2 * 8)
+    conv = data["layers"][0]
+    assert (conv["batch_norm"], conv["batch_norm_params"], conv["non_trainable_params"]) == (True, 16, 8)
+    assert data["layers"][1]["batch_norm"] is False
+    table = summary_table(normed)
+    lines = table.splitlines()
+    row = lines.index(next(line for line in lines if line.startswith("Conv2D_1 (Conv2D)")))
+    assert lines[row].split()[-2] == "40" and lines[row + 1].split()[-1] == "16"  # conv 4×(9+1), its BatchNorm
+    assert lines[row + 1].startswith("  └ BatchNorm, before the activation")
+    assert f"Total params: {normed.total_params:,}" in table
+    assert f"Trainable params: {normed.trainable_params:,}" in table and "Non-trainable params: 24" in table
+    assert "Non-trainable params: 0" in summary_table(plain)
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_batch_norm_round_trips_through_files(tmp_path, suffix):
+    spec = ModelSpec(conv=(ConvSpec(4, batch_norm=True), ConvSpec(2, batch_norm={"epsilon": 1e-5, "scale": False})),
+                     dense=(DenseSpec(3, batch_norm=True),))
+    assert spec.to_dict()["conv"][0]["batch_norm"] is True  # the default is written as `batch_norm = true`
+    path = tmp_path / f"spec{suffix}"
+    spec.save(path)
+    assert ModelSpec.load(path) == spec
+    toml = tmp_path / "written.toml"
+    toml.write_text('[model]\n[[model.conv]]\nfilters = 4\nbatch_norm = true\n[[model.dense]]\nunits = 5\n'
+                    'batch_norm = {momentum = 0.1}\n')
+    loaded = ModelSpec.load(toml)
+    assert loaded.conv[0].batch_norm == BatchNormSpec() and loaded.dense[0].batch_norm.momentum == 0.1
+
+
+def test_recipe_presets():
+    cifar = presets["cifar-small"]
+    assert cifar.input_shape == (3, 32, 32) and 100_000 <= cifar.total_params <= 300_000
+    assert all(c.batch_norm is not None for c in cifar.conv) and cifar.layer("Flatten_1").output_shape == (2048,)
+    bn = presets["seed-iv-bn"]
+    assert [info.output_shape for info in bn.layers()] == [info.output_shape for info in presets["seed-iv"].layers()]
+    assert bn.total_params == 208_982 + 4 * (32 + 64 + 128 + 100)
+    assert get_preset("cifar-small") is cifar

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import KerasImportError, brief
 from .keras_files import config_layers, layer_name
-from .spec import ACTIVATIONS, PoolSpec
+from .spec import ACTIVATIONS, BatchNormSpec, PoolSpec
 
 __all__ = ["ACTIVATION_LAYERS", "CONVERTERS", "DROPOUT_LAYERS", "KerasLayer", "State", "as_int", "as_pair",
            "converter", "layer_chain"]
@@ -184,6 +184,8 @@ class _Slot:
     activation: str
     pool: PoolSpec | None = None
     between: list[str] = field(default_factory=list)  # layer classes seen since this layer
+    batch_norm: BatchNormSpec | None = None  # a BatchNormalization folded in (between it and the activation)
+    norm_layer: str | None = None  # that BatchNormalization's Keras name (its weights are read under it)
 
 
 @dataclass
@@ -314,13 +316,46 @@ def _dropout(s: State, layer: KerasLayer) -> None:
     if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate < 1:
         raise s.fail(layer, f"rate must be a number in [0, 1), found {brief(rate, 40)}")
     previous = s.chain[layer.index - 1].cls if layer.index else None
-    after_dense = previous == "Dense" or (previous in ACTIVATION_LAYERS and bool(s.slots)
+    after_dense = previous == "Dense" or (previous in (*ACTIVATION_LAYERS, "BatchNormalization") and bool(s.slots)
                                           and s.slots[-1].kind == "dense")
     position = "flatten" if previous == "Flatten" else f"dense:{len(s.of('dense')) - 1}" if after_dense \
         else "elsewhere"
     s.dropouts.append((layer.name, position if layer.cls == "Dropout" else "elsewhere", float(rate)))
     if s.slots:
         s.slots[-1].between.append(layer.cls)
+
+
+@converter("BatchNormalization")
+def _batch_norm(s: State, layer: KerasLayer) -> None:
+    """Fold a BatchNormalization that directly follows a Conv2D/Dense without activation into that layer."""
+    cfg, slot = layer.cfg, s.slots[-1] if s.slots else None
+    supported = "cnnscope supports Conv2D/Dense (no activation) -> BatchNormalization -> activation"
+    previous = s.chain[layer.index - 1] if layer.index else None
+    if slot is None or slot.between or slot.batch_norm is not None or previous is None or previous.name != slot.name:
+        what = f"it follows {previous.cls} {previous.name!r}" if previous is not None else "it is the first layer"
+        raise s.fail(layer, f"{what}; {supported}")
+    if slot.activation != "linear":
+        raise s.fail(layer, f"it comes after the activation of {slot.name!r} ({slot.activation}); {supported} "
+                            f"(set activation=None on {slot.name!r} and add the activation after the batch norm)")
+    valid_axes = (-1, [-1], 3, [3]) if slot.kind == "conv" else (-1, [-1], 1, [1])
+    if cfg.get("axis", -1) not in valid_axes:
+        raise s.fail(layer, f"axis={brief(cfg.get('axis'), 40)} is not supported; cnnscope normalises the channels "
+                            f"axis only (-1)")
+    for key in ("renorm", "virtual_batch_size", "adjustment"):
+        if cfg.get(key):
+            raise s.fail(layer, f"{key}={brief(cfg.get(key), 40)} is not supported")
+    momentum, epsilon = cfg.get("momentum", 0.99), cfg.get("epsilon", 0.001)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+               for v in (momentum, epsilon)) or not 0 <= momentum < 1 or epsilon <= 0:
+        raise s.fail(layer, f"momentum must be in [0, 1) and epsilon > 0, found momentum={brief(momentum, 30)}, "
+                            f"epsilon={brief(epsilon, 30)}")
+    center, scale = cfg.get("center", True), cfg.get("scale", True)
+    if not isinstance(center, bool) or not isinstance(scale, bool):
+        raise s.fail(layer, f"center and scale must be true or false, found {brief(center, 20)}, {brief(scale, 20)}")
+    # Keras' momentum keeps the old statistics (0.99); PyTorch's weighs the new batch (0.01).
+    slot.batch_norm = BatchNormSpec(float(epsilon), round(1.0 - float(momentum), 12), center, scale)
+    slot.norm_layer = layer.name
+    s.notes.append(f"folded BatchNormalization layer {layer.name!r} into {slot.name!r} (before its activation)")
 
 
 @converter("Activation")

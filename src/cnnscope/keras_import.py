@@ -2,7 +2,10 @@
 
 Only h5py and the standard library read the file (keras_files, which treats it as hostile). A model imports when
 it is a chain that cnnscope's ModelSpec can express: Conv2D (each optionally followed by one
-MaxPooling2D/AveragePooling2D), Flatten, Dense layers, on any input shape the spec holds.
+MaxPooling2D/AveragePooling2D), Flatten, Dense layers, on any input shape the spec holds. A BatchNormalization
+directly after a Conv2D/Dense without activation (Conv2D -> BatchNormalization -> Activation, the usual order)
+becomes that layer's `batch_norm` (epsilon, center, scale kept; Keras' momentum m becomes PyTorch's 1 - m); its
+gamma, beta, moving mean and variance are read into the layer's BatchNorm.
 Each Keras layer class has one small converter (keras_convert.CONVERTERS). InputLayer gives the input shape; Dropout is
 kept when it sits where our spec puts it (after Flatten and after every hidden Dense, one rate) and dropped
 otherwise (it does nothing at inference); a standalone activation layer (Activation, ReLU, ELU, Softmax) is
@@ -17,7 +20,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +59,7 @@ class Translation:
     output: str  # "probabilities" or "logits": what the Keras model returns
     notes: list[str]
     bias_free: list[str]  # layers with use_bias=False (imported with zero biases)
+    norms: dict[str, str] = field(default_factory=dict)  # our layer name -> its folded BatchNormalization's name
 
 
 def _layer(raw: dict[str, Any], index: int) -> KerasLayer:
@@ -95,6 +99,9 @@ def _output(s: State) -> tuple[str, str]:
             raise KerasImportError(f"{s.where}: layer {slot.name!r} ({kind}): activation {slot.activation!r} is "
                                    f"only supported on the output layer; valid here: {', '.join(ACTIVATIONS)}")
     out = dense[-1]
+    if out.batch_norm is not None:
+        raise KerasImportError(f"{s.where}: layer {out.norm_layer!r} (BatchNormalization): batch norm on the output "
+                               f"layer {out.name!r} is not supported (only on Conv2D and hidden Dense layers)")
     if out.activation in ("softmax", "sigmoid"):
         return out.activation, "probabilities"
     if out.activation == "linear":
@@ -138,8 +145,9 @@ def _finish(s: State, config: dict[str, Any]) -> Translation:
     kwargs = dict(
         conv=tuple(ConvSpec(as_int(c.cfg["filters"]), as_pair(c.cfg["kernel_size"], "kernel_size", fail),
                             as_pair(c.cfg.get("strides", 1), "strides", fail), c.cfg.get("padding", "valid"),
-                            c.activation, c.pool, name=c.name) for c in convs),
-        dense=tuple(DenseSpec(as_int(d.cfg["units"]), d.activation, name=d.name) for d in dense[:-1]),
+                            c.activation, c.pool, name=c.name, batch_norm=c.batch_norm) for c in convs),
+        dense=tuple(DenseSpec(as_int(d.cfg["units"]), d.activation, name=d.name, batch_norm=d.batch_norm)
+                    for d in dense[:-1]),
         input_shape=_model_input(s, config), num_classes=as_int(dense[-1].cfg["units"]),
         output_activation=output_activation, regularizer=regularizer, output_name=dense[-1].name,
         flatten_name=s.flatten_name)
@@ -153,7 +161,7 @@ def _finish(s: State, config: dict[str, Any]) -> Translation:
             spec = ModelSpec(**kwargs)
     except SpecError as exc:  # e.g. a Keras layer name our specs do not allow
         raise KerasImportError(f"{s.where}: {exc}") from None
-    return Translation(spec, output, s.notes, s.bias_free)
+    return Translation(spec, output, s.notes, s.bias_free, {x.name: x.norm_layer for x in s.slots if x.norm_layer})
 
 
 def _dropout_rate(dropouts: list[tuple[str, str, float]], hidden: int, notes: list[str]) -> float:
@@ -191,10 +199,24 @@ def _map_regularizers(regs: dict[str, Any], convs: list[str], dense: list[str], 
 
 
 # --- weights --------------------------------------------------------------------------------------
-def keras_shapes(model: torch.nn.Module, spec: ModelSpec, bias_free: list[str]) -> dict[str, list]:
-    """Per Conv2D/Dense layer, the (name, shape) of the arrays its Keras file must hold, in Keras' layout."""
+_NORM_ARRAYS = (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
+                ("moving_variance", "running_var"))  # Keras' order -> our BatchNorm's tensor
+
+
+def _norm_arrays(module: torch.nn.Module) -> list[tuple[str, str]]:
+    """(Keras name, our tensor) of the arrays a folded BatchNormalization holds: gamma/beta only when learnt."""
+    return [(keras, ours) for keras, ours in _NORM_ARRAYS if getattr(module.bn, ours, None) is not None]
+
+
+def keras_shapes(model: torch.nn.Module, spec: ModelSpec, bias_free: list[str],
+                 norms: dict[str, str] | None = None) -> dict[str, list]:
+    """Per Conv2D/Dense layer (and folded BatchNormalization, under its Keras name), the (name, shape) of the
+    arrays its Keras file must hold, in Keras' layout."""
     wanted: dict[str, list] = {}
     for info in spec.layers():
+        if info.name in (norms or {}):
+            module = model.layer(info.name)
+            wanted[norms[info.name]] = [(keras, (info.output_shape[0],)) for keras, _ in _norm_arrays(module)]
         if info.type in ("Conv2D", "Dense"):
             module = model.layer(info.name)
             target = module.conv if info.type == "Conv2D" else getattr(module, "linear", module)
@@ -205,8 +227,10 @@ def keras_shapes(model: torch.nn.Module, spec: ModelSpec, bias_free: list[str]) 
 
 
 def load_keras_weights(model: torch.nn.Module, spec: ModelSpec, weights: dict[str, list[np.ndarray]],
-                       bias_free: list[str], where: str = "model") -> None:
-    """Copy Keras weights into `model`: HWIO -> OIHW, (in, out) -> (out, in), flatten order HWC -> CHW."""
+                       bias_free: list[str], where: str = "model", norms: dict[str, str] | None = None) -> None:
+    """Copy Keras weights into `model`: HWIO -> OIHW, (in, out) -> (out, in), flatten order HWC -> CHW; folded
+    BatchNormalization arrays into the layers' BatchNorm."""
+    _load_norms(model, weights, norms or {}, where)
     infos = spec.layers()
     before_flatten = infos[[i.type for i in infos].index("Flatten") - 1].output_shape if spec.conv \
         else spec.input_shape  # (C, H, W) reaching the Flatten
@@ -234,6 +258,24 @@ def load_keras_weights(model: torch.nn.Module, spec: ModelSpec, weights: dict[st
                                        f"conversion, expected {tuple(param.shape)}")
             with torch.no_grad():
                 param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+
+def _load_norms(model: torch.nn.Module, weights: dict[str, list[np.ndarray]], norms: dict[str, str],
+                where: str) -> None:
+    """gamma, beta, moving mean and variance of each folded BatchNormalization into its layer's BatchNorm."""
+    for name, keras_name in norms.items():
+        module, arrays = model.layer(name), weights.get(keras_name)
+        wanted = _norm_arrays(module)
+        if arrays is None or len(arrays) != len(wanted):
+            raise KerasImportError(f"{where}: weights for layer {keras_name!r} are missing or incomplete (expected "
+                                   f"{', '.join(k for k, _ in wanted)})")
+        for (keras, ours), value in zip(wanted, arrays, strict=True):
+            value = np.asarray(value, np.float32)
+            if keras == "moving_variance" and not bool((value >= 0).all()):
+                raise KerasImportError(f"{where}: layer {keras_name!r} moving_variance holds negative values; a "
+                                       f"variance cannot be negative")
+            with torch.no_grad():
+                getattr(module.bn, ours).copy_(torch.from_numpy(np.ascontiguousarray(value)))
 
 
 # --- the run --------------------------------------------------------------------------------------
@@ -280,8 +322,8 @@ def import_keras(path: str | os.PathLike, out: str | os.PathLike | None = None, 
     data = load_dataset(config=data_config)
     _check_input(result.spec, data, dataset, where)
     model = build_model(result.spec, seed=0)
-    weights = read_weights(source, keras_shapes(model, result.spec, result.bias_free), where)
-    load_keras_weights(model, result.spec, weights, result.bias_free, where)
+    weights = read_weights(source, keras_shapes(model, result.spec, result.bias_free, result.norms), where)
+    load_keras_weights(model, result.spec, weights, result.bias_free, where, result.norms)
     del weights
     model.eval()
     for note in result.notes:

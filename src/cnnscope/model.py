@@ -1,4 +1,8 @@
-"""Build a PyTorch CNN from a ModelSpec; every layer is a named, addressable module."""
+"""Build a PyTorch CNN from a ModelSpec; every layer is a named, addressable module.
+
+A layer with batch norm holds it inside: `conv -> bn -> act` (`linear -> bn -> act` for dense), so the layer's
+output, the one every view shows, is after the activation, as without batch norm.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from torch import nn
 
 from .errors import SpecError, choice_error
 from .geometry import window_padding
-from .spec import ModelSpec
+from .spec import BatchNormSpec, ModelSpec
 
 MAX_PARAMS = 100_000_000  # 400 MB of fp32 weights (plus as much again for gradients and optimizer state)
 MAX_ACTIVATIONS = 25_000_000  # values produced by all layers for ONE image (100 MB at fp32)
@@ -20,8 +24,22 @@ _ACTIVATIONS = {
 }
 
 
+def batch_norm(norm: BatchNormSpec | None, channels: int, dims: int) -> nn.Module:
+    """BatchNorm1d/2d for `norm` (a learnt scale and shift only when asked), or Identity when there is none."""
+    if norm is None:
+        return nn.Identity()
+    cls = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
+    module = cls(channels, eps=norm.epsilon, momentum=norm.momentum, affine=False)
+    if norm.scale:
+        module.weight = nn.Parameter(torch.ones(channels))
+    if norm.center:
+        module.bias = nn.Parameter(torch.zeros(channels))
+    return module
+
+
 class ConvBlock(nn.Module):
-    """Conv2d followed by its activation; `same` padding is TensorFlow's (extra pixel bottom/right)."""
+    """Conv2d, then batch norm when the spec asks for it, then the activation; `same` padding is TensorFlow's
+    (extra pixel bottom/right)."""
 
     def __init__(self, in_channels: int, in_hw: tuple[int, int], conv_spec) -> None:
         super().__init__()
@@ -32,24 +50,26 @@ class ConvBlock(nn.Module):
         else:
             self.pad = nn.Identity()
         self.conv = nn.Conv2d(in_channels, conv_spec.filters, (kh, kw), stride=(sh, sw))
+        self.bn = batch_norm(conv_spec.batch_norm, conv_spec.filters, 2)
         self.act = _ACTIVATIONS[conv_spec.activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad, convolve, activate: (N, C_in, H, W) -> (N, filters, H', W')."""
-        return self.act(self.conv(self.pad(x)))
+        """Pad, convolve, normalise, activate: (N, C_in, H, W) -> (N, filters, H', W')."""
+        return self.act(self.bn(self.conv(self.pad(x))))
 
 
 class DenseBlock(nn.Module):
-    """Linear followed by its activation."""
+    """Linear, then batch norm when the spec asks for it, then the activation."""
 
-    def __init__(self, in_features: int, units: int, activation: str) -> None:
+    def __init__(self, in_features: int, units: int, activation: str, norm: BatchNormSpec | None = None) -> None:
         super().__init__()
         self.linear = nn.Linear(in_features, units)
+        self.bn = batch_norm(norm, units, 1)
         self.act = _ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Linear map then activation: (N, in) -> (N, units)."""
-        return self.act(self.linear(x))
+        """Linear map, normalise, activate: (N, in) -> (N, units)."""
+        return self.act(self.bn(self.linear(x)))
 
 
 class CNN(nn.Module):
@@ -82,17 +102,22 @@ class CNN(nn.Module):
                 layers[info.name] = nn.Linear(shape[0], spec.num_classes)
             else:
                 dense = spec.dense[sum(1 for m in layers.values() if isinstance(m, DenseBlock))]
-                layers[info.name] = DenseBlock(shape[0], dense.units, dense.activation)
+                layers[info.name] = DenseBlock(shape[0], dense.units, dense.activation, dense.batch_norm)
             shape = info.output_shape
         self.layers = nn.ModuleDict(layers)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Keras' defaults: Glorot-uniform kernels, zero biases."""
+        """Keras' defaults: Glorot-uniform kernels, zero biases; batch norm: scale 1, shift 0, fresh statistics."""
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
+            elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                module.reset_running_stats()
+                for param, value in ((module.weight, 1.0), (module.bias, 0.0)):
+                    if param is not None:
+                        nn.init.constant_(param, value)
 
     @property
     def layer_names(self) -> list[str]:

@@ -1,4 +1,10 @@
-"""Declarative CNN specification: frozen dataclasses, validation, shapes, receptive fields, presets."""
+"""Declarative CNN specification: frozen dataclasses, validation, shapes, receptive fields.
+
+A conv or dense layer may normalise its outputs (`batch_norm = true`): inside the one named layer the order is
+conv (or dense) -> BatchNorm -> activation, so every view still shows one set of maps per conv layer, taken
+after the activation. The presets live in `cnnscope.zoo`, the summaries in `cnnscope.summary` (both still
+importable from here).
+"""
 
 from __future__ import annotations
 
@@ -58,6 +64,44 @@ class PoolSpec:
 
 
 @dataclass(frozen=True)
+class BatchNormSpec:
+    """Batch normalisation inside a conv/dense layer, before its activation. `momentum` follows PyTorch: the
+    weight of each new batch in the running statistics (Keras' momentum 0.99 is 0.01 here); the defaults are
+    Keras'. `center`/`scale` learn a shift (beta) / a scale (gamma) per channel."""
+
+    epsilon: float = 0.001
+    momentum: float = 0.01
+    center: bool = True
+    scale: bool = True
+
+    def __post_init__(self) -> None:
+        check_number(SpecError, "batch_norm epsilon", self.epsilon, 0, low_open=True)
+        check_number(SpecError, "batch_norm momentum", self.momentum, 0, 1, low_open=True, high_open=False)
+        for key in ("center", "scale"):
+            if not isinstance(getattr(self, key), bool):
+                raise SpecError(f"batch_norm {key} must be true or false, received {getattr(self, key)!r}")
+
+    def params(self, channels: int) -> tuple[int, int]:
+        """(all, non-trainable) parameters for `channels` channels, as Keras counts them (running mean and
+        variance are the non-trainable two)."""
+        return channels * (2 + self.center + self.scale), 2 * channels
+
+
+def _batch_norm(value: Any) -> BatchNormSpec | None:
+    """true / false / None / a table / a BatchNormSpec -> BatchNormSpec or None."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return BatchNormSpec()
+    if isinstance(value, BatchNormSpec):
+        return value
+    if isinstance(value, dict):
+        return BatchNormSpec(**_check_keys(value, BatchNormSpec, "batch_norm"))
+    raise SpecError(f"batch_norm must be true, false or a table with epsilon, momentum, center, scale; received "
+                    f"{value!r}")
+
+
+@dataclass(frozen=True)
 class ConvSpec:
     """A 2-D convolution with its activation (Keras semantics: the layer's output is activated)."""
 
@@ -68,9 +112,11 @@ class ConvSpec:
     activation: str = "relu"
     pool: PoolSpec | None = None
     name: str | None = None
+    batch_norm: bool | BatchNormSpec | None = None  # true: conv -> BatchNorm -> activation, in this one layer
 
     def __post_init__(self) -> None:
         _positive_int(self.filters, "conv filters")
+        object.__setattr__(self, "batch_norm", _batch_norm(self.batch_norm))
         object.__setattr__(self, "kernel", _pair(self.kernel, "conv kernel"))
         object.__setattr__(self, "stride", _pair(self.stride, "conv stride"))
         if self.padding not in PADDINGS:
@@ -86,9 +132,11 @@ class DenseSpec:
     units: int
     activation: str = "relu"
     name: str | None = None
+    batch_norm: bool | BatchNormSpec | None = None  # true: dense -> BatchNorm -> activation, in this one layer
 
     def __post_init__(self) -> None:
         _positive_int(self.units, "dense units")
+        object.__setattr__(self, "batch_norm", _batch_norm(self.batch_norm))
         if self.activation not in ACTIVATIONS:
             raise choice_error(SpecError, "activation", self.activation, ACTIVATIONS)
 
@@ -121,6 +169,8 @@ class LayerInfo:
     kernel: tuple[int, int] | None = None  # conv kernel / pool window (h, w)
     stride: tuple[int, int] | None = None
     padding: Padding | None = None  # ((top, bottom), (left, right)) zeros added before the window slides
+    norm_params: int = 0  # of `params`, those of the layer's BatchNorm (4 per channel, as Keras counts them)
+    non_trainable: int = 0  # of `params`, the BatchNorm's running mean and variance
 
     @property
     def has_maps(self) -> bool:
@@ -214,8 +264,10 @@ class ModelSpec:
 
         dropout()
         for i, dense in enumerate(self.dense, start=1):
+            norm, fixed = _norm_params(dense.batch_norm, dense.units)
             out.append(LayerInfo(dense.name or f"Dense_{i}", "Dense", (dense.units,),
-                                 features * dense.units + dense.units, DENSE))
+                                 features * dense.units + dense.units + norm, DENSE, norm_params=norm,
+                                 non_trainable=fixed))
             features = dense.units
             dropout()
         name = self.output_name or f"Dense_{len(self.dense) + 1}"
@@ -234,10 +286,11 @@ class ModelSpec:
             name = conv.name or f"Conv2D_{i}"
             padding = window_padding(geometry.output_hw, conv.kernel, conv.stride, conv.padding)
             geometry = _window(geometry, name, conv.kernel, conv.stride, padding, "kernel")
-            params = conv.filters * (c * conv.kernel[0] * conv.kernel[1] + 1)
+            norm, fixed = _norm_params(conv.batch_norm, conv.filters)
+            params = conv.filters * (c * conv.kernel[0] * conv.kernel[1] + 1) + norm
             c = conv.filters
             out.append(LayerInfo(name, "Conv2D", (c, *geometry.output_hw), params, CONV, geometry, conv.kernel,
-                                 conv.stride, padding))
+                                 conv.stride, padding, norm, fixed))
             if conv.pool is not None:
                 pool = conv.pool
                 pool_counts[pool.kind] += 1
@@ -272,13 +325,23 @@ class ModelSpec:
 
     @property
     def total_params(self) -> int:
-        """Number of parameters (weights and biases) of the whole model."""
+        """Number of parameters of the whole model as Keras counts them (BatchNorm's running statistics too)."""
         return sum(layer.params for layer in self.layers())
+
+    @property
+    def trainable_params(self) -> int:
+        """Number of parameters the optimizer updates (total_params less BatchNorm's running statistics)."""
+        return sum(layer.params - layer.non_trainable for layer in self.layers())
 
     # --- (de)serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """A plain dict (TOML/JSON-ready); `None` values are omitted."""
-        return _drop_none(dataclasses.asdict(self))
+        """A plain dict (TOML/JSON-ready); `None` values are omitted, a default batch norm is `true`."""
+        data = _drop_none(dataclasses.asdict(self))
+        default = dataclasses.asdict(BatchNormSpec())
+        for layer in (*data["conv"], *data["dense"]):
+            if layer.get("batch_norm") == default:
+                layer["batch_norm"] = True
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "model") -> ModelSpec:
@@ -288,8 +351,7 @@ class ModelSpec:
             raise SpecError(f"{where}: 'preset' cannot be combined with other model keys")
         try:
             data["conv"] = tuple(_conv_from(d, f"{where}.conv[{i}]") for i, d in enumerate(data.get("conv", [])))
-            data["dense"] = tuple(DenseSpec(**_check_keys(d, DenseSpec, f"{where}.dense[{i}]"))
-                                  for i, d in enumerate(data.get("dense", [])))
+            data["dense"] = tuple(_dense_from(d, f"{where}.dense[{i}]") for i, d in enumerate(data.get("dense", [])))
             if "regularizer" in data:
                 data["regularizer"] = RegularizerSpec(**_check_keys(data["regularizer"], RegularizerSpec,
                                                                     f"{where}.regularizer"))
@@ -327,8 +389,26 @@ class ModelSpec:
 def spec_from_any(data: dict[str, Any], where: str = "model") -> ModelSpec:
     """A spec from a dict that is either `{"preset": NAME}` or a full model description."""
     if set(data) == {"preset"}:
+        from .zoo import get_preset
+
         return get_preset(data["preset"])
     return ModelSpec.from_dict(data, where)
+
+
+_MOVED = {"presets": "zoo", "get_preset": "zoo", "summary_dict": "summary", "summary_table": "summary"}
+
+
+def __getattr__(name: str) -> Any:
+    """`spec.presets`/`spec.get_preset` (now in `cnnscope.zoo`) and `spec.summary_*` (in `cnnscope.summary`)."""
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_MOVED[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _norm_params(norm: BatchNormSpec | None, channels: int) -> tuple[int, int]:
+    return (0, 0) if norm is None else norm.params(channels)
 
 
 def _conv_from(data: dict[str, Any], where: str) -> ConvSpec:
@@ -337,6 +417,13 @@ def _conv_from(data: dict[str, Any], where: str) -> ConvSpec:
         data["pool"] = PoolSpec(**_check_keys(data["pool"], PoolSpec, f"{where}.pool"))
     try:
         return ConvSpec(**data)
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+
+
+def _dense_from(data: dict[str, Any], where: str) -> DenseSpec:
+    try:
+        return DenseSpec(**_check_keys(data, DenseSpec, where))
     except SpecError as exc:
         raise SpecError(f"{where}: {exc}") from None
 
@@ -357,75 +444,3 @@ def _drop_none(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_drop_none(v) for v in value]
     return value
-
-
-# --- presets --------------------------------------------------------------------------------
-def _series(c3: int, dense: int, l2: float) -> ModelSpec:
-    return ModelSpec(
-        conv=(ConvSpec(32, pool=PoolSpec("max", 2)), ConvSpec(64, pool=PoolSpec("max", 2)), ConvSpec(c3)),
-        dense=(DenseSpec(dense),),
-        regularizer=RegularizerSpec("l2", l2) if l2 else RegularizerSpec(),
-    )
-
-
-presets: dict[str, ModelSpec] = {
-    # Article II: conv 32/64/64, dense 70 -> 96,844 parameters.
-    "seed-ii": _series(64, 70, 0.0),
-    # Article IV: conv 32/64/128, dense 100, L2 0.001 on the dense layers -> 208,982 parameters.
-    "seed-iv": _series(128, 100, 0.001),
-    # A small model for quick experiments and tests.
-    "tiny": ModelSpec(conv=(ConvSpec(8, pool=PoolSpec()), ConvSpec(16, pool=PoolSpec())), dense=(DenseSpec(32),)),
-}
-
-
-def get_preset(name: str) -> ModelSpec:
-    """The preset model spec called `name`; SpecError listing the presets for an unknown name."""
-    if name not in presets:
-        raise choice_error(SpecError, "preset", name, presets)
-    return presets[name]
-
-
-# --- summary --------------------------------------------------------------------------------
-def summary_dict(spec: ModelSpec) -> dict[str, Any]:
-    """Keras-like summary as data: per layer its kind, shape, params and, for conv/pool layers, "receptive_field"
-    [h, w], "jump" [h, w] and "start" [y, x] (input coordinate of cell 0's centre; null for other layers)."""
-    layers = spec.layers()
-    return {
-        "input_shape": list(spec.input_shape),
-        "layers": [_layer_dict(layer) for layer in layers],
-        "total_params": sum(layer.params for layer in layers),
-        "trainable_params": sum(layer.params for layer in layers),
-        "regularizer": dataclasses.asdict(spec.regularizer),
-    }
-
-
-def _layer_dict(layer: LayerInfo) -> dict[str, Any]:
-    geometry = layer.geometry.to_dict() if layer.geometry is not None else {}
-    return {"name": layer.name, "type": layer.type, "kind": layer.kind, "output_shape": list(layer.output_shape),
-            "params": layer.params, "receptive_field": geometry.get("receptive_field"),
-            "jump": geometry.get("jump"), "start": geometry.get("start")}
-
-
-def summary_table(spec: ModelSpec) -> str:
-    """Keras-like summary as text: name (type), output shape (C, H, W), params, receptive field."""
-    rows = [("Layer (type)", "Output shape", "Param #", "Receptive field")]
-    for layer in spec.layers():
-        rf = _fmt(layer.receptive_field) if layer.receptive_field else ""
-        rows.append((f"{layer.name} ({layer.type})", str(layer.output_shape).replace(",)", ")"),
-                     f"{layer.params:,}", rf))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    line = "─" * (sum(widths) + 6)
-
-    def fmt(row: tuple[str, ...]) -> str:
-        return "  ".join(cell.ljust(width) if i in (0, 1) else cell.rjust(width)
-                         for i, (cell, width) in enumerate(zip(row, widths, strict=False))).rstrip()
-
-    total = spec.total_params
-    reg = spec.regularizer
-    reg_text = "none" if reg.kind == "none" else f"{reg.kind} {reg.coefficient:g} on dense" + (
-        " and conv" if reg.conv else "") + " kernels"
-    lines = [f"Input shape (C, H, W): {spec.input_shape}", line, fmt(rows[0]), line,
-             *(fmt(r) for r in rows[1:]), line,
-             f"Total params: {total:,}", f"Trainable params: {total:,}", "Non-trainable params: 0",
-             f"Output: {spec.num_classes} classes, {spec.output_activation}; regularizer: {reg_text}"]
-    return "\n".join(lines)

@@ -12,7 +12,7 @@ from torch import nn
 from ..errors import ConfigError, SpecError, StopForward, choice_error
 from ..layers import CONV, DENSE
 from ..model import CNN
-from .common import model_device
+from .common import evaluating, model_device
 
 ACTIVATED = (CONV, DENSE)  # the layer kinds with an activation function (and so a pre-activation output)
 
@@ -28,6 +28,8 @@ def _hook_target(model: CNN, name: str, pre_activation: bool) -> nn.Module:
         valid = model.spec.layer_names(*ACTIVATED)
         raise SpecError(f"layer {name!r} has no activation function, so it has no pre-activation output; "
                         f"layers with one: {', '.join(valid)}")
+    if model.spec.layer(name).norm_params:  # conv -> BatchNorm -> activation: the batch norm's output
+        return module.bn
     return module.conv if model.spec.layer(name).kind == CONV else module.linear
 
 
@@ -35,7 +37,8 @@ def capture(model: CNN, layers: list[str], x: torch.Tensor, *, pre_activation: b
             stop_early: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """Run `model` on preprocessed x (N, C, H, W) and return ({layer: output}, logits).
 
-    Gradients flow (callers wrap in no_grad when they need none); hooks are removed in `finally`.
+    Eval mode (batch norm uses its running statistics and never updates them; the caller's mode is restored);
+    gradients flow (callers wrap in no_grad when they need none); hooks are removed in `finally`.
     pre_activation: capture conv/dense layers before their activation function (signed values).
     stop_early: end the forward pass after the last requested layer (logits are then None).
     """
@@ -55,7 +58,8 @@ def capture(model: CNN, layers: list[str], x: torch.Tensor, *, pre_activation: b
         for name, module in modules.items():
             handles.append(module.register_forward_hook(hook(name)))
         try:
-            logits = model(x)
+            with evaluating(model):
+                logits = model(x)
         except StopForward:
             pass
     finally:
