@@ -113,7 +113,7 @@ def test_batch_norm_sits_between_the_conv_and_its_activation():
     bn = block.bn
     z = block.conv(h)
     expected = torch.nn.functional.elu((z - bn.running_mean[:, None, None]) / torch.sqrt(
-        bn.running_var[:, None, None] + 0.001) * bn.weight[:, None, None] + bn.bias[:, None, None])
+        bn.running_var[:, None, None] + 1e-5) * bn.weight[:, None, None] + bn.bias[:, None, None])
     torch.testing.assert_close(block(h), expected)
     from cnnscope.inspect import activations  # a layer's pre-activation output is after its batch norm
 
@@ -121,7 +121,7 @@ def test_batch_norm_sits_between_the_conv_and_its_activation():
     np.testing.assert_allclose(pre, block.bn(z).detach().numpy(), atol=1e-5)
     assert model.layer("Conv2D_2").bn.bias is None and model.layer("Conv2D_2").bn.weight is not None
     assert model.layer_names == BN_SPEC.layer_names()  # batch norm adds no layer: views show one map per conv
-    assert model.layer("Dense_1").bn.momentum == 0.01 and model.layer("Dense_1").bn.eps == 0.001
+    assert model.layer("Dense_1").bn.momentum == 0.1 and model.layer("Dense_1").bn.eps == 1e-5
 
 
 def test_batch_norm_weights_round_trip_through_safetensors(tmp_path):

@@ -136,8 +136,8 @@ def test_layer_kinds_vocabulary():
 def test_batch_norm_true_false_or_a_table():
     assert ConvSpec(4, batch_norm=True).batch_norm == BatchNormSpec()
     assert ConvSpec(4, batch_norm=False).batch_norm is None and DenseSpec(4).batch_norm is None
-    assert DenseSpec(4, batch_norm={"momentum": 0.1}).batch_norm == BatchNormSpec(momentum=0.1)
-    assert (BatchNormSpec().epsilon, BatchNormSpec().momentum) == (0.001, 0.01)  # Keras' defaults (momentum 0.99)
+    assert DenseSpec(4, batch_norm={"momentum": 0.3}).batch_norm == BatchNormSpec(momentum=0.3)
+    assert (BatchNormSpec().epsilon, BatchNormSpec().momentum) == (1e-5, 0.1)  # PyTorch's defaults
     with pytest.raises(SpecError, match=r"^model.conv\[0\]: batch_norm: unknown key 'eps'; valid: epsilon, momentum, "
                                         r"center, scale$"):
         ModelSpec.from_dict({"conv": [{"filters": 2, "batch_norm": {"eps": 1}}]})
@@ -183,9 +183,9 @@ def test_batch_norm_round_trips_through_files(tmp_path, suffix):
     assert ModelSpec.load(path) == spec
     toml = tmp_path / "written.toml"
     toml.write_text('[model]\n[[model.conv]]\nfilters = 4\nbatch_norm = true\n[[model.dense]]\nunits = 5\n'
-                    'batch_norm = {momentum = 0.1}\n')
+                    'batch_norm = {momentum = 0.2}\n')
     loaded = ModelSpec.load(toml)
-    assert loaded.conv[0].batch_norm == BatchNormSpec() and loaded.dense[0].batch_norm.momentum == 0.1
+    assert loaded.conv[0].batch_norm == BatchNormSpec() and loaded.dense[0].batch_norm.momentum == 0.2
 
 
 def test_recipe_presets():
