@@ -1,9 +1,11 @@
-"""Input images for inspection: a test/train image by index, or a user's own picture converted as MNIST expects.
+"""Input images for inspection: a test/train image by index, or a user's own picture converted as the model expects.
 
 One rule for every entry point (the CLI's --image and the viewer's uploads): a picture is decoded safely
 (`decode_picture`: known formats only, pixel limit checked before decoding, reduced to at most WORK_SIZE px
-before any float conversion) and prepared by `mnist_format`, whose notes say what was done and warn when the
-picture is far from what the data set holds.
+before any float conversion) and prepared for the model's input (`PictureTarget`): one-channel models get
+`mnist_format` (ink found, centred, light on dark, in the model's field), colour models the picture's own colours
+cropped to the model's aspect ratio and scaled to its size (`colour_format`). The notes say what was done and
+warn when the picture is far from what the data set holds.
 """
 
 from __future__ import annotations
@@ -32,11 +34,31 @@ MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "
          (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
 
 
+@dataclass(frozen=True)
+class PictureTarget:
+    """What a user's picture is prepared into: the model's channels and size, and (one channel) the data's style."""
+
+    style: str = "mnist"  # one channel: "mnist" (digits centred by mass) or "fashion-mnist" (items by their box)
+    channels: int = 1
+    height: int = SIZE
+    width: int = SIZE
+
+    @property
+    def noun(self) -> str:
+        """What the pictures show, for messages: 'digit', 'item' or (colour) 'picture'."""
+        return NOUNS[self.style] if self.channels == 1 else "picture"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The raw picture's shape: (H, W) for one channel, (H, W, C) for colour."""
+        return (self.height, self.width) if self.channels == 1 else (self.height, self.width, self.channels)
+
+
 @dataclass
 class InputImage:
-    """One image to look at: raw pixels as the model's data holds them (uint8 (28, 28)) and where it came from."""
+    """One image to look at: raw pixels as the model's data holds them and where it came from."""
 
-    raw: np.ndarray  # (28, 28) uint8, light ink on a dark background
+    raw: np.ndarray  # uint8 (H, W) (light ink on a dark background for MNIST-like data) or (H, W, 3) colour
     source: str  # e.g. "test image 12" or "digit.png"
     label: int | None = None  # the true class when it comes from the data set
     notes: list[str] = field(default_factory=list)  # what was done to a user's picture ("warning: …" first)
@@ -73,7 +95,7 @@ def _side() -> str:
     return f"{side}×{side}"
 
 
-def _reduced(img, notes: list[str]):
+def _reduced(img, notes: list[str], channels: int = 1):
     """The decoded picture, no larger than WORK_SIZE on its longer side, in a mode that scales smoothly."""
     from PIL import Image, ImageOps
 
@@ -82,7 +104,8 @@ def _reduced(img, notes: list[str]):
     if img.mode == "1":
         img = img.convert("L")
     elif img.mode == "P":
-        img = img.convert("LA" if "transparency" in img.info else "L")
+        clear = "transparency" in img.info
+        img = img.convert(("RGBA" if clear else "RGB") if channels == 3 else ("LA" if clear else "L"))
     if max(img.size) > WORK_SIZE:
         before = img.size
         img.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.LANCZOS, reducing_gap=2.0)
@@ -93,8 +116,10 @@ def _reduced(img, notes: list[str]):
     return turned
 
 
-def decode_picture(source: bytes | str | os.PathLike, name: str = "the picture") -> tuple[np.ndarray, list[str]]:
-    """Picture bytes or a file -> float greyscale (H, W) in 0..255 (longer side ≤ WORK_SIZE), with notes.
+def decode_picture(source: bytes | str | os.PathLike, name: str = "the picture",
+                   channels: int = 1) -> tuple[np.ndarray, list[str]]:
+    """Picture bytes or a file -> float greyscale (H, W) (channels=3: RGB (H, W, 3)) in 0..255 (longer side
+    ≤ WORK_SIZE), with notes.
 
     Only PNG, JPEG, GIF, BMP, WebP and TIFF are read; a picture over MAX_PIXELS is refused from its header,
     before anything is decoded. PictureError (one line) for anything that is not a readable picture.
@@ -109,14 +134,14 @@ def decode_picture(source: bytes | str | os.PathLike, name: str = "the picture")
         notes = [f"read {name}: {width}×{height} {img.format} ({img.mode})"]
         mode = img.mode
         try:
-            reduced = _reduced(img, notes)
+            reduced = _reduced(img, notes, channels)
         except MemoryError:
             raise PictureError(f"{name} is too large to decode ({width}×{height})") from None
         except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt data
             raise PictureError(f"{name}: cannot read the picture ({brief_exc(exc)}); the file may be truncated "
                                f"or corrupt") from None
-        grey = _grey(reduced, mode, notes)
-    return grey, notes
+        pixels = _rgb(reduced, mode, notes) if channels == 3 else _grey(reduced, mode, notes)
+    return pixels, notes
 
 
 def brief_exc(exc: BaseException, limit: int = 80) -> str:
@@ -147,6 +172,33 @@ def _grey(img, mode: str, notes: list[str]) -> np.ndarray:
         lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
         return np.nan_to_num((x - lo) / (hi - lo) * 255.0) if hi > lo else np.zeros_like(x)
     return np.asarray(img.convert("L"), dtype=np.float32)
+
+
+def _flatten(rgba: np.ndarray, notes: list[str]) -> np.ndarray:
+    """RGBA float (H, W, 4) -> RGB on a background that contrasts with the opaque part (white under dark ink,
+    black under light), the same rule as for grey pictures."""
+    alpha = rgba[..., 3:] / 255.0
+    lum = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    opaque = alpha[..., 0] > 0.5
+    ink_dark = lum[opaque].mean() < 128 if opaque.any() else True
+    background = 255.0 if ink_dark else 0.0
+    notes.append(f"flattened transparency onto a {'white' if ink_dark else 'black'} background")
+    return rgba[..., :3] * alpha + background * (1.0 - alpha)
+
+
+def _rgb(img, mode: str, notes: list[str]) -> np.ndarray:
+    """A Pillow image as float RGB (H, W, 3) 0..255; transparency flattened as for grey pictures, a grey picture's
+    value copied into the three channels."""
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
+        if rgba[..., 3].min() < 255:
+            return _flatten(rgba, notes)
+        return rgba[..., :3].copy()
+    if img.mode.startswith("I") or img.mode == "F" or mode in ("L", "1"):
+        grey = _grey(img, mode, notes)
+        notes.append("a grey picture: its values copied into the red, green and blue channels")
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(img.convert("RGB"), dtype=np.float32)
 
 
 def read_picture(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
@@ -194,35 +246,40 @@ def _crop_and_scale(x: np.ndarray, box: int, notes: list[str]) -> np.ndarray:
     return x
 
 
-def _place(x: np.ndarray, centring: str, notes: list[str]) -> np.ndarray:
-    """Put the scaled ink into the 28×28 field, by its centre of mass or its bounding box."""
+def _place(x: np.ndarray, centring: str, notes: list[str], size: tuple[int, int] = (SIZE, SIZE)) -> np.ndarray:
+    """Put the scaled ink into the field (28×28, or the model's H×W), by its centre of mass or its bounding box."""
     nh, nw = x.shape
+    fh, fw = size
     if centring == "mass" and x.sum() > 0:
         yy, xx = np.indices(x.shape)
         cy, cx = (yy * x).sum() / x.sum(), (xx * x).sum() / x.sum()
-        top, left = round((SIZE - 1) / 2 - cy), round((SIZE - 1) / 2 - cx)
+        top, left = round((fh - 1) / 2 - cy), round((fw - 1) / 2 - cx)
         how = "centre of mass"
     else:
-        top, left = (SIZE - nh) // 2, (SIZE - nw) // 2
+        top, left = (fh - nh) // 2, (fw - nw) // 2
         how = "bounding box"
-    top, left = min(max(top, 0), SIZE - nh), min(max(left, 0), SIZE - nw)  # never push ink out of the field
-    out = np.zeros((SIZE, SIZE), np.float32)
+    top, left = min(max(top, 0), fh - nh), min(max(left, 0), fw - nw)  # never push ink out of the field
+    out = np.zeros((fh, fw), np.float32)
     out[top:top + nh, left:left + nw] = x
-    notes.append(f"placed in the 28×28 field centred by its {how}")
+    notes.append(f"placed in the {fw}×{fh} field centred by its {how}")
     return out
 
 
-def mnist_format(grey: np.ndarray, style: str = "mnist") -> tuple[np.ndarray, list[str]]:
-    """Convert a greyscale picture (H, W), 0..255, of any size and polarity to a 28×28 uint8 MNIST-like image.
+def mnist_format(grey: np.ndarray, style: str = "mnist",
+                 size: tuple[int, int] = (SIZE, SIZE)) -> tuple[np.ndarray, list[str]]:
+    """Convert a greyscale picture (H, W), 0..255, of any size and polarity to a 28×28 (or `size`) uint8
+    MNIST-like image.
 
     Light ink on dark like MNIST (inverted when the border is light), background removed and contrast stretched,
-    cropped to the ink's bounding box, the longer side scaled to 20 px (28 for Fashion-MNIST) and placed by its
-    centre of mass (Fashion-MNIST: its box) in the 28×28 field. Returns (image, notes on what was done); notes
-    starting with "warning:" (listed first) say the picture is far from the data set's images.
+    cropped to the ink's bounding box, the longer side scaled to 20 px (28 for Fashion-MNIST; in another field
+    size, the same share of its shorter side) and placed by its centre of mass (Fashion-MNIST: its box) in the
+    field. Returns (image, notes on what was done); notes starting with "warning:" (listed first) say the picture
+    is far from the data set's images.
     """
     if style not in STYLES:
         raise DataError(f"unknown image style {style!r}; valid: {', '.join(STYLES)}")
     box, centring = STYLES[style]
+    box = box if tuple(size) == (SIZE, SIZE) else max(1, round(box * min(size) / SIZE))
     noun, data = NOUNS[style], "MNIST digits" if style == "mnist" else "Fashion-MNIST items"
     x = np.array(grey, dtype=np.float32)  # a copy: the caller's array is never changed
     if x.ndim != 2 or min(x.shape) < 1:
@@ -245,27 +302,78 @@ def mnist_format(grey: np.ndarray, style: str = "mnist") -> tuple[np.ndarray, li
     if background > 8 or ink < 247:
         notes.append(f"removed the background level ({background:.0f}) and stretched the ink to full contrast")
     warnings += _ink_at_edges(x, noun)
-    out = _place(_crop_and_scale(x, box, notes), centring, notes)
+    out = _place(_crop_and_scale(x, box, notes), centring, notes, tuple(size))
     if out.mean() > MAX_MEAN[style]:
         warnings.append(f"warning: the prepared image is {out.mean():.0%} ink, more than any of the {data} "
                         f"(at most {MAX_MEAN[style] - 0.05:.0%}): the model will see something unlike its data")
     return np.round(out * 255.0).astype(np.uint8), warnings + notes
 
 
-def prepare_picture(source: bytes | str | os.PathLike, style: str = "mnist",
+def colour_format(rgb: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
+    """An RGB picture (H, W, 3), 0..255, of any size -> uint8 (h, w, 3) for a colour model of input `size`
+    (h, w): the centre cropped to the model's aspect ratio, then scaled (no inversion, no ink detection: a colour
+    picture is taken as it is). Returns (image, notes)."""
+    from PIL import Image
+
+    x = np.clip(np.asarray(rgb, dtype=np.float32), 0, 255)
+    if x.ndim != 3 or x.shape[2] != 3 or min(x.shape[:2]) < 1:
+        raise DataError(f"expected a colour picture (H, W, 3), received shape {x.shape}")
+    h, w = size
+    notes: list[str] = []
+    ph, pw = x.shape[:2]
+    if pw * h > ph * w:  # wider than the model's inputs: cut the sides
+        keep = max(1, round(ph * w / h))
+        x = x[:, (pw - keep) // 2:(pw - keep) // 2 + keep]
+    elif pw * h < ph * w:
+        keep = max(1, round(pw * h / w))
+        x = x[(ph - keep) // 2:(ph - keep) // 2 + keep]
+    if x.shape[:2] != (ph, pw):
+        notes.append(f"cropped the centre {x.shape[1]}×{x.shape[0]} px of {pw}×{ph} to the model's aspect ({w}×{h})")
+    if x.shape[:2] != (h, w):
+        img = Image.fromarray(np.round(x).astype(np.uint8), mode="RGB")
+        down = x.shape[0] > h
+        x = np.asarray(img.resize((w, h), Image.Resampling.LANCZOS if down else Image.Resampling.BICUBIC))
+        notes.append(f"scaled to {w}×{h} px, the model's input size")
+    return np.clip(np.round(x), 0, 255).astype(np.uint8), notes
+
+
+def picture_target(run) -> PictureTarget:
+    """How users' pictures are prepared for a run: its input's channels and size, and the data's style."""
+    c, h, w = run.spec.input_shape
+    return PictureTarget(picture_style(run.data_config.dataset), int(c), int(h), int(w))
+
+
+def _target(style: str | PictureTarget) -> PictureTarget:
+    if isinstance(style, PictureTarget):
+        if style.channels not in (1, 3):
+            raise PictureError(f"pictures can be prepared for models with 1 or 3 input channels, not "
+                               f"{style.channels}")
+        return style
+    if style not in STYLES:
+        raise DataError(f"unknown image style {style!r}; valid: {', '.join(STYLES)}")
+    return PictureTarget(style)
+
+
+def prepare_picture(source: bytes | str | os.PathLike, style: str | PictureTarget = "mnist",
                     name: str = "the picture") -> tuple[np.ndarray, list[str]]:
-    """Picture bytes or a file -> (uint8 (28, 28) as the data set expects, notes): what the CLI and viewer use."""
-    grey, notes = decode_picture(source, name)
+    """Picture bytes or a file -> (uint8 pixels as the model's data holds them, notes): what the CLI and viewer
+    use. `style` is a PictureTarget (see picture_target) or a one-channel style name (a 28×28 field)."""
+    target = _target(style)
+    pixels, notes = decode_picture(source, name, target.channels)
     try:
-        raw, more = mnist_format(grey, style)
+        if target.channels == 3:
+            raw, more = colour_format(pixels, (target.height, target.width))
+        else:
+            raw, more = mnist_format(pixels, target.style, (target.height, target.width))
     except DataError as exc:
         raise PictureError(f"{name}: {exc}") from None
     notes += more
     return raw, [n for n in notes if n.startswith("warning:")] + [n for n in notes if not n.startswith("warning:")]
 
 
-def load_picture(path: str | os.PathLike, style: str = "mnist") -> InputImage:
-    """A user's own picture converted as MNIST (or Fashion-MNIST) expects, with notes on what was done."""
+def load_picture(path: str | os.PathLike, style: str | PictureTarget = "mnist") -> InputImage:
+    """A user's own picture converted as the model expects (MNIST-like, Fashion-MNIST-like or colour; see
+    prepare_picture), with notes on what was done."""
     path = Path(path)
     if not path.is_file():
         raise PictureError(f"image file not found: {path}")
@@ -288,7 +396,7 @@ def select_image(run, index: int | None = None, split: str = "test", image: str 
     if (index is None) == (image is None):
         raise DataError("give either an image index (--index N) or a picture file (--image FILE)")
     if image is not None:
-        return load_picture(image, picture_style(run.data_config.dataset))
+        return load_picture(image, picture_target(run))
     return dataset_image(run.dataset(data_dir), index, split)
 
 

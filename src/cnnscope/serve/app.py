@@ -161,7 +161,7 @@ class Endpoints:
         self.decodes = Slots(max_decodes, MAX_WAITING, "pictures are being prepared", trim=True)
         self.patterns = Slots(1, 16, "patterns are being computed")
         self.explanations = Slots(1, 16, "explanations are being computed")
-        self.shape = tuple(viewer.run.spec.input_shape[1:])
+        self.shape = viewer.pixel_shape  # (H, W), or (H, W, C) for colour models
 
     async def picture(self, request: Request) -> Posted:
         """The request's picture or pixels (POST bodies), a picture decoded in a decode slot."""
@@ -199,12 +199,12 @@ class Endpoints:
             params = {**params, "index": str(self.viewer.random_index(params.get("set", "test"), label))}
         raw, where = self.source(params)
         return SafeJSONResponse({**where, **self.viewer.predict(raw), "pixels": _pixels_b64(raw),
-                                 "image": imaging.data_uri(imaging.grey_png(raw))}, headers=NO_STORE)
+                                 "image": imaging.data_uri(imaging.picture_png(raw))}, headers=NO_STORE)
 
     def image(self, params: dict[str, str]) -> Response:
         """GET /api/image: an image as a PNG."""
         raw, _ = self.source(params)
-        return Response(imaging.grey_png(raw), media_type="image/png")
+        return Response(imaging.picture_png(raw), media_type="image/png")
 
     def grid_response(self, raw: np.ndarray, params: dict[str, str], extra: dict[str, Any]) -> Response:
         """A layer's maps for one image as a PNG grid (or JSON with ?format=json)."""
@@ -266,7 +266,7 @@ class Endpoints:
         notes = [n for n in sent.notes if not n.startswith("warning:")]
         warnings = [n.removeprefix("warning:").strip() for n in sent.notes if n.startswith("warning:")]
         return SafeJSONResponse({**result, "pixels": _pixels_b64(sent.pixels), "notes": notes, "warnings": warnings,
-                                 "image": imaging.data_uri(imaging.grey_png(sent.pixels))}, headers=NO_STORE)
+                                 "image": imaging.data_uri(imaging.picture_png(sent.pixels))}, headers=NO_STORE)
 
     async def activations_post(self, request: Request) -> Response:
         """POST /api/activations: the grid of an uploaded picture."""

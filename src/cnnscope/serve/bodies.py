@@ -1,4 +1,5 @@
-"""Request bodies -> a picture to prepare or the model's 28×28 pixels; anything malformed is a RequestError (400).
+"""Request bodies -> a picture to prepare or the model's pixels ((H, W), or (H, W, C) for colour models); anything
+malformed is a RequestError (400).
 
 Everything stays in memory: the body is read with a byte cap, multipart files are never spooled to disk, and
 nothing is decoded here (decoding is `cnnscope.inspect.images.prepare_picture`, run by the app with a limit on
@@ -115,38 +116,51 @@ def data_uri_bytes(value: Any) -> bytes:
         raise RequestError(f"'image' is not valid base64 (received {brief(value)})") from None
 
 
-def pixels_array(value: Any, shape: tuple[int, int]) -> np.ndarray:
-    """{"pixels": …} as uint8 (H, W): an H×W list of numbers 0..255, or the H*W bytes in base64."""
-    h, w = shape
+def _check_nested(value: Any, shape: tuple[int, ...], expected: str, where: tuple[int, ...] = ()) -> None:
+    """RequestError unless `value` is nested lists of `shape` holding numbers 0..255, naming the first bad item."""
+    if len(where) == len(shape):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 255:
+            at = ", ".join(f"{name} {i}" for name, i in zip(("row", "column", "channel"), where, strict=False))
+            raise RequestError(f"{expected}, received {brief(value)} at {at}")
+        return
+    if not isinstance(value, list) or len(value) != shape[len(where)]:
+        got = f"a list of {len(value)}" + ("" if where else " rows") if isinstance(value, list) else \
+            type(value).__name__
+        at = ", ".join(f"{name} {i}" for name, i in zip(("row", "column"), where, strict=False))
+        raise RequestError(f"{expected}, received {got}" + (f" at {at}" if where else ""))
+    for i, item in enumerate(value):
+        _check_nested(item, shape, expected, (*where, i))
+
+
+def pixels_array(value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """{"pixels": …} as uint8 (H, W) (colour models: (H, W, C)): nested lists of numbers 0..255, or the bytes in
+    base64 (row by row, colour channels interleaved)."""
+    size = int(np.prod(shape))
+    dims = "×".join(str(d) for d in shape)
     if isinstance(value, str):
         try:
             raw = np.frombuffer(base64.b64decode(value, validate=True), dtype=np.uint8)
         except (binascii.Error, ValueError):
             raise RequestError("'pixels' is not valid base64") from None
-        if raw.size != h * w:
-            raise RequestError(f"'pixels' holds {raw.size} bytes; expected {h * w} ({h}×{w})")
-        return raw.reshape(h, w).copy()
-    expected = f"'pixels' must be a {h}×{w} list of numbers from 0 to 255 (or its {h * w} bytes in base64)"
-    if not isinstance(value, list) or len(value) != h or not all(isinstance(r, list) and len(r) == w for r in value):
-        rows = f"a list of {len(value)} rows" if isinstance(value, list) else type(value).__name__
-        raise RequestError(f"{expected}, received {rows}")
-    for i, row in enumerate(value):
-        for j, v in enumerate(row):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 255:
-                raise RequestError(f"{expected}, received {brief(v)} at row {i}, column {j}")
+        if raw.size != size:
+            raise RequestError(f"'pixels' holds {raw.size} bytes; expected {size} ({dims})")
+        return raw.reshape(shape).copy()
+    expected = f"'pixels' must be a {dims} list of numbers from 0 to 255 (or its {size} bytes in base64)"
+    _check_nested(value, tuple(shape), expected)
     return np.asarray(value, dtype=np.float64).round().astype(np.uint8)
 
 
-def _from_json(data: Any, params: dict[str, str], shape: tuple[int, int]) -> Posted:
+def _from_json(data: Any, params: dict[str, str], shape: tuple[int, ...]) -> Posted:
     if not isinstance(data, dict) or not ({"pixels", "image"} & set(data)):
-        raise RequestError('JSON bodies must be {"pixels": …} (28×28 values 0..255, or their bytes in base64) '
+        dims = "×".join(str(d) for d in shape)
+        raise RequestError(f'JSON bodies must be {{"pixels": …}} ({dims} values 0..255, or their bytes in base64) '
                            'or {"image": "data:image/png;base64,…"}')
     if "image" in data:
         return Posted(params, picture=data_uri_bytes(data["image"]))
     return Posted(params, pixels=pixels_array(data["pixels"], shape))
 
 
-async def posted(request: Request, limit: int, shape: tuple[int, int]) -> Posted:
+async def posted(request: Request, limit: int, shape: tuple[int, ...]) -> Posted:
     """Read a POST: multipart file 'image', picture bytes (whatever the Content-Type says), or JSON."""
     body = await read_body(request, limit)
     params = dict(request.query_params)

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import CnnscopeError, RequestError, SpecError, WarmUpStopped, choice_error
 from ..inspect import patterns as search
-from ..inspect.images import NOUNS, picture_style
+from ..inspect.images import picture_target
 from ..inspect.methods import DEFAULT_METHOD, METHODS
 from ..inspect.profile import map_peak_batches, readout_batches
 from ..layers import CONV
@@ -46,7 +46,7 @@ class Viewer:
         names = [layer.name for layer in self.grid_layers]
         # The class read-out makes sense from the last conv layer on (through max-pool and the dense head).
         self.readout_layers = names[names.index(conv[-1]):] if conv else []
-        self.style = picture_style(self.dataset.name)  # how uploaded pictures are prepared
+        self.style = picture_target(self.run)  # how uploaded pictures are prepared (channels, size, style)
         self._model_lock = threading.Lock()  # forward hooks are per module: one computation at a time
         self._pattern_lock = threading.Lock()  # patterns run on a copy of the model: grids never wait for them
         self._pattern_model: nn.Module | None = None
@@ -62,7 +62,7 @@ class Viewer:
     # --- description ------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """The run's description (cnnscope.views.panels.info_panel)."""
-        return panels.info_panel(self.run, self.dataset, NOUNS[self.style]).data
+        return panels.info_panel(self.run, self.dataset, self.style.noun).data
 
     def layer_list(self) -> list[dict[str, Any]]:
         """Every layer with its shape, receptive field and geometry (cnnscope.views.panels.layers_panel)."""
@@ -89,7 +89,7 @@ class Viewer:
         return raw, labels
 
     def image(self, index: int, split: str = "test") -> tuple[np.ndarray, int]:
-        """(raw uint8 (H, W), label) of image `index` of a set; RequestError for a bad index."""
+        """(raw uint8 (H, W) or (H, W, 3), label) of image `index` of a set; RequestError for a bad index."""
         raw, labels = self._split(split)
         if not 0 <= index < len(raw):
             raise RequestError(f"index {index} is out of range: the {split} set holds {len(raw):,} images "
@@ -109,12 +109,19 @@ class Viewer:
             raise RequestError(f"the {split} set holds no image of class {label}")
         return int(rng.choice(choices))
 
+    @property
+    def pixel_shape(self) -> tuple[int, ...]:
+        """The shape of one raw image: (H, W) for a one-channel model, (H, W, C) for a colour one."""
+        return self.style.shape
+
     def check_raw(self, raw: np.ndarray) -> np.ndarray:
-        """The raw image as an array when it has the model's input size; RequestError otherwise."""
-        shape = tuple(self.run.spec.input_shape[1:])
+        """The raw image as an array when it has the model's input size and channels; RequestError otherwise."""
+        shape = self.pixel_shape
         raw = np.asarray(raw)
         if raw.shape != shape:
-            raise RequestError(f"expected an image of {shape[0]}×{shape[1]} pixels, received shape {raw.shape}")
+            colour = f" with {shape[2]} channels" if len(shape) == 3 else ""
+            raise RequestError(f"expected an image of {shape[0]}×{shape[1]} pixels{colour}, received shape "
+                               f"{raw.shape}")
         return raw
 
     # --- computations -----------------------------------------------------------------------

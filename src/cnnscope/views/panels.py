@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..geometry import Geometry
-from ..imaging import COLORMAPS, colorize, data_uri, picture_png, png_bytes
+from ..imaging import COLORMAPS, colorize, data_uri, picture_png, png_bytes, rgb_kernels
+from ..inspect.filters import colour_layer
 from ..inspect.profile import rank_images
 from ..layers import CONV, POOL, POOL_TYPES
 from .common import ViewResult
@@ -43,7 +44,8 @@ def info_panel(run, dataset, noun: str) -> ViewResult:
     return ViewResult([], {
         "run": run.path.name, "dataset": dataset.name, "class_names": list(dataset.class_names), "sets": sets,
         "test_accuracy": metrics.get("test_accuracy"), "epochs": metrics.get("epochs_completed"),
-        "params": run.spec.total_params, "input_shape": list(run.spec.input_shape), "colormaps": list(COLORMAPS),
+        "params": run.spec.total_params, "input_shape": list(run.spec.input_shape),
+        "channels": int(run.spec.input_shape[0]), "drawing": run.spec.input_shape[0] == 1, "colormaps": list(COLORMAPS),
         "grid_layers": run.spec.map_layer_names(), "noun": noun, "methods": explain_methods()})
 
 
@@ -91,8 +93,8 @@ def previous_map_layer(spec, layer: str) -> str:
 
 
 def kernel_panel(run, layer: str, index: int) -> ViewResult | None:
-    """Filter `index` of a conv layer: its weights per input channel as a PNG grid, values and bias; None for
-    layers without kernels."""
+    """Filter `index` of a conv layer: its weights per input channel as a PNG grid (and, on a colour model's first
+    layer, as one RGB picture: rgb_png), values and bias; None for layers without kernels."""
     if run.spec.layer(layer).kind != CONV:
         return None
     conv = run.model.layer(layer).conv
@@ -100,7 +102,10 @@ def kernel_panel(run, layer: str, index: int) -> ViewResult | None:
     channels = weights.shape[0]
     png, meta = grid_png(weights, min(8, channels), False, "RdBu_r", symmetric=True)
     bias = float(conv.bias[index].detach()) if conv.bias is not None else 0.0
-    return ViewResult([], {"input": previous_map_layer(run.spec, layer), "channels": channels,
+    rgb = None
+    if colour_layer(run.model, layer):  # a colour model's first layer: the filter as one RGB picture too
+        rgb = data_uri(picture_png(rgb_kernels(weights[None])[0] * 255.0))
+    return ViewResult([], {"input": previous_map_layer(run.spec, layer), "channels": channels, "rgb_png": rgb,
                            "cols": meta["cols"], "rows": meta["rows"], "height": weights.shape[1],
                            "width": weights.shape[2], "png": data_uri(png), "min": meta["min"], "max": meta["max"],
                            "bias": bias, "values": rounded(weights, 5)})
@@ -162,7 +167,7 @@ def explain_panel(run, raw: np.ndarray, method: str, class_names: Sequence[str],
     """Why the model predicts its class for one raw image: `method`'s heat map (PNG, blue/red for signed methods,
     grey where no cell sees) and its deletion test (top `fraction` of pixels vs random ones set to black)."""
     from ..inspect.gradcam import last_conv_layer
-    from ..inspect.methods import METHODS
+    from ..inspect.methods import METHODS, channel_note
     from .common import probabilities
     from .explain import explain_one
 
@@ -175,7 +180,9 @@ def explain_panel(run, raw: np.ndarray, method: str, class_names: Sequence[str],
     heat, deletion = explain_one(run.model, x, blank, method, layer, cls, fraction, random_draws, 0)
     rgb, vmin, vmax = colorize(heat, "RdBu_r" if chosen.signed else "magma", symmetric=chosen.signed)
     unseen = int(np.isnan(heat).sum())
+    note = channel_note([method], int(x.shape[1]))
     return ViewResult([], {"method": method, "title": chosen.title, "layer": layer, "class": cls,
+                           "channels": int(x.shape[1]), "channels_note": note or None,
                            "class_name": class_names[cls], "probability": float(probs[cls]),
                            "png": data_uri(png_bytes(rgb)), "min": vmin, "max": vmax, "signed": chosen.signed,
                            "unseen_pixels": unseen, "deletion": deletion})

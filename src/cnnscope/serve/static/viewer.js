@@ -15,7 +15,8 @@ const state = {
   scale: false,
   // the image being looked at: a data-set image, or a drawing/upload (sent as a picture, then as its pixels)
   source: { kind: "dataset", set: "test", index: 0 },
-  pixels: null, // base64 of the 28×28 model input, once known
+  pixels: null, // base64 of the model's input pixels (H×W, or H×W×3 for colour models), once known
+  drawing: true, // whether the canvas takes drawings (one-channel models)
   notes: null, // {notes, warnings} of the last picture sent (upload or drawing)
   gridMeta: null,
   card: null, // {layer, map}
@@ -100,7 +101,7 @@ async function refreshNow(mine) {
       api(`/api/activations?${qs({ ...where, ...gridParams() })}`),
     ]);
   } else {
-    // A picture (drawn or uploaded) goes up as multipart; afterwards its 28×28 pixels are enough.
+    // A picture (drawn or uploaded) goes up as multipart; afterwards its pixels (the model's input) are enough.
     const body = () => {
       if (src.blob) { const form = new FormData(); form.append("image", src.blob, "drawing.png"); return form; }
       return JSON.stringify({ pixels: state.pixels });
@@ -180,7 +181,8 @@ async function explain() {
       `pixels it ranks highest moves the probability from ${pct(d.probability)} to ${pct(d.after_top)} ` +
       `(random pixels: ${pct(d.after_random)}).` +
       (e.unseen_pixels ? ` Grey: the ${e.unseen_pixels} pixels no cell of ${e.layer} sees.` : "") +
-      (e.signed ? " Red raises the score, blue lowers it." : "");
+      (e.signed ? " Red raises the score, blue lowers it." : "") +
+      (e.channels_note ? ` Colour: ${e.channels_note}.` : "");
   } catch (error) {
     if (mine === explainSequence) text.textContent = String(error.message || error);
   }
@@ -301,6 +303,7 @@ function setupDrawing() {
   resetCanvas();
   const c = draw.canvas;
   c.addEventListener("pointerdown", (e) => {
+    if (!state.drawing) return; // colour models take pictures, not drawings
     e.preventDefault();
     if (state.source.kind !== "drawing") resetCanvas(); // a new drawing starts from a clean canvas
     c.setPointerCapture(e.pointerId);
@@ -477,7 +480,7 @@ async function renderCard(card) {
     const k = card.kernel;
     const canvas = el("canvas", { class: "kernels" });
     body.appendChild(section("Kernel", canvas, el("p", {}, `The ${k.height}×${k.width} weights applied to each ` +
-      `of the ${k.channels} ${k.input === "input" ? "input channel(s)" : `maps of ${k.input}`} (blue negative, ` +
+      `of the ${k.channels} ${k.input === "input" ? (k.rgb_png ? "colour channels (red, green, blue)" : "input channel(s)") : `maps of ${k.input}`} (blue negative, ` +
       `red positive, ±${fmt(k.max)}); bias ${fmt(k.bias)}.`)));
     const kimg = await loadImage(k.png);
     const cell = Math.max(10, Math.min(k.channels <= 4 ? 96 : 48, Math.floor((480 - 4 * (k.cols - 1)) / k.cols)));
@@ -489,6 +492,12 @@ async function renderCard(card) {
     for (let i = 0; i < k.channels; i++) {
       const r = Math.floor(i / k.cols), c = i % k.cols;
       ctx.drawImage(kimg, c * k.width, r * k.height, k.width, k.height, c * (cell + 4), r * (cell + 4), cell, cell);
+    }
+    if (k.rgb_png) { // a colour model's first layer: the three kernels as one RGB picture (mid-grey = 0)
+      const rgbImg = el("img", { class: "pixelated kernel-rgb", src: k.rgb_png, alt: "the filter as one RGB picture",
+        width: String(cell), height: String(Math.round(cell * k.height / k.width)) });
+      canvas.parentElement.appendChild(el("p", {}, rgbImg, " the red, green and blue kernels as one RGB " +
+        "picture, scaled together (mid-grey = 0): the colour this filter responds to."));
     }
   } else if (card.pool) {
     body.appendChild(section("Pooling", el("p", {}, `Each value is the ${card.pool.kind} of a ` +
@@ -555,10 +564,20 @@ async function init() {
       (info.epochs ? ` · ${info.epochs} epochs` : "") + (hasAcc ? " · test accuracy " : ""),
       hasAcc ? el("b", {}, `${(100 * info.test_accuracy).toFixed(2)} %`) : null);
     document.title = `cnnscope viewer · ${info.run}`;
+    state.drawing = info.drawing !== false; // the canvas takes drawings for one-channel models only
     const noun = info.noun === "item" ? "item" : "digit";
-    $("draw-hint").replaceChildren(noun === "item" ? "draw or upload an item" : "draw a digit here", el("br"),
-      el("small", {}, "or drop a picture"));
-    $("draw").setAttribute("aria-label", `drawing canvas: draw ${noun === "item" ? "an item" : "a digit"}`);
+    if (state.drawing) {
+      $("draw-hint").replaceChildren(noun === "item" ? "draw or upload an item" : "draw a digit here", el("br"),
+        el("small", {}, "or drop a picture"));
+      $("draw").setAttribute("aria-label", `drawing canvas: draw ${noun === "item" ? "an item" : "a digit"}`);
+    } else { // a colour model: pictures are uploaded or dropped, and shown here
+      $("draw-hint").replaceChildren("drop a picture here", el("br"), el("small", {}, "or use Upload picture…"));
+      $("draw").setAttribute("aria-label", "picture area: drop a picture");
+      $("draw").classList.add("no-draw");
+      $("clear").textContent = "Back to data set";
+    }
+    const [h, w] = info.input_shape.slice(1);
+    $("input-img").setAttribute("alt", `the model's ${h}×${w} input` + (info.channels === 3 ? " (colour)" : ""));
     for (const [name, n] of Object.entries(info.sets)) $("set").add(new Option(`${name} (${n.toLocaleString()})`, name));
     info.class_names.forEach((name, k) => $("klass").add(new Option(`${k}: ${name}`, k)));
     for (const l of state.layers.filter((x) => x.grid)) {
