@@ -497,3 +497,21 @@ def test_real_keras_batch_norm_after_the_activation_is_refused(tmp_path, data_di
     with pytest.raises(KerasImportError, match=r"^batchnorm.keras: layer 'bn' \(BatchNormalization\): it comes "
                                                r"after the activation of 'conv' \(relu\)"):
         _import(tmp_path, data_dir, FIXTURES / "keras3" / "batchnorm.keras")
+
+
+@pytest.mark.parametrize("damage,expected", [
+    (lambda w: w["bn1"][3][1].__setitem__(0, -1.0), "bn.h5: layer 'bn1' moving_variance holds negative values"),
+    (lambda w: w.pop("bn2"), "bn.h5: weights for layer 'bn2' are missing or incomplete (none, expected gamma and "
+                             "moving_mean and moving_variance)"),
+    (lambda w: w.__setitem__("bn1", w["bn1"][:3]), "bn.h5: weights for layer 'bn1' are missing or incomplete"),
+    (lambda w: w["bn1"].__setitem__(0, ("gamma", np.ones(4, np.float32))),
+     "layer 'bn1' gamma (dataset '/model_weights/bn1/bn1/gamma:0') has shape (4,), expected (3,)"),
+])
+def test_damaged_batch_norm_weights_are_one_clear_line(damage, expected, tmp_path, data_dir):
+    weights = _bn_weights()
+    damage(weights)
+    path = _write_keras2(tmp_path / "bn.h5", _bn_layers(), weights)
+    with pytest.raises(KerasImportError) as err:
+        _import(tmp_path, data_dir, path)
+    assert "\n" not in str(err.value) and expected in str(err.value)
+    assert not (tmp_path / "run").exists()
