@@ -1,7 +1,7 @@
 """Watching a network learn: a training callback that stores, every epoch, the first conv layer's filters and the
 activation maps of one test image, in `probe.safetensors` inside the run directory (no pickles).
 
-Layout of probe.safetensors: `image` (H, W) uint8 raw pixels; per epoch e (0 = the initial weights)
+Layout of probe.safetensors: `image` (H, W) (colour: (H, W, 3)) uint8 raw pixels; per epoch e (0 = the initial weights)
 `e{e}.filters` (maps, in_channels, kh, kw) float32 and `e{e}.{layer}` (maps, h, w) float16 for every conv and
 pooling layer. Its metadata holds {"index", "set", "label", "filters_layer", "layers"} as JSON.
 """
@@ -34,7 +34,7 @@ class ProbeData:
     index: int
     split: str
     label: int
-    image: np.ndarray  # (H, W) uint8
+    image: np.ndarray  # (H, W) or (H, W, 3) uint8
     filters_layer: str
     layers: list[str]
     epochs: list[int] = field(default_factory=list)

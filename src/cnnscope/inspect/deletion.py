@@ -69,9 +69,9 @@ def deletion_score(model: CNN, images: np.ndarray | torch.Tensor, heatmaps: np.n
     """Deletion test: set the `fraction` of pixels a heat map ranks highest to `blank` and measure the drop in
     the target class's probability, next to the drop for a random `fraction` (mean of `random_draws`).
 
-    `blank` is the preprocessed value of a black raw pixel (scalar or per-pixel (H, W)), e.g.
-    `preprocessor(np.zeros((1, 28, 28)))`. Ties in a heat map are broken at random (seeded); NaN pixels
-    ("not seen" by Grad-CAM's layer) are ranked last.
+    `blank` is the preprocessed value of a black raw pixel (scalar, per pixel (H, W) or per pixel and channel
+    (C, H, W)), e.g. `preprocessor(np.zeros_like(raw[:1]))[0]`; a blanked pixel is blanked in every channel.
+    Ties in a heat map are broken at random (seeded); NaN pixels ("not seen" by Grad-CAM's layer) are ranked last.
     """
     if not 0 < fraction < 1:
         raise ConfigError(f"fraction must be between 0 and 1, received {fraction}")

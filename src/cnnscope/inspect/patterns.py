@@ -220,7 +220,8 @@ def maximize_activation_result(model: CNN, layer: str, maps: Sequence[int] | str
 
 def maximize_activation(model: CNN, layer: str, maps: Sequence[int] | str | None = None, steps: int = 48,
                         seed: int = 0, **options) -> np.ndarray:
-    """Input patterns (k, H, W) that maximise the spatial mean of each requested map of `layer`.
+    """Input patterns (k, H, W) — (k, C, H, W) for colour inputs — that maximise the spatial mean of each
+    requested map of `layer`.
 
     Gradient ascent (Adam, `lr` in preprocessed units) on the input, from a small random start
     (`init_scale`·N(0, 1), i.e. near the training mean for standardised data). All maps are optimised together
@@ -231,7 +232,7 @@ def maximize_activation(model: CNN, layer: str, maps: Sequence[int] | str | None
     pixels each step (patterns must work wherever they sit) and a 3×3 Gaussian blur of sigma `blur_sigma` every
     `blur_every` steps (suppresses pixel-level noise); optional L2 `decay` towards 0. The last steps are
     unregularised so the pattern settles on a true local maximum inside the bounds. Same seed, same patterns.
-    Defaults suit 28×28 one-channel inputs (no upsampling, no ImageNet normalisation).
+    Defaults suit small inputs, 28×28 grey or 32×32 colour (no upsampling, no ImageNet normalisation).
     """
     return maximize_activation_result(model, layer, maps, steps, seed, **options).patterns
 
