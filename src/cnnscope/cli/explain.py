@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", metavar="RUN_DIR")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--index", type=int, metavar="N", help="image N of the data set (see --set)")
-    src.add_argument("--image", metavar="FILE", help="your own picture, converted as MNIST expects")
+    src.add_argument("--image", metavar="FILE", help="your own picture, converted to the model's "
+                     "input (MNIST-style for one-channel models, colours kept for colour models)")
     p.add_argument("--set", dest="split", default="test", metavar="SET", help="test (default) or train")
     p.add_argument("--method", metavar="NAME",
                    help=f"{DEFAULT_METHOD} (default), {', '.join(m for m in METHODS if m != DEFAULT_METHOD)}, "

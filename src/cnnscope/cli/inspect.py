@@ -35,8 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--index", type=int, metavar="N",
                      help="image N of the data set, from 0 (see --set; give --index or --image)")
     src.add_argument("--image", metavar="FILE", help="your own picture (PNG/JPEG, any size, colour or grey, "
-                                                     "dark-on-light or light-on-dark); converted as MNIST expects "
-                                                     "(give --index or --image)")
+                                                     "dark-on-light or light-on-dark); converted to the model's "
+                                                     "input: a one-channel model gets an MNIST-style centred "
+                                                     "field, a colour model keeps the colours (give --index or "
+                                                     "--image)")
     p.add_argument("--set", dest="split", default="test", metavar="SET", help="test (default) or train")
     p.add_argument("--cols", type=positive_int, default=8, help="maps per row (default 8)")
     p.add_argument("--scale", action="store_true", help="the series' display: per map (x-mean)/std*64+128 "
