@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from cnnscope.errors import RunError, SpecError
 from cnnscope.inspect import activations
 from cnnscope.inspect.compare import (
     activation_correlation,
+    compare_many,
     compare_runs,
     kernel_correlation,
     linear_assignment,
@@ -22,6 +24,7 @@ from cnnscope.inspect.compare import (
 )
 from cnnscope.model import build_model
 from cnnscope.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec, presets
+from conftest import one_line_error, run_cli
 
 LAYERS = ("Conv2D_1", "Max_Pool_1", "Conv2D_2", "Max_Pool_2", "Conv2D_3", "Dense_1")
 CONV = ("Conv2D_1", "Conv2D_2", "Conv2D_3")
@@ -275,3 +278,174 @@ def test_other_errors(run, other_run, images):
     big = build_model(presets["seed-iv"], seed=0)
     with pytest.raises(RunError, match="Flatten_1 has 1152 maps/units; compare matches at most 1024"):
         compare_runs(big, big, "Flatten_1", np.zeros((2, 1, 28, 28), np.float32))
+
+
+# --- many runs -----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def third_run(tmp_path_factory, data_dir, tiny_spec):
+    """The tiny model from a third seed (1 epoch: it need not be good, only different)."""
+    ds = cnnscope.load_dataset("mnist", data_dir=data_dir)
+    out = tmp_path_factory.mktemp("runs") / "tiny-seed2"
+    config = cnnscope.TrainConfig(epochs=1, batch_size=32, optimizer="adam", lr=0.003, seed=2)
+    cnnscope.train(tiny_spec, ds, config, out=out, progress=False, plot=False)
+    return cnnscope.load_run(out)
+
+
+def test_many_runs_matrix_is_the_pairwise_matching(run, other_run, third_run, images):
+    models = [run.model, other_run.model, third_run.model]
+    x = images[:120]
+    results = compare_many(models, ["Conv2D_1", "Conv2D_3"], [x, x, x], threshold=0.8, batch_size=50)
+    assert [r["layer"] for r in results] == ["Conv2D_1", "Conv2D_3"]
+    for result in results:
+        matrix = np.array(result["matrix"])
+        assert matrix.shape == (3, 3) and np.allclose(matrix, matrix.T) and np.allclose(np.diag(matrix), 1.0)
+        for i, j in ((0, 1), (0, 2), (1, 2)):  # one source: each cell is the two-run comparison's number
+            pair = compare_runs(models[i], models[j], result["layer"], x, kernels=False)
+            assert matrix[i, j] == pytest.approx(pair["mean_correlation"], abs=1e-9)
+        first = result["first_run_maps"]
+        assert [m["map"] for m in first] == list(range(result["maps"]))
+        for j, model in ((1, other_run.model), (2, third_run.model)):
+            pair = compare_runs(run.model, model, result["layer"], x, kernels=False)
+            assert [m["partners"][j - 1] for m in first if not m["constant"]] == \
+                [b for a, b, _ in pair["matching"] if not first[a]["constant"]]
+        for m in first:
+            assert m["found_by"] == (0 if m["constant"] else sum(r > 0.8 for r in m["r"]))
+        assert result["found_by_all"] == sum(m["found_by"] == 2 for m in first)
+
+
+def test_many_runs_with_themselves_find_every_map(run, images):
+    results = compare_many([run.model] * 3, ["Conv2D_2"], [images[:60]] * 3)
+    result = results[0]
+    live = 12 - result["constant_maps"][0]
+    assert np.allclose(result["matrix"], 1.0)
+    assert result["found_by_all"] == live and result["matched_above"][0][1] == live
+
+
+def test_many_runs_cost_one_forward_pass_per_run_and_batch(run, other_run, third_run, images):
+    calls = {}
+    models = [copy.deepcopy(m) for m in (run.model, other_run.model, third_run.model)]
+    handles = [m.register_forward_pre_hook(lambda mod, _inp, i=i: calls.__setitem__(i, calls.get(i, 0) + 1))
+               for i, m in enumerate(models)]
+    try:
+        compare_many(models, ["Conv2D_1", "Conv2D_2", "Conv2D_3"], [images[:100]] * 3, batch_size=50)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls == {0: 2, 1: 2, 2: 2}  # N runs × 2 batches for all three layers, not N² pairs
+
+
+def test_many_runs_leave_models_and_images_alone(run, other_run, images):
+    x = np.asfortranarray(images[:30])
+    before = x.copy()
+    run.model.train()
+    try:
+        compare_many([run.model, other_run.model], ["Conv2D_1"], [x, x])
+        assert run.model.training and not other_run.model.training
+    finally:
+        run.model.eval()
+    np.testing.assert_array_equal(x, before)
+    assert not any(m._forward_hooks for m in run.model.modules())
+
+
+def test_many_runs_errors(run, other_run, images):
+    wider = build_model(ModelSpec(conv=(ConvSpec(8, pool=PoolSpec()), ConvSpec(12, pool=PoolSpec()), ConvSpec(16)),
+                                  dense=(DenseSpec(24),)), seed=0)
+    with pytest.raises(RunError, match=r"cannot compare Conv2D_1: run 0 has 6 maps \(6×26×26\) but run 2 has 8 maps"):
+        compare_many([run.model, other_run.model, wider], ["Conv2D_1"], [images[:5]] * 3)
+    two = build_model(ModelSpec(conv=(ConvSpec(6, pool=PoolSpec()), ConvSpec(12)), dense=(DenseSpec(24),)), seed=0)
+    with pytest.raises(SpecError, match="run 1: unknown layer 'Conv2D_3'; valid: Conv2D_1, Max_Pool_1, Conv2D_2"):
+        compare_many([run.model, two], ["Conv2D_3"], [images[:5]] * 2)
+    with pytest.raises(RunError, match=r"compare needs the same images \(at least one\) for every run, received "
+                                       r"\[4, 5\]"):
+        compare_many([run.model, other_run.model], ["Conv2D_1"], [images[:5], images[:4]])
+    with pytest.raises(RunError, match="one image array per run is needed: 2 runs, 1 arrays"):
+        compare_many([run.model, other_run.model], ["Conv2D_1"], [images[:5]])
+
+
+# --- the command for many runs -------------------------------------------------------------------------------
+def _study(root, runs, unfinished):
+    """A study directory in the sweep layout: study.toml and trials/NNNN/ run directories (one not finished)."""
+    (root / "trials").mkdir(parents=True)
+    (root / "study.toml").write_text("[sweep]\n")
+    for k, path in enumerate(runs):
+        shutil.copytree(path, root / "trials" / f"{k:04d}")
+    shutil.copytree(unfinished, root / "trials" / "0099")
+    metrics = root / "trials" / "0099" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "status": "interrupted"}))
+    return root
+
+
+def test_compare_three_runs_json_and_figures(run, other_run, third_run, data_dir, tmp_path, capsys):
+    out = tmp_path / "many.png"
+    code, stdout, _ = run_cli(capsys, "compare", run.path, other_run.path, third_run.path, "--layer", "all",
+                           "--limit", 80, "--data-dir", data_dir, "--out", out, "--json")
+    assert code == 0
+    data = json.loads(stdout)
+    assert data["names"] == ["tiny", "tiny-seed1", "tiny-seed2"] and data["images"] == 80
+    assert [layer["layer"] for layer in data["layers"]] == list(CONV)
+    assert data["threshold"] == 0.9
+    for layer in data["layers"]:
+        assert len(layer["matrix"]) == 3 and layer["matrix"][0][0] == 1.0
+        assert len(layer["first_run_maps"]) == layer["maps"]
+    assert data["figures"] == [str(tmp_path / f"many-{kind}-{layer}.png") for layer in CONV
+                               for kind in ("matrix", "found")]
+    assert all(open(f, "rb").read(8) == b"\x89PNG\r\n\x1a\n" for f in data["figures"])
+
+
+def test_compare_a_study_uses_its_completed_trials(run, other_run, third_run, data_dir, tmp_path, capsys):
+    study = _study(tmp_path / "study", [run.path, other_run.path, third_run.path], third_run.path)
+    code, stdout, _ = run_cli(capsys, "compare", study, "--layer", "Conv2D_1", "--threshold", "0.5", "--limit", 50,
+                           "--data-dir", data_dir)
+    assert code == 0
+    assert f"note: {study / 'trials' / '0099'}: left out (interrupted)" in stdout
+    assert "3 runs compared over 50 test images: 0000, 0001, 0002" in stdout
+    assert "Conv2D_1: mean matched correlation (6 maps)" in stdout
+    assert "maps of 0000 found by all 2 other runs (matched r > 0.5)" in stdout
+    assert f"figure: {study / 'compare-matrix-Conv2D_1.png'}" in stdout
+    assert (study / "compare-found-Conv2D_1.png").is_file()
+
+
+def test_two_runs_with_matrix_and_several_layers(run, other_run, data_dir, tmp_path, capsys):
+    code, stdout, _ = run_cli(capsys, "compare", run.path, other_run.path, "--layer", "Conv2D_1", "--layer",
+                           "Conv2D_2", "--limit", 40, "--data-dir", data_dir, "--out", tmp_path / "m.png", "--json")
+    assert code == 0
+    data = json.loads(stdout)
+    assert [layer["layer"] for layer in data["layers"]] == ["Conv2D_1", "Conv2D_2"]
+    pair = compare_runs(run.model, other_run.model, "Conv2D_2", run.dataset(data_dir).test_x[:40], kernels=False)
+    assert data["layers"][1]["matrix"][0][1] == pytest.approx(pair["mean_correlation"], abs=1e-9)
+    assert data["layers"][1]["matched_above"][0][1] == pair["matched_above_0.9"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["{a}", "--layer", "Conv2D_1"],
+     "error: compare needs at least two runs, or a study with at least two completed trials; received 1 run(s) "
+     "from {a}"),
+    (["{a}", "{b}", "{c}", "--layer", "Conv2D_9"], "error: run tiny: unknown layer 'Conv2D_9'; valid: Conv2D_1, "
+                                                   "Max_Pool_1, Conv2D_2, Max_Pool_2, Conv2D_3, Flatten_1, Dense_1, "
+                                                   "Dense_2"),
+    (["{a}", "{b}", "--layer", "Conv2D_1", "--threshold", "1.5"],
+     "error: threshold must be a correlation between -1 and 1 (1 excluded), received 1.5"),
+    (["{a}", "{b}", "{fashion}", "--layer", "all"],
+     "error: cannot compare runs of different datasets: tiny was trained on mnist, fashion on fashion-mnist"),
+    (["{a}", "{b}", "{a}/nowhere", "--layer", "all"], "error: run directory not found"),
+])
+def test_compare_many_errors(argv, message, run, other_run, third_run, data_dir, tmp_path, capsys):
+    fashion = tmp_path / "fashion"
+    shutil.copytree(third_run.path, fashion)
+    config = fashion / "config.toml"
+    config.write_text(config.read_text().replace('dataset = "mnist"', 'dataset = "fashion-mnist"'))
+    paths = {"a": run.path, "b": other_run.path, "c": third_run.path, "fashion": fashion}
+    argv = [arg.format(**paths) for arg in argv]
+    code, stdout, err = run_cli(capsys, "compare", *argv, "--data-dir", data_dir, "--out", tmp_path / "x.png")
+    assert code == 2 and stdout == ""
+    line = one_line_error(err)
+    assert line.startswith(message.format(**paths))
+    assert not list(tmp_path.glob("x*.png"))
+
+
+def test_a_study_with_one_completed_trial(run, third_run, data_dir, tmp_path, capsys):
+    study = _study(tmp_path / "s", [run.path], third_run.path)
+    code, _, err = run_cli(capsys, "compare", study, "--layer", "Conv2D_1", "--data-dir", data_dir)
+    assert code == 2
+    assert one_line_error(err) == (f"error: compare needs at least two runs, or a study with at least two completed "
+                                   f"trials; received 1 run(s) from {study}")

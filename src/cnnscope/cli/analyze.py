@@ -48,17 +48,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p, "use only the first N images of the set")
     p.set_defaults(handler=cmd_errors)
 
-    p = sub.add_parser("compare", help="do two runs learn the same maps? (one-to-one matching)",
-                       description="Match the maps of a layer in two runs one-to-one (Hungarian assignment) on "
-                                   "the correlation of their activations over the test images, and, for conv "
-                                   "layers, of their kernels; draw matched pairs side by side.")
-    p.add_argument("run_a", metavar="RUN_A")
-    p.add_argument("run_b", metavar="RUN_B")
-    p.add_argument("--layer", metavar="NAME", required=True, help="layer present with the same shape in both runs")
+    p = sub.add_parser("compare", help="do runs learn the same maps? (one-to-one matching, two runs or many)",
+                       description="Match the maps of a layer in runs one-to-one (Hungarian assignment) on the "
+                                   "correlation of their activations over the test images. Two runs and one layer: "
+                                   "matched pairs side by side (and, for conv layers, their kernels). Three or more "
+                                   "runs, a study directory (its completed trials), several --layer, --layer all "
+                                   "or --matrix: the N×N matrix of mean matched correlation and which maps of the "
+                                   "first run every other run finds.")
+    p.add_argument("runs", metavar="RUN", nargs="+", help="run directories (at least two) or study directories")
+    p.add_argument("--layer", metavar="NAME", required=True, action="append",
+                   help="layer present with the same shape in every run; repeatable; 'all': every conv layer")
+    p.add_argument("--matrix", action="store_true", help="the many-run figures even for two runs (default: pairs)")
+    p.add_argument("--threshold", type=float, default=None, metavar="R",
+                   help="a map counts as found by a run when its partner's r is above R (default 0.9; implies the "
+                        "many-run figures)")
     p.add_argument("--index", type=int, default=0, metavar="N", help="test image shown in the figure (default 0)")
-    p.add_argument("--pairs", type=positive_int, default=16, help="matched pairs drawn (default 16)")
+    p.add_argument("--pairs", type=positive_int, default=16, help="two runs: matched pairs drawn (default 16)")
     p.add_argument("--no-kernels", dest="kernels", action="store_false",
-                   help="skip the kernel comparison (default: kernels are compared)")
+                   help="two runs: skip the kernel comparison (default: kernels are compared)")
     _common(p, "use only the first N test images")
     p.set_defaults(handler=cmd_compare)
 
@@ -122,14 +129,20 @@ def cmd_errors(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..views.compare import compare
+    from ..views.compare import compare, is_study
 
-    result = compare(args.run_a, args.run_b, args.layer, limit=args.limit, index=args.index, pairs=args.pairs,
-                     kernels=args.kernels, out=args.out, svg=args.svg, data_dir=args.data_dir).to_json()
+    many = (args.matrix or len(args.runs) != 2 or len(args.layer) > 1 or args.layer[0] == "all"
+            or any(is_study(path) for path in args.runs) or args.threshold is not None)
+    if many:
+        return _compare_many(args)
+    result = compare(args.runs[0], args.runs[1], args.layer[0], limit=args.limit, index=args.index,
+                     pairs=args.pairs, kernels=args.kernels, out=args.out, svg=args.svg,
+                     data_dir=args.data_dir).to_json()
     if args.json:
         print_json(result)
         return 0
-    print(f"{args.layer}: {result['maps']} maps matched one-to-one over {result['images']:,} test images "
+    layer = args.layer[0]
+    print(f"{layer}: {result['maps']} maps matched one-to-one over {result['images']:,} test images "
           f"× {result['positions']} positions")
     print(f"activations: mean matched correlation {result['mean_correlation']:.3f} (median "
           f"{result['median_correlation']:.3f}), {result['matched_above_0.9']} of {result['pairs']} pairs above 0.9")
@@ -141,5 +154,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"kernels: mean matched correlation {kernel['mean_correlation']:.3f}, {kernel['matched_above_0.9']} "
               f"above 0.9; {kernel['agreement_with_activation_matching']:.0%} of pairs agree with the activation "
               f"matching ({kernel['input_channels']})")
+    print_figures(result["figures"])
+    return 0
+
+
+def _compare_many(args: argparse.Namespace) -> int:
+    """`compare` for N runs or a study: the matrix per layer and the first run's maps that every run finds."""
+    from ..views.compare import compare_many_runs
+
+    view = compare_many_runs(args.runs, args.layer, threshold=0.9 if args.threshold is None else args.threshold,
+                             limit=args.limit, index=args.index,
+                             out=args.out, svg=args.svg, data_dir=args.data_dir)
+    result = view.to_json()
+    if args.json:
+        print_json({**result, "notes": view.notes})
+        return 0
+    for note in view.notes:
+        print(f"note: {note}")
+    names, t = result["names"], result["threshold"]
+    print(f"{len(names)} runs compared over {result['images']:,} test images: {', '.join(names)}")
+    width = max(len(n) for n in names)
+    for layer in result["layers"]:
+        print(f"{layer['layer']}: mean matched correlation ({layer['maps']} maps)")
+        print(" " * (width + 2) + "  ".join(f"{n[-6:]:>6}" for n in names))
+        for name, row in zip(names, layer["matrix"], strict=True):
+            cells = "  ".join("     —" if v != v else f"{v:6.3f}" for v in row)
+            print(f"  {name:<{width}}{cells}")
+        others = len(names) - 1
+        print(f"  {layer['found_by_all']} of {layer['maps']} maps of {names[0]} found by all {others} other runs "
+              f"(matched r > {t:g})")
     print_figures(result["figures"])
     return 0

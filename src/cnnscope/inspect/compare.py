@@ -4,6 +4,7 @@ correlation of their activations over a set of images, and on the correlation of
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -85,22 +86,25 @@ class _PearsonAccumulator:
         self.shift_a = self.shift_b = None
         self.sa = self.sb = self.saa = self.sbb = self.sab = None
 
-    def add(self, a: np.ndarray, b: np.ndarray) -> None:  # (vars_a, samples), (vars_b, samples)
+    def add(self, a: np.ndarray, b: np.ndarray | None = None) -> None:  # (vars_a, samples), (vars_b, samples)
+        """Add samples; b=None correlates a's variables with themselves (one symmetric product, half the work)."""
+        same = b is None
         a = a.astype(np.float64)
-        b = b.astype(np.float64)
+        b = a if same else b.astype(np.float64)
         if self.shift_a is None:
             self.shift_a, self.shift_b = a.mean(axis=1, keepdims=True), b.mean(axis=1, keepdims=True)
             self.sa, self.sb = np.zeros(len(a)), np.zeros(len(b))
             self.saa, self.sbb = np.zeros(len(a)), np.zeros(len(b))
             self.sab = np.zeros((len(a), len(b)))
         a -= self.shift_a
-        b -= self.shift_b
+        if not same:
+            b -= self.shift_b
         self.n += a.shape[1]
         self.sa += a.sum(axis=1)
         self.sb += b.sum(axis=1)
         self.saa += np.einsum("ij,ij->i", a, a)
         self.sbb += np.einsum("ij,ij->i", b, b)
-        self.sab += a @ b.T
+        self.sab += a @ a.T if same else a @ b.T
 
     def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(correlation (vars_a, vars_b), constant_a (vars_a,) bool, constant_b (vars_b,) bool)."""
@@ -126,26 +130,35 @@ class _PearsonAccumulator:
         return corr, const_a, const_b
 
 
-def check_pair(model_a: CNN, model_b: CNN, layer: str) -> tuple[int, ...]:
-    """The output shape of `layer`, present with the same shape in both models (at most MAX_MAPS maps);
-    SpecError or RunError saying which run differs otherwise."""
-    for tag, model in (("A", model_a), ("B", model_b)):
+def _describe(shape: tuple[int, ...]) -> str:
+    kind = "maps" if len(shape) == 3 else "units"
+    return f"{shape[0]} {kind} ({'×'.join(map(str, shape))})"
+
+
+def check_runs(models: Sequence[CNN], names: Sequence[str], layer: str) -> tuple[int, ...]:
+    """The output shape of `layer`, present with the same shape in every model (at most MAX_MAPS maps);
+    SpecError or RunError naming the run that differs otherwise."""
+    shapes = []
+    for name, model in zip(names, models, strict=True):
         try:
             model.layer(layer)
         except SpecError as exc:
-            raise SpecError(f"run {tag}: {exc}") from None
-    shape_a, shape_b = layer_output_shape(model_a, layer), layer_output_shape(model_b, layer)
-    if shape_a != shape_b:
-        def describe(shape: tuple[int, ...]) -> str:
-            kind = "maps" if len(shape) == 3 else "units"
-            return f"{shape[0]} {kind} ({'×'.join(map(str, shape))})"
-
-        raise RunError(f"cannot compare {layer}: run A has {describe(shape_a)} but run B has {describe(shape_b)}; "
-                       f"compare needs runs whose specs agree on that layer")
-    if shape_a[0] > MAX_MAPS:
-        raise RunError(f"{layer} has {shape_a[0]} maps/units; compare matches at most {MAX_MAPS} (choose a conv, "
+            raise SpecError(f"run {name}: {exc}") from None
+        shapes.append(layer_output_shape(model, layer))
+    for name, shape in zip(names[1:], shapes[1:], strict=True):
+        if shape != shapes[0]:
+            raise RunError(f"cannot compare {layer}: run {names[0]} has {_describe(shapes[0])} but run {name} has "
+                           f"{_describe(shape)}; compare needs runs whose specs agree on that layer")
+    if shapes[0][0] > MAX_MAPS:
+        raise RunError(f"{layer} has {shapes[0][0]} maps/units; compare matches at most {MAX_MAPS} (choose a conv, "
                        f"pool or dense layer)")
-    return shape_a
+    return shapes[0]
+
+
+def check_pair(model_a: CNN, model_b: CNN, layer: str) -> tuple[int, ...]:
+    """The output shape of `layer`, present with the same shape in both models (at most MAX_MAPS maps);
+    SpecError or RunError saying which run differs otherwise."""
+    return check_runs((model_a, model_b), ("A", "B"), layer)
 
 
 def activation_correlation(model_a: CNN, model_b: CNN, layer: str, images: np.ndarray,
@@ -281,3 +294,94 @@ def compare_runs(model_a: CNN, model_b: CNN, layer: str, images: np.ndarray, ima
     if with_matrix:
         result["correlation"] = corr
     return result
+
+
+# --- many runs -----------------------------------------------------------------------------------------------
+def _samples(values: np.ndarray) -> np.ndarray:
+    """(n, maps, h, w) or (n, units) -> (maps, n·h·w): every image and position is one sample of each map."""
+    return np.moveaxis(values, 1, 0).reshape(values.shape[1], -1)
+
+
+def _outputs(model: CNN, layers: Sequence[str], x: np.ndarray) -> dict[str, np.ndarray]:
+    """The outputs of `layers` for one batch, in one forward pass (eval mode, no gradients; mode restored)."""
+    import torch
+
+    from .activations import capture
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            batch = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+            outputs, _ = capture(model, list(layers), batch, stop_early=True)
+    finally:
+        model.train(was_training)
+    return {name: outputs[name].float().cpu().numpy() for name in layers}
+
+
+def many_correlations(models: Sequence[CNN], layers: Sequence[str], images: Sequence[np.ndarray],
+                      batch_size: int = 100) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For each layer, the correlation of every map of every run with every map of every run over the images and
+    all positions: {layer: (correlation (runs·maps, runs·maps), constant (runs·maps,))}, run i's maps in rows
+    i·maps … (i+1)·maps. images[i]: the same images preprocessed for models[i]. Each model runs once per batch
+    for all layers, so N runs cost N forward passes over the images, not N²."""
+    if len(images) != len(models):
+        raise RunError(f"one image array per run is needed: {len(models)} runs, {len(images)} arrays")
+    counts = {len(x) for x in images}
+    if len(counts) != 1 or 0 in counts:
+        raise RunError(f"compare needs the same images (at least one) for every run, received "
+                       f"{sorted(len(x) for x in images)}")
+    accumulators = {layer: _PearsonAccumulator() for layer in layers}
+    for start in range(0, len(images[0]), batch_size):
+        per_run = [_outputs(model, layers, x[start:start + batch_size]) for model, x in zip(models, images,
+                                                                                          strict=True)]
+        for layer, acc in accumulators.items():
+            acc.add(np.concatenate([_samples(outputs[layer]) for outputs in per_run]))
+    return {layer: (acc.result()[0], acc.result()[1]) for layer, acc in accumulators.items()}
+
+
+def compare_many(models: Sequence[CNN], layers: Sequence[str], images: Sequence[np.ndarray], *,
+                 threshold: float = THRESHOLD, batch_size: int = 100) -> list[dict[str, Any]]:
+    """Compare N runs layer by layer: the N×N matrix of mean matched correlation (match_maps on each pair) and,
+    for every map of the first run, in how many other runs its one-to-one partner lies above `threshold`.
+
+    images[i]: the same images preprocessed for models[i]. One dict per layer: layer, maps, matrix (N×N, 1.0 on
+    the diagonal; NaN where no map varies), matched_above (N×N pairs above the threshold), constant_maps (per
+    run), first_run_maps ([{map, constant, found_by, r: [per other run], partners: [per other run]}]),
+    found_by_all (maps of the first run matched above the threshold in every other run)."""
+    names = [str(i) for i in range(len(models))]
+    for layer in layers:
+        check_runs(models, names, layer)
+    correlations = many_correlations(models, layers, images, batch_size)
+    return [_layer_summary(layer, *correlations[layer], len(models), threshold) for layer in layers]
+
+
+def _layer_summary(layer: str, corr: np.ndarray, constant: np.ndarray, runs: int,
+                   threshold: float) -> dict[str, Any]:
+    maps = len(constant) // runs
+    dead = constant.reshape(runs, maps)
+    matrix = np.full((runs, runs), math.nan)
+    above = np.zeros((runs, runs), np.int64)
+    partner = np.zeros((runs, maps), np.int64)
+    first_r = np.full((runs, maps), math.nan)
+    for i in range(runs):
+        matrix[i, i] = 1.0 if (~dead[i]).any() else math.nan  # a run matches itself map for map
+        above[i, i] = int((~dead[i]).sum())
+        for j in range(i + 1, runs):
+            pair = match_maps(corr[i * maps:(i + 1) * maps, j * maps:(j + 1) * maps], dead[i], dead[j], threshold)
+            matrix[i, j] = matrix[j, i] = pair["mean_correlation"]
+            above[i, j] = above[j, i] = pair[f"matched_above_{threshold:g}"]
+            if i == 0:
+                for a, b, c in pair["matching"]:
+                    partner[j, a], first_r[j, a] = b, c
+    first = []
+    for a in range(maps):
+        live = not dead[0, a]
+        first.append({"map": a, "constant": not live,
+                      "found_by": int((first_r[1:, a] > threshold).sum()) if live else 0,
+                      "r": [round(float(c), 6) if live else None for c in first_r[1:, a]],
+                      "partners": [int(p) if live else None for p in partner[1:, a]]})
+    return {"layer": layer, "maps": maps, "threshold": threshold, "matrix": matrix.tolist(),
+            "matched_above": above.tolist(), "constant_maps": dead.sum(axis=1).tolist(), "first_run_maps": first,
+            "found_by_all": sum(m["found_by"] == runs - 1 for m in first)}

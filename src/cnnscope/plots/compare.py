@@ -153,3 +153,87 @@ def compare_figure(image: np.ndarray, maps_a: np.ndarray, maps_b: np.ndarray, re
     _draw_pairs(fig, (maps_a, maps_b), matching, chosen, names, per_row, cmap)
     _headline(fig, result, names, len(chosen))
     return fig
+
+
+# --- many runs -----------------------------------------------------------------------------------------------
+def matrix_figure(matrix: np.ndarray, names: Sequence[str], layer: str, *, images: int = 0,
+                  above: np.ndarray | None = None, threshold: float = THRESHOLD) -> Figure:
+    """The N×N matrix of mean matched correlation between runs as a heat map, each cell with its value (and, when
+    `above` is given, how many pairs lie above the threshold); run names label the rows and columns."""
+    matrix = np.asarray(matrix, np.float64)
+    n = len(names)
+    side = min(max(3.2, 0.9 * n + 1.6), 14.0)
+    fig = plt.figure(figsize=(side + 1.2, side + 0.9))
+    ax = fig.add_axes([1.2 / (side + 1.2), 0.9 / (side + 0.9), (side - 1.0) / (side + 1.2),
+                       (side - 1.0) / (side + 0.9)])
+    shown = ax.imshow(np.ma.masked_invalid(matrix), cmap=matplotlib.colormaps["viridis"].with_extremes(bad="#bdbdbd"),
+                      vmin=min(0.0, float(np.nanmin(matrix, initial=0.0))), vmax=1.0, interpolation="nearest")
+    size = max(5.0, min(10.0, 60.0 / n))
+    for i in range(n):
+        for j in range(n):
+            value = matrix[i, j]
+            text = "—" if not np.isfinite(value) else f"{value:.2f}"
+            if above is not None and i != j:
+                text += f"\n{int(above[i][j])} > {threshold:g}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=size,
+                    color="black" if np.isfinite(value) and value > 0.7 else "white")
+    ax.set_xticks(range(n), labels=list(names), rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center",
+                  fontsize=8)
+    ax.set_yticks(range(n), labels=list(names), fontsize=8)
+    bar = fig.colorbar(shown, cax=fig.add_axes([(side + 0.3) / (side + 1.2), 0.9 / (side + 0.9),
+                                                0.12 / (side + 1.2), (side - 1.0) / (side + 0.9)]))
+    bar.ax.tick_params(labelsize=7)
+    over = f" over {images:,} images" if images else ""
+    fig.text(0.02, 0.985, f"{layer}: mean matched correlation between {n} runs{over}", fontsize=10, va="top")
+    fig.text(0.02, 0.985 - 0.3 / (side + 0.9), "maps matched one-to-one per pair (Hungarian); maps that never vary "
+             "left out", fontsize=7.5, va="top", color="#444444")
+    return fig
+
+
+def _draw_found_cell(fig: Figure, corner: tuple[float, float], values: np.ndarray, kernel: np.ndarray | None,
+                     flat: bool, tag: str, caption: str, everyone: bool, cmap: str) -> None:
+    """One map of the first run (its kernel above it when given) with its caption above."""
+    x0, y0 = corner
+    if kernel is not None:
+        limit = float(np.abs(kernel).max()) or 1.0
+        ax = _axes(fig, x0, y0, CELL, CELL)
+        ax.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        _bare(ax)
+        y0 += CELL + 0.04
+    _draw_map(_axes(fig, x0, y0, CELL, CELL), values, flat, tag, matplotlib.colormaps[cmap])
+    W, H = fig.get_size_inches()
+    top = corner[1]
+    fig.text((x0 + CELL / 2) / W, 1 - (top - 0.04) / H, caption, fontsize=7, ha="center", va="bottom",
+             color="#1a7f37" if everyone else "black", weight="bold" if everyone else "normal")
+
+
+def found_figure(maps: np.ndarray, found_by: Sequence[int], r: Sequence[Sequence[float | None]], *, others: int,
+                 layer: str, name: str, kernels: np.ndarray | None = None, constant: Sequence[bool] | None = None,
+                 threshold: float = THRESHOLD, source: str = "", cols: int = 8, cmap: str = "magma") -> Figure:
+    """The first run's maps (and kernels, when given) ordered by how many of the `others` runs have a one-to-one
+    partner above `threshold`; each captioned with that count (green: every run) and the mean matched r."""
+    maps = as_maps(maps)
+    n = len(maps)
+    constant = [False] * n if constant is None else list(constant)
+    mean_r = [float(np.mean(r[a])) if not constant[a] and len(r[a]) else -np.inf for a in range(n)]
+    order = sorted(range(n), key=lambda a: (-found_by[a], constant[a], -mean_r[a], a))
+    cols = max(1, min(cols, n))
+    rows = math.ceil(n / cols)
+    per = 2 if kernels is not None else 1
+    cell_h = per * (CELL + 0.04) + CAP
+    fig = plt.figure(figsize=(max(cols * (CELL + 0.12) + 0.3, 7.0), rows * cell_h + HEAD + 0.2))
+    for slot, a in enumerate(order):
+        row, col = divmod(slot, cols)
+        _draw_found_cell(fig, (0.15 + col * (CELL + 0.12), HEAD + 0.2 + row * cell_h + CAP), maps[a],
+                         None if kernels is None else kernels[a], bool(constant[a]), f"{name} {a}",
+                         "never varies" if constant[a] else f"{found_by[a]}/{others}  r̄ {mean_r[a]:.2f}",
+                         found_by[a] == others and not constant[a], cmap)
+    W, H = fig.get_size_inches()
+    total = sum(1 for a in range(n) if found_by[a] == others and not constant[a])
+    fig.text(0.12 / W, 1 - 0.12 / H, f"{layer}: which of {name}'s maps does every training find?\n{total} of {n} "
+             f"matched above r = {threshold:g} in all {others} other runs", fontsize=10, va="top")
+    shown = "kernel (top) and map" if kernels is not None else "map"
+    fig.text(0.12 / W, 1 - 0.62 / H, f"ordered by the runs with a one-to-one partner above {threshold:g} (green: "
+             f"all); r̄: mean matched r\n{shown} for {source or 'the example image'}", fontsize=7.5, va="top",
+             color="#444444")
+    return fig
