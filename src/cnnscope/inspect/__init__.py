@@ -25,9 +25,12 @@ from .attribution import (
 )
 from .compare import (
     activation_correlation,
+    check_runs,
+    compare_many,
     compare_runs,
     kernel_correlation,
     linear_assignment,
+    many_correlations,
     match_maps,
 )
 from .deletion import DeletionResult, deletion_score
@@ -71,6 +74,7 @@ __all__ += ["DEFAULT_METHOD", "METHODS", "AttributionMethod", "DeletionResult", 
             "deletion_score", "get_method", "grad_cam", "guided_backprop", "guided_grad_cam", "input_x_gradient",
             "integrated_gradients", "last_conv_layer", "occlusion", "saliency", "seen_pixels", "smoothgrad"]
 __all__ += ["FieldGeometry", "Misclassified", "TopImages", "activation_correlation", "class_profile", "compare_runs",
-            "field_geometry", "kernel_correlation", "linear_assignment", "match_maps", "misclassified", "top_images"]
+            "field_geometry", "kernel_correlation", "linear_assignment", "match_maps", "misclassified", "top_images",
+            "check_runs", "compare_many", "many_correlations"]
 __all__ += ["class_means", "class_readout", "layer_means", "map_peak_batches", "map_peaks", "mistakes", "rank_images",
             "readout_batches"]
