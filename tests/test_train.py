@@ -192,17 +192,17 @@ def _interrupt_on_call(monkeypatch, n):
     """Make the n-th training step raise KeyboardInterrupt (as Ctrl-C in the middle of an epoch)."""
     import importlib
 
-    loop_module = importlib.import_module("cnnscope.loop")  # where train_step finds compute_loss
+    loop_module = importlib.import_module("cnnscope.loop")  # where train_epoch finds train_step
     calls = {"n": 0}
-    real = loop_module.compute_loss
+    real = loop_module.train_step
 
-    def compute_loss(*args, **kwargs):
+    def train_step(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == n:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop_module, "compute_loss", compute_loss)
+    monkeypatch.setattr(loop_module, "train_step", train_step)
 
 
 def test_interrupt_before_the_first_epoch_ends_leaves_a_resumable_run(ds, tiny_spec, tmp_path, monkeypatch):
@@ -400,3 +400,34 @@ def test_a_failed_report_is_a_warning_and_the_run_is_kept(ds, tiny_spec, tmp_pat
     assert run.metrics["status"] == "completed" and not (tmp_path / "r" / "report.html").exists()
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
         f"report not written (stub: no report); retry with 'cnnscope report {tmp_path / 'r'}'"]
+
+
+@pytest.mark.parametrize("kind,conv,optimizer", [("l2", False, "rmsprop"), ("l2", True, "adamw"),
+                                                  ("l1", True, "sgd"), ("l2", False, "adam")])
+def test_the_penalty_on_the_gradients_is_the_penalty_in_the_loss(tiny_spec, kind, conv, optimizer):
+    """loop.Penalty (grad += c·2w, or c·sign(w)) gives bit for bit the weights of the penalty in the loss."""
+    import dataclasses
+
+    from cnnscope.loop import Penalty, compute_loss, data_loss
+    from cnnscope.optim import make_optimizer
+    from cnnscope.spec import RegularizerSpec
+
+    spec = dataclasses.replace(tiny_spec, regularizer=RegularizerSpec(kind, 0.003, conv))
+    x, y = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(0)), torch.arange(16) % 10
+    models = [cnnscope.build_model(spec, seed=0) for _ in range(2)]
+    optimizers = [make_optimizer(optimizer, m.parameters(), 0.01, 0.5, weight_decay=0.01) for m in models]
+    penalty = Penalty(models[1])
+    assert len(penalty.weights) == (5 if conv else 2)  # 3 conv and 2 dense kernels
+    for _ in range(3):
+        for index, (model, opt) in enumerate(zip(models, optimizers, strict=True)):
+            opt.zero_grad(set_to_none=True)
+            logits = model(x)
+            if index == 0:
+                compute_loss(model, logits, y).backward()  # the penalty through autograd, as before
+                before = float(model.regularization_loss().detach())
+            else:
+                data_loss(model, logits, y).backward()
+                assert float(penalty.apply()) == pytest.approx(before, rel=1e-6)
+            opt.step()
+    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .datacache import cached_source
 from .datafiles import MAX_IDX_BYTES, cache_dir, check_labels, download, read_idx, read_pair, resolve_data_dir
 from .datasets import DATASETS, FILES, DatasetInfo, RawData, class_names_of, ensure_files, parse_source, short_name
 from .errors import DataError, brief, choice_error
@@ -330,7 +331,7 @@ def load_dataset(name: str = "mnist", data_dir: str | os.PathLike | None = None,
                             None if data_dir is None else str(data_dir))
     elif data_dir is not None:
         config = dataclasses.replace(config, data_dir=str(data_dir))
-    config, raw = _source(config)
+    config, raw = cached_source(config, _source)  # decoded arrays cached (datacache.py, issue 12)
     train_raw, train_y, test_raw, test_y = raw.train_raw, raw.train_y, raw.test_raw, raw.test_y
     if config.split == "reshuffle":  # the series: merge all, shuffle with the seed, split back
         n_test = len(test_raw)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import platform
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -72,6 +73,15 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def process_seconds() -> float | None:
+    """Seconds since this process started (Linux /proc, 10 ms ticks); None where that cannot be read."""
+    try:
+        start = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        return float(Path("/proc/uptime").read_text().split()[0]) - start
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def data_loss(model: CNN, logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """The loss of the data alone: cross-entropy (softmax output) or binary cross-entropy (sigmoid), no penalty."""
     logits = logits.float()
@@ -129,16 +139,25 @@ def shift_batch(raw: torch.Tensor, max_shift: int, generator: torch.Generator) -
 
 
 class Batches:
-    """The training images, batch by batch, in the order the seed gives each epoch (shifted if asked)."""
+    """The training images, batch by batch, in the order the seed gives each epoch (shifted if asked).
+
+    Each batch is gathered with `index_select` into buffers allocated once (measured faster than fancy indexing,
+    benchmarks/README.md): a batch's tensors are overwritten by the next one, so use them before asking for it.
+    """
 
     def __init__(self, dataset: Dataset, config: TrainConfig) -> None:
         self.x, self.y = torch.as_tensor(dataset.train_x), torch.as_tensor(dataset.train_y)
         self.n, self.size, self.seed, self.shift = len(self.x), config.batch_size, config.seed, config.augment_shift
         self.per_epoch = math.ceil(self.n / self.size)
+        source = self.x
         if self.shift:
             self.raw = torch.from_numpy(to_nchw(dataset.train_raw).astype(np.float32))  # (N, C, H, W)
             self.mean = torch.as_tensor(dataset.preprocessor.mean)
             self.scale = torch.as_tensor(dataset.preprocessor.scale)
+            source = self.raw
+        rows = min(self.size, self.n)
+        self.x_buffer = torch.empty((rows, *source.shape[1:]), dtype=source.dtype)
+        self.y_buffer = torch.empty(rows, dtype=self.y.dtype)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(images, labels) of each batch of epoch `epoch` (0-based), on the CPU."""
@@ -146,10 +165,42 @@ class Batches:
         order = torch.from_numpy(np.random.default_rng([self.seed, epoch]).permutation(self.n))
         for b in range(self.per_epoch):
             idx = order[b * self.size:(b + 1) * self.size]
+            k = len(idx)
+            yb = torch.index_select(self.y, 0, idx, out=self.y_buffer[:k])
             if self.shift:
-                yield (shift_batch(self.raw[idx], self.shift, shifts) - self.mean) / self.scale, self.y[idx]
+                raw = torch.index_select(self.raw, 0, idx, out=self.x_buffer[:k])
+                yield (shift_batch(raw, self.shift, shifts) - self.mean) / self.scale, yb
             else:
-                yield self.x[idx], self.y[idx]
+                yield torch.index_select(self.x, 0, idx, out=self.x_buffer[:k]), yb
+
+
+class Penalty:
+    """The spec's L1/L2 penalty added straight to the gradients after backward, instead of through the loss.
+
+    `grad += coefficient * 2w` (L2) or `coefficient * sign(w)` (L1) on the same weights as
+    `CNN.regularization_loss`: bit for bit what autograd adds for the penalty in the loss (Keras' `l2(λ)` is
+    coupled weight decay 2λ), for every optimizer, without the penalty's graph (tests/test_train.py).
+    """
+
+    def __init__(self, model: CNN) -> None:
+        reg = model.spec.regularizer
+        self.kind, self.coefficient = reg.kind, float(reg.coefficient)
+        active = reg.kind != "none" and reg.coefficient != 0
+        self.weights = [m.weight for m in model.modules() if active and (
+            isinstance(m, torch.nn.Linear) or (reg.conv and isinstance(m, torch.nn.Conv2d)))]
+
+    @torch.no_grad()
+    def apply(self) -> torch.Tensor | float:
+        """Add the penalty's gradient to the weights' gradients; the penalty's value (0.0 when there is none)."""
+        if not self.weights:
+            return 0.0
+        total = None
+        for w in self.weights:
+            term = w.abs().sum() if self.kind == "l1" else w.pow(2).sum()
+            total = term if total is None else total + term
+            if w.grad is not None:  # grad + c·2w, the product rounded first: as autograd accumulates it
+                w.grad.add_(torch.sign(w) * self.coefficient if self.kind == "l1" else w * (2 * self.coefficient))
+        return self.coefficient * total
 
 
 @dataclass
@@ -165,6 +216,16 @@ class Loop:
     memory_format: torch.memory_format
     step: int = 0
     start_epoch: int = 0
+    penalty: Penalty | None = None  # None: the model's own (set in __post_init__)
+
+    def __post_init__(self) -> None:
+        if self.penalty is None:
+            self.penalty = Penalty(self.model)
+
+    @property
+    def totals_dtype(self) -> torch.dtype:
+        """The per-epoch sums' dtype: float64 (as Python floats), float32 where the device has no float64 (MPS)."""
+        return torch.float32 if self.device.type == "mps" else torch.float64
 
     def lr(self) -> float:
         """The scheduled learning rate of the current step."""
@@ -177,19 +238,25 @@ class Loop:
         return torch.autocast(self.device.type, **({"dtype": torch.bfloat16} if bf16 else {"enabled": False}))
 
 
-def train_step(loop: Loop, xb: torch.Tensor, yb: torch.Tensor, lr: float) -> tuple[float, float, int]:
-    """One optimizer step on a batch: (objective, plain data loss, correct predictions) of the batch."""
+def train_step(loop: Loop, xb: torch.Tensor, yb: torch.Tensor, lr: float) -> torch.Tensor:
+    """One optimizer step on a batch: [objective, plain data loss, correct predictions] of the batch, summed over
+    its images, as one tensor on the device (no host sync: the epoch adds them up and reads them once)."""
     for group in loop.optimizer.param_groups:
         group["lr"] = lr
     with loop.autocast():
         logits = loop.model(xb)
-    loss = compute_loss(loop.model, logits, yb, loop.config.label_smoothing)
+    smoothing = loop.config.label_smoothing
+    loss = data_loss(loop.model, logits, yb, smoothing)
     loop.optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    penalty = loop.penalty.apply()  # the penalty's gradient, from the weights before this step
     loop.optimizer.step()
     with torch.no_grad():  # from the same forward pass: no smoothing, no penalty, so it compares with val_data_loss
-        plain = float(data_loss(loop.model, logits.detach(), yb))
-    return loss.item(), plain, int((logits.argmax(1) == yb).sum())
+        loss = loss.detach()
+        plain = data_loss(loop.model, logits.detach(), yb) if smoothing else loss
+        hits = (logits.argmax(1) == yb).sum()
+        n = len(yb)
+        return torch.stack([(loss + penalty) * n, plain * n, hits.to(loss.dtype)]).to(loop.totals_dtype)
 
 
 def train_epoch(loop: Loop, epoch: int, progress: bool | None) -> dict[str, Any]:
@@ -197,18 +264,20 @@ def train_epoch(loop: Loop, epoch: int, progress: bool | None) -> dict[str, Any]
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    loss_sum, data_sum, correct, lrs = 0.0, 0.0, 0, []
+    totals, lrs = torch.zeros(3, dtype=loop.totals_dtype, device=loop.device), []
     bar = tqdm(loop.batches.epoch(epoch), total=loop.batches.per_epoch, unit="batch", leave=False,
                desc=f"epoch {epoch + 1}/{loop.config.epochs}", disable=None if progress is None else not progress)
     for b, (xb, yb) in enumerate(bar):
-        xb, yb = xb.to(loop.device, memory_format=loop.memory_format), yb.to(loop.device)
+        xb = xb.to(loop.device, memory_format=loop.memory_format)
         lrs.append(loop.lr())
-        loss, plain, hits = train_step(loop, xb, yb, lrs[-1])
+        totals += train_step(loop, xb, yb.to(loop.device), lrs[-1])
         loop.step += 1
-        loss_sum, data_sum, correct = loss_sum + loss * len(yb), data_sum + plain * len(yb), correct + hits
-        if b % 20 == 0:
-            bar.set_postfix(loss=f"{loss_sum / ((b + 1) * loop.config.batch_size):.4f}")
+        if b == 0 and epoch == loop.start_epoch:  # start-up time, as issue 12 measures it (shown with --debug)
+            log.debug("first training step done %.2f s after the process started", process_seconds() or math.nan)
+        if b % 20 == 0 and not bar.disable:  # the only host sync inside an epoch, and only with a progress bar
+            bar.set_postfix(loss=f"{float(totals[0]) / ((b + 1) * loop.config.batch_size):.4f}")
     bar.close()
+    loss_sum, data_sum, correct = totals.tolist()
     n = loop.batches.n
     return {"loss": loss_sum / n, "data_loss": data_sum / n, "accuracy": correct / n, "lrs": lrs,
             "seconds": time.perf_counter() - t0}
