@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -91,7 +93,7 @@ def test_study_detail_and_unknown_study(client):
     detail = client.get("/api/studies/studies/lr").json()
     assert detail["params"] == ["train.lr"] and len(detail["trials"]) == 3
     assert detail["study"]["best"]["name"] == "studies/lr/trials/0001"
-    assert detail["compare"] is None and "compare" in detail["compare_note"]
+    assert detail["compare"] == "/api/studies/studies/lr/compare"
     assert "no study called 'a'" in error_of(client.get("/api/studies/a"), 404)
 
 
@@ -126,9 +128,122 @@ def test_serve_picks_the_dashboard_for_folders_only(root, trained_run, tmp_path)
 
 @settings(max_examples=40)
 @given(name=st.text(st.characters(blacklist_categories=["Cs"]), max_size=40),
-       route=st.sampled_from(["/api/runs/{}/history", "/api/studies/{}", "/runs/{}/api/info", "/runs/{}/"]))
+       route=st.sampled_from(["/api/runs/{}/history", "/api/studies/{}", "/api/studies/{}/compare",
+                              "/runs/{}/api/info", "/runs/{}/"]))
 def test_generated_names_never_fail(client, name, route):
     answer = client.get(route.format(quote(name, safe="/")))
     assert answer.status_code in (200, 307, 400, 404), answer.text
     if answer.status_code >= 400:
         assert answer.json()["error"]
+
+
+# --- the seeds' compare matrix of a study ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def seeds_root(tmp_path_factory, trained_run, data_dir, tiny_spec) -> Path:
+    """A study of 3 completed trials (the tiny run and two 1-epoch seeds), one unfinished, and a 1-trial study."""
+    import cnnscope
+
+    root = tmp_path_factory.mktemp("seeds")
+    study = root / "seeds"
+    (study / "trials").mkdir(parents=True)
+    (study / "study.toml").write_text('metric = "val_accuracy"\n')
+    copy_run(trained_run, study / "trials" / "0000")
+    ds = cnnscope.load_dataset("mnist", data_dir=data_dir)
+    for seed in (1, 2):
+        config = cnnscope.TrainConfig(epochs=1, batch_size=64, optimizer="adam", lr=0.003, seed=seed)
+        cnnscope.train(tiny_spec, ds, config, out=study / "trials" / f"{seed:04d}", progress=False, plot=False)
+    copy_run(trained_run, study / "trials" / "0003", metrics={"status": "interrupted"})
+    (root / "one" / "trials").mkdir(parents=True)
+    (root / "one" / "study.toml").write_text("")
+    copy_run(trained_run, root / "one" / "trials" / "0000")
+    return root
+
+
+@pytest.fixture(scope="module")
+def seeds(seeds_root, data_dir):
+    board = Dashboard(seeds_root, data_dir, warm_up=False)
+    with TestClient(create_dashboard_app(seeds_root, board=board), base_url="http://127.0.0.1",
+                    raise_server_exceptions=False) as test_client:
+        yield test_client
+    board.close()
+
+
+def library_matrix(root: Path, trials: list[str], layer: str, images: int, data_dir: Path) -> dict:
+    """compare_many over the same trials and test images, called directly."""
+    import cnnscope
+    from cnnscope.inspect.compare import compare_many
+
+    runs = [cnnscope.load_run(root / t) for t in trials]
+    raw = runs[0].dataset(data_dir).test_raw[:images]
+    return compare_many([r.model for r in runs], [layer], [r.preprocessor(raw) for r in runs])[0]
+
+
+@pytest.mark.parametrize("layer", [None, "Conv2D_3"])
+def test_compare_matrix_equals_the_library(seeds, seeds_root, data_dir, layer):
+    params = {"images": 60} if layer is None else {"images": 60, "layer": layer}
+    answer = seeds.get("/api/studies/seeds/compare", params=params)
+    assert answer.status_code == 200, answer.text
+    got = answer.json()
+    trials = ["seeds/trials/0000", "seeds/trials/0001", "seeds/trials/0002"]
+    assert got["runs"] == trials and got["layers"] == ["Conv2D_1", "Conv2D_2", "Conv2D_3"]
+    assert got["layer"] == (layer or "Conv2D_1") and got["images"] == 60 and got["threshold"] == 0.9
+    assert any("0003: left out (interrupted)" in n for n in got["notes"])
+    expected = library_matrix(seeds_root, trials, got["layer"], 60, data_dir)
+    matrix = np.array(got["matrix"], dtype=float)
+    assert matrix.shape == (3, 3) and np.allclose(matrix, np.array(expected["matrix"]))
+    assert np.allclose(matrix, matrix.T) and np.allclose(np.diag(matrix), 1.0)
+    assert (matrix[~np.eye(3, dtype=bool)] < 1.0).all()  # different seeds: not the same maps
+    assert got["counts"] == [m["found_by"] for m in expected["first_run_maps"]]
+    assert got["found_by_all"] == expected["found_by_all"] == sum(c == 2 for c in got["counts"])
+    assert len(got["counts"]) == got["maps"] == expected["maps"]
+
+
+def test_compare_is_cached_by_the_weight_files(seeds, seeds_root):
+    board = seeds.app.state.board
+    first = seeds.get("/api/studies/seeds/compare", params={"images": 40}).json()
+    assert board.compare_cached("seeds", None, 40) is not None
+    assert seeds.get("/api/studies/seeds/compare", params={"images": 40, "layer": "Conv2D_1"}).json() == first
+    weights = seeds_root / "seeds" / "trials" / "0001" / "model.safetensors"
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert board.compare_cached("seeds", None, 40) is None  # a new checkpoint: computed again
+    assert seeds.get("/api/studies/seeds/compare", params={"images": 40}).json()["matrix"] == first["matrix"]
+
+
+def test_identical_trials_match_fully(client):
+    got = client.get("/api/studies/studies/lr/compare", params={"images": 30}).json()
+    assert got["runs"] == ["studies/lr/trials/0000", "studies/lr/trials/0001"]
+    assert np.allclose(np.array(got["matrix"], dtype=float), 1.0)
+    assert got["found_by_all"] == got["maps"] - got["constant_maps"][0]
+
+
+def test_compare_with_fewer_than_two_trials_is_a_note(seeds):
+    answer = seeds.get("/api/studies/one/compare")
+    assert answer.status_code == 200
+    got = answer.json()
+    assert got["matrix"] is None and got["runs"] == ["one/trials/0000"]
+    assert got["note"] == "the compare matrix needs at least two completed trials; this study has 1 so far"
+
+
+@pytest.mark.parametrize(("params", "status", "message"), [
+    ({"layer": "Dense_1"}, 400, "unknown layer 'Dense_1'; the conv layers of seeds/trials/0000 are: Conv2D_1, "
+                                "Conv2D_2, Conv2D_3"),
+    ({"layer": HOSTILE}, 400, "unknown layer"),
+    ({"images": "0"}, 400, "parameter 'images' must be a whole number of test images from 1 to 2000, received 0"),
+    ({"images": "2001"}, 400, "from 1 to 2000, received 2001"),
+    ({"images": "-3"}, 400, "from 1 to 2000, received '-3'"),
+    ({"images": "x" * 100}, 400, "from 1 to 2000, received 'xxxx"),
+    ({"images": "²"}, 400, "from 1 to 2000, received '²'"),
+])
+def test_compare_bad_parameters_are_4xx_json(seeds, params, status, message):
+    assert message in error_of(seeds.get("/api/studies/seeds/compare", params=params), status)
+
+
+def test_compare_of_an_unknown_study_is_404(seeds):
+    assert "no study called 'nope'" in error_of(seeds.get("/api/studies/nope/compare"), 404)
+    assert "no study called 'seeds/trials/0000'" in error_of(seeds.get("/api/studies/seeds/trials/0000/compare"), 404)
+
+
+def test_the_page_draws_the_matrix_as_text_only():
+    js = (STATIC / "dashboard.js").read_text()
+    assert "/compare" in js and "found by every other trial" in js and 'svg("rect"' in js

@@ -2,9 +2,12 @@
 
 `GET /` is the home page (runs table, overlaid curves, studies); `GET /api/runs` the catalog
 (cnnscope.catalog), `GET /api/runs/NAME/history` a run's history.json as it stands, `GET /api/studies/NAME` a
-study's trials. Both JSON answers carry an ETag: a poll with If-None-Match gets 304 and no body when nothing
-changed (a history's tag is its file's mtime and size, so an unchanged file is not even read). Every run's
-single-run viewer is mounted under `/runs/NAME/` (opened on its first API call, at most MAX_OPEN kept open).
+study's trials, `GET /api/studies/NAME/compare?layer=L&images=N` the matrix of mean matched correlation between
+its completed trials (cnnscope.inspect.compare_many, computed in a worker thread, one at a time, and cached by
+the trials' weight files). The runs and history answers carry an ETag: a poll with If-None-Match gets 304 and
+no body when nothing changed (a history's tag is its file's mtime and size, so an unchanged file is not even
+read). Every run's single-run viewer is mounted under `/runs/NAME/` (opened on its first API call, at most
+MAX_OPEN kept open).
 NAME is never a path: it must be one of the catalog's names, so `..` or a link cannot reach another folder.
 """
 
@@ -14,6 +17,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +38,8 @@ from .guard import HostGuard, SafeJSONResponse
 
 STATIC = Path(__file__).parent / "static"
 MAX_OPEN = 4  # single-run viewers kept loaded (each holds a model and its data set)
+COMPARE_IMAGES, MAX_COMPARE_IMAGES = 500, 2000  # test images a study's compare matrix is computed on
+MAX_CACHED = 16  # compare answers kept (keyed by study, layer, images and the trials' weight files)
 NO_STORE = {"Cache-Control": "no-store"}
 _API_LITERAL = re.compile(r"""(["'`(])/api/""")  # "/api/…", '/api/…', `/api/…`, url(/api/…) in the viewer's JS
 
@@ -72,6 +78,9 @@ class Dashboard:
         self.data_dir, self.hosts, self.max_open, self.warm_up = data_dir, tuple(hosts), max_open, warm_up
         self._scan_lock = threading.Lock()
         self._open_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._compared: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+        self.compare_limiter = anyio.CapacityLimiter(1)  # one matrix computed at a time; waiting calls hold no thread
         self.viewers: OrderedDict[str, ASGIApp] = OrderedDict()
         self.scan()
 
@@ -117,9 +126,53 @@ class Dashboard:
                  "test_accuracy": t.get("test_accuracy"), "best_val_accuracy": t.get("best_val_accuracy"),
                  "epochs": t.get("epochs"), "seconds": t.get("seconds"),
                  "params": {k: t["settings"].get(k) for k in params}} for t in trials]
-        return {"study": study, "params": params, "trials": rows, "compare": None,
-                "compare_note": "the seeds' compare matrix (cnnscope compare over N runs) is not available in "
-                                "this version; compare two trials with 'cnnscope compare RUN_A RUN_B --layer L'"}
+        return {"study": study, "params": params, "trials": rows, "compare": f"/api/studies/{name}/compare"}
+
+    def is_study(self, name: str) -> bool:
+        """Whether the last scan lists a study called `name` (no rescan)."""
+        found = self.catalog.last.find(name) if self.catalog.last else None
+        return found is not None and found["kind"] == "study"
+
+    def compare_trials(self, name: str) -> tuple[list[Path], list[str], tuple]:
+        """(completed trial folders, notes on the others, cache stamp of their weight files) of study `name`."""
+        from ..runs import WEIGHTS
+        from ..views.compare import is_study, study_runs
+
+        self.entry(name, "study")
+        folder = self.catalog.root / name
+        if not is_study(folder):
+            return [], [f"{name}: no trials/ folder yet"], ()
+        trials, notes = study_runs(folder)
+        return trials, notes, tuple((self.catalog.name_of(t), _stamp(t / WEIGHTS)) for t in trials)
+
+    def compare_cached(self, name: str, layer: str | None, images: int) -> dict[str, Any] | None:
+        """The cached compare answer for these trials' current weights, or None."""
+        stamp = self.compare_trials(name)[2]
+        with self._cache_lock:
+            return self._compared.get((name, layer, images, stamp))
+
+    def compare(self, name: str, layer: str | None, images: int) -> dict[str, Any]:
+        """The compare matrix of study `name`'s completed trials on `layer` (default: the first conv layer) over
+        its first `images` test images (blocking: call in a worker thread; cached by the weight files)."""
+        trials, notes, stamp = self.compare_trials(name)
+        key = (name, layer, images, stamp)
+        with self._cache_lock:
+            if key in self._compared:
+                return self._compared[key]
+        runs = [self.catalog.name_of(t) for t in trials]
+        if len(trials) < 2:
+            answer = {"study": name, "layer": layer, "layers": [], "runs": runs, "matrix": None, "found_by_all": None,
+                      "counts": None, "threshold": None, "notes": notes,
+                      "note": f"the compare matrix needs at least two completed trials; this study has {len(trials)} "
+                              f"so far"}
+        else:
+            answer = {"study": name, **compute_matrix(trials, runs, layer, images, self.data_dir), "notes": notes}
+        with self._cache_lock:
+            for k in {key, (name, answer["layer"], images, stamp)}:
+                self._compared[k] = answer
+            while len(self._compared) > MAX_CACHED:
+                self._compared.popitem(last=False)
+        return answer
 
     def viewer_app(self, name: str) -> ASGIApp:
         """The single-run viewer of run `name`, loaded on first use (blocking: call in a worker thread)."""
@@ -151,6 +204,55 @@ class Dashboard:
                 name = max(names, key=len)
                 return name, rest[len(name):]
         return None
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime_ns, size) of a file, None when it is missing."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
+
+
+def compute_matrix(trials: list[Path], runs: list[str], layer: str | None, images: int,
+                   data_dir: str | os.PathLike | None) -> dict[str, Any]:
+    """cnnscope.inspect.compare_many over the trials' maps of one conv layer on the first trial's first `images`
+    test images (each trial preprocesses them its own way): layer, layers, runs, images, maps, threshold, matrix
+    (null where no map varies), matched_above, counts (per map of the first trial: the other trials that find it),
+    found_by_all, constant_maps, seconds. RequestError for a layer that is not a conv layer."""
+    from ..inspect.activations import conv_layers
+    from ..inspect.compare import check_runs, compare_many
+    from ..views.common import load
+
+    started = time.perf_counter()
+    loaded = [load(t) for t in trials]
+    layers = conv_layers(loaded[0].model)
+    layer = layers[0] if layer is None and layers else layer
+    if layer not in layers:
+        raise RequestError(f"unknown layer {brief(layer)}; the conv layers of {runs[0]} are: "
+                           f"{', '.join(layers) or 'none'}")
+    check_runs([r.model for r in loaded], runs, layer)  # shapes fail before the data is loaded
+    raw = loaded[0].dataset(data_dir).test_raw[:images]
+    result = compare_many([r.model for r in loaded], [layer], [r.preprocessor(raw) for r in loaded])[0]
+    matrix = [[v if v == v else None for v in row] for row in result["matrix"]]  # NaN: no map of a run varies
+    return {"layer": layer, "layers": layers, "runs": runs, "images": int(len(raw)), "maps": result["maps"],
+            "threshold": result["threshold"], "matrix": matrix, "matched_above": result["matched_above"],
+            "counts": [m["found_by"] for m in result["first_run_maps"]], "found_by_all": result["found_by_all"],
+            "constant_maps": result["constant_maps"], "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _images(value: str | None) -> int:
+    """The `images` query parameter: 1 to MAX_COMPARE_IMAGES (default COMPARE_IMAGES); RequestError otherwise."""
+    if value is None or value == "":
+        return COMPARE_IMAGES
+    valid = f"a whole number of test images from 1 to {MAX_COMPARE_IMAGES}"
+    if len(value) > 12 or not (value.isascii() and value.strip().isdigit()):
+        raise RequestError(f"parameter 'images' must be {valid}, received {brief(value)}")
+    number = int(value)
+    if not 1 <= number <= MAX_COMPARE_IMAGES:
+        raise RequestError(f"parameter 'images' must be {valid}, received {number}")
+    return number
 
 
 def _is_param(key: str, trials: list[dict[str, Any]]) -> bool:
@@ -189,9 +291,26 @@ class Routes:
 
     async def study(self, request: Request) -> Response:
         """GET /api/studies/NAME: the study's trials, parameters and best trial."""
-        result = await anyio.to_thread.run_sync(self.board.study, request.path_params["name"])
+        return await self._study(request, request.path_params["name"])
+
+    async def _study(self, request: Request, name: str) -> Response:
+        result = await anyio.to_thread.run_sync(self.board.study, name)
         body = SafeJSONResponse(result).body
         return _tagged(request, body, _etag(body))
+
+    async def study_compare(self, request: Request) -> Response:
+        """GET /api/studies/NAME/compare?layer=L&images=N: the compare matrix of the study's completed trials."""
+        name, params = request.path_params["name"], request.query_params
+        if self.board.is_study(name + "/compare") and not self.board.is_study(name):
+            return await self._study(request, name + "/compare")  # a study that is itself called …/compare
+        layer, images = params.get("layer") or None, _images(params.get("images"))
+        if layer is not None and len(layer) > 200:
+            raise RequestError(f"unknown layer {brief(layer)}")
+        answer = await anyio.to_thread.run_sync(self.board.compare_cached, name, layer, images)
+        if answer is None:
+            answer = await anyio.to_thread.run_sync(self.board.compare, name, layer, images,
+                                                    limiter=self.board.compare_limiter)
+        return SafeJSONResponse(answer, headers=NO_STORE)
 
     async def viewer_js(self, request: Request) -> Response:
         """GET /dashboard-run/viewer.js: the viewer's script with relative API paths."""
@@ -246,6 +365,7 @@ def create_dashboard_app(root: str | os.PathLike, data_dir: str | os.PathLike | 
         Route("/", api.index),
         Route("/api/runs", api.runs),
         Route("/api/runs/{name:path}/history", api.history),
+        Route("/api/studies/{name:path}/compare", api.study_compare),
         Route("/api/studies/{name:path}", api.study),
         Route("/dashboard-run/viewer.js", api.viewer_js),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

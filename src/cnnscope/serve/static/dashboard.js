@@ -9,7 +9,7 @@ const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 const state = {
   runs: [], differing: [], tag: null, sort: "name", dir: "asc", filter: "", selected: new Set(),
-  colours: new Map(), histories: new Map(), studies: new Map(), firstLoad: true, polls: 0,
+  colours: new Map(), histories: new Map(), studies: new Map(), compares: new Map(), firstLoad: true, polls: 0,
 };
 
 function el(tag, attrs = {}, text = null) {
@@ -341,8 +341,113 @@ function renderStudy(name, detail) {
   for (const param of detail.params) plots.append(scatter(detail.trials, param, study.metric));
   if (!detail.params.length) plots.append(el("p", { class: "muted small" }, "the trials do not differ in any setting yet"));
   box.append(plots);
-  box.append(el("p", { class: "placeholder muted small", "data-compare": "placeholder" }, detail.compare_note || "compare matrix: not available"));
+  box.append(comparePanel(name, study.completed));
   return box;
+}
+
+// --- a study's compare matrix (GET /api/studies/NAME/compare) ----------------------------------
+const IMAGE_CHOICES = [100, 500, 1000, 2000];
+
+function comparePanel(name, completed) {
+  let panel = state.compares.get(name);
+  if (!panel) {
+    panel = { layer: "", images: 500, completed: null, asked: 0, node: el("div", { class: "compare", "data-compare": name }) };
+    const bar = el("div", { class: "toolbar" });
+    const layer = el("select", { "aria-label": "layer to compare" });
+    const images = el("select", { "aria-label": "test images to compare on" });
+    for (const n of IMAGE_CHOICES) images.append(el("option", { value: String(n) }, `${n} test images`));
+    images.value = String(panel.images);
+    layer.addEventListener("change", () => { panel.layer = layer.value; loadCompare(name, panel); });
+    images.addEventListener("change", () => { panel.images = Number(images.value); loadCompare(name, panel); });
+    bar.append(el("h3", {}, "seeds' compare matrix"), layer, images);
+    panel.select = layer;
+    panel.status = el("p", { class: "muted small", "data-role": "status" });
+    panel.found = el("p", { class: "small", "data-role": "found" });
+    panel.chart = svg("svg", { class: "heatmap", viewBox: "0 0 10 10", "data-role": "matrix" });
+    panel.notes = el("ul", { class: "notes small" });
+    panel.node.append(bar, panel.status, panel.chart, panel.found, panel.notes);
+    state.compares.set(name, panel);
+  }
+  if (panel.completed !== completed) { panel.completed = completed; loadCompare(name, panel); }
+  return panel.node;
+}
+
+async function loadCompare(name, panel) {
+  const asked = ++panel.asked;
+  const params = new URLSearchParams({ images: String(panel.images) });
+  if (panel.layer) params.set("layer", panel.layer);
+  panel.node.dataset.state = "loading";
+  panel.status.textContent = `computing the matrix over ${panel.images} test images…`;
+  let data;
+  try {
+    const response = await fetch(`/api/studies/${runPath(name)}/compare?${params}`, { cache: "no-store" });
+    data = await response.json();
+    if (!response.ok) throw new Error(data.error || String(response.status));
+  } catch (error) {
+    if (asked !== panel.asked) return;
+    panel.node.dataset.state = "error";
+    panel.status.textContent = `compare: ${error.message}`;
+    return;
+  }
+  if (asked === panel.asked) showCompare(panel, data);
+}
+
+function showCompare(panel, data) {
+  const layers = data.layers || [];
+  if (layers.length && panel.select.options.length !== layers.length) {
+    panel.select.replaceChildren(...layers.map((l) => el("option", { value: l }, l)));
+  }
+  if (data.layer) { panel.select.value = data.layer; panel.layer = data.layer; }
+  panel.notes.replaceChildren(...(data.notes || []).map((n) => el("li", {}, n)));
+  panel.chart.replaceChildren();
+  if (!data.matrix) {
+    panel.node.dataset.state = "note";
+    panel.status.textContent = data.note || "no matrix";
+    panel.found.textContent = "";
+    return;
+  }
+  panel.node.dataset.state = "ready";
+  panel.status.textContent = `mean matched correlation of ${data.layer}'s maps between the completed trials, over ` +
+    `${data.images} test images (${fmt(data.seconds, 1)} s)`;
+  drawHeatmap(panel.chart, data.runs, data.matrix);
+  const others = data.runs.length - 1;
+  const first = `${data.found_by_all} of ${data.maps} maps of the first trial (${data.runs[0]})`;
+  panel.found.textContent = `${first} are found by every other trial (r > ${data.threshold})` +
+    (others > 1 ? "" : " (only one other trial so far)");
+}
+
+function heat(value) {
+  if (value === null || value === undefined) return "#eceef2";
+  const t = Math.max(0, Math.min(1, value));  // 0 (or below): white … 1: the accent colour
+  const mix = (a, b) => Math.round(a + (b - a) * t);
+  return `rgb(${mix(255, 91)},${mix(255, 63)},${mix(255, 214)})`;
+}
+
+function drawHeatmap(node, runs, matrix) {
+  const n = runs.length;
+  const cell = 52;
+  const left = 110;
+  const top = 24;
+  node.setAttribute("viewBox", `0 0 ${left + n * cell + 4} ${top + n * cell + 4}`);
+  node.setAttribute("width", String(left + n * cell + 4));
+  const label = (name) => { const parts = name.split("/"); return parts[parts.length - 1] || name; };
+  runs.forEach((run, i) => {
+    const row = svg("text", { x: left - 6, y: top + i * cell + cell / 2 + 4, "text-anchor": "end" }, label(run));
+    row.append(svg("title", {}, run));
+    const col = svg("text", { x: left + i * cell + cell / 2, y: top - 8, "text-anchor": "middle" }, label(run));
+    col.append(svg("title", {}, run));
+    node.append(row, col);
+  });
+  matrix.forEach((values, i) => values.forEach((value, j) => {
+    const x = left + j * cell;
+    const y = top + i * cell;
+    const rect = svg("rect", { x, y, width: cell - 2, height: cell - 2, fill: heat(value), "data-i": i, "data-j": j,
+      "data-value": value === null ? "" : value });
+    rect.append(svg("title", {}, `${runs[i]} vs ${runs[j]}: ${value === null ? "no map varies" : fmt(value, 3)}`));
+    const text = svg("text", { x: x + cell / 2 - 1, y: y + cell / 2 + 3, "text-anchor": "middle",
+      class: value !== null && value > 0.6 ? "on-dark" : "" }, value === null ? "–" : value.toFixed(2));
+    node.append(rect, text);
+  }));
 }
 
 async function pollStudies() {
