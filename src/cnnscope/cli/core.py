@@ -143,6 +143,13 @@ DATA_FLAGS = (  # flag, type, help (each overrides the config file's [data] valu
 )
 
 
+def _preset_names() -> str:
+    """The presets' names for help texts, from the one registry."""
+    from ..zoo import presets
+
+    return ", ".join(f"{name} (default)" if name == "seed-iv" else name for name in presets)
+
+
 def add_folder_flags(group) -> None:
     """--image-size, --channels, --skip-bad, --test-size: how a folder:PATH dataset is read."""
     group.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
@@ -152,7 +159,8 @@ def add_folder_flags(group) -> None:
     group.add_argument("--skip-bad", action="store_true", default=None,
                        help="folder: go on without unreadable pictures, listing them (default: stop on the first)")
     group.add_argument("--test-size", type=int, default=None, metavar="N",
-                       help="folder without train/ and test/: pictures held out for testing")
+                       help="folder without train/ and test/: pictures held out for testing (default 0: 20 %% of "
+                            "each class)")
 
 
 def folder_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -167,7 +175,7 @@ def folder_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("summary", help="layer table: output shapes, parameters, receptive fields")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--preset", help="a built-in model: seed-ii, seed-iv (default), tiny")
+    src.add_argument("--preset", help=f"a built-in model: {_preset_names()}")
     src.add_argument("--config", metavar="FILE",
                      help="a TOML model spec or run config, the same as giving FILE.toml (default: none)")
     p.add_argument("run", nargs="?", metavar="RUN_DIR|FILE.toml",
@@ -190,7 +198,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
                                    "model, the default recipe and runs/<dataset>-<time>; the command says which "
                                    "before it starts.")
     p.add_argument("--config", metavar="FILE", help="TOML with [model], [train], [data] tables (default: none)")
-    p.add_argument("--preset", help="model preset, overrides the config's [model]: seed-ii, seed-iv (default), tiny")
+    p.add_argument("--preset", help=f"model preset, overrides the config's [model]: {_preset_names()}")
     p.add_argument("--out", metavar="DIR", help="run directory to write (default runs/<dataset>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out (default: refuse)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run up to --epochs in total (default: off)")

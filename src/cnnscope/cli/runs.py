@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"(default name)")
     p.add_argument("--reverse", action="store_true", help="sort in descending order")
     p.add_argument("--filter", metavar="TEXT", default="",
-                   help="only the lines holding every word of TEXT (name, status, dataset, model, settings)")
+                   help="only the lines holding every word of TEXT (name, status, dataset, model, settings; "
+                        "default: every line)")
     p.add_argument("--depth", type=int, default=MAX_DEPTH, help=f"folders to go down at most (default {MAX_DEPTH})")
     p.add_argument("--live-seconds", type=float, default=LIVE_SECONDS,
                    help=f"a run without metrics.json whose history changed this recently is 'running' (default "

@@ -21,19 +21,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="TOML", help="run config with [model], [train], [data] (the base of every "
                                                      "trial) and optionally [sweep] (default: none)")
     p.add_argument("--out", metavar="STUDY_DIR", required=True, help="the study directory (created or continued)")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=DIST", help=DIST_HELP)
+    p.add_argument("--param", action="append", default=[], metavar="KEY=DIST",
+                   help=DIST_HELP + " (default: the [sweep.params] of --config, or the saved study's)")
     p.add_argument("--trials", type=positive_int, help="trials in the study in all (default 10; a larger number "
                                                        "grows a finished study)")
-    p.add_argument("--sampler", choices=("tpe", "random", "grid"), help="Optuna sampler (default tpe)")
+    p.add_argument("--sampler", choices=("tpe", "random", "grid"), help="Optuna sampler: tpe (default), random or grid")
     p.add_argument("--metric", choices=("val_accuracy", "test_accuracy", "val_loss"),
-                   help="what a trial is judged by (default val_accuracy: its best epoch)")
+                   help="what a trial is judged by: val_accuracy (default: its best epoch), "
+                        "test_accuracy or val_loss")
     p.add_argument("--direction", choices=("maximize", "minimize"),
-                   help="default: maximize for accuracies, minimize for val_loss")
+                   help="maximize or minimize (default: maximize for accuracies, minimize for val_loss)")
     p.add_argument("--workers", type=positive_int, help="trials at a time (default 1; local: processes that "
                                                         "share the CPU cores)")
     p.add_argument("--prune", choices=("none", "median", "hyperband"),
-                   help="stop unpromising trials after an epoch (default none)")
-    p.add_argument("--engine", choices=("local", "ray"), help="local processes (default) or Ray tasks")
+                   help="stop unpromising trials after an epoch: none (default), median or hyperband")
+    p.add_argument("--engine", choices=("local", "ray"), help="local (default: worker processes) or ray (Ray tasks)")
     p.add_argument("--ray-address", metavar="ADDR", help="a Ray cluster to run on (default: start a local Ray)")
     p.add_argument("--storage", metavar="URL", help="Optuna storage URL, e.g. postgresql://… (default: SQLite "
                                                     "in STUDY_DIR/study.db)")
