@@ -1,8 +1,8 @@
 """Start-up of `cnnscope train`: seconds from the process's start to the end of the first training step.
 
-The loop logs "first training step done X s after the process started" (debug level, shown with --debug; the
+The loop logs "first training step done X s after the process started" (debug level; at info level with CNNSCOPE_STARTUP_LOG=1; the
 process's start from /proc, so the interpreter's start and every import count). Each repeat is a fresh
-`cnnscope --debug train` of one epoch on a few images (the first step is what is timed), alternating with and
+`cnnscope train` of one epoch on a few images (the first step is what is timed), alternating with and
 without the preprocessed-data cache (CNNSCOPE_DATA_CACHE=0 turns it off), so load slows both alike.
 
 Usage (from the repository root):
@@ -28,8 +28,8 @@ LINE = re.compile(r"first training step done ([0-9.]+) s after the process start
 
 def one(config: str, cache: bool, out: Path) -> tuple[float, float]:
     """(seconds to the first step as logged, wall seconds of the whole command) of one fresh process."""
-    env = {**os.environ, "CNNSCOPE_DATA_CACHE": "1" if cache else "0"}
-    cmd = [str(Path(sys.executable).with_name("cnnscope")), "--debug", "train", "--config", config, "--epochs", "1",
+    env = {**os.environ, "CNNSCOPE_DATA_CACHE": "1" if cache else "0", "CNNSCOPE_STARTUP_LOG": "1"}
+    cmd = [str(Path(sys.executable).with_name("cnnscope")), "train", "--config", config, "--epochs", "1",
            "--limit-train", "256", "--out", str(out), "--overwrite", "--no-report"]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)

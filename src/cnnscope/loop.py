@@ -272,8 +272,9 @@ def train_epoch(loop: Loop, epoch: int, progress: bool | None) -> dict[str, Any]
         lrs.append(loop.lr())
         totals += train_step(loop, xb, yb.to(loop.device), lrs[-1])
         loop.step += 1
-        if b == 0 and epoch == loop.start_epoch:  # start-up time, as issue 12 measures it (shown with --debug)
-            log.debug("first training step done %.2f s after the process started", process_seconds() or math.nan)
+        if b == 0 and epoch == loop.start_epoch:  # start-up time (issue 12): shown when CNNSCOPE_STARTUP_LOG=1
+            log.log(logging.INFO if os.environ.get("CNNSCOPE_STARTUP_LOG") == "1" else logging.DEBUG,
+                    "first training step done %.2f s after the process started", process_seconds() or math.nan)
         if b % 20 == 0 and not bar.disable:  # the only host sync inside an epoch, and only with a progress bar
             bar.set_postfix(loss=f"{float(totals[0]) / ((b + 1) * loop.config.batch_size):.4f}")
     bar.close()
