@@ -1,7 +1,8 @@
 """Start-up of `cnnscope train`: seconds from the process's start to the end of the first training step.
 
-The loop logs "first training step done X s after the process started" (debug level; at info level with CNNSCOPE_STARTUP_LOG=1; the
-process's start from /proc, so the interpreter's start and every import count). Each repeat is a fresh
+The loop logs "first training step done X s after the process started" (debug level; info with
+CNNSCOPE_STARTUP_LOG=1; the process's start from /proc, so the interpreter's start and every import count).
+Each repeat is a fresh
 `cnnscope train` of one epoch on a few images (the first step is what is timed), alternating with and
 without the preprocessed-data cache (CNNSCOPE_DATA_CACHE=0 turns it off), so load slows both alike.
 
