@@ -13,11 +13,18 @@ from cnnscope.optim import lr_at
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
+SHIPPED = {  # recipe -> (dataset, parameters of its model): every file in configs/ must be listed
+    "seed-iv-series.toml": ("mnist", 208_982), "seed-iv-fast.toml": ("mnist", 208_982),
+    "seed-iv-40s.toml": ("mnist", 208_982), "fashion-mnist-fast.toml": ("fashion-mnist", 210_278),
+    "cifar10-fast.toml": ("cifar10", 272_746),
+}
+
+
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.name)
-def test_shipped_configs_build_the_seed_iv_model(path):
+def test_shipped_configs_build_their_model_for_their_dataset(path):
     config = build_run_config(path)
-    assert config.model.total_params == 208_982
-    assert config.data.dataset == "mnist"
+    assert path.name in SHIPPED, f"{path.name}: add it to SHIPPED with its dataset and parameter count"
+    assert (config.data.dataset, config.model.total_params) == SHIPPED[path.name]
 
 
 def test_series_config_is_the_series_recipe():
