@@ -8,7 +8,7 @@ import torch
 
 import cnnscope
 from cnnscope.errors import ConfigError, RunError
-from cnnscope.loop import evaluate_arrays, shift_batch
+from cnnscope.loop import evaluate_arrays, flip_batch, shift_batch
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +162,21 @@ def test_shift_batch_moves_every_channel_together():
     for image in out:
         (r, c) = torch.nonzero(image[0])[0].tolist()
         assert image[:, r, c].tolist() == [1.0, 2.0, 3.0] and image.sum() == 6
+
+
+def test_flip_batch_mirrors_about_half_and_leaves_the_batch_alone():
+    x = torch.arange(400 * 2 * 3 * 4, dtype=torch.float32).reshape(400, 2, 3, 4)  # (N, C, H, W)
+    before = x.clone()
+    out = flip_batch(x, torch.Generator().manual_seed(0))
+    mirrored = [bool(torch.equal(o, i.flip(-1))) for o, i in zip(out, x, strict=True)]
+    kept = [bool(torch.equal(o, i)) for o, i in zip(out, x, strict=True)]
+    assert all(m != k for m, k in zip(mirrored, kept, strict=True))  # each image is one or the other
+    assert 150 < sum(mirrored) < 250 and torch.equal(x, before)
+
+
+def test_augment_flip_must_be_a_boolean():
+    with pytest.raises(ConfigError, match="augment_flip must be true or false, received 'yes'"):
+        cnnscope.TrainConfig(augment_flip="yes")
 
 
 def test_evaluate_arrays_confusion(ds, tiny_spec):

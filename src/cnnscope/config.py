@@ -35,6 +35,7 @@ class TrainConfig:
     schedule_args: dict[str, Any] = field(default_factory=dict)
     label_smoothing: float = 0.0
     augment_shift: int = 0  # random translation of up to N pixels per training image (0: off)
+    augment_flip: bool = False  # mirror a random half of each batch left to right (clothes, not digits)
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # 0: PyTorch's default
@@ -50,8 +51,9 @@ class TrainConfig:
         check_number(ConfigError, "momentum", self.momentum, 0, 1)
         check_number(ConfigError, "weight_decay", self.weight_decay, 0)
         check_number(ConfigError, "label_smoothing", self.label_smoothing, 0, 1)
-        if not isinstance(self.nesterov, bool):
-            raise ConfigError(f"nesterov must be true or false, received {brief(self.nesterov)}")
+        for key in ("nesterov", "augment_flip"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{key} must be true or false, received {brief(getattr(self, key))}")
         for key, valid in (("optimizer", OPTIMIZERS), ("device", DEVICES), ("precision", PRECISIONS),
                            ("schedule", SCHEDULES)):
             value = getattr(self, key)

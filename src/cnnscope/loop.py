@@ -138,6 +138,12 @@ def shift_batch(raw: torch.Tensor, max_shift: int, generator: torch.Generator) -
     return padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
+def flip_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A new batch (N, C, H, W) with a random half of the images mirrored left to right (`x` is not changed)."""
+    mirrored = torch.rand(len(x), generator=generator) < 0.5  # (N,)
+    return torch.where(mirrored[:, None, None, None], x.flip(-1), x)
+
+
 class Batches:
     """The training images, batch by batch, in the order the seed gives each epoch (shifted if asked).
 
@@ -149,6 +155,7 @@ class Batches:
         self.x, self.y = torch.as_tensor(dataset.train_x), torch.as_tensor(dataset.train_y)
         self.n, self.size, self.seed, self.shift = len(self.x), config.batch_size, config.seed, config.augment_shift
         self.per_epoch = math.ceil(self.n / self.size)
+        self.flip = config.augment_flip
         source = self.x
         if self.shift:
             self.raw = torch.from_numpy(to_nchw(dataset.train_raw).astype(np.float32))  # (N, C, H, W)
@@ -162,6 +169,7 @@ class Batches:
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(images, labels) of each batch of epoch `epoch` (0-based), on the CPU."""
         shifts = torch.Generator().manual_seed(self.seed * 100_003 + epoch) if self.shift else None
+        flips = torch.Generator().manual_seed(self.seed * 100_019 + epoch) if self.flip else None
         order = torch.from_numpy(np.random.default_rng([self.seed, epoch]).permutation(self.n))
         for b in range(self.per_epoch):
             idx = order[b * self.size:(b + 1) * self.size]
@@ -169,9 +177,10 @@ class Batches:
             yb = torch.index_select(self.y, 0, idx, out=self.y_buffer[:k])
             if self.shift:
                 raw = torch.index_select(self.raw, 0, idx, out=self.x_buffer[:k])
-                yield (shift_batch(raw, self.shift, shifts) - self.mean) / self.scale, yb
+                xb = (shift_batch(raw, self.shift, shifts) - self.mean) / self.scale
             else:
-                yield torch.index_select(self.x, 0, idx, out=self.x_buffer[:k]), yb
+                xb = torch.index_select(self.x, 0, idx, out=self.x_buffer[:k])
+            yield (flip_batch(xb, flips) if flips is not None else xb), yb
 
 
 class Penalty:

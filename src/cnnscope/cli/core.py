@@ -215,6 +215,9 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         train_flags.add_argument(f"--{flag}", type=kind, default=None, help=text)
     train_flags.add_argument("--nesterov", action="store_true", default=None,
                              help="Nesterov momentum for sgd (default: off)")
+    train_flags.add_argument("--augment-flip", action="store_true", default=None,
+                             help="mirror a random half of each training batch left to right (for clothes or "
+                                  "photos, not digits; default: off)")
     train_flags.add_argument("--schedule-arg", action="append", default=[], metavar="KEY=VALUE",
                              help="schedule parameter, e.g. rate=0.001 (repeatable; default: the schedule's own)")
     data_flags = p.add_argument_group("data (override [data])")
@@ -281,7 +284,8 @@ def _train_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
     """The [train] and [data] values given as flags (None: not given, the config's value stays)."""
     train_overrides = {key: getattr(args, key) for key in (
         "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "label_smoothing",
-        "augment_shift", "seed", "device", "threads", "precision", "nesterov") if getattr(args, key) is not None}
+        "augment_shift", "augment_flip", "seed", "device", "threads", "precision", "nesterov")
+        if getattr(args, key) is not None}
     if args.schedule_arg:
         train_overrides["schedule_args"] = _schedule_args(args.schedule_arg)
     data_overrides = {key: getattr(args, key) for key in (

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, PictureError
+from ..picturefiles import MAX_PIXELS  # one limit for users' pictures and folders (decompression bombs)
 
 SIZE = 28  # MNIST's field
 # MNIST: the digit is scaled so its longer side is 20 px and placed by its centre of mass in the 28×28 field.
@@ -27,7 +28,6 @@ NOUNS = {"mnist": "digit", "fashion-mnist": "item"}
 # The prepared image's mean brightness (0..1) above which it holds more ink than any image of the data set
 # (the largest values over the 10,000 test images: MNIST 0.30, Fashion-MNIST 0.67).
 MAX_MEAN = {"mnist": 0.35, "fashion-mnist": 0.75}
-MAX_PIXELS = 4096 * 4096  # larger pictures are refused before decoding (decompression bombs)
 WORK_SIZE = 1024  # the longer side a picture is reduced to before preparation (the result is 28 px anyway)
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
 MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
