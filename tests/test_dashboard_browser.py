@@ -3,12 +3,15 @@ selected runs draw two sets of curves."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -65,8 +68,21 @@ def dashboard(tmp_path, trained_run, data_dir):
         _stop(proc)
 
 
-def _browser(p):
-    return p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+@contextlib.contextmanager
+def _page(url: str) -> Iterator[tuple[Any, list[str]]]:
+    """(page, script errors) of the dashboard at `url` in headless Chromium, closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url)
+            yield page, errors
+        finally:
+            browser.close()
 
 
 POINTS = "Number((document.querySelector('#chart-loss path[data-run=\"live\"]') || {{dataset: {{}}}})" \
@@ -74,68 +90,48 @@ POINTS = "Number((document.querySelector('#chart-loss path[data-run=\"live\"]') 
 
 
 def test_a_training_run_shows_each_new_epoch_live(dashboard, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     url, root = dashboard
     data = make_data_dir(tmp_path / "data", n_train=300, n_test=100)
     train = _start(["train", "--preset", "tiny", "--epochs", "40", "--batch-size", "32", "--data-dir", str(data),
                     "--out", str(root / "live"), "--no-report", "--no-plot", "--threads", "1"])
-    errors: list[str] = []
     try:
-        with sync_playwright() as p:
-            browser = _browser(p)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.goto(url)
-                wait_until(page, "document.querySelector('tr[data-name=\"live\"]') !== null", timeout=30_000)
-                page.check('tr[data-name="live"] input[type=checkbox]')
-                wait_until(page, POINTS.format(1), timeout=40_000)
-                seen = int(page.get_attribute('#chart-loss path[data-run="live"]', "data-points"))
-                history = root / "live" / "history.json"
-                wait_until(page, POINTS.format(seen + 1), timeout=30_000)
-                delay = time.time() - history.stat().st_mtime
-                assert delay < 5.0, delay
-                print(f"live update delay: {delay:.2f} s (history.json written -> point in the page)")
-                row = page.locator('tr[data-name="live"]')
-                assert row.get_attribute("data-status") in ("running", "completed")
-                assert page.title() == "cnnscope dashboard"  # the run named like markup ran nothing
-            finally:
-                browser.close()
+        with _page(url) as (page, errors):
+            wait_until(page, "document.querySelector('tr[data-name=\"live\"]') !== null", timeout=30_000)
+            page.check('tr[data-name="live"] input[type=checkbox]')
+            wait_until(page, POINTS.format(1), timeout=40_000)
+            seen = int(page.get_attribute('#chart-loss path[data-run="live"]', "data-points"))
+            history = root / "live" / "history.json"
+            wait_until(page, POINTS.format(seen + 1), timeout=30_000)
+            delay = time.time() - history.stat().st_mtime
+            assert delay < 5.0, delay
+            print(f"live update delay: {delay:.2f} s (history.json written -> point in the page)")
+            row = page.locator('tr[data-name="live"]')
+            assert row.get_attribute("data-status") in ("running", "completed")
+            assert page.title() == "cnnscope dashboard"  # the run named like markup ran nothing
     finally:
         _stop(train)
     assert not errors, errors
 
 
 def test_two_selected_runs_draw_both_curves(dashboard):
-    from playwright.sync_api import sync_playwright
-
     url, _ = dashboard
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = _browser(p)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(url)
-            wait_until(page, "document.querySelectorAll('#runs-body tr').length === 2", timeout=20_000)
-            for box in page.locator("#runs-body input[type=checkbox]").all():
-                box.uncheck()
-            wait_until(page, "document.querySelector('#chart-loss').dataset.curves === '0'")
-            page.locator('tr[data-name="first"] input[type=checkbox]').check()
-            page.locator("#runs-body tr", has_text="onerror").locator("input[type=checkbox]").check()
-            wait_until(page, "document.querySelector('#chart-loss').dataset.curves === '4'", timeout=20_000)
-            runs = page.eval_on_selector_all("#chart-accuracy path.curve", "ps => ps.map(p => p.dataset.run)")
-            assert sorted(set(runs)) == sorted(["first", HOSTILE]) and len(runs) == 4
-            assert page.locator("#chart-lr path.curve").count() == 2
-            assert page.title() == "cnnscope dashboard"
-            assert page.locator("#runs-body img").count() == 0  # the name is text, not an element
-            page.fill("#filter", "onerror")
-            wait_until(page, "document.querySelectorAll('#runs-body tr').length === 1")
-            page.click('th[data-key="name"]')  # sorting keeps working with a filter
-            log_before = page.get_attribute("#chart-loss path.curve", "d")
-            page.check("#logscale")
-            assert page.get_attribute("#chart-loss path.curve", "d") != log_before
-        finally:
-            browser.close()
+    with _page(url) as (page, errors):
+        wait_until(page, "document.querySelectorAll('#runs-body tr').length === 2", timeout=20_000)
+        for box in page.locator("#runs-body input[type=checkbox]").all():
+            box.uncheck()
+        wait_until(page, "document.querySelector('#chart-loss').dataset.curves === '0'")
+        page.locator('tr[data-name="first"] input[type=checkbox]').check()
+        page.locator("#runs-body tr", has_text="onerror").locator("input[type=checkbox]").check()
+        wait_until(page, "document.querySelector('#chart-loss').dataset.curves === '4'", timeout=20_000)
+        runs = page.eval_on_selector_all("#chart-accuracy path.curve", "ps => ps.map(p => p.dataset.run)")
+        assert sorted(set(runs)) == sorted(["first", HOSTILE]) and len(runs) == 4
+        assert page.locator("#chart-lr path.curve").count() == 2
+        assert page.title() == "cnnscope dashboard"
+        assert page.locator("#runs-body img").count() == 0  # the name is text, not an element
+        page.fill("#filter", "onerror")
+        wait_until(page, "document.querySelectorAll('#runs-body tr').length === 1")
+        page.click('th[data-key="name"]')  # sorting keeps working with a filter
+        log_before = page.get_attribute("#chart-loss path.curve", "d")
+        page.check("#logscale")
+        assert page.get_attribute("#chart-loss path.curve", "d") != log_before
     assert not errors, errors
