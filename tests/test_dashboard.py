@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -35,13 +36,18 @@ def root(tmp_path_factory, trained_run) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def client(root, data_dir):
+def _client(root: Path, data_dir) -> Iterator[TestClient]:
+    """A test client of the dashboard over `root`, its board closed afterwards."""
     board = Dashboard(root, data_dir, warm_up=False)
     with TestClient(create_dashboard_app(root, board=board), base_url="http://127.0.0.1",
                     raise_server_exceptions=False) as test_client:
         yield test_client
     board.close()
+
+
+@pytest.fixture(scope="module")
+def client(root, data_dir):
+    yield from _client(root, data_dir)
 
 
 def error_of(response, status: int) -> str:
@@ -161,11 +167,7 @@ def seeds_root(tmp_path_factory, trained_run, data_dir, tiny_spec) -> Path:
 
 @pytest.fixture(scope="module")
 def seeds(seeds_root, data_dir):
-    board = Dashboard(seeds_root, data_dir, warm_up=False)
-    with TestClient(create_dashboard_app(seeds_root, board=board), base_url="http://127.0.0.1",
-                    raise_server_exceptions=False) as test_client:
-        yield test_client
-    board.close()
+    yield from _client(seeds_root, data_dir)
 
 
 def library_matrix(root: Path, trials: list[str], layer: str, images: int, data_dir: Path) -> dict:
