@@ -29,6 +29,7 @@ from .fileio import write_json
 from .metrics import confusion_matrix, per_class_accuracy
 from .model import CNN
 from .optim import SCHEDULES, make_optimizer
+from .optimizers import Optimizer
 
 log = logging.getLogger("cnnscope")
 DATA_LOSS_KEYS = ("data_loss", "val_data_loss")  # absent from runs trained before they were recorded
@@ -218,7 +219,7 @@ class Loop:
 
     run_dir: Path
     model: CNN
-    optimizer: torch.optim.Optimizer
+    optimizer: Optimizer
     config: TrainConfig
     batches: Batches
     device: torch.device

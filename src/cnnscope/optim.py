@@ -7,35 +7,39 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from .errors import ConfigError, brief, check_number, choice_error
+from .optimizers import Optimizer
 
 
 # --- optimizers ------------------------------------------------------------------------------------
-# Keras' defaults where they differ from PyTorch's (the series used Keras): RMSprop rho 0.9, eps 1e-7.
-def _rmsprop(params: Iterable, lr: float, momentum: float, nesterov: bool, weight_decay: float):
-    return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, momentum=momentum, weight_decay=weight_decay)
+# torch.optim's rules (cnnscope.optimizers: the same ops, without importing torch._dynamo). Keras' defaults where
+# they differ from PyTorch's (the series used Keras): eps 1e-7, RMSprop rho 0.9.
+def _rmsprop(params: Iterable, lr: float, momentum: float, nesterov: bool, weight_decay: float) -> Optimizer:
+    return Optimizer("rmsprop", params, lr, weight_decay, alpha=0.9, eps=1e-7, momentum=momentum)
 
 
-def _sgd(params: Iterable, lr: float, momentum: float, nesterov: bool, weight_decay: float):
+def _sgd(params: Iterable, lr: float, momentum: float, nesterov: bool, weight_decay: float) -> Optimizer:
     if nesterov and momentum <= 0:
         raise ConfigError("sgd with nesterov needs momentum > 0")
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    return Optimizer("sgd", params, lr, weight_decay, momentum=momentum, nesterov=nesterov)
 
 
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+def _adam_like(rule: str) -> Callable[..., Optimizer]:
+    return lambda params, lr, momentum, nesterov, weight_decay: Optimizer(rule, params, lr, weight_decay, eps=1e-7)
+
+
+OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "rmsprop": _rmsprop,
-    "adam": lambda p, lr, momentum, nesterov, wd: torch.optim.Adam(p, lr=lr, eps=1e-7, weight_decay=wd),
-    "nadam": lambda p, lr, momentum, nesterov, wd: torch.optim.NAdam(p, lr=lr, eps=1e-7, weight_decay=wd),
-    "adamax": lambda p, lr, momentum, nesterov, wd: torch.optim.Adamax(p, lr=lr, eps=1e-7, weight_decay=wd),
+    "adam": _adam_like("adam"),
+    "nadam": _adam_like("nadam"),
+    "adamax": _adam_like("adamax"),
     "sgd": _sgd,
-    "adamw": lambda p, lr, momentum, nesterov, wd: torch.optim.AdamW(p, lr=lr, eps=1e-7, weight_decay=wd),
+    "adamw": _adam_like("adamw"),
 }
 
 
 def make_optimizer(name: str, params: Iterable, lr: float, momentum: float = 0.0, nesterov: bool = False,
-                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+                   weight_decay: float = 0.0) -> Optimizer:
     """An optimizer from the registry; ConfigError listing the valid names otherwise."""
     if not isinstance(name, str) or name not in OPTIMIZERS:
         raise choice_error(ConfigError, "optimizer", name, OPTIMIZERS)

@@ -36,6 +36,7 @@ from .data import DataConfig, Dataset, Preprocessor, load_dataset
 from .errors import CnnscopeError, RunError
 from .fileio import json_bytes, read_json, read_safetensors_header, read_toml, write_together
 from .model import CNN, build_model
+from .optimizers import Optimizer
 from .spec import ModelSpec
 
 CONFIG = "config.toml"
@@ -80,7 +81,7 @@ def saving(what: str, intact: str, retry: str) -> Iterator[None]:
         raise RunError(f"{reason} while saving {what}; {intact} ({fix}, then {retry})") from None
 
 
-def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: Optimizer, step: int,
                     epoch: int, history: dict[str, Any]) -> None:
     """Weights, optimizer/RNG state and history after `epoch`: all written, or none changed."""
     tensors, meta = _training_state(optimizer, step, epoch)
@@ -92,7 +93,7 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         write_together(files)
 
 
-def _training_state(optimizer: torch.optim.Optimizer, step: int, epoch: int) -> tuple[dict[str, Any], dict]:
+def _training_state(optimizer: Optimizer, step: int, epoch: int) -> tuple[dict[str, Any], dict]:
     """Optimizer tensors and the torch RNG state (safetensors) plus the scalar rest (JSON)."""
     state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
@@ -216,7 +217,7 @@ def load_weights(path: str | Path, model: torch.nn.Module, *, allow_nonfinite: b
         raise RunError(f"{path}: weights do not match the run's model spec ({' '.join(first)})") from None
 
 
-def load_training_state(run_dir: Path, optimizer: torch.optim.Optimizer,
+def load_training_state(run_dir: Path, optimizer: Optimizer,
                         keys: set[str] | None = None) -> tuple[int, int]:
     """Restore what save_checkpoint wrote; returns (step, epoch). RunError naming the file when it is damaged.
 

@@ -91,10 +91,16 @@ def _callbacks(callbacks: Iterable[Callback], spec: ModelSpec, dataset: Dataset,
         if callable(check):
             check(spec, dataset)
     if plot:
-        from .plots.training import CurvesFile  # matplotlib, only when curves are drawn
-
-        callbacks.insert(0, CurvesFile())
+        callbacks.insert(0, _write_curves)
     return callbacks
+
+
+def _write_curves(entry: Any) -> None:
+    """Callback: rewrite curves.png. matplotlib (0.5 s) is imported when the first epoch ends, not before the
+    first step (benchmarks/README.md, "Start-up")."""
+    from .plots.training import CurvesFile
+
+    CurvesFile()(entry)
 
 
 def _interactive() -> bool:
