@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..datasets import DATASETS
 from .core import add_data_dir, print_json
 
 
@@ -15,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preprocess", default="standard",
                    help="how the model's inputs were prepared in Keras: standard (per-pixel, as the series), "
                         "unit (/255) or global (default standard)")
-    p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (default mnist)")
+    p.add_argument("--dataset", default="mnist",
+                   help=f"the data the model was trained on: {', '.join(DATASETS)} or npz:FILE (default mnist)")
     add_data_dir(p)
     p.add_argument("--json", action="store_true", help="print the run's metrics.json as one JSON object")
     p.set_defaults(handler=cmd_import_keras, out_kind="dir")
