@@ -6,7 +6,8 @@ Usage (from the repository root):
     CNNSCOPE_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_train_levers.py [--quick]
         [--variants old,new,foreach,bf16,...] [--batch-size 64] [--rounds 5] [--steps 60] [--threads N]
 Variants: old (fancy indexing, penalty through autograd, three host syncs per step), new (cnnscope.loop as it
-is), contiguous (new without channels_last), foreach / fused (optimizer), bf16 (autocast), threads1 (one
+is), torchopt (new with torch.optim's RMSprop instead of cnnscope.optimizers), contiguous (new without
+channels_last), foreach / fused (torch.optim's, foreach / fused), bf16 (autocast), threads1 (one
 intra-op thread), compile / autotune (torch.compile of the model, default and max-autotune-no-cudagraphs),
 b128 / b256 (larger batches; images/s is what matters).
 """
@@ -27,7 +28,7 @@ from cnnscope.config import TrainConfig
 from cnnscope.loop import Batches, Loop, compute_loss, data_loss, train_step
 from cnnscope.optim import make_optimizer
 
-ALL = ("old", "new", "contiguous", "foreach", "bf16", "threads1", "b128", "b256", "compile", "autotune")
+ALL = ("old", "new", "torchopt", "contiguous", "foreach", "bf16", "threads1", "b128", "b256", "compile", "autotune")
 
 
 def load() -> float:
@@ -46,10 +47,10 @@ class Variant:
         model = cnnscope.build_model(cnnscope.presets["seed-iv"], seed=0)
         fmt = torch.contiguous_format if name == "contiguous" else torch.channels_last
         model.to(memory_format=fmt).train()
-        extra = {"foreach": True} if name == "foreach" else {"fused": True} if name == "fused" else {}
         optimizer = make_optimizer("rmsprop", model.parameters(), 0.001, 0.5)
-        if extra:
-            optimizer = type(optimizer)(model.parameters(), **{**optimizer.defaults, **extra})
+        if name in ("torchopt", "foreach", "fused"):  # torch.optim's RMSprop with the same settings
+            extra = {"foreach": True} if name == "foreach" else {"fused": True} if name == "fused" else {}
+            optimizer = torch.optim.RMSprop(model.parameters(), lr=0.001, alpha=0.9, eps=1e-7, momentum=0.5, **extra)
         self.loop = Loop(Path(tempfile.gettempdir()), model, optimizer, config, Batches(dataset, config),
                          torch.device("cpu"), fmt)
         if name in ("compile", "autotune"):
