@@ -8,7 +8,7 @@ import torch
 
 import cnnscope
 from cnnscope.errors import ConfigError, RunError
-from cnnscope.loop import evaluate_arrays, flip_batch, shift_batch
+from cnnscope.loop import erase_batch, evaluate_arrays, flip_batch, shift_batch
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,8 @@ def test_train_writes_a_complete_run(ds, tiny_spec, tmp_path):
 
 
 def test_training_is_reproducible_with_a_seed(ds, tiny_spec, tmp_path):
-    config = cnnscope.TrainConfig(epochs=1, batch_size=64, seed=7, augment_shift=1)
+    config = cnnscope.TrainConfig(epochs=1, batch_size=64, seed=7, augment_shift=1, augment_flip=True,
+                                  augment_erase=0.5)
     a = cnnscope.train(tiny_spec, ds, config, out=tmp_path / "a", progress=False, plot=False)
     b = cnnscope.train(tiny_spec, ds, config, out=tmp_path / "b", progress=False, plot=False)
     for (name, wa), wb in zip(_weights(a).items(), _weights(b).values(), strict=False):
@@ -172,6 +173,30 @@ def test_flip_batch_mirrors_about_half_and_leaves_the_batch_alone():
     kept = [bool(torch.equal(o, i)) for o, i in zip(out, x, strict=True)]
     assert all(m != k for m, k in zip(mirrored, kept, strict=True))  # each image is one or the other
     assert 150 < sum(mirrored) < 250 and torch.equal(x, before)
+
+
+def test_erase_batch_zeroes_one_rectangle_in_about_p_of_the_images_and_leaves_the_batch_alone():
+    x = torch.rand(400, 3, 12, 10) + 1  # (N, C, H, W), no zeros of its own
+    before = x.clone()
+    out = erase_batch(x, 0.5, torch.Generator().manual_seed(0))
+    erased = 0
+    for image in out:
+        zero = image == 0  # (C, H, W)
+        assert torch.equal(zero, zero[:1].expand_as(zero))  # every channel of the same pixels
+        rows, cols = zero[0].any(1).nonzero().flatten(), zero[0].any(0).nonzero().flatten()
+        if len(rows):
+            erased += 1
+            area = len(rows) * len(cols)
+            assert zero[0].sum() == area and rows.diff().eq(1).all() and cols.diff().eq(1).all()  # a rectangle
+            assert 1 <= area <= 0.45 * 12 * 10
+    assert 150 < erased < 250 and torch.equal(x, before)
+    assert torch.equal(erase_batch(x, 0.0, torch.Generator().manual_seed(0)), x)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), "half"])
+def test_augment_erase_must_be_a_probability(value):
+    with pytest.raises(ConfigError, match=r"augment_erase must be"):
+        cnnscope.TrainConfig(augment_erase=value)
 
 
 def test_augment_flip_must_be_a_boolean():

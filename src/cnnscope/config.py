@@ -36,6 +36,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment_shift: int = 0  # random translation of up to N pixels per training image (0: off)
     augment_flip: bool = False  # mirror a random half of each batch left to right (clothes, not digits)
+    augment_erase: float = 0.0  # probability of erasing a random rectangle of each training image (0: off)
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # 0: PyTorch's default
@@ -51,6 +52,7 @@ class TrainConfig:
         check_number(ConfigError, "momentum", self.momentum, 0, 1)
         check_number(ConfigError, "weight_decay", self.weight_decay, 0)
         check_number(ConfigError, "label_smoothing", self.label_smoothing, 0, 1)
+        check_number(ConfigError, "augment_erase", self.augment_erase, 0, 1, high_open=False)
         for key in ("nesterov", "augment_flip"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} must be true or false, received {brief(getattr(self, key))}")

@@ -145,6 +145,24 @@ def flip_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(mirrored[:, None, None, None], x.flip(-1), x)
 
 
+def erase_batch(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """A new batch (N, C, H, W) where each image, with probability `p`, has one random rectangle set to 0: random
+    erasing (Zhong et al. 2017), 2-40 % of the area, aspect 0.3-3.3 (`x` is not changed)."""
+    n, _, h, w = x.shape
+    area = torch.empty(n).uniform_(0.02, 0.4, generator=generator) * (h * w)
+    aspect = torch.empty(n).uniform_(math.log(0.3), math.log(1 / 0.3), generator=generator).exp()
+    eh = (area * aspect).sqrt().round().clamp(1, h).long()  # (N,)
+    ew = (area / aspect).sqrt().round().clamp(1, w).long()
+    top = (torch.rand(n, generator=generator) * (h - eh + 1)).long()
+    left = (torch.rand(n, generator=generator) * (w - ew + 1)).long()
+    on = torch.rand(n, generator=generator) < p
+    rows, cols = torch.arange(h)[None, :], torch.arange(w)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])  # (N, H)
+    in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])  # (N, W)
+    mask = on[:, None, None] & in_rows[:, :, None] & in_cols[:, None, :]  # (N, H, W)
+    return x.masked_fill(mask[:, None], 0.0)
+
+
 class Batches:
     """The training images, batch by batch, in the order the seed gives each epoch (shifted if asked).
 
@@ -156,7 +174,7 @@ class Batches:
         self.x, self.y = torch.as_tensor(dataset.train_x), torch.as_tensor(dataset.train_y)
         self.n, self.size, self.seed, self.shift = len(self.x), config.batch_size, config.seed, config.augment_shift
         self.per_epoch = math.ceil(self.n / self.size)
-        self.flip = config.augment_flip
+        self.flip, self.erase = config.augment_flip, config.augment_erase
         source = self.x
         if self.shift:
             self.raw = torch.from_numpy(to_nchw(dataset.train_raw).astype(np.float32))  # (N, C, H, W)
@@ -171,6 +189,7 @@ class Batches:
         """(images, labels) of each batch of epoch `epoch` (0-based), on the CPU."""
         shifts = torch.Generator().manual_seed(self.seed * 100_003 + epoch) if self.shift else None
         flips = torch.Generator().manual_seed(self.seed * 100_019 + epoch) if self.flip else None
+        erasing = torch.Generator().manual_seed(self.seed * 100_043 + epoch) if self.erase else None
         order = torch.from_numpy(np.random.default_rng([self.seed, epoch]).permutation(self.n))
         for b in range(self.per_epoch):
             idx = order[b * self.size:(b + 1) * self.size]
@@ -181,7 +200,8 @@ class Batches:
                 xb = (shift_batch(raw, self.shift, shifts) - self.mean) / self.scale
             else:
                 xb = torch.index_select(self.x, 0, idx, out=self.x_buffer[:k])
-            yield (flip_batch(xb, flips) if flips is not None else xb), yb
+            xb = flip_batch(xb, flips) if flips is not None else xb
+            yield (erase_batch(xb, self.erase, erasing) if erasing is not None else xb), yb
 
 
 class Penalty:

@@ -124,6 +124,8 @@ TRAIN_FLAGS = (  # flag, type, help (each overrides the config file's [train] va
     ("schedule", str, "learning-rate schedule: none (default), power, exponential, cosine or one-cycle"),
     ("label-smoothing", float, "label smoothing in [0, 1) (default 0)"),
     ("augment-shift", int, "random shift of each training image by up to N pixels (default 0: off)"),
+    ("augment-erase", float, "probability of setting a random rectangle (2-40 %% of the area) of each training "
+                             "image to 0 after preprocessing, random erasing (default 0: off)"),
     ("seed", int, "random seed for weights, batches and the data split (default 0)"),
     ("device", str, "auto (default: a GPU when there is one), cpu, cuda or mps"),
     ("threads", int, "CPU threads for PyTorch (default 0: PyTorch's choice)"),
@@ -284,7 +286,7 @@ def _train_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
     """The [train] and [data] values given as flags (None: not given, the config's value stays)."""
     train_overrides = {key: getattr(args, key) for key in (
         "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "label_smoothing",
-        "augment_shift", "augment_flip", "seed", "device", "threads", "precision", "nesterov")
+        "augment_shift", "augment_flip", "augment_erase", "seed", "device", "threads", "precision", "nesterov")
         if getattr(args, key) is not None}
     if args.schedule_arg:
         train_overrides["schedule_args"] = _schedule_args(args.schedule_arg)
