@@ -4,8 +4,7 @@ Every file of a run directory is checked before it is used, so a damaged or host
 gives one RunError line naming the file, never a traceback: JSON/TOML files are size-bounded and type-checked;
 safetensors headers are bounded by the file size and their names, dtypes and shapes are compared with the
 model built from the run's own spec (on the meta device, so nothing is allocated) before a tensor is read.
-Non-finite weights are refused (they only come from a diverged training or an altered file, and every view of
-them is NaN); `load_run(..., allow_nonfinite=True)` loads them anyway.
+Non-finite weights (from a diverged training or an altered file) are refused unless `allow_nonfinite=True`.
 
 Each epoch's checkpoint (model.safetensors, state.safetensors, history.json, state.json) is written to temp
 files first and renamed only when all are on disk, state.json last: a failed write (disk full) leaves the
