@@ -53,7 +53,7 @@ def test_bad_values_list_valid_choices():
     with pytest.raises(SpecError, match="dense units must be a positive integer, received 0"):
         DenseSpec(0)
     with pytest.raises(SpecError, match="unknown preset 'seed-v'; valid: seed-ii, seed-iv, tiny, seed-iv-bn, "
-                                        "cifar-small"):
+                                        "seed-iv-bn-same, cifar-small"):
         get_preset("seed-v")
 
 
@@ -196,3 +196,7 @@ def test_recipe_presets():
     assert [info.output_shape for info in bn.layers()] == [info.output_shape for info in presets["seed-iv"].layers()]
     assert bn.total_params == 208_982 + 4 * (32 + 64 + 128 + 100)
     assert get_preset("cifar-small") is cifar
+    same = presets["seed-iv-bn-same"]
+    assert [c.padding for c in same.conv] == ["same", "valid", "valid"] and same.total_params == 299_878
+    assert [info.output_shape for info in same.layers() if info.name.startswith("Conv2D")] == \
+        [(32, 28, 28), (64, 12, 12), (128, 4, 4)]
