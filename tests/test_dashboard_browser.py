@@ -91,8 +91,10 @@ POINTS = "Number((document.querySelector('#chart-loss path[data-run=\"live\"]') 
 
 def test_a_training_run_shows_each_new_epoch_live(dashboard, tmp_path):
     url, root = dashboard
-    data = make_data_dir(tmp_path / "data", n_train=300, n_test=100)
-    train = _start(["train", "--preset", "tiny", "--epochs", "40", "--batch-size", "32", "--data-dir", str(data),
+    data = make_data_dir(tmp_path / "data", n_train=1000, n_test=100)
+    # far more epochs than the test watches (it stops the run): a start-up without torch._dynamo made 40 short epochs
+    # finish before the page had seen the first one
+    train = _start(["train", "--preset", "tiny", "--epochs", "2000", "--batch-size", "32", "--data-dir", str(data),
                     "--out", str(root / "live"), "--no-report", "--no-plot", "--threads", "1"])
     try:
         with _page(url) as (page, errors):
