@@ -6,7 +6,8 @@ Usage (from the repository root):
     CNNSCOPE_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_train_levers.py [--quick]
         [--variants old,new,foreach,bf16,...] [--batch-size 64] [--rounds 5] [--steps 60] [--threads N]
 Variants: old (fancy indexing, penalty through autograd, three host syncs per step), new (cnnscope.loop as it
-is), torchopt (new with torch.optim's RMSprop instead of cnnscope.optimizers), contiguous (new without
+is), torchopt (new with torch.optim's RMSprop instead of cnnscope.optimizers), inplace (ReLU in place),
+contiguous (new without
 channels_last), foreach / fused (torch.optim's, foreach / fused), bf16 (autocast), threads1 (one
 intra-op thread), compile / autotune (torch.compile of the model, default and max-autotune-no-cudagraphs),
 b128 / b256 (larger batches; images/s is what matters).
@@ -28,7 +29,8 @@ from cnnscope.config import TrainConfig
 from cnnscope.loop import Batches, Loop, compute_loss, data_loss, train_step
 from cnnscope.optim import make_optimizer
 
-ALL = ("old", "new", "torchopt", "contiguous", "foreach", "bf16", "threads1", "b128", "b256", "compile", "autotune")
+ALL = ("old", "new", "torchopt", "inplace", "contiguous", "foreach", "bf16", "threads1", "b128", "b256", "compile",
+       "autotune")
 
 
 def load() -> float:
@@ -47,6 +49,10 @@ class Variant:
         model = cnnscope.build_model(cnnscope.presets["seed-iv"], seed=0)
         fmt = torch.contiguous_format if name == "contiguous" else torch.channels_last
         model.to(memory_format=fmt).train()
+        if name == "inplace":
+            for module in model.modules():
+                if isinstance(module, torch.nn.ReLU):
+                    module.inplace = True
         optimizer = make_optimizer("rmsprop", model.parameters(), 0.001, 0.5)
         if name in ("torchopt", "foreach", "fused"):  # torch.optim's RMSprop with the same settings
             extra = {"foreach": True} if name == "foreach" else {"fused": True} if name == "fused" else {}
