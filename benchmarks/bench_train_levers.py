@@ -7,10 +7,9 @@ Usage (from the repository root):
         [--variants old,new,foreach,bf16,...] [--batch-size 64] [--rounds 5] [--steps 60] [--threads N]
 Variants: old (fancy indexing, penalty through autograd, three host syncs per step), new (cnnscope.loop as it
 is), torchopt (new with torch.optim's RMSprop instead of cnnscope.optimizers), inplace (ReLU in place),
-contiguous (new without
-channels_last), foreach / fused (torch.optim's, foreach / fused), bf16 (autocast), threads1 (one
-intra-op thread), compile / autotune (torch.compile of the model, default and max-autotune-no-cudagraphs),
-b128 / b256 (larger batches; images/s is what matters).
+contiguous (new without channels_last), foreach (torch.optim's RMSprop, foreach; it has no fused version), bf16
+(autocast), threads1 (one intra-op thread), compile / autotune (torch.compile of the model, default and
+max-autotune-no-cudagraphs), b128 / b256 (larger batches; images/s is what matters).
 """
 
 from __future__ import annotations
@@ -54,9 +53,9 @@ class Variant:
                 if isinstance(module, torch.nn.ReLU):
                     module.inplace = True
         optimizer = make_optimizer("rmsprop", model.parameters(), 0.001, 0.5)
-        if name in ("torchopt", "foreach", "fused"):  # torch.optim's RMSprop with the same settings
-            extra = {"foreach": True} if name == "foreach" else {"fused": True} if name == "fused" else {}
-            optimizer = torch.optim.RMSprop(model.parameters(), lr=0.001, alpha=0.9, eps=1e-7, momentum=0.5, **extra)
+        if name in ("torchopt", "foreach"):  # torch.optim's RMSprop with the same settings
+            optimizer = torch.optim.RMSprop(model.parameters(), lr=0.001, alpha=0.9, eps=1e-7, momentum=0.5,
+                                            foreach=name == "foreach")
         self.loop = Loop(Path(tempfile.gettempdir()), model, optimizer, config, Batches(dataset, config),
                          torch.device("cpu"), fmt)
         if name in ("compile", "autotune"):
@@ -119,9 +118,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 rounds of 20 steps on 6,000 images")
     args = parser.parse_args()
     names = [n for n in args.variants.split(",") if n]
-    unknown = [n for n in names if n not in ALL + ("fused",)]
+    unknown = [n for n in names if n not in ALL]
     if unknown:
-        parser.error(f"unknown variants {unknown}; valid: {', '.join(ALL)}, fused")
+        parser.error(f"unknown variants {unknown}; valid: {', '.join(ALL)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     rounds, steps = (3, 20) if args.quick else (args.rounds, args.steps)

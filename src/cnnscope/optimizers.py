@@ -44,7 +44,7 @@ def _sgd(p: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> Non
         if buf is None:
             buf = state["momentum_buffer"] = torch.clone(grad).detach()
         else:
-            buf.mul_(momentum).add_(grad, alpha=1)  # dampening 0
+            buf.mul_(momentum).add_(grad)  # dampening 0
         grad = grad.add(buf, alpha=momentum) if group["nesterov"] else buf
     p.add_(grad, alpha=-group["lr"])
 
@@ -150,8 +150,8 @@ class Optimizer:
         tensors = list(params)
         if not tensors or not all(isinstance(p, torch.Tensor) for p in tensors):
             raise ConfigError("an optimizer needs a non-empty list of parameter tensors")
-        self.defaults: Group = {"lr": lr, "weight_decay": weight_decay, **self.rule.defaults, **hyper}
-        self.param_groups: list[Group] = [{**self.defaults, "params": tensors}]
+        group = {"lr": lr, "weight_decay": weight_decay, **self.rule.defaults, **hyper}
+        self.param_groups: list[Group] = [{**group, "params": tensors}]
         self.state: defaultdict[torch.Tensor, State] = defaultdict(dict)  # as torch.optim's
 
     @torch.no_grad()
