@@ -213,14 +213,11 @@ def test_evaluate_arrays_confusion(ds, tiny_spec):
 
 
 def test_one_epoch_on_5000_real_mnist_images(real_data_dir, tmp_path):
-    """The core promise: 1 epoch on 5,000 images, < 1 minute, > 90 % test accuracy, exact reload."""
-    import time
-
+    """The core promise: 1 epoch on 5,000 images, > 90 % test accuracy, exact reload (its time is measured in
+    benchmarks/, never asserted here: it depends on the machine and its load)."""
     ds = cnnscope.load_dataset("mnist", data_dir=real_data_dir, limit_train=5000)
-    start = time.perf_counter()
     run = cnnscope.train(cnnscope.presets["seed-iv"], ds, cnnscope.TrainConfig(epochs=1), out=tmp_path / "r",
                          progress=False)
-    assert time.perf_counter() - start < 60
     assert run.metrics["test_accuracy"] > 0.90
     reloaded = cnnscope.load_run(tmp_path / "r")
     assert np.array_equal(reloaded.predict(ds.test_raw), run.predict(ds.test_raw))
