@@ -168,7 +168,8 @@ def test_train_says_what_it_will_use_before_it_starts(capsys, tmp_path, monkeypa
     code, out, err = run_cli(capsys, "train")
     assert code == 2 and "stub: not training" in err
     assert "model: preset seed-iv (the default; --preset or --config to change), 208,982 parameters" in out
-    assert "recipe: the defaults: rmsprop lr 0.001, 10 epochs, batch 64, schedule none; data: mnist" in out
+    assert ("recipe: the defaults: rmsprop (keras rules) lr 0.001, 10 epochs, batch 64, schedule none; data: mnist"
+            in out)
     assert "output: runs/mnist-<date>-<time> (--out DIR to change)" in out
     code, out, _ = run_cli(capsys, "train", "--preset", "tiny", "--epochs", 1, "--out", tmp_path / "r")
     assert "model: preset tiny" in out and "1 epoch," in out and f"output: {tmp_path / 'r'}" in out
