@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,3 +127,14 @@ def test_staircase_from_the_cli(capsys, data_dir, tmp_path):
     assert code == 0
     assert read_run_config(tmp_path / "r").train.schedule_args == {"rate": 0.96, "decay_steps": 2,
                                                                     "staircase": True}
+
+
+def test_the_readme_optimizer_snippet_runs(tiny_spec):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("### Optimizers: Keras' rules or torch's"):]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    model = cnnscope.build_model(tiny_spec, seed=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 1, 28, 28)), torch.tensor([0, 1, 2, 3]))
+    exec(compile(snippet, "README optimizer snippet", "exec"), {"cnnscope": cnnscope, "model": model, "loss": loss})
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
