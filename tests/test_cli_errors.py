@@ -205,11 +205,11 @@ def test_every_option_has_help_with_its_default_and_valid_values(name):
 def test_train_help_lists_the_valid_values_of_the_library():
     from cnnscope.config import DEVICES, PRECISIONS
     from cnnscope.data import PREPROCESS, SPLITS
-    from cnnscope.optim import OPTIMIZERS, SCHEDULES
+    from cnnscope.optim import OPTIMIZER_RULES, OPTIMIZERS, SCHEDULES
 
     helps = {a.dest: a.help for a in _subparsers()["train"]._actions}
-    for dest, valid in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("device", DEVICES),
-                        ("precision", PRECISIONS), ("preprocess", PREPROCESS), ("split", SPLITS)):
+    for dest, valid in (("optimizer", OPTIMIZERS), ("rules", OPTIMIZER_RULES), ("schedule", SCHEDULES),
+                        ("device", DEVICES), ("precision", PRECISIONS), ("preprocess", PREPROCESS), ("split", SPLITS)):
         assert all(v in helps[dest] for v in valid), (dest, helps[dest])
 
 
