@@ -10,10 +10,13 @@ Keras runs in its own environment, never a dependency of cnnscope:
 Usage (from the repository root, data in DIR/mnist/*.gz):
     .venv/bin/python benchmarks/vs_keras.py --data-dir ../shared/data [--epochs 3] [--precision bf16]
         [--threads N] [--keras-python /work/kerasvenv/bin/python] [--device cuda] [--quick]
+        [--rules keras|torch] [--json CURVES.json] [--out RUN_DIR]
 The parent trains cnnscope; after each of its epochs a callback tells the Keras worker (a subprocess of the
 Keras venv, this same file with --keras-worker) to run one epoch and waits for it, so the two never overlap:
 cnnscope 1, Keras 1, cnnscope 2, Keras 2, ... Each line gives both epoch times and their ratio.
 --quick: 2 epochs on the first 12,800 training images (validation still on all 10,000 test images).
+--rules: cnnscope's optimizer rules (default keras, as the config); --json: the per-epoch rows, rewritten after
+every epoch (for benchmarks/plot_series_curves.py); --out: keep cnnscope's run there (default: a temporary one).
 """
 
 from __future__ import annotations
@@ -129,6 +132,9 @@ def main() -> None:
     parser.add_argument("--limit-train", type=int, default=0)
     parser.add_argument("--keras-python", default="/work/kerasvenv/bin/python")
     parser.add_argument("--quick", action="store_true", help="2 epochs on 12,800 training images")
+    parser.add_argument("--rules", choices=("keras", "torch"), default="keras", help="cnnscope's optimizer rules")
+    parser.add_argument("--json", help="write the per-epoch rows here after every epoch")
+    parser.add_argument("--out", help="keep cnnscope's run in this directory (default: a temporary one)")
     parser.add_argument("--keras-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -143,7 +149,7 @@ def main() -> None:
 
     keras = Keras(args)
     train = {"epochs": args.epochs, "seed": args.seed, "precision": args.precision, "device": args.device,
-             "threads": args.threads}
+             "threads": args.threads, "rules": args.rules}
     config = build_run_config(HERE.parents[1] / "configs" / "seed-iv-series.toml", train=train,
                               data={"data_dir": str(args.data_dir), "limit_train": args.limit_train or None})
     dataset = cnnscope.load_dataset(config=config.data)
@@ -154,15 +160,25 @@ def main() -> None:
           f"{'load':>5}")
     rows = []
 
+    curves = {"keras": keras.info["keras"], "tensorflow": keras.info["tensorflow"], "torch": torch.__version__,
+              "rules": args.rules, "seed": args.seed, "epochs": []}
+
     def alternate(log: cnnscope.EpochLog) -> None:
         k = keras.epoch()
         rows.append((k["seconds"], log.seconds))
         print(f"{log.epoch:5d} {k['seconds']:8.2f} {log.seconds:10.2f} {log.seconds / k['seconds']:6.2f} "
               f"{k['val_accuracy']:9.4f} {log.val_accuracy:12.4f} {os.getloadavg()[0]:5.1f}", flush=True)
+        curves["epochs"].append({"epoch": log.epoch, "keras_val_accuracy": k["val_accuracy"],
+                                 "cnnscope_val_accuracy": log.val_accuracy, "keras_seconds": k["seconds"],
+                                 "cnnscope_seconds": log.seconds, "load": os.getloadavg()[0]})
+        if args.json:
+            partial = Path(args.json).with_suffix(".partial")
+            partial.write_text(json.dumps(curves, indent=1) + "\n")
+            partial.replace(args.json)
 
     with tempfile.TemporaryDirectory() as tmp:
-        cnnscope.train(config.model, dataset, config.train, out=Path(tmp) / "run", callbacks=[alternate],
-                       progress=False, plot=False)
+        cnnscope.train(config.model, dataset, config.train, out=Path(args.out or Path(tmp) / "run"),
+                       callbacks=[alternate], progress=False, plot=False)
     keras.proc.stdin.close()
     keras.proc.wait(timeout=60)
     later = rows[1:] or rows  # the first epoch holds Keras' graph tracing

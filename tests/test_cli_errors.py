@@ -168,7 +168,8 @@ def test_train_says_what_it_will_use_before_it_starts(capsys, tmp_path, monkeypa
     code, out, err = run_cli(capsys, "train")
     assert code == 2 and "stub: not training" in err
     assert "model: preset seed-iv (the default; --preset or --config to change), 208,982 parameters" in out
-    assert "recipe: the defaults: rmsprop lr 0.001, 10 epochs, batch 64, schedule none; data: mnist" in out
+    assert ("recipe: the defaults: rmsprop (keras rules) lr 0.001, 10 epochs, batch 64, schedule none; data: mnist"
+            in out)
     assert "output: runs/mnist-<date>-<time> (--out DIR to change)" in out
     code, out, _ = run_cli(capsys, "train", "--preset", "tiny", "--epochs", 1, "--out", tmp_path / "r")
     assert "model: preset tiny" in out and "1 epoch," in out and f"output: {tmp_path / 'r'}" in out
@@ -204,11 +205,11 @@ def test_every_option_has_help_with_its_default_and_valid_values(name):
 def test_train_help_lists_the_valid_values_of_the_library():
     from cnnscope.config import DEVICES, PRECISIONS
     from cnnscope.data import PREPROCESS, SPLITS
-    from cnnscope.optim import OPTIMIZERS, SCHEDULES
+    from cnnscope.optim import OPTIMIZER_RULES, OPTIMIZERS, SCHEDULES
 
     helps = {a.dest: a.help for a in _subparsers()["train"]._actions}
-    for dest, valid in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("device", DEVICES),
-                        ("precision", PRECISIONS), ("preprocess", PREPROCESS), ("split", SPLITS)):
+    for dest, valid in (("optimizer", OPTIMIZERS), ("rules", OPTIMIZER_RULES), ("schedule", SCHEDULES),
+                        ("device", DEVICES), ("precision", PRECISIONS), ("preprocess", PREPROCESS), ("split", SPLITS)):
         assert all(v in helps[dest] for v in valid), (dest, helps[dest])
 
 

@@ -62,7 +62,7 @@ def test_schedule_values_are_finite_and_in_range(name, args, message):
 
 def test_schedule_values_keep_their_types():
     params = schedule_params("power", {"decay_steps": 4.0, "rate": 1})
-    assert params == {"rate": 1.0, "decay_steps": 4} and isinstance(params["decay_steps"], int)
+    assert params == {"rate": 1.0, "decay_steps": 4, "staircase": False} and isinstance(params["decay_steps"], int)
     assert schedule_params("one-cycle", {"pct_start": 1})["pct_start"] == 1.0
 
 

@@ -54,7 +54,7 @@ SETTINGS = [(name, momentum, nesterov, wd) for name in OPTIMIZERS for momentum, 
 
 @pytest.mark.parametrize(("name", "momentum", "nesterov", "wd"), SETTINGS)
 def test_weights_are_bit_identical_to_torch_optim(name, momentum, nesterov, wd):
-    ours, opt = _run(lambda p: make_optimizer(name, p, 0.01, momentum, nesterov, wd), 7, 0)
+    ours, opt = _run(lambda p: make_optimizer(name, p, 0.01, momentum, nesterov, wd, rules="torch"), 7, 0)
     theirs, ref = _run(lambda p: _torch_optimizer(name, p, 0.01, momentum, nesterov, wd), 7, 0)
     for a, b in zip(ours, theirs, strict=True):
         assert torch.equal(a, b), (name, (a - b).abs().max())
@@ -66,7 +66,7 @@ def test_weights_are_bit_identical_to_torch_optim(name, momentum, nesterov, wd):
 def test_state_dicts_load_both_ways_and_continue_identically(name):
     """Half the steps in one implementation, its state_dict loaded into the other, the rest there: the same as
     all the steps in torch.optim (a checkpoint of an older cnnscope, written by torch.optim, resumes)."""
-    make_ours = lambda p: make_optimizer(name, p, 0.01, 0.5)  # noqa: E731
+    make_ours = lambda p: make_optimizer(name, p, 0.01, 0.5, rules="torch")  # noqa: E731
     make_torch = lambda p: _torch_optimizer(name, p, 0.01, 0.5, False, 0.0)  # noqa: E731
     reference, _ = _run(make_torch, 6, 3)
     for first, second in [(make_torch, make_ours), (make_ours, make_torch)]:
@@ -97,7 +97,9 @@ def _continue(params, optimizer, seed: int) -> None:
 def test_using_an_optimizer_does_not_import_dynamo():
     code = ("import sys, torch\nfrom cnnscope.optim import make_optimizer\n"
             "p = torch.nn.Parameter(torch.ones(3)); p.grad = torch.ones(3)\n"
-            "o = make_optimizer('adam', [p], 0.1); o.step(); o.zero_grad(); o.load_state_dict(o.state_dict())\n"
+            "for rules in ('keras', 'torch'):\n"
+            "    o = make_optimizer('adam', [p], 0.1, rules=rules); o.step(); o.zero_grad()\n"
+            "    o.load_state_dict(o.state_dict()); p.grad = torch.ones(3)\n"
             "print('torch._dynamo' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

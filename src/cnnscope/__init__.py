@@ -19,6 +19,7 @@ _WHERE = {  # public name -> the submodule that defines it
     "SpecError": "errors",
     "import_keras": "keras_import",
     "CNN": "model", "build_model": "model",
+    "make_optimizer": "optim",
     "Run": "runs", "load_run": "runs",
     "ConvSpec": "spec", "DenseSpec": "spec", "ModelSpec": "spec", "PoolSpec": "spec", "RegularizerSpec": "spec",
     "presets": "spec", "summary_table": "spec",
@@ -30,7 +31,7 @@ __all__ = [
     "CNN", "CnnscopeError", "ConfigError", "ConvSpec", "DataConfig", "DataError", "Dataset", "DenseSpec",
     "EpochLog", "LivePlot", "ModelSpec", "PoolSpec", "Preprocessor", "RegularizerSpec", "Run", "RunConfig", "RunError",
     "SpecError", "TrainConfig", "build_model", "build_run_config", "import_keras", "load_dataset", "load_run",
-    "presets", "resume", "summary_table", "train",
+    "make_optimizer", "presets", "resume", "summary_table", "train",
 ]
 
 
@@ -54,6 +55,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .errors import CnnscopeError, ConfigError, DataError, RunError, SpecError
     from .keras_import import import_keras
     from .model import CNN, build_model
+    from .optim import make_optimizer
     from .plots.training import LivePlot
     from .runs import Run, load_run
     from .spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec, RegularizerSpec, presets, summary_table

@@ -11,7 +11,7 @@ from .data import MAX_SEED, DataConfig
 from .errors import CnnscopeError, ConfigError, brief, check_number, choice_error
 from .fileio import read_toml, write_toml
 from .model import check_model_size
-from .optim import OPTIMIZERS, SCHEDULES, schedule_params
+from .optim import OPTIMIZER_RULES, OPTIMIZERS, SCHEDULES, schedule_params
 from .spec import ModelSpec, get_preset, spec_from_any
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -27,6 +27,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64
     optimizer: str = "rmsprop"
+    rules: str = "keras"  # the optimizer's update formulas: Keras 3's, or "torch" (a saved run without it: torch)
     lr: float = 0.001
     momentum: float = 0.5  # rmsprop and sgd
     nesterov: bool = False  # sgd
@@ -56,8 +57,8 @@ class TrainConfig:
         for key in ("nesterov", "augment_flip"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} must be true or false, received {brief(getattr(self, key))}")
-        for key, valid in (("optimizer", OPTIMIZERS), ("device", DEVICES), ("precision", PRECISIONS),
-                           ("schedule", SCHEDULES)):
+        for key, valid in (("optimizer", OPTIMIZERS), ("rules", OPTIMIZER_RULES), ("device", DEVICES),
+                           ("precision", PRECISIONS), ("schedule", SCHEDULES)):
             value = getattr(self, key)
             if not isinstance(value, str) or value not in valid:
                 raise choice_error(ConfigError, key, value, valid)
@@ -103,6 +104,15 @@ class RunConfig:
         """The run configuration as plain data (model, train, data), unset data values left out."""
         data = {k: v for k, v in dataclasses.asdict(self.data).items() if v is not None}
         return {"model": self.model.to_dict(), "train": dataclasses.asdict(self.train), "data": data}
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any], where: str = "config") -> RunConfig:
+        """A run's saved config.toml: one written before the optimizer rules were a setting trained with
+        torch.optim's, so a [train] without `rules` means "torch" there (and "keras" only in a new config)."""
+        train = data.get("train", {}) if isinstance(data, dict) else None
+        if isinstance(train, dict) and "rules" not in train:
+            data = {**data, "train": {**train, "rules": "torch"}}
+        return cls.from_dict(data, where)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config") -> RunConfig:

@@ -347,7 +347,7 @@ def _prepare(run_dir: Path, model: CNN, dataset: Dataset, config: TrainConfig, r
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     model.to(device=device, memory_format=memory_format).train()
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum,
-                               config.nesterov, config.weight_decay)
+                               config.nesterov, config.weight_decay, config.rules)
     loop = Loop(run_dir, model, optimizer, config, Batches(dataset, config), device, memory_format)
     if not resume:
         torch.manual_seed(config.seed)
@@ -364,7 +364,8 @@ def _state_keys(config: TrainConfig) -> set[str]:
     """The per-parameter state names the configured optimizer keeps (from one step on a scalar)."""
     param = torch.nn.Parameter(torch.zeros(1))
     param.grad = torch.zeros(1)
-    optimizer = make_optimizer(config.optimizer, [param], 1e-3, config.momentum, config.nesterov)  # keys only
+    optimizer = make_optimizer(config.optimizer, [param], 1e-3, config.momentum, config.nesterov,
+                               rules=config.rules)  # keys only
     optimizer.step()
     return set(optimizer.state[param])
 

@@ -8,24 +8,35 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError, brief, check_number, choice_error
-from .optimizers import Optimizer
-
+from .keras_optimizers import KERAS_RULES
+from .optimizers import RULES, Optimizer, Rule
 
 # --- optimizers ------------------------------------------------------------------------------------
-# torch.optim's rules (cnnscope.optimizers: the same ops, without importing torch._dynamo). Keras' defaults where
-# they differ from PyTorch's (the series used Keras): eps 1e-7, RMSprop rho 0.9.
-def _rmsprop(params: Iterable, lr: float, momentum: float, nesterov: bool, weight_decay: float) -> Optimizer:
-    return Optimizer("rmsprop", params, lr, weight_decay, alpha=0.9, eps=1e-7, momentum=momentum)
+# Two sets of update rules for the same names. "keras" (the default): Keras 3's formulas (cnnscope.keras_optimizers;
+# the series trained with Keras). "torch": torch.optim's (cnnscope.optimizers: the same ops, without importing
+# torch._dynamo), the rules of every run trained before they were a setting. Both with Keras' defaults (the series
+# used Keras): eps 1e-7, RMSprop rho 0.9.
+OPTIMIZER_RULES = ("keras", "torch")
 
 
-def _sgd(params: Iterable, lr: float, momentum: float, nesterov: bool, weight_decay: float) -> Optimizer:
+def _rule(name: str, rules: str) -> Rule:
+    return (KERAS_RULES if rules == "keras" else RULES)[name]
+
+
+def _rmsprop(params: Iterable, lr: float, momentum: float, nesterov: bool, weight_decay: float,
+             rules: str) -> Optimizer:
+    return Optimizer(_rule("rmsprop", rules), params, lr, weight_decay, alpha=0.9, eps=1e-7, momentum=momentum)
+
+
+def _sgd(params: Iterable, lr: float, momentum: float, nesterov: bool, weight_decay: float, rules: str) -> Optimizer:
     if nesterov and momentum <= 0:
         raise ConfigError("sgd with nesterov needs momentum > 0")
-    return Optimizer("sgd", params, lr, weight_decay, momentum=momentum, nesterov=nesterov)
+    return Optimizer(_rule("sgd", rules), params, lr, weight_decay, momentum=momentum, nesterov=nesterov)
 
 
-def _adam_like(rule: str) -> Callable[..., Optimizer]:
-    return lambda params, lr, momentum, nesterov, weight_decay: Optimizer(rule, params, lr, weight_decay, eps=1e-7)
+def _adam_like(name: str) -> Callable[..., Optimizer]:
+    return lambda params, lr, momentum, nesterov, weight_decay, rules: Optimizer(
+        _rule(name, rules), params, lr, weight_decay, eps=1e-7)
 
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
@@ -39,14 +50,29 @@ OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
 
 
 def make_optimizer(name: str, params: Iterable, lr: float, momentum: float = 0.0, nesterov: bool = False,
-                   weight_decay: float = 0.0) -> Optimizer:
-    """An optimizer from the registry; ConfigError listing the valid names otherwise."""
+                   weight_decay: float = 0.0, rules: str = "keras") -> Optimizer:
+    """An optimizer by name, with torch.optim's calling shape (`step()`, `zero_grad()`, `param_groups`,
+    `state_dict()`, `load_state_dict()`).
+
+    Args:
+        name: rmsprop, adam, nadam, adamax, sgd or adamw (Keras' defaults: eps 1e-7, RMSprop rho 0.9).
+        params: the tensors to update (e.g. `model.parameters()`); lr: the learning rate (a schedule sets
+            `param_groups[0]["lr"]` before each step, as the training loop does).
+        momentum: of rmsprop and sgd; nesterov: sgd's Nesterov momentum.
+        weight_decay: coupled L2 (wd·w added to the gradient), decoupled for adamw.
+        rules: "keras" (Keras 3's update formulas, the default) or "torch" (torch.optim's); the README's
+            "Optimizers" section says how they differ.
+
+    ConfigError for an unknown name or rules (listing the valid ones) or a bad value.
+    """
     if not isinstance(name, str) or name not in OPTIMIZERS:
         raise choice_error(ConfigError, "optimizer", name, OPTIMIZERS)
+    if not isinstance(rules, str) or rules not in OPTIMIZER_RULES:
+        raise choice_error(ConfigError, "optimizer rules", rules, OPTIMIZER_RULES)
     check_number(ConfigError, "lr", lr, 0, low_open=True)
     check_number(ConfigError, "momentum", momentum, 0, 1)
     check_number(ConfigError, "weight_decay", weight_decay, 0)
-    return OPTIMIZERS[name](params, lr, momentum, nesterov, weight_decay)
+    return OPTIMIZERS[name](params, lr, momentum, nesterov, weight_decay, rules)
 
 
 # --- schedules --------------------------------------------------------------------------------------
@@ -59,12 +85,17 @@ class Schedule:
     doc: str
 
 
-def _power(lr0: float, step: int, total: int, rate: float, decay_steps: int) -> float:
-    return lr0 / (1.0 + rate * step / decay_steps)  # Keras InverseTimeDecay (staircase=False)
+def _decay_periods(step: int, decay_steps: int, staircase: bool) -> float:
+    """Keras' p = step/decay_steps, floored with staircase (the lr then drops once every decay_steps steps)."""
+    return step // decay_steps if staircase else step / decay_steps
 
 
-def _exponential(lr0: float, step: int, total: int, rate: float, decay_steps: int) -> float:
-    return lr0 * rate ** (step / decay_steps)  # Keras ExponentialDecay (staircase=False)
+def _power(lr0: float, step: int, total: int, rate: float, decay_steps: int, staircase: bool) -> float:
+    return lr0 / (1.0 + rate * _decay_periods(step, decay_steps, staircase))  # Keras InverseTimeDecay
+
+
+def _exponential(lr0: float, step: int, total: int, rate: float, decay_steps: int, staircase: bool) -> float:
+    return lr0 * rate ** _decay_periods(step, decay_steps, staircase)  # Keras ExponentialDecay
 
 
 def _cosine(lr0: float, step: int, total: int, min_lr: float, warmup_steps: int) -> float:
@@ -88,10 +119,12 @@ def _one_cycle(lr0: float, step: int, total: int, pct_start: float, div_factor: 
 
 SCHEDULES: dict[str, Schedule] = {
     "none": Schedule(lambda lr0, step, total: lr0, {}, "constant learning rate"),
-    "power": Schedule(_power, {"rate": 0.001, "decay_steps": 1},
-                      "lr0 / (1 + rate*step/decay_steps) (Keras InverseTimeDecay, the series' 'power')"),
-    "exponential": Schedule(_exponential, {"rate": 0.96, "decay_steps": 1000},
-                            "lr0 * rate^(step/decay_steps) (Keras ExponentialDecay)"),
+    "power": Schedule(_power, {"rate": 0.001, "decay_steps": 1, "staircase": False},
+                      "lr0 / (1 + rate*step/decay_steps) (Keras InverseTimeDecay, the series' 'power'; staircase: "
+                      "step/decay_steps rounded down)"),
+    "exponential": Schedule(_exponential, {"rate": 0.96, "decay_steps": 1000, "staircase": False},
+                            "lr0 * rate^(step/decay_steps) (Keras ExponentialDecay; staircase: step/decay_steps "
+                            "rounded down)"),
     "cosine": Schedule(_cosine, {"min_lr": 0.0, "warmup_steps": 0}, "cosine from lr0 to min_lr over the run"),
     "one-cycle": Schedule(_one_cycle, {"pct_start": 0.25, "div_factor": 25.0, "final_div_factor": 1e4},
                           "warm up to lr0 then anneal (OneCycleLR); lr is the peak"),
@@ -126,8 +159,12 @@ def schedule_params(name: str, given: dict[str, Any] | None) -> dict[str, Any]:
     return params
 
 
-def _schedule_value(name: str, key: str, value: Any) -> int | float:
+def _schedule_value(name: str, key: str, value: Any) -> int | float | bool:
     """One schedule parameter, checked finite and in its range (integral where the parameter counts steps)."""
+    if key == "staircase":
+        if not isinstance(value, bool):
+            raise ConfigError(f"schedule parameter staircase must be true or false, received {brief(value)}")
+        return value
     if key in _INT_MINIMUM:
         number = check_number(ConfigError, f"schedule parameter {key}", value, _INT_MINIMUM[key])
         if not number.is_integer():

@@ -1,4 +1,5 @@
-"""The optimizers of `optim.OPTIMIZERS`: torch.optim's update rules, op for op, without torch.optim.
+"""The optimizers of `optim.OPTIMIZERS` under `rules = "torch"`: torch.optim's update rules, op for op, without
+torch.optim (Keras' rules, where their maths differ, are in `keras_optimizers`; both share the `Optimizer` here).
 
 Every torch.optim optimizer imports torch._dynamo on its first call (`add_param_group`, `step` and `zero_grad` are
 wrapped by `torch._disable_dynamo`): 1.1 s, a third of `cnnscope train`'s start-up (benchmarks/README.md,
@@ -22,22 +23,23 @@ Group = dict[str, Any]
 State = dict[str, torch.Tensor]
 
 
-def _zeros(p: torch.Tensor) -> torch.Tensor:
+def zeros(p: torch.Tensor) -> torch.Tensor:
+    """A moment buffer for `p`: zeros of its shape, dtype, device and memory format."""
     return torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
-def _scalar(value: float) -> torch.Tensor:
+def scalar(value: float) -> torch.Tensor:
     """A step counter as torch keeps it: a 0-d float tensor (float64 only when that is the default dtype)."""
     return torch.tensor(value, dtype=torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32)
 
 
-def _coupled_decay(grad: torch.Tensor, p: torch.Tensor, group: Group) -> torch.Tensor:
+def coupled_decay(grad: torch.Tensor, p: torch.Tensor, group: Group) -> torch.Tensor:
     """L2 as torch's `weight_decay` (not AdamW's): wd·p added to the gradient, out of place."""
     return grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] != 0 else grad
 
 
 def _sgd(p: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
-    grad = _coupled_decay(grad, p, group)
+    grad = coupled_decay(grad, p, group)
     momentum = group["momentum"]
     if momentum != 0:
         buf = state.get("momentum_buffer")
@@ -51,7 +53,7 @@ def _sgd(p: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> Non
 
 def _rmsprop(p: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
     state["step"] += 1
-    grad = _coupled_decay(grad, p, group)
+    grad = coupled_decay(grad, p, group)
     alpha, momentum = group["alpha"], group["momentum"]
     state["square_avg"].mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
     avg = state["square_avg"].sqrt().add_(group["eps"])
@@ -85,7 +87,7 @@ def _nadam(p: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> N
     state["step"] += 1
     step = state["step"].item()
     bias_correction2 = 1 - beta2**step
-    grad = _coupled_decay(grad, p, group)
+    grad = coupled_decay(grad, p, group)
     mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * decay)))  # the momentum schedule of Dozat's NAdam
     mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * decay)))
     state["mu_product"] *= mu
@@ -101,7 +103,7 @@ def _nadam(p: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> N
 def _adamax(p: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
     lr, (beta1, beta2) = group["lr"], group["betas"]
     state["step"] += 1
-    grad = _coupled_decay(grad, p, group)
+    grad = coupled_decay(grad, p, group)
     exp_avg, exp_inf = state["exp_avg"], state["exp_inf"]
     exp_avg.lerp_(grad, 1 - beta1)
     torch.maximum(exp_inf.mul_(beta2), grad.abs().add_(group["eps"]), out=exp_inf)
@@ -115,24 +117,26 @@ class Rule:
     defaults: dict[str, Any]
     state: Callable[[torch.Tensor, Group], State]
     update: Callable[[torch.Tensor, torch.Tensor, State, Group], None]
+    name: str = ""  # shown in errors
 
 
-def _moments(*names: str) -> Callable[[torch.Tensor, Group], State]:
-    return lambda p, group: {"step": _scalar(0.0), **{name: _zeros(p) for name in names}}
+def moments(*names: str) -> Callable[[torch.Tensor, Group], State]:
+    """The state of a rule keeping a step counter and the named moment buffers."""
+    return lambda p, group: {"step": scalar(0.0), **{name: zeros(p) for name in names}}
 
 
 RULES: dict[str, Rule] = {
     "sgd": Rule({"momentum": 0.0, "nesterov": False}, lambda p, group: {}, _sgd),
     "rmsprop": Rule({"alpha": 0.99, "eps": 1e-8, "momentum": 0.0},
-                    lambda p, group: {"step": _scalar(0.0), "square_avg": _zeros(p),
-                                      **({"momentum_buffer": _zeros(p)} if group["momentum"] > 0 else {})},
+                    lambda p, group: {"step": scalar(0.0), "square_avg": zeros(p),
+                                      **({"momentum_buffer": zeros(p)} if group["momentum"] > 0 else {})},
                     _rmsprop),
-    "adam": Rule({"betas": (0.9, 0.999), "eps": 1e-8, "decoupled": False}, _moments("exp_avg", "exp_avg_sq"), _adam),
-    "adamw": Rule({"betas": (0.9, 0.999), "eps": 1e-8, "decoupled": True}, _moments("exp_avg", "exp_avg_sq"), _adam),
+    "adam": Rule({"betas": (0.9, 0.999), "eps": 1e-8, "decoupled": False}, moments("exp_avg", "exp_avg_sq"), _adam),
+    "adamw": Rule({"betas": (0.9, 0.999), "eps": 1e-8, "decoupled": True}, moments("exp_avg", "exp_avg_sq"), _adam),
     "nadam": Rule({"betas": (0.9, 0.999), "eps": 1e-8, "momentum_decay": 4e-3},
-                  lambda p, group: {**_moments("exp_avg", "exp_avg_sq")(p, group), "mu_product": _scalar(1.0)},
+                  lambda p, group: {**moments("exp_avg", "exp_avg_sq")(p, group), "mu_product": scalar(1.0)},
                   _nadam),
-    "adamax": Rule({"betas": (0.9, 0.999), "eps": 1e-8}, _moments("exp_avg", "exp_inf"), _adamax),
+    "adamax": Rule({"betas": (0.9, 0.999), "eps": 1e-8}, moments("exp_avg", "exp_inf"), _adamax),
 }
 
 
@@ -140,12 +144,12 @@ class Optimizer:
     """torch.optim.Optimizer's interface as the training loop and checkpoints use it: `param_groups` (one group),
     `state`, `step()`, `zero_grad()`, `state_dict()`, `load_state_dict()`."""
 
-    def __init__(self, rule: str, params: Iterable[torch.Tensor], lr: float, weight_decay: float = 0.0,
+    def __init__(self, rule: str | Rule, params: Iterable[torch.Tensor], lr: float, weight_decay: float = 0.0,
                  **hyper: Any) -> None:
-        self.rule = RULES[rule]
+        self.rule = RULES[rule] if isinstance(rule, str) else rule
         unknown = set(hyper) - set(self.rule.defaults)
         if unknown:
-            raise ConfigError(f"optimizer {rule!r} has no setting {sorted(unknown)}; valid: "
+            raise ConfigError(f"optimizer {self.rule.name or rule!r} has no setting {sorted(unknown)}; valid: "
                               f"{', '.join(self.rule.defaults)}")
         tensors = list(params)
         if not tensors or not all(isinstance(p, torch.Tensor) for p in tensors):

@@ -449,7 +449,7 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
                        f"'cnnscope train'")
     data = read_toml(path / CONFIG, RunError, MAX_CONFIG_BYTES)
     try:
-        return RunConfig.from_dict(data, where=str(path / CONFIG))
+        return RunConfig.from_saved(data, where=str(path / CONFIG))
     except RunError:
         raise
     except CnnscopeError as exc:

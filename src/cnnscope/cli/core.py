@@ -101,16 +101,17 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
                              "files or archives (default: $CNNSCOPE_DATA_DIR, else download to the cache)")
 
 
-def _schedule_args(pairs: list[str]) -> dict[str, float]:
-    out: dict[str, float] = {}
+def _schedule_args(pairs: list[str]) -> dict[str, float | bool]:
+    out: dict[str, float | bool] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         try:
             if not sep:
                 raise ValueError
-            out[key.strip()] = float(value)
+            flag = value.strip().lower()
+            out[key.strip()] = flag == "true" if flag in ("true", "false") else float(value)
         except ValueError:
-            raise ConfigError(f"--schedule-arg expects KEY=NUMBER, received {pair!r}") from None
+            raise ConfigError(f"--schedule-arg expects KEY=NUMBER (or KEY=true/false), received {pair!r}") from None
     return out
 
 
@@ -118,6 +119,8 @@ TRAIN_FLAGS = (  # flag, type, help (each overrides the config file's [train] va
     ("epochs", int, "epochs to train (default 10, or the config's)"),
     ("batch-size", int, "images per step (default 64)"),
     ("optimizer", str, "rmsprop (default), adam, nadam, adamax, sgd or adamw"),
+    ("optimizer-rules", str, "the optimizer's update formulas: keras (default: Keras 3's, as the series trained) "
+                             "or torch (torch.optim's; runs saved before this setting use them)"),
     ("lr", float, "learning rate (default 0.001)"),
     ("momentum", float, "momentum of rmsprop and sgd (default 0.5)"),
     ("weight-decay", float, "L2 weight decay, decoupled for adamw (default 0)"),
@@ -214,7 +217,8 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     add_data_dir(p)
     train_flags = p.add_argument_group("training (override [train])")
     for flag, kind, text in TRAIN_FLAGS:
-        train_flags.add_argument(f"--{flag}", type=kind, default=None, help=text)
+        train_flags.add_argument(f"--{flag}", type=kind, default=None, help=text,
+                                 **({"dest": "rules"} if flag == "optimizer-rules" else {}))
     train_flags.add_argument("--nesterov", action="store_true", default=None,
                              help="Nesterov momentum for sgd (default: off)")
     train_flags.add_argument("--augment-flip", action="store_true", default=None,
@@ -285,7 +289,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """The [train] and [data] values given as flags (None: not given, the config's value stays)."""
     train_overrides = {key: getattr(args, key) for key in (
-        "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "label_smoothing",
+        "epochs", "batch_size", "optimizer", "rules", "lr", "momentum", "weight_decay", "schedule", "label_smoothing",
         "augment_shift", "augment_flip", "augment_erase", "seed", "device", "threads", "precision", "nesterov")
         if getattr(args, key) is not None}
     if args.schedule_arg:
@@ -321,7 +325,7 @@ def _announce(args: argparse.Namespace, train: dict[str, Any], data: dict[str, A
             else "input shape and classes from the data")
     print(f"model: {model}, {size}")
     epochs = f"{t.epochs} epoch{'s' if t.epochs != 1 else ''}"
-    print(f"recipe: {recipe}: {t.optimizer} lr {t.lr:g}, {epochs}, batch {t.batch_size}, "
+    print(f"recipe: {recipe}: {t.optimizer} ({t.rules} rules) lr {t.lr:g}, {epochs}, batch {t.batch_size}, "
           f"schedule {t.schedule}; data: {d.dataset} ({d.preprocess})")
     print(f"output: {out}", flush=True)
 
