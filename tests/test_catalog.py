@@ -216,3 +216,33 @@ def test_runs_command_table_json_and_errors(folder, capsys, tmp_path):
     assert code == 2 and "--depth must be 0 or more" in one_line_error(err)
     code, out, err = run_cli(capsys, "runs", folder, "--filter", "nothing-like-this")
     assert code == 0 and out == "" and "no runs or studies matching 'nothing-like-this'" in err
+
+
+def make_wide_runs(root: Path, runs: int, keys: int) -> int:
+    """`runs` run folders whose config.toml each holds `keys` settings of its own; their total size in bytes."""
+    total = 0
+    for r in range(runs):
+        folder = root / f"run{r:03d}"
+        folder.mkdir(parents=True)
+        extra = {f"k{r}_{i}": i for i in range(keys)}
+        text = tomli_w.dumps({"model": {"preset": "tiny"}, "train": {"lr": 0.001 * (r + 1)}, "extra": extra})
+        (folder / "config.toml").write_text(text)
+        total += len(text)
+    return total
+
+
+def test_settings_of_wide_configs_stay_linear(tmp_path, capsys):
+    """Issue 21, item 4: 60 runs × 40 settings of their own gave 2,400 columns × 60 runs of mostly nulls."""
+    from cnnscope.catalog import MAX_SETTING_COLUMNS
+    from conftest import run_cli
+
+    on_disk = make_wide_runs(tmp_path / "root", 60, 40)
+    listing = Catalog(tmp_path / "root").scan()
+    assert len(listing.differing) == MAX_SETTING_COLUMNS and "train.lr" in listing.differing
+    assert listing.notes == [f"2,401 settings differ between runs; the table shows the {MAX_SETTING_COLUMNS} that "
+                             f"most runs have, and each run's entry lists its own (runs --json)"]
+    run = by_name(listing)["run007"]
+    assert set(run["settings"]) == {"train.lr", *(f"extra.k7_{i}" for i in range(40))}  # its own, no nulls
+    code, out, _ = run_cli(capsys, "runs", tmp_path / "root", "--json")
+    assert code == 0 and len(out) < 10 * on_disk, (len(out), on_disk)  # was ~70× the files at 200 × 100
+    assert json.loads(out)["differing"] == listing.differing

@@ -137,3 +137,78 @@ def test_folder_options_only_for_folders():
     with pytest.raises(DataError, match="channels must be 1 or 3"):
         DataConfig("folder:/x", channels=2)
     assert DataConfig("folder:/x", image_size=[8, 9]).image_size == (8, 9)
+
+
+# --- bounds (issue 21, item 3): checked from the headers, before a byte of data is inflated ----------------------
+def _npz_with_header(path: Path, shape: tuple[int, ...], dtype: str = "<f4", payload: bytes = b"") -> Path:
+    """An npz whose x_train member's .npy header declares `shape` but holds only `payload`."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": dtype, "fortran_order": False, "shape": shape})
+    small = {k: np.zeros(2, np.uint8) for k in ("y_train", "x_test", "y_test")}
+    np.savez(path, **small)
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("x_train.npy", header.getvalue() + payload)
+    return path
+
+
+@pytest.mark.parametrize(("shape", "dtype", "message"), [
+    ((10**7, 10**6, 28), "<f4", r"x_train declares shape \(10000000, 1000000, 28\) \(1,120,000,000,000,000 bytes\) "
+                                r"but holds 64; the file is corrupt"),
+    ((2, 4, 4), "<c8", r"x_train has dtype complex64; expected uint8, integers or floats"),
+    ((2, 4, 4), "|O", r"holds an object array \(pickled data\)"),
+])
+def test_declared_shapes_and_dtypes_are_checked_before_reading(tmp_path, capsys, shape, dtype, message):
+    path = _npz_with_header(tmp_path / "big.npz", shape, dtype, payload=b"\0" * 64)
+    with pytest.raises(DataError, match=message):
+        load_dataset(config=DataConfig(f"npz:{path}"))
+    code, _, err = run_cli(capsys, "data", f"npz:{path}", "--out", tmp_path / "d.png")
+    assert code == 2 and "Traceback" not in err and str(path) in one_line_error(err)
+
+
+def test_a_decompression_bomb_is_refused_from_its_zip_entry(tmp_path):
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, x_train=np.zeros((5000, 100, 100), np.uint8), y_train=np.zeros(5000, np.uint8),
+                        x_test=np.zeros((2, 100, 100), np.uint8), y_test=np.zeros(2, np.uint8))
+    assert path.stat().st_size < 500_000  # 50 MB of pixels in well under 0.5 MB
+    with pytest.raises(DataError, match=r"x_train inflates [\d,]+ bytes to 50,000,128 \(more than 100×\); refused "
+                                        r"as a decompression bomb"):
+        load_dataset(config=DataConfig(f"npz:{path}"))
+
+
+def test_the_declared_total_is_bounded(tmp_path, colour_npz, monkeypatch):
+    from cnnscope import npzdata
+
+    monkeypatch.setattr(npzdata, "MAX_NPZ_BYTES", 10_000)
+    with pytest.raises(DataError, match=r"its arrays declare 87,036 bytes, more than the 10,000 an npz dataset "
+                                        r"may hold"):
+        load_dataset(config=DataConfig(f"npz:{colour_npz}"))
+
+
+def test_float_pictures_convert_chunk_by_chunk_to_the_same_pixels(monkeypatch):
+    from cnnscope import npzdata
+
+    x = np.random.default_rng(0).random((7, 5, 3))
+    whole = to_raw(x, "x")
+    monkeypatch.setattr(npzdata, "CHUNK", 4)
+    assert np.array_equal(to_raw(x, "x"), whole) and np.array_equal(whole, np.rint(x * 255).astype(np.uint8))
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "data.npz"
+    os.mkfifo(fifo)
+    caught: list[BaseException] = []
+    worker = threading.Thread(target=lambda: caught.append(pytest.raises(DataError, load_dataset,
+                                                                         config=DataConfig(f"npz:{fifo}")).value))
+    worker.start()
+    worker.join(60)  # a bound for a regression, which would block on open(); the refusal is immediate
+    if worker.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # unblock the reader so the test ends
+        worker.join(10)
+        pytest.fail("npz:FIFO blocked")
+    assert "is not a regular file" in str(caught[0])

@@ -22,6 +22,7 @@ else:  # pragma: no cover
 
 MAX_TEXT_BYTES = 64 * 2**20  # a JSON/TOML file cnnscope reads (history.json of a long run is a few MB)
 MAX_HEADER_BYTES = 100 * 2**20  # the safetensors library's own bound on a header
+MAX_INT_DIGITS = 40  # nothing cnnscope reads is meaningful beyond 2**64 (20 digits); bigger integers are refused
 DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
                "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 
@@ -97,32 +98,72 @@ def write_json(path: str | Path, data: Any) -> None:
     write_together([(path, json_bytes(data))])
 
 
-def _read_text(path: Path, error: type[CnnscopeError], max_bytes: int) -> str:
+def _read_bytes(path: Path, error: type[CnnscopeError], max_bytes: int) -> bytes:
     if not path.is_file():
         raise error(f"file not found: {path}")
     try:
         size = path.stat().st_size
         if size > max_bytes:
             raise error(f"{path}: {size:,} bytes is too large for this file (at most {max_bytes:,})")
-        return path.read_bytes().decode("utf-8")
+        return path.read_bytes()
     except OSError as exc:
         raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
+def _bounded_int(text: str) -> int:
+    """JSON's integer hook: a number of at most MAX_INT_DIGITS digits, refused before Python converts it."""
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {digits:,} digits; at most {MAX_INT_DIGITS} are accepted")
+    return int(text)
+
+
+def _check_ints(value: Any) -> Any:
+    """`value` unchanged; ValueError if it holds an integer beyond MAX_INT_DIGITS digits (TOML has no int hook)."""
+    stack, limit = [value], 10**MAX_INT_DIGITS
+    while stack:
+        item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) >= limit:
+            raise ValueError(f"an integer of more than {MAX_INT_DIGITS} digits; at most {MAX_INT_DIGITS} are accepted")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
+def loads_json(text: str | bytes) -> Any:
+    """JSON with integers bounded to MAX_INT_DIGITS digits; ValueError (or RecursionError) when it is not usable."""
+    return json.loads(text, parse_int=_bounded_int)
+
+
+def loads_toml(text: str) -> dict[str, Any]:
+    """TOML with integers bounded to MAX_INT_DIGITS digits; ValueError (TOMLDecodeError is one) when not usable."""
+    return _check_ints(tomllib.loads(text))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if "integer string conversion" in str(exc):  # Python's own limit, hit inside tomllib before our check
+        return f"an integer of more than 4,300 digits; at most {MAX_INT_DIGITS} are accepted"
+    return str(exc)[:200]
+
+
 def _parse(path: str | Path, error: type[CnnscopeError], max_bytes: int, loads: Callable[[str], Any],
-           invalid: tuple[type[Exception], ...], what: str) -> Any:
+           what: str) -> Any:
     """Read a text file of at most `max_bytes` and parse it; `error` saying why it is missing, too large or invalid."""
     path = Path(path)
+    raw = _read_bytes(path, error, max_bytes)
     try:
-        return loads(_read_text(path, error, max_bytes))
-    except (*invalid, UnicodeDecodeError, RecursionError) as exc:
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
-        raise error(f"{path}: not valid {what} ({reason})") from None
+        return loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSON/TOMLDecodeError are ValueErrors
+        raise error(f"{path}: not valid {what} ({_reason(exc)})") from None
 
 
 def read_json(path: str | Path, error: type[CnnscopeError], max_bytes: int = MAX_TEXT_BYTES) -> Any:
     """Parse a JSON file of at most `max_bytes`; `error` saying why when it is missing, too large or invalid."""
-    return _parse(path, error, max_bytes, json.loads, (json.JSONDecodeError,), "JSON")
+    return _parse(path, error, max_bytes, loads_json, "JSON")
 
 
 def write_toml(path: str | Path, data: dict[str, Any]) -> None:
@@ -132,7 +173,7 @@ def write_toml(path: str | Path, data: dict[str, Any]) -> None:
 
 def read_toml(path: str | Path, error: type[CnnscopeError], max_bytes: int = MAX_TEXT_BYTES) -> dict[str, Any]:
     """Parse a TOML file of at most `max_bytes`; `error` saying why when it is missing, too large or invalid."""
-    return _parse(path, error, max_bytes, tomllib.loads, (tomllib.TOMLDecodeError,), "TOML")
+    return _parse(path, error, max_bytes, loads_toml, "TOML")
 
 
 # --- safetensors headers -------------------------------------------------------------------------
@@ -155,9 +196,9 @@ def read_safetensors_header(path: str | Path, error: type[CnnscopeError]
     except OSError as exc:
         raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise error(f"{bad} (its header is not JSON)") from None
+        header = loads_json(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise error(f"{bad} (its header is not JSON: {_reason(exc)})") from None
     if not isinstance(header, dict):
         raise error(f"{bad} (its header is not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}

@@ -3,6 +3,7 @@ read without pickles and turned into raw pictures (uint8 (n, H, W) or (n, H, W, 
 
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
 
@@ -12,6 +13,10 @@ from .errors import DataError, brief
 
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 MAX_NPZ_CLASSES = 10_000
+MAX_NPZ_BYTES = 2 * 2**30  # the arrays of one npz dataset, as declared in their headers (CIFAR-10 float32: 0.7 GiB)
+MAX_RATIO, RATIO_FROM = 100, 2**20  # a member over 1 MiB may inflate at most 100× (as the .keras reader allows)
+KINDS = {"x": "iuf", "y": "iuf", "c": "US"}  # dtype kinds accepted for pictures, labels, class names
+CHUNK = 2**22  # pixels converted to uint8 at a time: a float64 x_train never needs a second full-size copy
 
 
 def to_raw(x: np.ndarray, where: str) -> np.ndarray:
@@ -39,14 +44,18 @@ def _to_uint8(x: np.ndarray, where: str) -> np.ndarray:
         return np.ascontiguousarray(x)
     if x.dtype.kind not in "iuf":
         raise DataError(f"{where} has dtype {x.dtype}; expected uint8, integers 0..255 or floats")
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
+    flat = x.reshape(-1)
+    if x.dtype.kind == "f" and not all(np.isfinite(flat[i:i + CHUNK]).all() for i in range(0, flat.size, CHUNK)):
         raise DataError(f"{where} holds NaN or infinite values; pixels must be finite")
     low, high = float(x.min()), float(x.max())
     if low < 0 or high > 255:
         raise DataError(f"{where} holds values {low:g}..{high:g}; pixels must lie in 0..1 or 0..255")
-    if x.dtype.kind == "f" and high <= 1.0:
-        x = x * 255.0
-    return np.ascontiguousarray(np.rint(x).astype(np.uint8))
+    scale = 255.0 if x.dtype.kind == "f" and high <= 1.0 else 1.0
+    out = np.empty(x.shape, np.uint8)
+    out_flat = out.reshape(-1)
+    for i in range(0, flat.size, CHUNK):  # chunk by chunk: no full-size float temporaries
+        out_flat[i:i + CHUNK] = np.rint(flat[i:i + CHUNK] * scale)
+    return out
 
 
 def _labels(y: np.ndarray, where: str) -> np.ndarray:
@@ -74,12 +83,53 @@ def _class_names(value: np.ndarray | None, path: Path) -> tuple[str, ...] | None
     return names
 
 
+def _member_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> int:
+    """The bytes member `info` declares (shape × item size), checked against its kind, its zip entry and its
+    compression ratio before a byte of its data is inflated."""
+    key = info.filename[:-4]
+    where = f"{path}: {key}"
+    if info.file_size > RATIO_FROM and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        raise DataError(f"{where} inflates {info.compress_size:,} bytes to {info.file_size:,} (more than "
+                        f"{MAX_RATIO}×); refused as a decompression bomb")
+    with zf.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = reader(fh)
+        header = fh.tell()
+    if dtype.hasobject:
+        raise DataError(f"{path} holds an object array (pickled data), which cnnscope never loads; save "
+                        f"plain numeric arrays and a string array for class_names")
+    if dtype.kind not in KINDS[key[0]]:
+        raise DataError(f"{where} has dtype {dtype}; expected "
+                        f"{'strings' if key[0] == 'c' else 'uint8, integers or floats'}")
+    declared = math.prod(shape) * dtype.itemsize
+    if header + declared != info.file_size:
+        raise DataError(f"{where} declares shape {brief(tuple(shape), 60)} ({declared:,} bytes) but holds "
+                        f"{max(info.file_size - header, 0):,}; the file is corrupt")
+    return declared
+
+
+def check_npz_members(path: Path) -> None:
+    """Every array cnnscope reads from the npz: its declared dtype, shape and size, and its compression ratio,
+    checked before reading (the total at most MAX_NPZ_BYTES)."""
+    with zipfile.ZipFile(path) as zf:
+        members = [i for i in zf.infolist() if i.filename[:-4] in (*ARRAYS, "class_names")
+                   and i.filename.endswith(".npy")]
+        total = sum(_member_header(zf, info, path) for info in members)
+    if total > MAX_NPZ_BYTES:
+        raise DataError(f"{path}: its arrays declare {total:,} bytes, more than the {MAX_NPZ_BYTES:,} an npz "
+                        f"dataset may hold; use a folder: dataset or fewer pictures")
+
+
 def read_npz_arrays(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of an .npz file (no pickles: an object array is a DataError)."""
+    """The arrays of an .npz file (no pickles: an object array is a DataError), checked before reading."""
     try:
+        if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO or a device would block or never end
+            raise DataError(f"{path} is not a regular file; --dataset npz:FILE needs an .npz file")
         with open(path, "rb") as fh:
             if fh.read(4) != b"PK\x03\x04":  # an .npz is a zip archive of .npy files
                 raise DataError(f"{path}: not a valid .npz file (no zip header); save it with numpy.savez")
+        check_npz_members(path)
         with np.load(path, allow_pickle=False) as npz:
             missing = [key for key in ARRAYS if key not in npz.files]
             if missing:
@@ -95,7 +145,7 @@ def read_npz_arrays(path: Path) -> dict[str, np.ndarray]:
             raise DataError(f"{path} holds an object array (pickled data), which cnnscope never loads; save "
                             f"plain numeric arrays and a string array for class_names") from None
         raise DataError(f"{path}: not a valid .npz file ({brief(exc)})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, RuntimeError, NotImplementedError) as exc:  # also encrypted
         raise DataError(f"{path}: not a valid .npz file ({brief(exc)})") from None
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SpecError, check_number, choice_error
-from .fileio import atomic_write_text, read_toml, write_toml
+from .fileio import atomic_write_text, read_json, read_toml, write_toml
 from .geometry import NO_PADDING, Geometry, Padding, window_padding
 from .layers import CONV, DENSE, DROPOUT, FLATTEN, POOL, POOL_PREFIXES, POOL_TYPES, has_maps
 
@@ -376,14 +376,12 @@ class ModelSpec:
         path = Path(path)
         if not path.is_file():
             raise SpecError(f"model spec file not found: {path}")
-        if path.suffix == ".json":
-            try:
-                data = json.loads(path.read_text())
-            except json.JSONDecodeError as exc:
-                raise SpecError(f"{path}: not valid JSON ({exc})") from None
-        else:
-            data = read_toml(path, SpecError)
+        data = read_json(path, SpecError) if path.suffix == ".json" else read_toml(path, SpecError)
+        if not isinstance(data, dict):
+            raise SpecError(f"{path}: expected a table of model settings, found {type(data).__name__}")
         data = data.get("model", data)
+        if not isinstance(data, dict):
+            raise SpecError(f"{path}: 'model' must be a table of settings, found {type(data).__name__}")
         return spec_from_any(data, where=str(path))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import ctypes
 import ctypes.util
+import gc
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -120,6 +121,17 @@ def _malloc_trim() -> Callable[[], Any] | None:
 
 
 _TRIM = _malloc_trim()
+
+
+def give_back_memory() -> None:
+    """Collect reference cycles now and hand freed heap memory back to the system.
+
+    A dropped viewer app is such a cycle (Starlette's router keeps a bound method of itself), so its model and
+    data would otherwise wait for a rare full collection; then glibc's malloc_trim returns the freed pages.
+    """
+    gc.collect()
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 class Slots:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import threading
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -14,13 +16,14 @@ from urllib.parse import urlencode
 import numpy as np
 from torch import nn
 
+from ..data import Dataset
 from ..errors import CnnscopeError, RequestError, SpecError, WarmUpStopped, choice_error
 from ..inspect import patterns as search
 from ..inspect.images import picture_target
 from ..inspect.methods import DEFAULT_METHOD, METHODS
 from ..inspect.profile import map_peak_batches, readout_batches
 from ..layers import CONV
-from ..runs import load_run, predict_proba
+from ..runs import Run, load_run, predict_proba
 from ..spec import LayerInfo
 from ..views import panels
 
@@ -34,10 +37,11 @@ INFLUENCE_IMAGES = 1000  # test images averaged for the class read-out of the la
 class Viewer:
     """A run and its data, loaded once; every method is safe to call from several threads."""
 
-    def __init__(self, run_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> None:
+    def __init__(self, run_path: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
+                 datasets: MutableMapping[tuple, Dataset] | None = None) -> None:
         self.run = load_run(run_path)
         self.model = self.run.model.eval()
-        self.dataset = self.run.dataset(data_dir)
+        self.dataset = shared_dataset(self.run, data_dir, datasets)
         self.class_names = list(self.dataset.class_names)
         self.layers = self.run.spec.layers()
         self.grid_layers = [layer for layer in self.layers if layer.has_maps]
@@ -292,6 +296,21 @@ class Viewer:
 
 
 _warming = threading.local()  # .on is True in the warm-up thread: only it stops when asked
+
+
+def shared_dataset(run: Run, data_dir: str | os.PathLike | None,
+                   cache: MutableMapping[tuple, Dataset] | None) -> Dataset:
+    """The run's data set; with `cache` (the dashboard's weak dictionary) one copy for every viewer of the same
+    data, preprocessing and folder, freed with the last of them. Viewers only read it."""
+    if cache is None:
+        return run.dataset(data_dir)
+    key = (run.data_config, json.dumps(run.preprocessor.to_dict(), sort_keys=True), str(data_dir),
+           os.environ.get("CNNSCOPE_DATA_DIR"))
+    found = cache.get(key)
+    if found is None:
+        found = run.dataset(data_dir)
+        cache[key] = found
+    return found
 
 
 def load_viewer(run_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Viewer:
