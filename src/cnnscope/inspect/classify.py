@@ -91,6 +91,7 @@ class PatternClassification:
     test_images: int
     train_counts: tuple[int, ...]  # training images per class behind each mean
     readout: Readout
+    max_features: int = MAX_FEATURES  # wider outputs were average-pooled over space to fit
 
     def layer(self, name: str) -> LayerClassification:
         """The result of layer `name`; RunError listing the layers classified otherwise."""
@@ -104,7 +105,7 @@ class PatternClassification:
         return {"model_accuracy": self.model_accuracy, "chance": self.chance, "majority": self.majority,
                 "train_images": self.train_images, "test_images": self.test_images,
                 "train_counts": list(self.train_counts), "readout": self.readout.describe(),
-                "max_features": MAX_FEATURES, "layers": [item.to_dict() for item in self.layers]}
+                "max_features": self.max_features, "layers": [item.to_dict() for item in self.layers]}
 
 
 def pooled_grid(shape: tuple[int, ...], max_features: int = MAX_FEATURES) -> tuple[int, int]:
@@ -284,7 +285,8 @@ def classify_by_patterns(model: CNN, train_x: np.ndarray, train_y: np.ndarray, t
     counts = np.bincount(test_y, minlength=classes)
     return PatternClassification(tuple(results), float((probs.argmax(1) == test_y).mean()), 1.0 / classes,
                                  float(counts.max() / len(test_y)), len(train_y), len(test_y),
-                                 tuple(int(c) for c in np.bincount(train_y, minlength=classes)), readout)
+                                 tuple(int(c) for c in np.bincount(train_y, minlength=classes)), readout,
+                                 max_features)
 
 
 def sample_indices(n: int, limit: int | None, seed: int = 0) -> np.ndarray:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ConfigError
+from ..inspect.classify import TRAIN_IMAGES, Readout, classifiable, classify_by_patterns, sample_indices
 from ..inspect.profile import check_map, class_profile, misclassified
 from ..inspect.profile import top_images as find_top_images
-from ..plots.profile import check_profile_options, errors_figure, profile_figure, top_images_figure
+from ..plots.profile import check_profile_options, classify_figure, errors_figure, profile_figure, top_images_figure
 from .common import PathLike, ViewResult, check_positive, load, save, split_images
 
 
@@ -36,6 +38,30 @@ def profile(run_dir: PathLike, layer: str, *, split: str = "test", limit: int | 
             "maps": int(found.shape[1]), "profile": np.round(found.astype(np.float64), 6).tolist(),
             "preferred_class": preferred, "silent_maps": [i for i, p in enumerate(preferred) if p is None]}
     return ViewResult(paths, data)
+
+
+def classify(run_dir: PathLike, layer: str, *, limit: int | None = None, train_limit: int | None = TRAIN_IMAGES,
+             out: PathLike | None = None, svg: bool = False, data_dir: PathLike | None = None) -> ViewResult:
+    """Series part VI: the test accuracy of the nearest class-mean pattern (cosine, Euclidean) and of a linear
+    read-out for the input pixels and every conv and pool layer, beside the whole model and chance, with the
+    confusion of the nearest-mean classifier on `layer`; class means and read-out from a seeded random sample of
+    `train_limit` training images (None: all), accuracies on the first `limit` test images (None: all). Saved to
+    `out` or RUN_DIR/classify-LAYER.png. data: cnnscope.inspect.PatternClassification.to_dict, layer,
+    class_names."""
+    run = load(run_dir)
+    layers = classifiable(run.model)
+    if layer not in layers:
+        run.model.layer(layer)  # SpecError listing every layer for a wrong name
+        raise ConfigError(f"--classify needs a layer with maps; valid: {', '.join(layers[1:])}")
+    if train_limit is not None:
+        check_positive(train_limit, "training-image limit")
+    dataset, x, y, _ = split_images(run, "test", limit, data_dir)
+    pick = sample_indices(len(dataset.train_x), train_limit)
+    found = classify_by_patterns(run.model, dataset.train_x[pick], dataset.train_y[pick], x, y, layers,
+                                 readout=Readout())
+    fig = classify_figure(found, dataset.class_names, layer=layer)
+    paths = save(fig, out, run.path / f"classify-{layer}.png", svg)
+    return ViewResult(paths, {"layer": layer, "class_names": list(dataset.class_names), **found.to_dict()})
 
 
 def top_images(run_dir: PathLike, layer: str, map_index: int, *, k: int = 16, split: str = "test",
