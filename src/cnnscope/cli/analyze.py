@@ -98,8 +98,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
             counts[names[preferred]] += 1
     print(f"{args.layer}: {result['maps']} maps over {result['images']:,} {args.split} images")
     print("maps whose strongest class is: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
-    if result["silent_maps"]:
-        print(f"{len(result['silent_maps'])} map(s) never fire: {', '.join(map(str, result['silent_maps']))}")
+    if result["dead_maps"]:
+        print(f"{len(result['dead_maps'])} dead map(s), 0 everywhere on every image: "
+              f"{', '.join(map(str, result['dead_maps']))}")
+    quiet = [m for m in result["silent_maps"] if m not in result["dead_maps"]]
+    if quiet:
+        print(f"{len(quiet)} map(s) with no positive class mean (but not 0 everywhere): {', '.join(map(str, quiet))}")
     print_figures(result["figures"])
     return _classify(args) if args.classify else 0
 
@@ -147,8 +151,12 @@ def cmd_top_images(args: argparse.Namespace) -> int:
         return 0
     field = result["receptive_field"]
     seen = f", each node sees {field[0]}×{field[1]} input pixels" if field else ""
-    print(f"{args.layer} map {args.map_index}: top {len(result['images'])} of {result['searched']:,} "
-          f"{args.split} images{seen}")
+    if result["dead"]:
+        print(f"{args.layer} map {args.map_index} is dead: 0 everywhere on all {result['searched']:,} {args.split} "
+              f"images (the images below are the first ones, not a ranking)")
+    else:
+        print(f"{args.layer} map {args.map_index}: top {len(result['images'])} of {result['searched']:,} "
+              f"{args.split} images{seen}")
     for item in result["images"]:
         t, left, b, r = item["box"]
         print(f"  #{item['index']:<6} class {item['class']:<12} max {item['value']:.4g} at ({item['row']}, "

@@ -73,12 +73,13 @@ def _side_colorbar(fig: Figure, axes: list, image, label: str) -> None:
 # --- class profile -------------------------------------------------------------------------------------------
 def profile_figure(profile: np.ndarray, class_names: Sequence[str], *, layer: str, norm: str = "map",
                    order: str = "index", images: int | None = None, chunk: int = 64,
-                   cmap: str = "viridis") -> Figure:
+                   cmap: str = "viridis", dead: Sequence[int] = ()) -> Figure:
     """Heat map of a class profile (classes, maps): classes down, maps across, wrapped every `chunk` maps.
 
     norm "map": each map divided by its largest class mean (which class a map prefers; maps that never fire
     are grey); "layer": the raw means on one scale (which maps are strong). order "class": maps sorted by
-    preferred class (then by strength), map numbers kept on the axis.
+    preferred class (then by strength), map numbers kept on the axis. `dead`: the maps that are 0 everywhere on
+    these images (cnnscope.inspect.dead_maps), named under the figure.
     """
     check_profile_options(norm, order)
     profile = np.asarray(profile, np.float64)
@@ -114,8 +115,9 @@ def profile_figure(profile: np.ndarray, class_names: Sequence[str], *, layer: st
                  x=1.3 / width, ha="left", y=1 - 0.2 / fig.get_figheight(), va="top")
     _side_colorbar(fig, axes, image, label)
     if silent.any():
-        fig.text(1.3 / width, 0.05 / fig.get_figheight(), f"grey: {int(silent.sum())} map(s) that never fire on "
-                 f"these images", fontsize=7.5, color="#555555", va="bottom")
+        named = f"; dead (0 everywhere on every image): {_listed(dead)}" if len(dead) else ""
+        fig.text(1.3 / width, 0.05 / fig.get_figheight(), f"grey: {int(silent.sum())} map(s) with no positive class "
+                 f"mean on these images{named}", fontsize=7.5, color="#555555", va="bottom")
     return fig
 
 
@@ -197,11 +199,18 @@ def classify_figure(found: PatternClassification, class_names: Sequence[str], *,
     return fig
 
 
+def _listed(maps: Sequence[int], most: int = 12) -> str:
+    """Map numbers for a caption: '3, 17, 40' or the first `most` and how many more."""
+    shown = ", ".join(str(m) for m in list(maps)[:most])
+    return shown + (f" and {len(maps) - most} more" if len(maps) > most else "")
+
+
 # --- top images ----------------------------------------------------------------------------------------------
 def top_images_figure(raw_images: np.ndarray, top: TopImages, *, labels: Sequence[int] | None = None,
-                      class_names: Sequence[str] | None = None, cols: int = 8) -> Figure:
+                      class_names: Sequence[str] | None = None, cols: int = 8, searched: int | None = None) -> Figure:
     """The images that excite a map most, each with the patch of the input its strongest node sees highlighted
-    (outline; the rest of the image under a dark wash), the image's index, class and the map's value."""
+    (outline; the rest of the image under a dark wash), the image's index, class and the map's value. A dead
+    map (0 on every image searched) says so in the title: its "top" images are just the first ones."""
     raw_images = np.asarray(raw_images)
     n = len(top.indices)
     cols = max(1, min(cols, n))
@@ -236,8 +245,11 @@ def top_images_figure(raw_images: np.ndarray, top: TopImages, *, labels: Sequenc
     field = "" if top.receptive_field is None else (
         f"; outlined: the {top.receptive_field[0]}×{top.receptive_field[1]} input patch (clipped to the image) "
         f"seen by the node where the map peaks")
-    fig.text(0.5, 1 - 0.12 / H, f"{top.layer}, {kind} {top.map_index}: the {n} images that excite it most",
-             fontsize=10.5, ha="center", va="top")
+    over = f" of {searched:,}" if searched else ""
+    head = (f"{top.layer}, {kind} {top.map_index} is dead: 0 everywhere on all{over} images searched (shown: the "
+            f"first {n}, not a ranking)" if top.dead else
+            f"{top.layer}, {kind} {top.map_index}: the {n} images{over} that excite it most")
+    fig.text(0.5, 1 - 0.12 / H, head, fontsize=10.5, ha="center", va="top", color="#b00020" if top.dead else "black")
     fig.text(0.5, 1 - 0.42 / H, f"title: image index · class, then the {kind}'s maximum{field}", fontsize=8,
              ha="center", va="top", color="#444444")
     return fig
