@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -111,3 +113,40 @@ def test_bad_input_gets_one_clear_error():
         classify_by_patterns(model, x, y, x, y, layers=["Conv2D_9"])
     with pytest.raises(RunError, match="has no maps"):
         classify_by_patterns(model, x, y, x, y, layers=["Dense_1"])
+
+
+# --- the command: cnnscope profile RUN --layer L --classify -------------------------------------------------
+def test_profile_classify_prints_the_table_and_writes_the_figure(trained_run, data_dir, tmp_path, capsys):
+    from conftest import run_cli
+
+    args = ("profile", trained_run, "--layer", "Conv2D_3", "--classify", "--train-limit", 300, "--limit", 200,
+            "--data-dir", data_dir, "--out", tmp_path / "p.png")
+    code, out, _ = run_cli(capsys, *args)
+    assert code == 0
+    assert "class means over 300 training images (a seeded sample), accuracy on 200 test images" in out
+    for layer in ("input", "Conv2D_1", "Max_Pool_1", "Conv2D_2", "Max_Pool_2", "Conv2D_3"):
+        assert any(line.startswith(layer + " ") for line in out.splitlines()), layer
+    assert "the whole model: " in out and "chance 10%" in out and "linear read-out: multinomial logistic" in out
+    assert (tmp_path / "p-classify.png").stat().st_size > 10_000 and (tmp_path / "p.png").is_file()
+    code, out, _ = run_cli(capsys, *args, "--json")
+    found = json.loads(out)["classify"]
+    code, out, _ = run_cli(capsys, "errors", trained_run, "--limit", 200, "--data-dir", data_dir, "--json",
+                           "--out", tmp_path / "e.png")
+    assert found["model_accuracy"] == pytest.approx(json.loads(out)["accuracy"])
+    assert found["train_images"] == 300 and found["test_images"] == 200 and found["layer"] == "Conv2D_3"
+    assert np.sum(found["layers"][-1]["confusion"]["pattern"]) == 200
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--layer", "Conv2D_3", "--set", "train"), "error: --classify trains on the training images and tests on the "
+                                                "test images: drop --set"),
+    (("--layer", "Dense_1"), "error: --classify needs a layer with maps; valid: Conv2D_1, Max_Pool_1, Conv2D_2, "
+                             "Max_Pool_2, Conv2D_3"),
+    (("--layer", "Conv2D_3", "--train-limit", "0"), "--train-limit"),
+])
+def test_profile_classify_errors(trained_run, data_dir, capsys, tmp_path, extra, message):
+    from conftest import run_cli
+
+    code, _, err = run_cli(capsys, "profile", trained_run, "--classify", *extra, "--data-dir", data_dir,
+                           "--out", tmp_path / "p.png")
+    assert code == 2 and message in err and "Traceback" not in err

@@ -86,10 +86,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     if args.classify and args.split != "test":
         raise ConfigError("--classify trains on the training images and tests on the test images: drop --set")
+    classified = _classify_result(args) if args.classify else None  # a bad layer fails before any figure
     result = profile(args.run, args.layer, split=args.split, limit=args.limit, norm=args.norm, order=args.order,
                      out=args.out, svg=args.svg, data_dir=args.data_dir).to_json()
     if args.json:
-        print_json({**result, "classify": _classify_result(args)} if args.classify else result)
+        print_json({**result, "classify": classified} if classified else result)
         return 0
     names = result["class_names"]
     counts = {name: 0 for name in names}
@@ -105,7 +106,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if quiet:
         print(f"{len(quiet)} map(s) with no positive class mean (but not 0 everywhere): {', '.join(map(str, quiet))}")
     print_figures(result["figures"])
-    return _classify(args) if args.classify else 0
+    return _print_classified(classified) if classified else 0
 
 
 def _classify_result(args: argparse.Namespace) -> dict:
@@ -119,9 +120,8 @@ def _classify_result(args: argparse.Namespace) -> dict:
                     data_dir=args.data_dir).to_json()
 
 
-def _classify(args: argparse.Namespace) -> int:
+def _print_classified(result: dict) -> int:
     """`profile --classify`: the part VI table and figure."""
-    result = _classify_result(args)
     print(f"\nclassification by activation patterns: class means over {result['train_images']:,} training images "
           f"(a seeded sample), accuracy on {result['test_images']:,} test images")
     print(f"{'layer':<12} {'values':>7}  {'nearest cos':>11} {'nearest euc':>11} {'linear':>7}   "
