@@ -74,6 +74,12 @@ RECIPES = {  # name -> (ctx) -> (args, kwargs)
     "mistakes": lambda c: ((c.probs, c.labels), {}),
     "rank_images": lambda c: ((c.values[:, 0], 2), {}),
     "readout_batches": lambda c: ((c.model, "Conv2D_3", c.xn), {"batch_size": 3}),  # a generator: run to its end
+    "class_profile_dead": lambda c: ((c.model, "Conv2D_2", c.xn, c.labels), {}),
+    "dead_maps": lambda c: ((c.values[0],), {}),
+    "layer_summary": lambda c: ((c.model, ["Conv2D_1", "Max_Pool_2"], c.xn), {"batch_size": 3}),
+    "classify_by_patterns": lambda c: ((c.model, c.xn, c.labels, c.xn, c.labels),
+                                       {"layers": ["input", "Conv2D_1"], "readout": ci.Readout(epochs=1),
+                                        "max_features": 300, "batch_size": 3}),
 }
 
 

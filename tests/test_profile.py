@@ -204,7 +204,8 @@ def test_map_peak_table_gives_the_same_top_images(run, data):
     x, _ = data
     table = map_peaks(run.model, ["Conv2D_2", "Max_Pool_2"], x, batch_size=50)
     for layer, index in (("Conv2D_2", 3), ("Max_Pool_2", 7)):
-        values, positions = table[layer]
+        values, positions, sizes = table[layer]
+        assert (sizes >= np.abs(values) - 1e-6).all()
         top = top_images(run.model, layer, index, x, k=6)
         order = rank_images(values[:, index], 6)
         assert order.tolist() == top.indices.tolist()

@@ -131,8 +131,8 @@ def _sections(run: Run, dataset, timed: Callable[..., Any], method: str | None) 
              timed("activations", inside.activations_section, run, tested, run.spec.map_layer_names())]
     if convs:
         views += [timed("filters", inside.filters_section, run, convs[0]),
-                  timed("patterns", inside.patterns_section, run, convs, dataset.train_x),
-                  timed("profiles", inside.profiles_section, tested, convs),
+                  timed("patterns", inside.patterns_section, run, convs, dataset.train_x, tested),
+                  timed("profiles", inside.profiles_section, run, (dataset.train_x, dataset.train_y), tested, convs),
                   timed("explanation", inside.explanation_section, run, tested, method)]
     return [v for v in views if v is not None], tested
 

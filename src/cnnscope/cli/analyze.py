@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import ConfigError
 from .core import add_data_dir, add_figure_flags, positive_int, print_figures, print_json
 
 
@@ -24,6 +25,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="colours: 'map' (default) each map scaled to its largest class mean; 'layer' raw means")
     p.add_argument("--order", default="index", choices=("index", "class"),
                    help="map order: index (default: by number) or class (grouped by preferred class)")
+    p.add_argument("--classify", action="store_true",
+                   help="series part VI: the test accuracy of the nearest class-mean pattern (cosine, Euclidean; "
+                        "means over training images) and of a linear read-out (softmax regression, Adam, 20 "
+                        "epochs, seed 0) for the pixels and every conv and pool layer, beside the whole model and "
+                        "chance, with the confusion of the nearest-mean classifier on --layer")
+    p.add_argument("--train-limit", type=positive_int, default=10_000, metavar="N",
+                   help="--classify: class means and read-out from a seeded random sample of N training images "
+                        "(default 10000; memory grows with N: N × 2048 × 4 bytes for one layer at a time)")
+    p.add_argument("--all-train", dest="train_limit", action="store_const", const=None,
+                   help="--classify: use every training image (slower, more memory)")
     _common(p, "use only the first N images of the set")
     p.set_defaults(handler=cmd_profile)
 
@@ -73,10 +84,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_profile(args: argparse.Namespace) -> int:
     from ..views.profile import profile
 
+    if args.classify and args.split != "test":
+        raise ConfigError("--classify trains on the training images and tests on the test images: drop --set")
+    classified = _classify_result(args) if args.classify else None  # a bad layer fails before any figure
     result = profile(args.run, args.layer, split=args.split, limit=args.limit, norm=args.norm, order=args.order,
                      out=args.out, svg=args.svg, data_dir=args.data_dir).to_json()
     if args.json:
-        print_json(result)
+        print_json({**result, "classify": classified} if classified else result)
         return 0
     names = result["class_names"]
     counts = {name: 0 for name in names}
@@ -85,8 +99,44 @@ def cmd_profile(args: argparse.Namespace) -> int:
             counts[names[preferred]] += 1
     print(f"{args.layer}: {result['maps']} maps over {result['images']:,} {args.split} images")
     print("maps whose strongest class is: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
-    if result["silent_maps"]:
-        print(f"{len(result['silent_maps'])} map(s) never fire: {', '.join(map(str, result['silent_maps']))}")
+    if result["dead_maps"]:
+        print(f"{len(result['dead_maps'])} dead map(s), 0 everywhere on every image: "
+              f"{', '.join(map(str, result['dead_maps']))}")
+    quiet = [m for m in result["silent_maps"] if m not in result["dead_maps"]]
+    if quiet:
+        print(f"{len(quiet)} map(s) with no positive class mean (but not 0 everywhere): {', '.join(map(str, quiet))}")
+    print_figures(result["figures"])
+    return _print_classified(classified) if classified else 0
+
+
+def _classify_result(args: argparse.Namespace) -> dict:
+    """The part VI view's JSON; its figure beside --out (NAME-classify.png) or in the run directory."""
+    from pathlib import Path
+
+    from ..views.profile import classify
+
+    out = Path(args.out).with_name(f"{Path(args.out).stem}-classify{Path(args.out).suffix}") if args.out else None
+    return classify(args.run, args.layer, limit=args.limit, train_limit=args.train_limit, out=out, svg=args.svg,
+                    data_dir=args.data_dir).to_json()
+
+
+def _print_classified(result: dict) -> int:
+    """`profile --classify`: the part VI table and figure."""
+    print(f"\nclassification by activation patterns: class means over {result['train_images']:,} training images "
+          f"(a seeded sample), accuracy on {result['test_images']:,} test images")
+    print(f"{'layer':<12} {'values':>7}  {'nearest cos':>11} {'nearest euc':>11} {'linear':>7}   "
+          f"per-map means: {'cos':>6} {'euc':>6} {'linear':>7}")
+    for item in result["layers"]:
+        a, m = item["accuracy"]["pattern"], item["accuracy"]["profile"]
+        pooled = "*" if item["pooled"] else " "
+        print(f"{item['layer']:<12} {item['features']:>6}{pooled}  {a['nearest_cosine']:>11.2%} "
+              f"{a['nearest_euclidean']:>11.2%} {a['linear']:>7.2%}   {'':>14} {m['nearest_cosine']:>6.2%} "
+              f"{m['nearest_euclidean']:>6.2%} {m['linear']:>7.2%}")
+    print(f"the whole model: {result['model_accuracy']:.2%}; chance {result['chance']:.0%} (the largest class "
+          f"{result['majority']:.2%})")
+    if any(item["pooled"] for item in result["layers"]):
+        print(f"* average-pooled over space to at most {result['max_features']:,} values")
+    print(f"linear read-out: {result['readout']}")
     print_figures(result["figures"])
     return 0
 
@@ -101,8 +151,12 @@ def cmd_top_images(args: argparse.Namespace) -> int:
         return 0
     field = result["receptive_field"]
     seen = f", each node sees {field[0]}×{field[1]} input pixels" if field else ""
-    print(f"{args.layer} map {args.map_index}: top {len(result['images'])} of {result['searched']:,} "
-          f"{args.split} images{seen}")
+    if result["dead"]:
+        print(f"{args.layer} map {args.map_index} is dead: 0 everywhere on all {result['searched']:,} {args.split} "
+              f"images (the images below are the first ones, not a ranking)")
+    else:
+        print(f"{args.layer} map {args.map_index}: top {len(result['images'])} of {result['searched']:,} "
+              f"{args.split} images{seen}")
     for item in result["images"]:
         t, left, b, r = item["box"]
         print(f"  #{item['index']:<6} class {item['class']:<12} max {item['value']:.4g} at ({item['row']}, "

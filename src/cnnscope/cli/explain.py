@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_patterns(args: argparse.Namespace) -> int:
-    from ..views.patterns import patterns
+    from ..views.patterns import beats_line, patterns
 
     result = patterns(args.run, args.layer, maps=args.maps, steps=args.steps, restarts=args.restarts,
                       seed=args.seed, cols=args.cols, out=args.out, svg=args.svg, data_dir=args.data_dir)
@@ -65,10 +65,13 @@ def cmd_patterns(args: argparse.Namespace) -> int:
           f"({data['restarts']} restarts × {data['steps']} steps, seed {data['seed']})")
     print(f"{'map':>5}  {'reached':>9}  {'test p99':>9}  {'test max':>9}")
     for row in data["maps"]:
-        mark = "" if row["activation"] > row["test_max"] else "  (below test max)"
+        mark = ("  dead: 0 on every test image" if row["dead"] else
+                "" if row["activation"] > row["test_max"] else "  (below test max)")
         print(f"{row['map']:>5}  {row['activation']:>9.4g}  {row['test_p99']:>9.4g}  {row['test_max']:>9.4g}{mark}")
-    print(f"above the test max: {data['above_test_max']:.1%} of maps; above p99: {data['above_test_p99']:.1%} "
-          f"(mean activation of the map, over {data['test_images']:,} test images)")
+    if data["above_test_max"] is not None:
+        print(f"above the test max: {data['above_test_max']:.1%} of {data['live_maps']} live maps; above p99: "
+              f"{data['above_test_p99']:.1%} (mean activation of the map, over {data['test_images']:,} test images)")
+    print(beats_line(data))
     print_figures(result.paths)
     return 0
 

@@ -23,6 +23,7 @@ from .attribution import (
     saliency,
     smoothgrad,
 )
+from .classify import LayerClassification, PatternClassification, Readout, classify_by_patterns
 from .compare import (
     activation_correlation,
     check_runs,
@@ -52,9 +53,12 @@ from .profile import (
     TopImages,
     class_means,
     class_profile,
+    class_profile_dead,
     class_readout,
+    dead_maps,
     field_geometry,
     layer_means,
+    layer_summary,
     map_peak_batches,
     map_peaks,
     misclassified,
@@ -78,3 +82,5 @@ __all__ += ["FieldGeometry", "Misclassified", "TopImages", "activation_correlati
             "check_runs", "compare_many", "many_correlations"]
 __all__ += ["class_means", "class_readout", "layer_means", "map_peak_batches", "map_peaks", "mistakes", "rank_images",
             "readout_batches"]
+__all__ += ["LayerClassification", "PatternClassification", "Readout", "classify_by_patterns"]
+__all__ += ["class_profile_dead", "dead_maps", "layer_summary"]

@@ -244,19 +244,21 @@ def map_statistics(model: CNN, layer: str, images: np.ndarray, maps: Sequence[in
     """Per map over preprocessed `images`: the 99th percentile and the maximum of its spatial mean per image
     (the quantity `maximize_activation` raises), and the largest single element anywhere in it.
 
-    Returns {"p99": (k,), "max": (k,), "max_element": (k,)}; computed in batches (no (n, maps, h, w) array).
+    Returns {"p99": (k,), "max": (k,), "max_element": (k,), "max_abs": (k,)} — max_abs, the largest |value|
+    anywhere, is 0 for a dead map (cnnscope.inspect.dead_maps); computed in batches (no (n, maps, h, w) array).
     """
     shape = layer_output_shape(model, layer)
     chosen = parse_maps(maps, shape[0], layer)
     x = np.asarray(images, dtype=np.float32)
     if len(x) == 0:
         raise ConfigError("map statistics need at least one image")
-    means, peaks = [], []
+    means, peaks, sizes = [], [], []
     for i in range(0, len(x), batch_size):
         out = activations(model, layer, x[i:i + batch_size])[:, chosen]  # (b, k, h, w) or (b, k)
         flat = out.reshape(len(out), len(chosen), -1)
         means.append(flat.mean(2))
         peaks.append(flat.max(2))
+        sizes.append(np.abs(flat).max(2))
     mean = np.concatenate(means)  # (n, k)
     return {"p99": np.percentile(mean, 99, axis=0), "max": mean.max(0),
-            "max_element": np.concatenate(peaks).max(0)}
+            "max_element": np.concatenate(peaks).max(0), "max_abs": np.concatenate(sizes).max(0)}

@@ -29,6 +29,19 @@ def _per_map(values: np.ndarray) -> np.ndarray:
     return values.reshape(values.shape[0], values.shape[1], -1).mean(axis=2) if values.ndim == 4 else values
 
 
+# --- dead maps ---------------------------------------------------------------------------------------------
+def dead_maps(peak_abs: np.ndarray) -> list[int]:
+    """The maps (or units) that are 0 at every position of every image looked at, from each map's largest
+    |value| over them (maps,): a map that never fires is not a detector, whatever else is said about it."""
+    return [int(i) for i in np.flatnonzero(np.asarray(peak_abs) == 0)]
+
+
+def _peak_abs(values: np.ndarray) -> np.ndarray:
+    """(n, maps, ...) -> (maps,) largest |value| over images and positions (0 for no images)."""
+    flat = np.abs(values.reshape(values.shape[0], values.shape[1], -1))
+    return flat.max(axis=(0, 2)) if len(flat) else np.zeros(values.shape[1], values.dtype)
+
+
 # --- class profile -------------------------------------------------------------------------------------------
 def class_profile(model: CNN, layer: str, images: np.ndarray, labels: np.ndarray, num_classes: int | None = None,
                   batch_size: int = 500) -> np.ndarray:
@@ -37,6 +50,12 @@ def class_profile(model: CNN, layer: str, images: np.ndarray, labels: np.ndarray
     Dense and flatten layers give one column per unit. A class without images gets a row of NaN.
     Works batch by batch, so a whole test set of a wide layer never sits in memory at once.
     """
+    return class_profile_dead(model, layer, images, labels, num_classes, batch_size)[0]
+
+
+def class_profile_dead(model: CNN, layer: str, images: np.ndarray, labels: np.ndarray, num_classes: int | None = None,
+                       batch_size: int = 500) -> tuple[np.ndarray, list[int]]:
+    """`class_profile` and, from the same pass, the dead maps (`dead_maps`: 0 everywhere on these images)."""
     labels = np.asarray(labels).astype(np.int64).ravel()
     if len(labels) != len(images):
         raise RunError(f"class_profile: {len(images)} images but {len(labels)} labels")
@@ -45,10 +64,12 @@ def class_profile(model: CNN, layer: str, images: np.ndarray, labels: np.ndarray
         raise RunError(f"class_profile: labels must be in 0..{k - 1}, received {labels.min()}..{labels.max()}")
     maps = layer_output_shape(model, layer)[0]
     sums = np.zeros((k, maps), np.float64)
+    peak = np.zeros(maps, np.float64)
     for start, stop in _batches(len(images), batch_size):
-        values = _per_map(activations(model, layer, images[start:stop], batch_size))
-        np.add.at(sums, labels[start:stop], values.astype(np.float64))
-    return _divide(sums, labels, k)
+        batch = activations(model, layer, images[start:stop], batch_size)
+        np.add.at(sums, labels[start:stop], _per_map(batch).astype(np.float64))
+        peak = np.maximum(peak, _peak_abs(batch))
+    return _divide(sums, labels, k), dead_maps(peak)
 
 
 def _divide(sums: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -69,28 +90,39 @@ def class_means(values: np.ndarray, labels: np.ndarray, num_classes: int) -> np.
     return _divide(sums, labels, int(num_classes))
 
 
-@torch.no_grad()
 def layer_means(model: CNN, layers: list[str], images: np.ndarray,
                 batch_size: int = 500) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One pass over preprocessed images: (class probabilities (n, classes), {layer: spatial means (n, maps)})
     for map layers (units for dense ones). What a whole-test-set summary needs without a pass per question."""
+    probs, means, _ = layer_summary(model, layers, images, batch_size)
+    return probs, means
+
+
+@torch.no_grad()
+def layer_summary(model: CNN, layers: list[str], images: np.ndarray, batch_size: int = 500
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """`layer_means` and, from the same pass, {layer: each map's largest |value| over every image and position
+    (maps,)} (`dead_maps` reads it)."""
     from .activations import capture
 
     for name in layers:
         layer_output_shape(model, name)  # SpecError listing the valid names
     probs: list[np.ndarray] = []
     means: dict[str, list[np.ndarray]] = {name: [] for name in layers}
+    peaks = {name: np.zeros(layer_output_shape(model, name)[0], np.float32) for name in layers}
     with evaluating(model):
         for start, stop in _batches(len(images), batch_size):
             batch = torch.as_tensor(images[start:stop]).contiguous(memory_format=torch.channels_last)
             outputs, logits = capture(model, layers, batch)
             probs.append(model.probabilities(logits).float().cpu().numpy())
             for name in layers:
-                means[name].append(_per_map(outputs[name].float().cpu().numpy()))
+                values = outputs[name].float().cpu().numpy()
+                means[name].append(_per_map(values))
+                peaks[name] = np.maximum(peaks[name], _peak_abs(values))
     k = model.spec.num_classes
     return (np.concatenate(probs) if probs else np.zeros((0, k), np.float32),
             {name: np.concatenate(parts) if parts else np.zeros((0, layer_output_shape(model, name)[0]), np.float32)
-             for name, parts in means.items()})
+             for name, parts in means.items()}, peaks)
 
 
 # --- receptive fields ----------------------------------------------------------------------------------------
@@ -150,10 +182,11 @@ class TopImages:
     locations: np.ndarray  # (k, 2) int (row, col); (0, 0) for dense units
     boxes: np.ndarray  # (k, 4) int; the whole input for dense units
     receptive_field: tuple[int, int] | None  # None for dense units
+    dead: bool = False  # the map is 0 at every position of every image searched (its "top" images mean nothing)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON: layer, map, receptive field and one entry per image."""
-        return {"layer": self.layer, "map": self.map_index,
+        """Plain data for JSON: layer, map, receptive field, whether the map is dead and one entry per image."""
+        return {"layer": self.layer, "map": self.map_index, "dead": self.dead,
                 "receptive_field": None if self.receptive_field is None else list(self.receptive_field),
                 "images": [{"index": int(i), "value": float(v), "row": int(rc[0]), "col": int(rc[1]),
                             "box": [int(b) for b in box]}
@@ -183,11 +216,13 @@ def top_images(model: CNN, layer: str, map_index: int, images: np.ndarray, k: in
     spatial = len(shape) == 3
     peaks = np.empty(len(images), np.float32)
     where = np.zeros(len(images), np.int64)
+    largest = 0.0  # |value| anywhere: 0 means a dead map
     for start, stop in _batches(len(images), batch_size):
         values = activations(model, layer, images[start:stop], batch_size)[:, map_index]
         flat = values.reshape(len(values), -1)
         where[start:stop] = flat.argmax(axis=1)  # first maximum in row-major order
         peaks[start:stop] = flat.max(axis=1)
+        largest = max(largest, float(np.abs(flat).max(initial=0.0)))
     order = rank_images(peaks, k)  # by value descending, then index ascending
     _, in_h, in_w = model.spec.input_shape
     if spatial:
@@ -201,7 +236,7 @@ def top_images(model: CNN, layer: str, map_index: int, images: np.ndarray, k: in
         boxes = np.tile(np.array([0, 0, in_h, in_w], np.int64), (len(order), 1))
         field = None
     return TopImages(layer, map_index, order.astype(np.int64), peaks[order], locations.astype(np.int64), boxes,
-                     field)
+                     field, dead=len(images) > 0 and largest == 0)
 
 
 # --- whole-set tables the viewer's map cards read ------------------------------------------------------------
@@ -212,9 +247,10 @@ def rank_images(values: np.ndarray, k: int) -> np.ndarray:
 
 
 def map_peak_batches(model: CNN, layers: list[str], images: np.ndarray,
-                     batch_size: int = 64) -> Iterator[dict[str, tuple[np.ndarray, np.ndarray]]]:
+                     batch_size: int = 64) -> Iterator[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
     """Per batch of preprocessed images: {layer: (each image's spatial maximum of every map (b, maps), its
-    row-major position (b, maps) int32)}. A generator, so a caller may pause or take a lock between batches."""
+    row-major position (b, maps) int32, each image's largest |value| of every map (b, maps): 0 in every image
+    for a dead map)}. A generator, so a caller may pause or take a lock between batches."""
     from .activations import capture
 
     for start, stop in _batches(len(images), batch_size):
@@ -223,16 +259,19 @@ def map_peak_batches(model: CNN, layers: list[str], images: np.ndarray,
             outputs, _ = capture(model, layers, batch)
         part = {}
         for name in layers:
-            values, positions = outputs[name].flatten(2).max(dim=2)  # (b, maps)
-            part[name] = (values.cpu().numpy(), positions.cpu().numpy().astype(np.int32))
+            flat = outputs[name].flatten(2)
+            values, positions = flat.max(dim=2)  # (b, maps)
+            part[name] = (values.cpu().numpy(), positions.cpu().numpy().astype(np.int32),
+                          flat.abs().amax(dim=2).cpu().numpy())
         yield part
 
 
 def map_peaks(model: CNN, layers: list[str], images: np.ndarray,
-              batch_size: int = 64) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{layer: (spatial maximum of every map in every image (n, maps), its row-major position (n, maps))}."""
+              batch_size: int = 64) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """{layer: (spatial maximum of every map in every image (n, maps), its row-major position (n, maps), the
+    largest |value| (n, maps))}: `map_peak_batches` joined."""
     parts = list(map_peak_batches(model, layers, images, batch_size))
-    return {name: (np.concatenate([p[name][0] for p in parts]), np.concatenate([p[name][1] for p in parts]))
+    return {name: tuple(np.concatenate([p[name][i] for p in parts]) for i in range(3))
             for name in layers} if parts else {}
 
 

@@ -30,10 +30,10 @@ def pattern_pixels(patterns: np.ndarray, preprocessor) -> np.ndarray:
 def patterns_figure(images: np.ndarray, maps: Sequence[int], activation: Sequence[float], *, layer: str,
                     reference: Sequence[float] | None = None, cols: int = 8, cmap: str | None = "gray",
                     vmin: float = 0.0, vmax: float = 255.0, title: str | None = None,
-                    subtitle: str | None = None) -> Figure:
+                    subtitle: str | None = None, dead: Sequence[bool] | None = None) -> Figure:
     """A grid of patterns (k, H, W) grey (through `cmap`) or (k, H, W, 3) colour (pixels 0..255), each labelled
     with its map number and the activation it reached (and, when given, a reference value such as the map's 99th
-    percentile over the test set)."""
+    percentile over the test set; "dead", in red, for the maps `dead` marks: 0 on every test image)."""
     images = np.asarray(images, dtype=np.float32)
     colour = images.ndim == 4 and images.shape[-1] == 3
     if images.ndim != 3 and not colour:
@@ -44,7 +44,8 @@ def patterns_figure(images: np.ndarray, maps: Sequence[int], activation: Sequenc
     cols = max(1, min(int(cols), k))
     rows = math.ceil(k / cols)
     gap = max(2, w // 14)  # pixels between cells
-    band = round(h * (0.42 if reference is not None else 0.28))  # room for the labels under each cell
+    labelled = reference is not None or dead is not None
+    band = round(h * (0.42 if labelled else 0.28))  # room for the labels under each cell
     cell_w, cell_h = w + gap, h + band
     canvas = np.full((rows * cell_h, cols * cell_w - gap, *images.shape[3:]), np.nan, np.float32)  # NaN: background
     for i in range(k):
@@ -68,7 +69,9 @@ def patterns_figure(images: np.ndarray, maps: Sequence[int], activation: Sequenc
         r, c = divmod(i, cols)
         x, y = c * cell_w + w / 2, r * cell_h + h + band * 0.08
         ax.text(x, y, f"#{maps[i]}  {activation[i]:.3g}", ha="center", va="top", fontsize=size)
-        if reference is not None:
+        if dead is not None and dead[i]:
+            ax.text(x, y + band * 0.45, "dead", ha="center", va="top", fontsize=size * 0.9, color="#b00020")
+        elif reference is not None:
             ax.text(x, y + band * 0.45, f"p99 {reference[i]:.3g}", ha="center", va="top", fontsize=size * 0.9,
                     color="#666666")
     if title:

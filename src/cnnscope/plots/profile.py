@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 
 import matplotlib
@@ -13,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from ..errors import ConfigError
+from ..inspect.classify import PatternClassification
 from ..inspect.profile import Misclassified, TopImages
 from . import backend  # noqa: F401  (Agg, except in a notebook)
 from .figures import show_picture
@@ -71,12 +73,13 @@ def _side_colorbar(fig: Figure, axes: list, image, label: str) -> None:
 # --- class profile -------------------------------------------------------------------------------------------
 def profile_figure(profile: np.ndarray, class_names: Sequence[str], *, layer: str, norm: str = "map",
                    order: str = "index", images: int | None = None, chunk: int = 64,
-                   cmap: str = "viridis") -> Figure:
+                   cmap: str = "viridis", dead: Sequence[int] = ()) -> Figure:
     """Heat map of a class profile (classes, maps): classes down, maps across, wrapped every `chunk` maps.
 
     norm "map": each map divided by its largest class mean (which class a map prefers; maps that never fire
     are grey); "layer": the raw means on one scale (which maps are strong). order "class": maps sorted by
-    preferred class (then by strength), map numbers kept on the axis.
+    preferred class (then by strength), map numbers kept on the axis. `dead`: the maps that are 0 everywhere on
+    these images (cnnscope.inspect.dead_maps), named under the figure.
     """
     check_profile_options(norm, order)
     profile = np.asarray(profile, np.float64)
@@ -112,16 +115,102 @@ def profile_figure(profile: np.ndarray, class_names: Sequence[str], *, layer: st
                  x=1.3 / width, ha="left", y=1 - 0.2 / fig.get_figheight(), va="top")
     _side_colorbar(fig, axes, image, label)
     if silent.any():
-        fig.text(1.3 / width, 0.05 / fig.get_figheight(), f"grey: {int(silent.sum())} map(s) that never fire on "
-                 f"these images", fontsize=7.5, color="#555555", va="bottom")
+        named = f"; dead (0 everywhere on every image): {_listed(dead)}" if len(dead) else ""
+        fig.text(1.3 / width, 0.05 / fig.get_figheight(), f"grey: {int(silent.sum())} map(s) with no positive class "
+                 f"mean on these images{named}", fontsize=7.5, color="#555555", va="bottom")
     return fig
+
+
+# --- classification by activation patterns (series part VI) --------------------------------------------------
+METHOD_STYLE = {"nearest_cosine": ("nearest class mean, cosine", "#3b6fb6"),
+                "nearest_euclidean": ("nearest class mean, Euclidean", "#7fb3e6"),
+                "linear": ("linear read-out", "#e08a2c")}
+
+
+def _accuracy_panel(ax, found: PatternClassification) -> None:
+    """Grouped bars per layer (whole-output patterns), hollow markers for the per-map means, the model and
+    chance as lines."""
+    names = [item.layer for item in found.layers]
+    x = np.arange(len(names))
+    width = 0.8 / len(METHOD_STYLE)
+    for i, (method, (label, colour)) in enumerate(METHOD_STYLE.items()):
+        offset = (i - (len(METHOD_STYLE) - 1) / 2) * width
+        ax.bar(x + offset, [item.accuracy["pattern"][method] for item in found.layers], width, color=colour,
+               label=label)
+        ax.plot(x + offset, [item.accuracy["profile"][method] for item in found.layers], "o", mfc="white",
+                mec="#333333", ms=4, label="same, on the per-map means only" if i == 0 else None)
+    ax.axhline(found.model_accuracy, color="#2a8a3e", lw=1.3, label=f"the whole model {found.model_accuracy:.2%}")
+    ax.axhline(found.chance, color="#888888", lw=1, ls=":", label=f"chance {found.chance:.0%} (largest class "
+               f"{found.majority:.1%})")
+    ax.set_xticks(x, ["input\n(pixels)" if n == "input" else n.replace("_", "_\n", 1) if len(n) > 9 else n
+                      for n in names], fontsize=7.5)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("test accuracy", fontsize=8.5)
+    ax.tick_params(labelsize=7.5)
+    ax.grid(axis="y", color="#e4e4e4", lw=0.6)
+    ax.set_axisbelow(True)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, frameon=False)
+
+
+def _confusion_panel(ax, confusion: np.ndarray, class_names: Sequence[str], title: str) -> None:
+    """Counts, colours by each true class's share (rows sum to 1), per-class accuracy beside the class name."""
+    matrix = np.asarray(confusion)
+    rows = matrix.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(rows > 0, matrix / np.maximum(rows, 1), 0.0)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    k = len(matrix)
+    for i in range(k):
+        for j in range(k):
+            if matrix[i, j]:
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=6 if k > 10 else 7,
+                        color="white" if share[i, j] > 0.5 else "black")
+    recall = [f"{name} {share[i, i]:.0%}" if rows[i, 0] else f"{name} —" for i, name in enumerate(class_names)]
+    ax.set_yticks(range(k), recall, fontsize=7.5)
+    ax.set_xticks(range(k), list(class_names), fontsize=7.5, rotation=90 if max(map(len, class_names)) > 3 else 0)
+    ax.set_ylabel("true class (share it gets right)", fontsize=8.5)
+    ax.set_xlabel("nearest class-mean pattern", fontsize=8.5)
+    ax.set_title(title, fontsize=9)
+
+
+def classify_figure(found: PatternClassification, class_names: Sequence[str], *, layer: str) -> Figure:
+    """Series part VI: test accuracy per layer of the nearest class-mean pattern (cosine, Euclidean) and of a
+    linear read-out, beside the whole model and chance; and the confusion of the nearest-mean (cosine)
+    classifier on `layer`'s patterns."""
+    item = found.layer(layer)
+    k = len(class_names)
+    side = max(3.6, 0.34 * k + 1.6)
+    fig = plt.figure(figsize=(max(6.5, 0.95 * len(found.layers) + 2.0) + side + 0.6, max(5.4, side + 1.7)))
+    W, H = fig.get_size_inches()
+    left_w = W - side - 1.7
+    ax = fig.add_axes([0.6 / W, 1.45 / H, left_w / W, (H - 2.35) / H])
+    _accuracy_panel(ax, found)
+    cx = fig.add_axes([(W - side - 0.15) / W, 0.95 / H, (side - 0.9) / W, (H - 1.9) / H])
+    _confusion_panel(cx, item.confusion["pattern"], class_names,
+                     f"{layer}, nearest class mean (cosine): {item.accuracy['pattern']['nearest_cosine']:.2%} right")
+    pooled = "" if all(tuple(i.grid) == tuple(i.shape[1:]) for i in found.layers) else \
+        f" (layers wider than {found.max_features:,} values average-pooled over space first)"
+    fig.text(0.6 / W, 1 - 0.15 / H, "Classification by activation patterns: is each test image nearest its own "
+             "class's mean pattern?", fontsize=11, va="top")
+    note = (f"Class means over {found.train_images:,} training images; accuracy on {found.test_images:,} test "
+            f"images. Bars: the layer's whole output flattened{pooled}. Read-out: {found.readout.describe()}.")
+    fig.text(0.6 / W, 1 - 0.45 / H, "\n".join(textwrap.wrap(note, round(W * 15))), fontsize=7.5, va="top",
+             color="#444444", linespacing=1.3)
+    return fig
+
+
+def _listed(maps: Sequence[int], most: int = 12) -> str:
+    """Map numbers for a caption: '3, 17, 40' or the first `most` and how many more."""
+    shown = ", ".join(str(m) for m in list(maps)[:most])
+    return shown + (f" and {len(maps) - most} more" if len(maps) > most else "")
 
 
 # --- top images ----------------------------------------------------------------------------------------------
 def top_images_figure(raw_images: np.ndarray, top: TopImages, *, labels: Sequence[int] | None = None,
-                      class_names: Sequence[str] | None = None, cols: int = 8) -> Figure:
+                      class_names: Sequence[str] | None = None, cols: int = 8, searched: int | None = None) -> Figure:
     """The images that excite a map most, each with the patch of the input its strongest node sees highlighted
-    (outline; the rest of the image under a dark wash), the image's index, class and the map's value."""
+    (outline; the rest of the image under a dark wash), the image's index, class and the map's value. A dead
+    map (0 on every image searched) says so in the title: its "top" images are just the first ones."""
     raw_images = np.asarray(raw_images)
     n = len(top.indices)
     cols = max(1, min(cols, n))
@@ -156,8 +245,11 @@ def top_images_figure(raw_images: np.ndarray, top: TopImages, *, labels: Sequenc
     field = "" if top.receptive_field is None else (
         f"; outlined: the {top.receptive_field[0]}×{top.receptive_field[1]} input patch (clipped to the image) "
         f"seen by the node where the map peaks")
-    fig.text(0.5, 1 - 0.12 / H, f"{top.layer}, {kind} {top.map_index}: the {n} images that excite it most",
-             fontsize=10.5, ha="center", va="top")
+    over = f" of {searched:,}" if searched else ""
+    head = (f"{top.layer}, {kind} {top.map_index} is dead: 0 everywhere on all{over} images searched (shown: the "
+            f"first {n}, not a ranking)" if top.dead else
+            f"{top.layer}, {kind} {top.map_index}: the {n} images{over} that excite it most")
+    fig.text(0.5, 1 - 0.12 / H, head, fontsize=10.5, ha="center", va="top", color="#b00020" if top.dead else "black")
     fig.text(0.5, 1 - 0.42 / H, f"title: image index · class, then the {kind}'s maximum{field}", fontsize=8,
              ha="center", va="top", color="#444444")
     return fig

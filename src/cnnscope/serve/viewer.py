@@ -160,7 +160,8 @@ class Viewer:
     # --- map cards --------------------------------------------------------------------------
     def card(self, layer: str, index: int, raw: np.ndarray, cmap: str = "magma") -> dict[str, Any]:
         """Everything about map `index` of `layer` for one image: enlarged map, kernels, receptive field,
-        top test images, class read-out, and where to fetch its maximising pattern."""
+        top test images, whether the map is dead (0 on every test image), class read-out, and where to fetch its
+        maximising pattern."""
         info = self.grid_layer(layer)
         n = info.output_shape[0]
         if not 0 <= index < n:
@@ -172,7 +173,8 @@ class Viewer:
                                self.dataset.test_raw, self.class_names)
         return {**panels.map_panel(info, index, fmap, cmap).data,
                 "kernel": kernel.data if kernel else None, "pool": pool.data if pool else None,
-                "top": top.data["top"], "readout": self._readout(layer, index),
+                "top": top.data["top"], "dead": top.data["dead"], "test_images": top.data["searched"],
+                "readout": self._readout(layer, index),
                 "pattern_url": f"/api/pattern?{urlencode({'layer': layer, 'map': index})}"}
 
     def explain(self, raw: np.ndarray, method: str = DEFAULT_METHOD) -> dict[str, Any]:
@@ -184,16 +186,16 @@ class Viewer:
         with self._model_lock:
             return panels.explain_panel(self.run, raw, method, self.class_names).data
 
-    def _top_table(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Per grid layer: each test image's spatial maximum of every map and where it is (computed once, by
-        cnnscope.inspect.profile.map_peak_batches)."""
+    def _top_table(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per grid layer: each test image's spatial maximum of every map, where it is, and its largest |value|
+        (computed once, by cnnscope.inspect.profile.map_peak_batches)."""
         with self._top_lock:
             if self._top is not None:
                 return self._top
             names = [layer.name for layer in self.grid_layers]
             parts = self._drain(map_peak_batches(self.model, names, self.dataset.test_x, TOP_BATCH))
-            self._top = {name: (np.concatenate([p[name][0] for p in parts]),
-                                np.concatenate([p[name][1] for p in parts])) for name in names}
+            self._top = {name: tuple(np.concatenate([p[name][i] for p in parts]) for i in range(3))
+                         for name in names}
             return self._top
 
     def _drain(self, batches) -> list:

@@ -16,7 +16,7 @@ import numpy as np
 from ..geometry import Geometry
 from ..imaging import COLORMAPS, colorize, data_uri, picture_png, png_bytes, rgb_kernels
 from ..inspect.filters import colour_layer
-from ..inspect.profile import rank_images
+from ..inspect.profile import dead_maps, rank_images
 from ..layers import CONV, POOL, POOL_TYPES
 from .common import ViewResult
 from .tiles import grid_png
@@ -121,18 +121,20 @@ def pool_panel(spec, layer: str) -> ViewResult | None:
                            "input": previous_map_layer(spec, layer)})
 
 
-def top_panel(peaks: tuple[np.ndarray, np.ndarray], index: int, width: int, labels: np.ndarray, raw: np.ndarray,
-              class_names: Sequence[str], k: int = TOP_IMAGES) -> ViewResult:
+def top_panel(peaks: tuple[np.ndarray, np.ndarray, np.ndarray], index: int, width: int, labels: np.ndarray,
+              raw: np.ndarray, class_names: Sequence[str], k: int = TOP_IMAGES) -> ViewResult:
     """The k test images in which map `index` peaks highest (from cnnscope.inspect.profile.map_peaks' table),
-    each with its class, value, peak position and picture."""
-    values, positions = peaks
+    each with its class, value, peak position and picture; `dead`: the map is 0 on every test image
+    (cnnscope.inspect.dead_maps), `searched`: how many images."""
+    values, positions, sizes = peaks
     out = []
     for i in rank_images(values[:, index], k):
         label, pos = int(labels[i]), int(positions[i, index])
         out.append({"index": int(i), "label": label, "class_name": class_names[label],
                     "value": round(float(values[i, index]), 5), "position": [pos // width, pos % width],
                     "png": data_uri(picture_png(raw[i]))})
-    return ViewResult([], {"top": out})
+    dead = bool(dead_maps(sizes[:, [index]].max(axis=0))) if len(sizes) else False
+    return ViewResult([], {"top": out, "dead": dead, "searched": int(len(values))})
 
 
 def readout_panel(readout: np.ndarray, index: int, class_names: Sequence[str], images: int) -> ViewResult:

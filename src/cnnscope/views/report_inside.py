@@ -11,7 +11,7 @@ from ..imaging import colorize, layout, png_bytes
 from ..inspect.profile import class_means
 from .report_html import esc, figure_uri, img, picture_uri, png_img, section
 from .report_sections import EXPLAINED, TestSet
-from .tiles import pictures_png, tiles_png
+from .tiles import tiles_png
 
 PATTERN_MAPS = 32  # maximising patterns of the first 32 maps of each conv layer
 
@@ -54,37 +54,87 @@ def filters_section(run, first_conv: str):
     return section("filters", f"Filters of {first_conv}", img(figure_uri(fig, dpi=90), "filters"), note)
 
 
-def patterns_section(run, convs: list[str], train_x: np.ndarray):
-    """Inputs found by gradient ascent that maximise the first PATTERN_MAPS maps of each conv layer."""
-    from ..inspect.patterns import input_bounds, maximize_activation
-    from ..plots.patterns import pattern_pixels
+def _dead_note(dead: list[int]) -> str:
+    return (f' <span class="bad">Dead (0 on every test image): map{"s" if len(dead) > 1 else ""} '
+            f'{esc(", ".join(map(str, dead)))}.</span>' if dead else "")
+
+
+def patterns_section(run, convs: list[str], train_x: np.ndarray, tested: TestSet):
+    """Inputs found by gradient ascent that maximise the first PATTERN_MAPS maps of each conv layer, each with
+    its map number, the mean activation it reached and the map's 99th percentile over the test images ("dead"
+    for a map that is 0 on every test image, left out of the share that beats every test image)."""
+    from ..inspect.patterns import input_bounds, maximize_activation_result
+    from ..plots.patterns import pattern_pixels, patterns_figure
 
     lo, hi = input_bounds(train_x)
-    parts = []
+    parts, shares = [], {}
     for layer in convs:
         maps = list(range(min(PATTERN_MAPS, run.spec.layer(layer).output_shape[0])))
-        patterns = maximize_activation(run.model, layer, maps, lo=lo, hi=hi)  # (k, [C,] H, W) preprocessed
-        pixels = pattern_pixels(patterns, run.preprocessor)  # back to 0..255: (k, H, W) or (k, H, W, 3)
-        grid = pictures_png(pixels, cols=8, min_cell=28 * 2)
-        parts.append(f"<h3>{esc(layer)} — maps 0 to {maps[-1]}</h3>{png_img(grid, layer + ' patterns')}")
+        result = maximize_activation_result(run.model, layer, maps, lo=lo, hi=hi)  # patterns preprocessed
+        pixels = pattern_pixels(result.patterns, run.preprocessor)  # back to 0..255: (k, H, W) or (k, H, W, 3)
+        means = tested.means[layer][:, maps]  # (n, k): the same quantity over the test images
+        dead = [m for m in tested.dead.get(layer, []) if m in maps]
+        live = np.array([m not in dead for m in maps])
+        beats = result.activation > means.max(axis=0)
+        shares[layer] = {"live": int(live.sum()), "dead": dead,
+                         "beat_every_test_image": int(beats[live].sum())}
+        fig = patterns_figure(pixels, maps, result.activation, layer=layer, cols=8,
+                              reference=np.percentile(means, 99, axis=0), dead=[not v for v in live])
+        line = (f"{int(beats[live].sum())} of {int(live.sum())} live maps beat every test image"
+                f"{f'; {len(dead)} dead, left out' if dead else ''}.")
+        parts.append(f"<h3>{esc(layer)} — maps 0 to {maps[-1]}</h3><p>{esc(line)}{_dead_note(dead)}</p>"
+                     f"{img(figure_uri(fig, dpi=90), layer + ' patterns')}")
     note = ("Inputs found by gradient ascent (cnnscope.inspect.maximize_activation) that make each map's mean "
             "as large as possible, kept inside the training images' pixel range; shown as pixels, 0 black to "
-            "255 white" + (", in colour." if run.spec.input_shape[0] == 3 else "."))
-    return section("patterns", "Maximising patterns", "".join(parts), note)
+            "255 white" + (", in colour" if run.spec.input_shape[0] == 3 else "") + ". Under each: the map's "
+            f"number and the mean it reached; grey: the map's 99th percentile over {len(tested.labels):,} test "
+            "images; red \"dead\": the map is 0 on every test image.")
+    return section("patterns", "Maximising patterns", "".join(parts), note, shares=shares)
 
 
-def profiles_section(tested: TestSet, convs: list[str]):
-    """Each conv layer's class profile (cnnscope.inspect.profile.class_means of the one pass's spatial means)."""
+def profiles_section(run, train: tuple[np.ndarray, np.ndarray], tested: TestSet, convs: list[str]):
+    """Each conv layer's class profile (cnnscope.inspect.profile.class_means of the one pass's spatial means),
+    its dead maps, and series part VI: does the layer's class-mean pattern already classify
+    (cnnscope.inspect.classify_by_patterns, the figure of `cnnscope profile --classify` for the last conv layer)."""
     from ..plots.profile import profile_figure
 
     parts = []
     for layer in convs:
         profile = class_means(tested.means[layer], tested.labels, len(tested.class_names))
-        fig = profile_figure(profile, tested.class_names, layer=layer, images=len(tested.labels))
-        parts.append(img(figure_uri(fig, dpi=80), f"class profile of {layer}", "wide"))
+        dead = tested.dead.get(layer, [])
+        fig = profile_figure(profile, tested.class_names, layer=layer, images=len(tested.labels), dead=dead)
+        parts.append(img(figure_uri(fig, dpi=80), f"class profile of {layer}", "wide") + _dead_note(dead))
+    table, found = classification_part(run, train, tested, convs[-1])
     note = ("Mean activation of each map over the test images of each class, each map divided by its largest "
             "class mean: which class each map prefers.")
-    return section("profiles", "Class profiles", "".join(parts), note)
+    return section("profiles", "Class profiles", "".join(parts) + table, note, classify=found)
+
+
+def classification_part(run, train: tuple[np.ndarray, np.ndarray], tested: TestSet, layer: str):
+    """Series part VI in the report: the table and figure of `cnnscope profile --layer LAYER --classify` (the
+    same defaults: a seeded sample of TRAIN_IMAGES training images, every test image)."""
+    from ..inspect.classify import TRAIN_IMAGES, classify_by_patterns, sample_indices
+    from ..plots.profile import classify_figure
+
+    pick = sample_indices(len(train[1]), TRAIN_IMAGES)
+    found = classify_by_patterns(run.model, train[0][pick], train[1][pick], tested.x, tested.labels)
+    rows = "".join(
+        f"<tr><th>{esc(item.layer)}</th><td>{item.features:,}</td>"
+        + "".join(f"<td>{100 * item.accuracy[kind][m]:.2f} %</td>" for kind in ("pattern", "profile")
+                  for m in ("nearest_cosine", "nearest_euclidean", "linear")) + "</tr>"
+        for item in found.layers)
+    head = ("<tr><th rowspan=2>layer</th><th rowspan=2>values</th><th colspan=3>whole output</th>"
+            "<th colspan=3>per-map means</th></tr><tr>" + "<th>nearest, cosine</th><th>nearest, Euclidean</th>"
+            "<th>linear read-out</th>" * 2 + "</tr>")
+    text = (f"<h3>Classification by activation patterns (series part VI)</h3><p>Each test image goes to the class "
+            f"whose mean pattern over {found.train_images:,} training images (a seeded sample) is nearest. The whole "
+            f"model: <b>{100 * found.model_accuracy:.2f} %</b>; chance {100 * found.chance:.0f} % (the largest "
+            f"class {100 * found.majority:.2f} %); the input row knows no network. Linear read-out: "
+            f"{esc(found.readout.describe())}. Outputs wider than {found.max_features:,} values are "
+            f"average-pooled over space first.</p>")
+    fig = classify_figure(found, tested.class_names, layer=layer)
+    return (text + f'<div class="scroll"><table class="kv">{head}{rows}</table></div>'
+            + img(figure_uri(fig, dpi=80), f"classification by the patterns of {layer}", "wide")), found.to_dict()
 
 
 def _heat_png(heat: np.ndarray, signed: bool) -> bytes:

@@ -2,18 +2,18 @@
 results and the explanation of predictions. Each returns a ViewResult whose data holds the section's id, title and
 HTML plus the numbers it shows; cnnscope.report puts them on one page.
 
-The test set is read once: one pass (cnnscope.inspect.profile.layer_means) gives the probabilities and every conv
+The test set is read once: one pass (cnnscope.inspect.profile.layer_summary) gives the probabilities and every conv
 layer's spatial means (TestSet); results, class profiles and the explanation all read from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..inspect.profile import layer_means, mistakes
+from ..inspect.profile import dead_maps, layer_summary, mistakes
 from .report_html import esc, figure_uri, img, picture_uri, png_img, section, table
 from .tiles import pictures_png, tiles_png
 
@@ -34,13 +34,15 @@ class TestSet:
     x: np.ndarray  # (n, C, H, W) preprocessed
     probs: np.ndarray  # (n, classes)
     means: dict[str, np.ndarray]  # layer -> (n, maps) spatial means
+    dead: dict[str, list[int]] = field(default_factory=dict)  # layer -> maps that are 0 on every test image
 
     @classmethod
     def of(cls, run, dataset, layers: list[str]) -> TestSet:
-        """One pass over the test set capturing the probabilities and the spatial means of `layers`."""
-        probs, means = layer_means(run.model, layers, dataset.test_x)
+        """One pass over the test set capturing the probabilities, the spatial means and the dead maps of
+        `layers`."""
+        probs, means, peaks = layer_summary(run.model, layers, dataset.test_x)
         return cls(list(dataset.class_names), np.asarray(dataset.test_y).astype(np.int64), dataset.test_raw,
-                   dataset.test_x, probs, means)
+                   dataset.test_x, probs, means, {name: dead_maps(peak) for name, peak in peaks.items()})
 
     def firsts(self) -> list[int]:
         """The index of the first test image of each class (classes without images skipped)."""

@@ -437,9 +437,16 @@ async function paintWithRect(canvas, src, rf, pos, size, px) {
   }
 }
 
+// A dead map (0 at every position of every test image) is said first: nothing below describes a detector.
+function deadNotice(card) {
+  return el("p", { class: "error dead" }, `Dead map: 0 everywhere on all ${card.test_images} test images. ` +
+    "Its pattern, top images and read-out describe no detector.");
+}
+
 async function renderCard(card) {
   const body = $("card-body");
   body.replaceChildren();
+  if (card.dead) body.appendChild(deadNotice(card));
   const size = state.info.input_shape.slice(1);
   const inputSrc = $("input-img").src;
   const rf = card.receptive_field;
@@ -518,7 +525,7 @@ async function renderCard(card) {
   }
 
   // 4. top-activating test images
-  if (card.top && card.top.length) {
+  if (card.top && card.top.length && !card.dead) {
     const tops = el("div", { class: "tops" });
     body.appendChild(section("Top-activating test images", tops, el("p", {}, "The test images whose strongest " +
       "response in this map is largest; the box is the receptive field of that strongest position. Click one " +
