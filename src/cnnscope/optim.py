@@ -5,27 +5,38 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, brief, check_number, choice_error
-from .optimizers import Optimizer
+
+if TYPE_CHECKING:  # the rules import torch: loaded when an optimizer is made, not when a config is read
+    from .optimizers import Optimizer
 
 
 # --- optimizers ------------------------------------------------------------------------------------
 # torch.optim's rules (cnnscope.optimizers: the same ops, without importing torch._dynamo). Keras' defaults where
 # they differ from PyTorch's (the series used Keras): eps 1e-7, RMSprop rho 0.9.
 def _rmsprop(params: Iterable, lr: float, momentum: float, nesterov: bool, weight_decay: float) -> Optimizer:
+    from .optimizers import Optimizer
+
     return Optimizer("rmsprop", params, lr, weight_decay, alpha=0.9, eps=1e-7, momentum=momentum)
 
 
 def _sgd(params: Iterable, lr: float, momentum: float, nesterov: bool, weight_decay: float) -> Optimizer:
+    from .optimizers import Optimizer
+
     if nesterov and momentum <= 0:
         raise ConfigError("sgd with nesterov needs momentum > 0")
     return Optimizer("sgd", params, lr, weight_decay, momentum=momentum, nesterov=nesterov)
 
 
 def _adam_like(rule: str) -> Callable[..., Optimizer]:
-    return lambda params, lr, momentum, nesterov, weight_decay: Optimizer(rule, params, lr, weight_decay, eps=1e-7)
+    def make(params: Iterable, lr: float, momentum: float, nesterov: bool, weight_decay: float) -> Optimizer:
+        from .optimizers import Optimizer
+
+        return Optimizer(rule, params, lr, weight_decay, eps=1e-7)
+
+    return make
 
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
