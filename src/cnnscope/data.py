@@ -39,7 +39,6 @@ class DataConfig:
     preprocess: str = DEFAULT_PREPROCESS
     split: str = "official"
     val_size: int = 0  # images held out of the training part for validation (0: validate on test)
-    val_fraction: float | None = None  # a share of each class held out for validation instead (stratified)
     limit_train: int | None = None
     limit_test: int | None = None
     seed: int = 0  # for the reshuffle split and the validation holdout
@@ -49,6 +48,7 @@ class DataConfig:
     skip_bad: bool = False  # folder: go on without unreadable pictures (listed in the notes)
     test_size: int | None = None  # folder without train/ and test/: pictures held out for testing
     class_names: tuple[str, ...] | None = None  # npz:/folder: the classes found when the run was trained
+    val_fraction: float | None = None  # instead of val_size: a share of each class held out (stratified, seeded)
 
     def __post_init__(self) -> None:
         self._check_dataset()

@@ -126,10 +126,14 @@ def write_figures(study_dir: Path, study: Any, spec: SweepSpec, rows: list[dict[
         return [], ["no completed trial yet: no figures"]
     statuses = [r["status"] for r in done]
     values = [float(r["value"]) for r in done]
+    tests = [r.get("test_loss" if spec.metric == "val_loss" else "test_accuracy") for r in done]
+    tests = None if spec.selected_on == "test" else tests  # chosen on the test set: the value is the test figure
     columns = {k: [r["params"].get(k) for r in done] for k in keys}
-    paths = save_figure_as(params_figure(columns, values, statuses, spec.metric), study_dir / FIGURES[0])
+    log_keys = [p.key for p in spec.params if p.kind == "loguniform"]
+    paths = save_figure_as(params_figure(columns, values, statuses, spec.metric, log_keys, tests),
+                           study_dir / FIGURES[0])
     numbers = [r["number"] for r in done]
-    paths += save_figure_as(history_figure(numbers, values, statuses, spec.metric, spec.direction),
+    paths += save_figure_as(history_figure(numbers, values, statuses, spec.metric, spec.direction, tests),
                             study_dir / FIGURES[1])
     found, note = importances(study, spec, rows)
     notes = [note] if note else []
