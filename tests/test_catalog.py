@@ -195,6 +195,25 @@ def test_a_study_is_one_line_and_its_trials_are_runs(tmp_path, trained_run):
     assert failed["status"] == "failed" and failed["reason"] == "loss became NaN at epoch 1"
     assert failed["study"] == "studies/lr" and failed["number"] == 2
     assert listing.differing == ["train.lr"]
+    assert study["selected_on"] == "test" and "chosen on the TEST set" in study["warning"]  # no split: an old study
+
+
+def test_a_study_chosen_on_validation_shows_validation_beside_test(tmp_path, trained_run, capsys):
+    study = make_study(tmp_path / "root", trained_run)
+    (study / "study.toml").write_text('metric = "val_accuracy"\ndirection = "maximize"\nselected_on = "validation"\n'
+                                      '[config.data]\nval_fraction = 0.1\n[params]\n"train.lr" = '
+                                      '"loguniform:0.001:0.1"\n')
+    rows = json.loads((study / "results.json").read_text())
+    for row, value in zip(rows, (0.9, 0.85, None), strict=True):  # the sweep's value, not the runs' best epoch
+        row.update(value=value, val_accuracy=value)
+    (study / "results.json").write_text(json.dumps({"trials": rows}))
+    entry = by_name(Catalog(tmp_path / "root", clock=lambda: time.time() + 3600).scan())["studies/lr"]
+    assert entry["best"] == {"name": "studies/lr/trials/0000", "value": 0.9, "metric": "val_accuracy"}
+    assert entry["selected_on"] == "validation" and "warning" not in entry and entry["log_params"] == ["train.lr"]
+    code, out, _ = run_cli(capsys, "runs", tmp_path / "root")
+    header, line = out.splitlines()[0], next(x for x in out.splitlines() if x.startswith("studies/lr "))
+    assert header.split()[-5:] == ["val_acc", "test_acc", "epochs", "time", "note"]
+    assert "chosen on validation" in line and "WARNING" not in line
 
 
 def test_runs_command_table_json_and_errors(folder, capsys, tmp_path):

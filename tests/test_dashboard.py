@@ -99,6 +99,8 @@ def test_study_detail_and_unknown_study(client):
     detail = client.get("/api/studies/studies/lr").json()
     assert detail["params"] == ["train.lr"] and len(detail["trials"]) == 3
     assert detail["study"]["best"]["name"] == "studies/lr/trials/0001"
+    assert detail["study"]["selected_on"] == "test" and "TEST set" in detail["study"]["warning"]  # no split saved
+    assert all({"value", "val_accuracy", "test_accuracy"} <= set(row) for row in detail["trials"])
     assert detail["compare"] == "/api/studies/studies/lr/compare"
     assert "no study called 'a'" in error_of(client.get("/api/studies/a"), 404)
 

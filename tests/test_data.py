@@ -67,6 +67,26 @@ def test_reshuffle_split_and_validation_holdout(data_dir):
     assert ds.validation()[2] == "validation" and official.validation()[2] == "test"
 
 
+def test_a_validation_share_is_stratified_seeded_and_independent_of_the_limit(data_dir):
+    config = DataConfig(data_dir=str(data_dir), val_fraction=0.1)
+    ds = load_dataset(config=config)
+    full = load_dataset("mnist", data_dir=data_dir)
+    counts, held = np.bincount(full.train_y, minlength=10), np.bincount(ds.val_y, minlength=10)
+    assert np.array_equal(held, np.round(0.1 * counts).astype(int))  # every class in its own proportion
+    assert len(ds.train_y) + len(ds.val_y) == 1200 and ds.validation()[2] == "validation"
+    assert not {bytes(v) for v in ds.val_raw} & {bytes(t) for t in ds.train_raw}  # disjoint
+    limited = load_dataset(config=DataConfig(data_dir=str(data_dir), val_fraction=0.1, limit_train=100))
+    assert np.array_equal(limited.val_raw, ds.val_raw) and len(limited.train_y) == 100  # the same images validate
+    other = load_dataset(config=DataConfig(data_dir=str(data_dir), val_fraction=0.1, seed=1))
+    assert not np.array_equal(other.val_raw, ds.val_raw)
+    with pytest.raises(DataError, match=r"give one of val_size \(5 images\) or val_fraction \(0.1\), not both"):
+        DataConfig(val_size=5, val_fraction=0.1)
+    with pytest.raises(DataError, match=r"val_fraction must be a share in \[0, 1\), e.g. 0.1, received 1.5"):
+        DataConfig(val_fraction=1.5)
+    with pytest.raises(DataError, match="leaves 0 for validation and 1200 for training"):
+        load_dataset(config=DataConfig(data_dir=str(data_dir), val_fraction=0.001))
+
+
 def test_limits(data_dir):
     ds = load_dataset("mnist", data_dir=data_dir, limit_train=50, limit_test=20)
     assert len(ds.train_x) == 50 and len(ds.test_x) == 20

@@ -18,7 +18,8 @@ def test_curves_compare_the_data_losses_and_dash_the_objective():
     history = {**HISTORY, "data_loss": [0.9, 0.4, 0.2], "val_data_loss": [0.7, 0.5, 0.4], "val_source": "test"}
     ax = curves_figure(history).axes[0]
     lines = {line.get_label(): line for line in ax.lines}
-    assert list(lines) == ["train: data loss, during the epoch", "test: data loss, end of epoch",
+    assert list(lines) == ["train: data loss, during the epoch",
+                           "test set (no validation split): data loss, end of epoch",
                            "train objective: + label smoothing, L2 (if set)"]
     assert [list(line.get_ydata()) for line in lines.values()] == [[0.9, 0.4, 0.2], [0.7, 0.5, 0.4], [1.0, 0.5, 0.3]]
     assert [line.get_linestyle() for line in lines.values()] == ["-", "-", "--"]
@@ -28,8 +29,19 @@ def test_curves_compare_the_data_losses_and_dash_the_objective():
 def test_curves_of_an_older_run_say_what_their_two_losses_hold():
     ax = curves_figure(HISTORY).axes[0]  # no data_loss: a run trained before it was recorded
     assert [line.get_label() for line in ax.lines] == ["train objective: data loss + label smoothing, L2 (if set)",
-                                                       "validation: data loss + L2 (if set)"]
+                                                       "validation (source not recorded): data loss + L2 (if set)"]
     assert ax.lines[0].get_linestyle() == "--"
+
+
+def test_curves_name_their_validation_data_and_show_one_epoch_as_points():
+    one = {"epoch": [1], "loss": [0.5], "accuracy": [0.8], "val_loss": [0.4], "val_accuracy": [0.85],
+           "data_loss": [0.45], "val_data_loss": [0.4], "lr": [1e-3] * 10, "val_source": "validation"}
+    fig = curves_figure(one)
+    accuracy = {line.get_label(): line for line in fig.axes[1].lines}
+    assert "validation (held out of training)" in accuracy
+    assert all(line.get_marker() == "o" and line.get_markersize() >= 6 for line in accuracy.values())
+    ticks = curves_figure(HISTORY).axes[0].get_xticks()
+    assert all(float(t).is_integer() for t in ticks)  # whole epochs only
 
 
 def test_curves_file_callback_warns_when_curves_png_cannot_be_written(tmp_path, caplog):

@@ -84,6 +84,13 @@ def test_info_describes_the_run(client):
     assert info["dataset"] == "mnist" and info["class_names"] == [str(d) for d in range(10)]
     assert info["sets"]["test"] == 300 and 0.9 < info["test_accuracy"] <= 1
     assert "magma" in info["colormaps"] and info["grid_layers"][0] == "Conv2D_1"
+    assert info["label_smoothing"] == 0 and info["confidence_cap"] is None  # trained without: no cap to explain
+
+
+def test_label_smoothing_caps_the_confidence_the_viewer_explains():
+    from cnnscope.views.panels import confidence_cap
+
+    assert confidence_cap(0.05, 10) == pytest.approx(0.955) and confidence_cap(0.0, 10) is None
 
 
 def test_activation_grid_png_has_the_grid_geometry(client):

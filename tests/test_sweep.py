@@ -101,8 +101,27 @@ def test_a_sweep_table_in_the_toml(tmp_path):
     assert spec.trials == 7 and spec.sampler == "random" and spec.workers == 2 and spec.direction == "maximize"
     assert {p.key: p.text() for p in spec.params} == {"train.lr": "loguniform:0.0001:0.01",
                                                        "train.seed": "choice:5,6"}
-    assert spec.config == {"model": {"preset": "tiny"}}
+    assert spec.config == {"model": {"preset": "tiny"}, "data": {"val_fraction": 0.1}}  # held out by default
     assert definition.spec_from_options(None, ["train.lr=uniform:0:1"], {"metric": "val_loss"}).direction == "minimize"
+
+
+def test_run_flags_change_the_base_and_a_validation_split_is_the_default():
+    overrides = {"model": {"preset": "tiny"}, "train": {"epochs": 2, "batch_size": 32},
+                 "data": {"limit_train": 500, "val_fraction": None}}
+    spec = definition.spec_from_options(None, ["train.lr=uniform:0.001:0.01"], {}, overrides)
+    assert spec.config == {"model": {"preset": "tiny"}, "train": {"epochs": 2, "batch_size": 32},
+                           "data": {"limit_train": 500, "val_fraction": 0.1}}
+    assert spec.selected_on == "validation" and "10 % of each class held out" in spec.selection_text()
+    counted = definition.spec_from_options(None, ["train.lr=uniform:0.001:0.01"], {},
+                                           {"data": {"val_size": 300, "val_fraction": None}})
+    assert counted.config["data"] == {"val_size": 300} and "300 training images held out" in counted.selection_text()
+    on_test = definition.spec_from_options(None, ["train.lr=uniform:0.001:0.01"], {"select_on_test": True},
+                                           {"data": {"val_size": 0}})
+    assert on_test.selected_on == "test" and on_test.to_dict()["select_on_test"] is True
+    saved = on_test.to_dict()  # continued without --select-on-test: refused again
+    with pytest.raises(SweepError, match="the sweep would choose its best trial on the test set"):
+        definition.spec_from_study(saved, {})
+    assert definition.spec_from_study(saved, {"select_on_test": True}).selected_on == "test"
 
 
 def test_grid_needs_discrete_params():
@@ -129,6 +148,14 @@ def base_toml(tmp_path, data_dir):
     (["--param", "train.lr=uniform:0:1", "--trials", "0"], "error: argument --trials: expected a positive integer"),
     (["--param", "train.lr=uniform:0:1", "--param", "train.lr=uniform:0:2"], "error: parameter train.lr is given "
                                                                               "twice"),
+    (["--param", "train.lr=uniform:0:1", "--val-size", "0"], "error: the sweep would choose its best trial on the "
+     "test set: the recipe holds out no validation images (data.val_size = 0 and no data.val_fraction); hold some "
+     "out with --val-size 10% (a new study's default) or add --select-on-test to do it knowingly"),
+    (["--param", "train.lr=uniform:0:1", "--metric", "test_accuracy"], "error: --metric test_accuracy would choose "
+     "the best trial on the test set; use val_accuracy or val_loss"),
+    (["--param", "data.seed=range:0:2"], "error: parameter data.seed would change which images validate each trial"),
+    (["--param", "train.lr=uniform:0:1", "--val-size", "150%"], "error: argument --val-size: expected N images or a "
+                                                                 "share such as 10% or 0.1, received '150%'"),
 ])
 def test_cli_errors(capsys, tmp_path, base_toml, argv, message):
     code, _, err = run_cli(capsys, "sweep", "--config", base_toml, "--out", tmp_path / "study", *argv)
@@ -184,6 +211,15 @@ def test_plots_draw_the_values_given():
                          "maximize")
     step = [line for line in fig.axes[0].lines if line.get_label() == "best so far"][0]
     assert list(step.get_ydata()) == [0.9, 0.95]
+    fig = params_figure({"train.lr": [2e-3, 3e-3], "train.epochs": [1, 3]}, [0.9, 0.8], ["completed"] * 2,
+                        "val_accuracy", log_keys=["train.lr"], tests=[0.88, None])
+    lr, epochs = fig.axes[:2]
+    assert lr.get_xscale() == "log" and epochs.get_xscale() == "linear"  # drawn log-uniformly, however narrow
+    assert all(float(t).is_integer() for t in epochs.get_xticks())
+    crosses = [c for c in lr.collections if c.get_label() == "test (reported only)"]
+    assert len(crosses) == 1 and crosses[0].get_offsets()[0].tolist() == [2e-3, 0.88]
+    fig = history_figure([0, 1], [0.9, 0.5], ["completed", "completed"], "val_accuracy", "maximize")
+    assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())
     fig = importance_figure({"a": 0.75, "b": 0.25}, "val_accuracy")
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["b", "a"]
     assert math.isclose(sum(p.get_width() for p in fig.axes[0].patches), 1.0)

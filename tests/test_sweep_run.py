@@ -6,21 +6,24 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import cnnscope
+from cnnscope.data import FILES
 from cnnscope.sweep import run_sweep
 from cnnscope.sweep.definition import spec_from_options
-from conftest import run_cli
+from conftest import run_cli, synthetic_images, write_idx
 
-ROW_KEYS = {"number", "params", "status", "test_accuracy", "best_val_accuracy", "epochs", "seconds", "run_dir",
-            "reason"}
+ROW_KEYS = {"number", "params", "status", "value", "val_accuracy", "test_accuracy", "val_loss", "test_loss",
+            "val_source", "best_val_accuracy", "epochs", "seconds", "run_dir", "reason"}
 
 
 def _toml(tmp_path: Path, data_dir: Path, epochs: int = 1) -> Path:
@@ -57,6 +60,53 @@ def test_local_workers_a_failing_trial_and_growing_trials(capsys, tmp_path, data
             assert (r["number"] < 2) != any((tmp_path / "tb" / f"{r['number']:04d}").glob("events.out.tfevents.*"))
     assert "2 completed, 2 failed" in out and (study / "sweep-params.png").is_file()
     assert (study / "results.csv").read_text().splitlines()[0].startswith("number,param.model.preset,param.train.seed")
+
+
+def _sweep(capsys, study: Path, data: Path, *extra: str) -> tuple[int, str]:
+    """Three 1-epoch trials of the tiny model, its recipe given by train's own flags."""
+    code, out, err = run_cli(capsys, "sweep", "--out", study, "--data-dir", data, "--preset", "tiny", "--epochs", "1",
+                             "--batch-size", "64", "--optimizer", "adam", "--limit-train", "192", "--limit-test",
+                             "96", "--param", "train.lr=loguniform:1e-3:3e-2", "--sampler", "random", *extra)
+    assert code == 0, err
+    return code, out
+
+
+def test_a_sweep_never_reads_test_labels_while_choosing(capsys, tmp_path, data_dir):
+    shuffled = tmp_path / "shuffled"
+    shutil.copytree(data_dir / "mnist", shuffled / "mnist")
+    test_y = synthetic_images(300, 2)[1]  # conftest's test labels, permuted
+    write_idx(shuffled / "mnist" / FILES["test_labels"], np.random.default_rng(0).permutation(test_y))
+    _, out = _sweep(capsys, tmp_path / "a", data_dir, "--trials", "3")
+    _sweep(capsys, tmp_path / "b", shuffled, "--trials", "3")
+    a, b = _results(tmp_path / "a"), _results(tmp_path / "b")
+    chosen = ("number", "params", "status", "value", "val_accuracy", "val_loss", "best_val_accuracy", "epochs")
+    assert [{k: r[k] for k in chosen} for r in a["trials"]] == [{k: r[k] for k in chosen} for r in b["trials"]]
+    assert a["best"] == b["best"] and a["selected_on"] == "validation" and "warning" not in a
+    assert [r["test_accuracy"] for r in a["trials"]] != [r["test_accuracy"] for r in b["trials"]]  # labels differ
+    assert all(r["val_source"] == "validation" and r["value"] == r["val_accuracy"] for r in a["trials"])
+    best = a["trials"][a["best"]]
+    assert f"validation accuracy {best['val_accuracy']:.4f}" in out and f"test accuracy       " \
+        f"{best['test_accuracy']:.4f}" in out and "reported only, not used to choose" in out
+    # the same check catches a leak: choosing on the test set, the values follow the test labels
+    _, out = _sweep(capsys, tmp_path / "c", data_dir, "--trials", "2", "--val-size", "0", "--select-on-test")
+    _sweep(capsys, tmp_path / "d", shuffled, "--trials", "2", "--val-size", "0", "--select-on-test")
+    c, d = _results(tmp_path / "c"), _results(tmp_path / "d")
+    assert [r["value"] for r in c["trials"]] != [r["value"] for r in d["trials"]]
+    assert c["selected_on"] == "test" and out.rstrip().endswith(f"warning: {c['warning']}")
+
+
+def test_a_finished_study_has_nothing_to_do_and_loads_no_torch(capsys, tmp_path, data_dir):
+    study = tmp_path / "study"
+    _sweep(capsys, study, data_dir, "--trials", "1")
+    before = (study / "results.json").read_text()
+    argv = ["sweep", "--out", str(study), "--data-dir", str(data_dir), "--preset", "tiny", "--epochs", "1",
+            "--batch-size", "64", "--optimizer", "adam", "--limit-train", "192", "--limit-test", "96", "--param",
+            "train.lr=loguniform:1e-3:3e-2", "--sampler", "random", "--trials", "1"]
+    code = f"import sys; from cnnscope.cli import main; c = main({argv!r}); print('torch', 'torch' in sys.modules, c)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(cnnscope.__file__).parents[1])})
+    assert "nothing to do: 1 of 1 trials completed" in done.stdout, done.stderr
+    assert done.stdout.rstrip().endswith("torch False 0") and (study / "results.json").read_text() == before
 
 
 def test_pruning_stops_a_trial_after_its_epoch(tmp_path, data_dir):

@@ -45,8 +45,8 @@ MAX_FILE_BYTES = 64 * 2**20  # a history of many epochs with the lr of every ste
 MAX_SETTING_COLUMNS = 24  # differing settings shown as columns; the rest are counted in a note
 IGNORED_SETTINGS = ("data.data_dir",)  # where the data was read from: a location, not a setting
 _INTERNAL = ("longest_epoch", "final_status", "final_epochs", "diverged")  # facts used for the status only
-SORT_KEYS = ("name", "kind", "status", "dataset", "model", "test_accuracy", "best_val_accuracy", "epochs",
-             "seconds", "updated")
+SORT_KEYS = ("name", "kind", "status", "dataset", "model", "val_accuracy", "test_accuracy", "best_val_accuracy",
+             "epochs", "seconds", "updated")
 
 
 @dataclass
@@ -193,6 +193,8 @@ def summarise_files(config: Any, metrics: Any, history: Any) -> dict[str, Any]:
     return {
         "dataset": str(data.get("dataset", "?")), "model": describe_model(model),
         "test_accuracy": _number(metrics.get("test_accuracy")),
+        "val_accuracy": val[-1] if val else None,  # the last epoch's, on the images val_source names
+        "val_source": str(history.get("val_source") or metrics.get("val_source") or "") or None,
         "best_val_accuracy": _number(metrics.get("best_val_accuracy")) or (max(val) if val else None),
         "epochs": len(epochs), "epochs_planned": train.get("epochs") if _finite(train.get("epochs")) else None,
         "seconds": _number(metrics.get("train_seconds")) or (sum(seconds) if seconds else None),
@@ -239,9 +241,29 @@ def _study_goal(definition: Any) -> tuple[str, str]:
     return metric, direction
 
 
+def _study_selection(definition: Any, metric: str) -> dict[str, Any]:
+    """What a study.toml says its trials are chosen on ("validation" or "test": older studies, with no split, chose
+    on the test set), and its parameters drawn log-uniformly (plotted on log axes)."""
+    definition = definition if isinstance(definition, dict) else {}
+    config, params = definition.get("config"), definition.get("params")
+    data = config.get("data") if isinstance(config, dict) and isinstance(config.get("data"), dict) else {}
+    held_out = bool(data.get("val_size")) or bool(data.get("val_fraction"))
+    selected = definition.get("selected_on")
+    if selected not in ("validation", "test"):
+        selected = "validation" if held_out and metric != "test_accuracy" else "test"
+    logs = sorted(str(k) for k, v in params.items() if str(v).startswith("loguniform:")) if isinstance(
+        params, dict) else []
+    out: dict[str, Any] = {"selected_on": selected, "log_params": logs}
+    if selected == "test":
+        out["warning"] = ("chosen on the TEST set: the best trial's test accuracy is biased upwards, not an "
+                          "estimate for new data")
+    return out
+
+
 def _row_metric(row: dict[str, Any], metric: str) -> float | None:
-    """A results.json row's value of the study's metric (val_accuracy is its best_val_accuracy)."""
-    value = row.get(metric, row.get(f"best_{metric}"))
+    """A trial's value of the study's metric from its run's files, for studies written before results.json kept the
+    value chosen on (val_accuracy is its best_val_accuracy)."""
+    value = row.get(f"best_{metric}", row.get(metric))
     return _number(value)
 
 
@@ -313,7 +335,8 @@ class Catalog:
         except CnnscopeError as exc:
             return {**entry, "status": "unreadable", "reason": str(exc), "rows": []}
         metric, direction = _study_goal(definition)
-        return {**entry, "metric": metric, "direction": direction, "rows": _trial_rows(folder, self.files)}
+        return {**entry, "metric": metric, "direction": direction, **_study_selection(definition, metric),
+                "rows": _trial_rows(folder, self.files)}
 
     def _finish_studies(self, entries: list[dict[str, Any]]) -> None:
         """Each study's trials (the runs inside it): row statuses, counts, best trial, live status."""
@@ -325,6 +348,8 @@ class Catalog:
             for trial in trials:
                 row = by_dir.get(trial["name"].rsplit("/", 1)[-1], {})
                 trial["study"], trial["number"] = study["name"], row.get("number")
+                if "value" in row:  # the value the sweep chose on (a study written before it: the run's files)
+                    trial["value"] = _number(row.get("value"))
                 if row.get("status") in ("failed", "pruned"):  # the sweep's own verdict
                     trial["status"], trial["reason"] = row["status"], str(row.get("reason") or "")
             study.update(study_summary(study, trials, rows))
@@ -335,7 +360,8 @@ def study_summary(study: dict[str, Any], trials: list[dict[str, Any]], rows: lis
     """Counts, the best trial by the study's metric and direction, and a live status of one study."""
     metric, sign = study.get("metric", "val_accuracy"), -1 if study.get("direction") == "minimize" else 1
     counted = [t for t in trials if t["status"] in ("completed", "interrupted", "running")]  # not failed/pruned
-    scored = [(v, t) for t in counted if (v := _row_metric(t, metric)) is not None]
+    scored = [(v, t) for t in counted
+              if (v := t["value"] if "value" in t else _row_metric(t, metric)) is not None]
     best = max(scored, key=lambda pair: sign * pair[0], default=None)
     running = any(t["status"] == "running" for t in trials)
     first = trials[0] if trials else {}
@@ -344,6 +370,8 @@ def study_summary(study: dict[str, Any], trials: list[dict[str, Any]], rows: lis
             "best": None if best is None else {"name": best[1]["name"], "value": best[0], "metric": metric},
             "dataset": first.get("dataset", "?"), "model": first.get("model", "?"),
             "test_accuracy": None if best is None else best[1].get("test_accuracy"),
+            "val_accuracy": None if best is None or best[1].get("val_source") != "validation"
+            else best[1].get("val_accuracy"),
             "best_val_accuracy": None if best is None else best[1].get("best_val_accuracy"),
             "epochs": None, "seconds": sum(t.get("seconds") or 0 for t in trials) or None,
             "updated": max((t.get("updated", 0) for t in trials), default=0)}

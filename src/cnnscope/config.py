@@ -10,9 +10,8 @@ from typing import Any
 from .data import MAX_SEED, DataConfig
 from .errors import CnnscopeError, ConfigError, brief, check_number, choice_error
 from .fileio import read_toml, write_toml
-from .model import check_model_size
 from .optim import OPTIMIZER_RULES, OPTIMIZERS, SCHEDULES, schedule_params
-from .spec import ModelSpec, get_preset, spec_from_any
+from .spec import ModelSpec, check_model_size, get_preset, spec_from_any
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")

@@ -28,6 +28,7 @@ DEFAULT_PREPROCESS = "unit"
 SPLITS = ("official", "reshuffle")
 MAX_SEED = 2**32 - 1  # seeds are mixed into others (seed + 1, seed * 100_003 + epoch) that must stay in range
 MAX_IMAGE_SIDE = 4096
+VAL_SEED_TAG = 7_061_124  # mixed with the data seed for the stratified validation holdout (its own stream)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class DataConfig:
     skip_bad: bool = False  # folder: go on without unreadable pictures (listed in the notes)
     test_size: int | None = None  # folder without train/ and test/: pictures held out for testing
     class_names: tuple[str, ...] | None = None  # npz:/folder: the classes found when the run was trained
+    val_fraction: float | None = None  # instead of val_size: a share of each class held out (stratified, seeded)
 
     def __post_init__(self) -> None:
         self._check_dataset()
@@ -61,6 +63,13 @@ class DataConfig:
         for key in ("limit_train", "limit_test"):
             if getattr(self, key) == 0:
                 raise DataError(f"{key} must be at least 1, received 0")
+        fraction = self.val_fraction
+        if fraction is not None and (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+                                     or not 0 <= fraction < 1):
+            raise DataError(f"val_fraction must be a share in [0, 1), e.g. 0.1, received {brief(fraction)}")
+        if fraction and self.val_size:
+            raise DataError(f"give one of val_size ({self.val_size} images) or val_fraction ({fraction:g}), "
+                            f"not both")
         if self.seed > MAX_SEED:
             raise DataError(f"seed must be an integer in [0, {MAX_SEED}], received {self.seed}")
         if isinstance(self.data_dir, os.PathLike):
@@ -304,7 +313,10 @@ def _source(config: DataConfig) -> tuple[DataConfig, RawData]:
 
 
 def _holdout(config: DataConfig, train_raw: np.ndarray, train_y: np.ndarray):
-    """(train_raw, train_y, val_raw, val_y): config.val_size training images held out (seeded)."""
+    """(train_raw, train_y, val_raw, val_y): config.val_size training images held out (seeded), or
+    config.val_fraction of each class (stratified, seeded)."""
+    if config.val_fraction:
+        return _stratified_holdout(config, train_raw, train_y)
     if not config.val_size:
         return train_raw, train_y, None, None
     if config.val_size >= len(train_raw):
@@ -313,6 +325,24 @@ def _holdout(config: DataConfig, train_raw: np.ndarray, train_y: np.ndarray):
     order = np.random.default_rng(config.seed + 1).permutation(len(train_raw))
     val_idx, train_idx = np.sort(order[:config.val_size]), np.sort(order[config.val_size:])
     return train_raw[train_idx], train_y[train_idx], train_raw[val_idx], train_y[val_idx]
+
+
+def _stratified_holdout(config: DataConfig, train_raw: np.ndarray, train_y: np.ndarray):
+    """config.val_fraction of every class's training images (rounded) held out, drawn with config.seed: the
+    same images for every run of the same data and seed, whatever else it changes (a sweep's trials)."""
+    rng = np.random.default_rng([VAL_SEED_TAG, config.seed])
+    picked = []
+    for label in np.unique(train_y):
+        members = np.flatnonzero(train_y == label)
+        picked.append(rng.permutation(members)[:round(config.val_fraction * len(members))])
+    val_idx = np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
+    if not 0 < len(val_idx) < len(train_raw):
+        raise DataError(f"val_fraction {config.val_fraction:g} of {len(train_raw)} training images leaves "
+                        f"{len(val_idx)} for validation and {len(train_raw) - len(val_idx)} for training; "
+                        f"choose a share that leaves some of each")
+    keep = np.ones(len(train_raw), dtype=bool)
+    keep[val_idx] = False
+    return train_raw[keep], train_y[keep], train_raw[val_idx], train_y[val_idx]
 
 
 def load_dataset(name: str = "mnist", data_dir: str | os.PathLike | None = None,

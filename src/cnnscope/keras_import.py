@@ -351,7 +351,8 @@ def _write_run(out: Path, overwrite: bool, source: Any, result: Translation, mod
                "keras_output": result.output,
                "notes": result.notes + [f"{n}: no bias in Keras (zero bias)" for n in result.bias_free],
                "dataset": data_config.dataset, "preprocess": data_config.preprocess,
-               "test_accuracy": scores["accuracy"], "test_loss": scores["loss"], "test_images": int(len(data.test_y)),
+               "test_accuracy": scores["accuracy"], "test_loss": scores["data_loss"], "test_objective": scores["loss"],
+               "test_images": int(len(data.test_y)),
                "imported_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     run_dir = runs.init_run_dir(out, overwrite=overwrite)
     with runs.deferred_interrupt():

@@ -100,8 +100,9 @@ def compute_loss(model: CNN, logits: torch.Tensor, y: torch.Tensor, label_smooth
 
 @torch.no_grad()
 def evaluate_arrays(model: CNN, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor,
-                    batch_size: int = 1000) -> dict[str, Any]:
-    """Loss (with the penalty), data loss, accuracy, predictions and confusion matrix of `model` on (x, y)."""
+                    batch_size: int = 1000, label_smoothing: float = 0.0) -> dict[str, Any]:
+    """"loss" (the data loss with `label_smoothing`, plus the penalty: the objective when the training's smoothing
+    is given), "data_loss" (what "loss" means in every summary), accuracy, predictions, confusion matrix."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -111,7 +112,7 @@ def evaluate_arrays(model: CNN, x: np.ndarray | torch.Tensor, y: np.ndarray | to
         for i in range(0, len(x_t), batch_size):
             xb, yb = x_t[i:i + batch_size].to(device), y_t[i:i + batch_size].to(device)
             logits = model(xb)
-            total_loss += float(compute_loss(model, logits, yb)) * len(xb)
+            total_loss += float(compute_loss(model, logits, yb, label_smoothing)) * len(xb)
             total_data += float(data_loss(model, logits, yb)) * len(xb)
             preds.append(logits.argmax(1).cpu())
     finally:
@@ -419,10 +420,10 @@ def _finish(loop: Loop, dataset: Dataset, history: dict[str, Any], status: str, 
     run = runs.load_run(run_dir, allow_nonfinite=True)
     if not all(bool(torch.isfinite(p).all()) for p in run.model.parameters()):
         log.warning("the weights of %s hold NaN or ±inf: the training diverged (try a lower --lr)", run_dir)
-    test = evaluate_arrays(run.model, dataset.test_x, dataset.test_y)
-    metrics = {
+    test = evaluate_arrays(run.model, dataset.test_x, dataset.test_y, label_smoothing=loop.config.label_smoothing)
+    metrics = {  # "test_loss" is the data loss (as the epoch lines); the training objective is "test_objective"
         "status": status, "epochs_completed": len(history["epoch"]), "steps": loop.step,
-        "test_loss": test["loss"], "test_accuracy": test["accuracy"],
+        "test_loss": test["data_loss"], "test_objective": test["loss"], "test_accuracy": test["accuracy"],
         "per_class_accuracy": test["per_class_accuracy"], "test_images": len(dataset.test_y),
         "train_images": loop.batches.n, "val_source": val_source,
         "best_val_accuracy": max(history["val_accuracy"]),

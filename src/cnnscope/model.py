@@ -6,17 +6,15 @@ output, the one every view shows, is after the activation, as without batch norm
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from .errors import SpecError, choice_error
 from .geometry import window_padding
-from .spec import BatchNormSpec, ModelSpec
+from .spec import MAX_ACTIVATIONS, MAX_PARAMS, BatchNormSpec, ModelSpec, check_model_size  # noqa: F401 (the
 
-MAX_PARAMS = 100_000_000  # 400 MB of fp32 weights (plus as much again for gradients and optimizer state)
-MAX_ACTIVATIONS = 25_000_000  # values produced by all layers for ONE image (100 MB at fp32)
+# size check lives in spec, free of torch, so that reading a config loads no torch; imported from here too)
+
 
 _ACTIVATIONS = {
     "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "elu": nn.ELU, "selu": nn.SELU,
@@ -153,20 +151,6 @@ class CNN(nn.Module):
                 w = module.weight
                 total = total.to(w.device) + (w.abs().sum() if reg.kind == "l1" else w.pow(2).sum())
         return reg.coefficient * total
-
-
-def check_model_size(spec: ModelSpec) -> None:
-    """SpecError giving the figures when `spec` is too big to build (checked before any allocation)."""
-    infos = spec.layers()
-    params = sum(info.params for info in infos)
-    if params > MAX_PARAMS:
-        raise SpecError(f"the model has {params:,} parameters ({params * 4 / 2**30:.1f} GiB at fp32), more than "
-                        f"the limit of {MAX_PARAMS:,}; use fewer filters or units, or pool before the dense layers")
-    values = sum(math.prod(info.output_shape) for info in infos)
-    if values > MAX_ACTIVATIONS:
-        raise SpecError(f"the model produces {values:,} activation values per image ({values * 4 / 2**20:,.0f} "
-                        f"MiB at fp32), more than the limit of {MAX_ACTIVATIONS:,}; use a smaller input, fewer "
-                        f"filters or larger strides")
 
 
 def build_model(spec: ModelSpec, seed: int | None = None) -> CNN:

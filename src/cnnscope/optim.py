@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, brief, check_number, choice_error
-from .keras_optimizers import KERAS_RULES
-from .optimizers import RULES, Optimizer, Rule
+
+if TYPE_CHECKING:  # the rules import torch: loaded when an optimizer is made, not when a config is read
+    from .optimizers import Optimizer
 
 # --- optimizers ------------------------------------------------------------------------------------
 # Two sets of update rules for the same names. "keras" (the default): Keras 3's formulas (cnnscope.keras_optimizers;
@@ -19,24 +20,29 @@ from .optimizers import RULES, Optimizer, Rule
 OPTIMIZER_RULES = ("keras", "torch")
 
 
-def _rule(name: str, rules: str) -> Rule:
-    return (KERAS_RULES if rules == "keras" else RULES)[name]
+def _make(name: str, rules: str, params: Iterable, lr: float, weight_decay: float, **hyper: Any) -> Optimizer:
+    # imported here: torch is loaded when an optimizer is made, not when a config is read (a finished study's
+    # "nothing to do" needs no torch)
+    from .keras_optimizers import KERAS_RULES
+    from .optimizers import RULES, Optimizer
+
+    return Optimizer((KERAS_RULES if rules == "keras" else RULES)[name], params, lr, weight_decay, **hyper)
 
 
 def _rmsprop(params: Iterable, lr: float, momentum: float, nesterov: bool, weight_decay: float,
              rules: str) -> Optimizer:
-    return Optimizer(_rule("rmsprop", rules), params, lr, weight_decay, alpha=0.9, eps=1e-7, momentum=momentum)
+    return _make("rmsprop", rules, params, lr, weight_decay, alpha=0.9, eps=1e-7, momentum=momentum)
 
 
 def _sgd(params: Iterable, lr: float, momentum: float, nesterov: bool, weight_decay: float, rules: str) -> Optimizer:
     if nesterov and momentum <= 0:
         raise ConfigError("sgd with nesterov needs momentum > 0")
-    return Optimizer(_rule("sgd", rules), params, lr, weight_decay, momentum=momentum, nesterov=nesterov)
+    return _make("sgd", rules, params, lr, weight_decay, momentum=momentum, nesterov=nesterov)
 
 
 def _adam_like(name: str) -> Callable[..., Optimizer]:
-    return lambda params, lr, momentum, nesterov, weight_decay, rules: Optimizer(
-        _rule(name, rules), params, lr, weight_decay, eps=1e-7)
+    return lambda params, lr, momentum, nesterov, weight_decay, rules: _make(
+        name, rules, params, lr, weight_decay, eps=1e-7)
 
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {

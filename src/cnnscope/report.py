@@ -140,7 +140,7 @@ def _sections(run: Run, dataset, timed: Callable[..., Any], method: str | None) 
 def _cards(run: Run, accuracy: float) -> str:
     metrics = run.metrics
     cards = [("test accuracy", f"{100 * accuracy:.2f} %"),
-             ("test loss", f"{metrics['test_loss']:.4f}" if "test_loss" in metrics else "–"),
+             sections.loss_card(run),
              ("epochs", metrics.get("epochs_completed", len(run.history.get("epoch", [])))),
              ("training time", f"{metrics['train_seconds']:.0f} s" if "train_seconds" in metrics else "–"),
              ("images / s", f"{metrics['images_per_second']:,.0f}" if "images_per_second" in metrics else "–"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -443,3 +444,21 @@ def _drop_none(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_drop_none(v) for v in value]
     return value
+
+
+MAX_PARAMS = 100_000_000  # 400 MB of fp32 weights (plus as much again for gradients and optimizer state)
+MAX_ACTIVATIONS = 25_000_000  # values produced by all layers for ONE image (100 MB at fp32)
+
+
+def check_model_size(spec: ModelSpec) -> None:
+    """SpecError giving the figures when `spec` is too big to build (checked before any allocation)."""
+    infos = spec.layers()
+    params = sum(info.params for info in infos)
+    if params > MAX_PARAMS:
+        raise SpecError(f"the model has {params:,} parameters ({params * 4 / 2**30:.1f} GiB at fp32), more than "
+                        f"the limit of {MAX_PARAMS:,}; use fewer filters or units, or pool before the dense layers")
+    values = sum(math.prod(info.output_shape) for info in infos)
+    if values > MAX_ACTIVATIONS:
+        raise SpecError(f"the model produces {values:,} activation values per image ({values * 4 / 2**20:,.0f} "
+                        f"MiB at fp32), more than the limit of {MAX_ACTIVATIONS:,}; use a smaller input, fewer "
+                        f"filters or larger strides")

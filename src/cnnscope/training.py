@@ -188,15 +188,16 @@ def train_from_settings(config_file: str | Path | None = None, preset: str | Non
 
 def evaluate_run(path: str | Path, data_dir: str | Path | None = None,
                  figure: str | Path | None = None) -> dict[str, Any]:
-    """Test loss/accuracy, per-class accuracy and confusion matrix of a run; saves the matrix as an image."""
+    """Test loss (the data loss) and objective (with the run's label smoothing and penalty), accuracy, per-class
+    accuracy and confusion matrix of a run; saves the matrix as an image."""
     from .plots import confusion_figure, save_figure
 
     run = runs.load_run(path)
     dataset = run.dataset(data_dir)
-    result = evaluate_arrays(run.model, dataset.test_x, dataset.test_y)
+    result = evaluate_arrays(run.model, dataset.test_x, dataset.test_y, label_smoothing=run.config.label_smoothing)
     figure = Path(figure) if figure else run.path / "confusion.png"
     save_figure(confusion_figure(result["confusion"], dataset.class_names), figure)
     return {"run": str(run.path), "dataset": dataset.name, "test_images": len(dataset.test_y),
-            "test_loss": result["loss"], "test_accuracy": result["accuracy"],
+            "test_loss": result["data_loss"], "test_objective": result["loss"], "test_accuracy": result["accuracy"],
             "class_names": list(dataset.class_names), "per_class_accuracy": result["per_class_accuracy"],
             "confusion": result["confusion"], "confusion_png": str(figure)}

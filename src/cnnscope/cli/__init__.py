@@ -223,7 +223,8 @@ def _main(argv: list[str]) -> int:
         if not getattr(args, "handler", None):
             commands = ", ".join(_subparsers(parser))
             raise UsageError(f"no command given; one of: {commands} (see 'cnnscope --help')")
-        _import_torch_holding_interrupts()
+        if getattr(args, "needs_torch", True):  # sweep's driver needs none (its workers import it)
+            _import_torch_holding_interrupts()
         return _run(args)
     except CnnscopeError as exc:  # UsageError included
         return _fail(str(exc), debug)

@@ -95,6 +95,23 @@ def print_figures(paths) -> None:
         print(f"figure: {path}")
 
 
+def val_size(text: str) -> int | float:
+    """argparse type of --val-size: a number of images (an integer), or a share in [0, 1) as 10% or 0.1."""
+    text = text.strip()
+    try:
+        if text.endswith("%"):
+            value: int | float = float(text[:-1]) / 100
+        elif text.isdigit():
+            value = int(text)
+        else:
+            value = float(text)
+    except ValueError:
+        value = -1
+    if isinstance(value, float) and not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected N images or a share such as 10% or 0.1, received {text!r}")
+    return value
+
+
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", metavar="DIR",
                         help="local directory holding <dataset>/ folders (mnist/, cifar10/, …) with the official "
@@ -142,13 +159,14 @@ DATA_FLAGS = (  # flag, type, help (each overrides the config file's [data] valu
                         "floored at the global one), standard-clip (per-pixel training range), global, or channel (one "
                         "mean/std per colour channel)"),
     ("split", str, "official (default: 60,000 train / 10,000 test) or reshuffle"),
-    ("val-size", int, "training images held out for validation (default 0: validate on the test set)"),
+    ("val-size", "val_size", "training images held out for validation: N images, or a share of each class such "
+                             "as 10%% (stratified) (train: default 0, validate on the test set; sweep: default 10%%)"),
     ("limit-train", int, "use only the first N training images (default: all)"),
     ("limit-test", int, "use only the first N test images (default: all)"),
 )
 
 
-def _preset_names() -> str:
+def preset_names() -> str:
     """The presets' names for help texts, from the one registry."""
     from ..zoo import presets
 
@@ -180,7 +198,7 @@ def folder_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("summary", help="layer table: output shapes, parameters, receptive fields")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--preset", help=f"a built-in model: {_preset_names()}")
+    src.add_argument("--preset", help=f"a built-in model: {preset_names()}")
     src.add_argument("--config", metavar="FILE",
                      help="a TOML model spec or run config, the same as giving FILE.toml (default: none)")
     p.add_argument("run", nargs="?", metavar="RUN_DIR|FILE.toml",
@@ -203,7 +221,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
                                    "model, the default recipe and runs/<dataset>-<time>; the command says which "
                                    "before it starts.")
     p.add_argument("--config", metavar="FILE", help="TOML with [model], [train], [data] tables (default: none)")
-    p.add_argument("--preset", help=f"model preset, overrides the config's [model]: {_preset_names()}")
+    p.add_argument("--preset", help=f"model preset, overrides the config's [model]: {preset_names()}")
     p.add_argument("--out", metavar="DIR", help="run directory to write (default runs/<dataset>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out (default: refuse)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run up to --epochs in total (default: off)")
@@ -214,6 +232,12 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
                                                               "layer's filters every epoch (default: off)")
     p.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files to DIR: scalars every "
                                                         "epoch, and --probe's maps and filters (default: off)")
+    add_training_flags(p)
+    p.set_defaults(handler=cmd_train, out_kind="dir")
+
+
+def add_training_flags(p: argparse.ArgumentParser) -> None:
+    """--data-dir and the flags that override a recipe's [train] and [data] values (train and sweep share them)."""
     add_data_dir(p)
     train_flags = p.add_argument_group("training (override [train])")
     for flag, kind, text in TRAIN_FLAGS:
@@ -227,10 +251,10 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     train_flags.add_argument("--schedule-arg", action="append", default=[], metavar="KEY=VALUE",
                              help="schedule parameter, e.g. rate=0.001 (repeatable; default: the schedule's own)")
     data_flags = p.add_argument_group("data (override [data])")
+    types = {"val_size": val_size}
     for flag, kind, text in DATA_FLAGS:
-        data_flags.add_argument(f"--{flag}", type=kind, default=None, help=text)
+        data_flags.add_argument(f"--{flag}", type=types.get(kind, kind), default=None, help=text)
     add_folder_flags(data_flags)
-    p.set_defaults(handler=cmd_train, out_kind="dir")
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -260,7 +284,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..probe import Probe
     from ..training import train_from_settings, write_report
 
-    train_overrides, data_overrides = _train_overrides(args)
+    train_overrides, data_overrides = training_overrides(args)
     if args.resume is None and args.verbosity >= 0:
         _announce(args, train_overrides, data_overrides)
     callbacks = [Probe(args.probe)] if args.probe is not None else []
@@ -286,8 +310,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 130 if m["status"] == "interrupted" else 0
 
 
-def _train_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The [train] and [data] values given as flags (None: not given, the config's value stays)."""
+def training_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The [train] and [data] values given as flags (None: not given, the config's value stays); a --val-size
+    share is the [data] val_fraction."""
     train_overrides = {key: getattr(args, key) for key in (
         "epochs", "batch_size", "optimizer", "rules", "lr", "momentum", "weight_decay", "schedule", "label_smoothing",
         "augment_shift", "augment_flip", "augment_erase", "seed", "device", "threads", "precision", "nesterov")
@@ -296,6 +321,10 @@ def _train_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
         train_overrides["schedule_args"] = _schedule_args(args.schedule_arg)
     data_overrides = {key: getattr(args, key) for key in (
         "dataset", "preprocess", "split", "val_size", "limit_train", "limit_test") if getattr(args, key) is not None}
+    if isinstance(data_overrides.get("val_size"), float):  # a share replaces the recipe's count, and the reverse
+        data_overrides.update(val_fraction=data_overrides.pop("val_size"), val_size=0)
+    elif "val_size" in data_overrides:
+        data_overrides["val_fraction"] = None
     data_overrides.update(folder_overrides(args))
     if args.data_dir:
         data_overrides["data_dir"] = str(Path(args.data_dir).resolve())

@@ -48,24 +48,28 @@ def _seconds(value: float | None) -> str:
 
 
 def _line(entry: dict[str, Any], differing: list[str]) -> list[str]:
-    """The table cells of one entry."""
+    """The table cells of one entry: validation accuracy only where validation images were held out."""
     if entry["kind"] == "study":
         best = entry.get("best")
-        best_text = "no trial finished" if not best else f"best {best['metric']} {best['value']:.4f} ({best['name']})"
+        best_text = "no trial finished" if not best else (
+            f"best {best['metric']} {best['value']:.4f} ({best['name']}), chosen on {entry.get('selected_on', '?')}")
+        warning = f"; WARNING: {entry['warning']}" if entry.get("warning") else ""
         return [entry["name"], f"study:{entry['status']}", entry.get("dataset", "?"), entry.get("model", "?"),
-                *["" for _ in differing], _cell(entry.get("test_accuracy")),
+                *["" for _ in differing], _cell(entry.get("val_accuracy")), _cell(entry.get("test_accuracy")),
                 f"{entry.get('completed', 0)}/{entry.get('trials', 0)} trials", _seconds(entry.get("seconds")),
-                best_text]
+                best_text + warning]
     settings = entry.get("settings", {})
     epochs = f"{entry.get('epochs', 0)}/{entry['epochs_planned']}" if entry.get("epochs_planned") else "–"
+    val = entry.get("val_accuracy") if entry.get("val_source") == "validation" else None
     return [entry["name"], entry["status"], entry.get("dataset", "?"), entry.get("model", "?"),
-            *[_setting(settings.get(k)) for k in differing], _cell(entry.get("test_accuracy")), epochs,
+            *[_setting(settings.get(k)) for k in differing], _cell(val), _cell(entry.get("test_accuracy")), epochs,
             _seconds(entry.get("seconds")), entry.get("reason", "")]
 
 
 def format_table(entries: list[dict[str, Any]], differing: list[str]) -> str:
-    """Aligned columns with a header; the last column (notes) is not padded."""
-    header = ["name", "status", "dataset", "model", *differing, "test_acc", "epochs", "time", "note"]
+    """Aligned columns with a header; the last column (notes) is not padded. val_acc: the last epoch's accuracy on
+    held-out validation images ("–" for a run that validated on the test set)."""
+    header = ["name", "status", "dataset", "model", *differing, "val_acc", "test_acc", "epochs", "time", "note"]
     rows = [header] + [_line(e, differing) for e in entries]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip()

@@ -1,5 +1,6 @@
 """Figures of a sweep, from the values given: the metric against each parameter, the optimisation history and the
-parameter importances. Completed trials are filled dots, pruned ones hollow (their last reported value)."""
+parameter importances. Completed trials are filled dots, pruned ones hollow (their last reported value); the test
+figure of each trial, when given, is an orange cross beside its validation value (reported, never chosen on)."""
 
 from __future__ import annotations
 
@@ -8,43 +9,57 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from . import backend  # noqa: F401  (Agg, except in a notebook)
 
 MAX_PANELS = 12
 
 
-def _positions(column: Sequence) -> tuple[np.ndarray, list[str] | None, bool]:
-    """x positions of a parameter's values: numbers as they are (log axis when they span 2 decades or more), names as
-    categories (with their labels)."""
+def _positions(column: Sequence, log: bool | None = None) -> tuple[np.ndarray, list[str] | None, bool]:
+    """x positions of a parameter's values: numbers as they are (a log axis when `log`, e.g. drawn log-uniformly;
+    None: when they span 2 decades or more), names as categories (with their labels)."""
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in column):
         x = np.asarray(column, dtype=float)
         positive = x[x > 0]
-        log = len(positive) == len(x) and len(x) > 1 and positive.max() / positive.min() >= 100
-        return x, None, log
+        if log is None:
+            log = len(positive) > 1 and positive.max() / positive.min() >= 100
+        return x, None, bool(log) and len(positive) == len(x)
     labels = sorted({str(v) for v in column})
     return np.asarray([labels.index(str(v)) for v in column], dtype=float), labels, False
 
 
+def _points(ax, x: np.ndarray, y: np.ndarray, done: np.ndarray, tests: np.ndarray | None, metric: str) -> None:
+    """Completed trials filled, pruned hollow, and each trial's test figure as an orange cross."""
+    ax.scatter(x[done], y[done], s=22, color="tab:blue", label=f"{metric} (chosen on)", zorder=3)
+    if (~done).any():
+        ax.scatter(x[~done], y[~done], s=22, facecolors="none", edgecolors="tab:gray", label="pruned", zorder=3)
+    if tests is not None and np.isfinite(tests).any():
+        ax.scatter(x, tests, s=26, marker="x", color="tab:orange", label="test (reported only)", zorder=2)
+
+
 def params_figure(columns: dict[str, Sequence], values: Sequence[float], statuses: Sequence[str],
-                  metric: str) -> Figure:
-    """One panel per parameter (at most 12): the trial's metric against that parameter's value."""
+                  metric: str, log_keys: Sequence[str] | None = None,
+                  tests: Sequence[float | None] | None = None) -> Figure:
+    """One panel per parameter (at most 12): the trial's metric against that parameter's value; `log_keys` (the
+    parameters drawn log-uniformly) on log axes (None: guessed from the values' span), `tests` beside them."""
     keys = list(columns)[:MAX_PANELS]
     cols = min(3, len(keys))
     rows = -(-len(keys) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
     y = np.asarray(values, dtype=float)
     done = np.asarray([s == "completed" for s in statuses])
+    shown = None if tests is None else np.asarray([np.nan if t is None else t for t in tests], dtype=float)
     for ax, key in zip(axes.flat, keys, strict=False):
-        x, labels, log = _positions(columns[key])
-        ax.scatter(x[done], y[done], s=22, color="tab:blue", label="completed")
-        if (~done).any():
-            ax.scatter(x[~done], y[~done], s=22, facecolors="none", edgecolors="tab:gray", label="pruned")
+        x, labels, log = _positions(columns[key], None if log_keys is None else key in log_keys)
+        _points(ax, x, y, done, shown, metric)
         if labels is not None:
             ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 4 else 0, fontsize=8)
+        elif all(isinstance(v, int) for v in columns[key]) and not log:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if log:
             ax.set_xscale("log")
-        ax.set_xlabel(key)
+        ax.set_xlabel(key + (" (log scale)" if log else ""))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=7)
@@ -56,18 +71,19 @@ def params_figure(columns: dict[str, Sequence], values: Sequence[float], statuse
 
 
 def history_figure(numbers: Sequence[int], values: Sequence[float], statuses: Sequence[str], metric: str,
-                   direction: str) -> Figure:
-    """Each trial's metric by trial number, and the best so far (a step line)."""
+                   direction: str, tests: Sequence[float | None] | None = None) -> Figure:
+    """Each trial's metric by trial number (whole numbers on the axis), the best so far (a step line) and, given,
+    each trial's test figure."""
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     x, y = np.asarray(numbers), np.asarray(values, dtype=float)
     done = np.asarray([s == "completed" for s in statuses])
-    ax.scatter(x[done], y[done], s=22, color="tab:blue", label="completed")
-    if (~done).any():
-        ax.scatter(x[~done], y[~done], s=22, facecolors="none", edgecolors="tab:gray", label="pruned")
+    shown = None if tests is None else np.asarray([np.nan if t is None else t for t in tests], dtype=float)
+    _points(ax, x, y, done, shown, metric)
     if done.any():
         order = np.argsort(x[done])
         best = (np.maximum if direction == "maximize" else np.minimum).accumulate(y[done][order])
         ax.step(x[done][order], best, where="post", color="tab:red", label="best so far")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel(metric)
     ax.set_title(f"Optimisation history ({direction} {metric})", fontsize=10)

@@ -11,6 +11,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ..errors import OutputError
 from ..fileio import atomic_write
@@ -21,12 +22,19 @@ from .figures import save_figure
 log = logging.getLogger("cnnscope")
 
 
+def val_name(history: dict[str, Any]) -> str:
+    """What the curves call the val_* figures: the images they were measured on (history's val_source)."""
+    source = history.get("val_source")
+    return {"validation": "validation (held out of training)", "test": "test set (no validation split)"}.get(
+        source, "validation (source not recorded)")
+
+
 def _loss_lines(history: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(key, style, label) of the loss curves: the data losses (comparable) solid, the objective dashed.
 
     Runs trained before the data losses were recorded show their objective and validation loss, labelled so.
     """
-    source = history.get("val_source", "validation")
+    source = val_name(history)
     epochs = len(history.get("epoch", []))
     if all(len(history.get(key, [])) == epochs for key in ("data_loss", "val_data_loss")):
         return [("data_loss", "o-", "train: data loss, during the epoch"),
@@ -43,15 +51,16 @@ def curves_figure(history: dict[str, Any]) -> Figure:
     cross-entropy (solid); the training objective, which adds label smoothing and the penalty, is dashed.
     """
     epochs = history.get("epoch", [])
-    source = history.get("val_source", "validation")
+    ms = 3 if len(epochs) > 1 else 6  # one epoch is one point per curve: drawn large enough to see
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for key, style, label in _loss_lines(history):
-        axes[0].plot(epochs, history.get(key, []), style, ms=3, label=label)
-    axes[1].plot(epochs, history.get("accuracy", []), "o-", ms=3, label="train (during the epoch)")
-    axes[1].plot(epochs, history.get("val_accuracy", []), "o-", ms=3, label=source)
+        axes[0].plot(epochs, history.get(key, []), style, ms=ms, label=label)
+    axes[1].plot(epochs, history.get("accuracy", []), "o-", ms=ms, label="train (during the epoch)")
+    axes[1].plot(epochs, history.get("val_accuracy", []), "o-", ms=ms, label=val_name(history))
     for ax, title in ((axes[0], "Loss"), (axes[1], "Accuracy")):
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     if history.get("val_accuracy"):

@@ -126,6 +126,8 @@ class Dashboard:
         params = sorted({k for t in trials for k in t.get("settings", {}) if _is_param(k, trials)})
         rows = [{"name": t["name"], "number": t.get("number"), "status": t["status"],
                  "test_accuracy": t.get("test_accuracy"), "best_val_accuracy": t.get("best_val_accuracy"),
+                 "value": t.get("value"),  # what the sweep chose on (absent for studies written before)
+                 "val_accuracy": t.get("val_accuracy") if t.get("val_source") == "validation" else None,
                  "epochs": t.get("epochs"), "seconds": t.get("seconds"),
                  "params": {k: t["settings"].get(k) for k in params}} for t in trials]
         return {"study": study, "params": params, "trials": rows, "compare": f"/api/studies/{name}/compare"}

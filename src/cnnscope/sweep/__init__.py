@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SweepError
-from .definition import SweepSpec, difference, read_study, save_study, spec_from_options, spec_from_study
+from .definition import IDENTITY, SweepSpec, difference, read_study, save_study, spec_from_options, spec_from_study
 from .params import Param, parse_param
 
 __all__ = ["Param", "SweepSpec", "parse_param", "resolve_spec", "run_sweep"]
@@ -57,15 +57,18 @@ def require(module: str) -> None:
 
 
 def resolve_spec(study_dir: str | Path, config_file: str | Path | None, params: list[str],
-                 options: dict[str, Any]) -> SweepSpec:
-    """The study to run: from --config/--param/flags, or, with neither, the one saved in STUDY/study.toml."""
+                 options: dict[str, Any], overrides: dict[str, Any] | None = None) -> SweepSpec:
+    """The study to run: from --config/--param/flags, or, with neither, the one saved in STUDY/study.toml.
+
+    `overrides` are the run flags ({"model": {"preset": …}, "train": {…}, "data": {…}}) applied to the base
+    configuration; a new study holds out 10 % of each class of the training images to choose on."""
     saved = read_study(Path(study_dir))
     options = dict(options)
     if saved is not None and options.get("trials") is None and isinstance(saved.get("trials"), int):
         options["trials"] = saved["trials"]
     if saved is not None and not config_file and not params:
-        return spec_from_study(saved, options)
-    return spec_from_options(config_file, params, options)
+        return spec_from_study(saved, options, overrides)
+    return spec_from_options(config_file, params, options, overrides)
 
 
 def _base_epochs(spec: SweepSpec) -> int:
@@ -87,6 +90,7 @@ def run_sweep(study_dir: str | Path, spec: SweepSpec, *, pruner: Any = None) -> 
     if spec.engine == "ray":
         require("ray")
     from .driver import Driver, make_pruner, open_study, study_lock
+    from .results import FIGURES, write_results
 
     study_dir = Path(study_dir)
     with study_lock(study_dir):
@@ -100,13 +104,24 @@ def run_sweep(study_dir: str | Path, spec: SweepSpec, *, pruner: Any = None) -> 
 
             log.info("the grid has %d points: the study runs %d trials, not %d", grid, grid, spec.trials)
             spec = dataclasses.replace(spec, trials=grid)
-        if saved is None or saved.get("trials") != spec.trials:
+        if saved is None or any(saved.get(k) != v for k, v in spec.to_dict().items() if k not in IDENTITY):
             save_study(study_dir, spec)
         pruner = pruner if pruner is not None else make_pruner(spec, _base_epochs(spec))
         study = open_study(study_dir, spec, pruner)
+        if finished(study, spec.trials):  # nothing to train: no workers, no data, no figures redrawn
+            return {**write_results(study_dir, study, spec, running=set()), "nothing_to_do": True,
+                    "figures": [str(study_dir / name) for name in FIGURES if (study_dir / name).is_file()]}
         driver = Driver(study_dir, spec, study, _engine(spec, driver_prunes(pruner)))
         driver.run()
         return driver.results
+
+
+def finished(study: Any, trials: int) -> bool:
+    """Whether the study already holds `trials` trials and none is to be resumed."""
+    from optuna.trial import TrialState
+
+    found = study.get_trials(deepcopy=False)
+    return len(found) >= trials and not any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in found)
 
 
 def driver_prunes(pruner: Any) -> bool:

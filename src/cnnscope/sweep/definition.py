@@ -27,7 +27,12 @@ MAX_TRIALS = 100_000
 MAX_WORKERS = 256
 IDENTITY = ("config", "params", "sampler", "metric", "direction", "prune")  # what defines a study
 SWEEP_KEYS = ("params", "trials", "sampler", "metric", "direction", "workers", "prune", "engine", "ray_address",
-              "storage", "tensorboard")
+              "storage", "tensorboard", "select_on_test")
+DEFAULT_VAL_FRACTION = 0.1  # a new study holds out 10 % of each class of the training images to choose on
+# parameters that would change which images validate a trial: trials judged on different data cannot be ranked
+FIXED_VALIDATION = ("data.dataset", "data.split", "data.seed", "data.val_size", "data.val_fraction")
+TEST_WARNING = ("chosen on the TEST set (--select-on-test): the best trial's test accuracy is biased upwards, not "
+                "an estimate for new data")
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class SweepSpec:
     ray_address: str | None = None
     storage: str | None = None
     tensorboard: str | None = None  # local engine: TensorBoard logs of trial N in TENSORBOARD/NNNN
+    select_on_test: bool = False  # allow a metric computed on the test set (warned on every summary)
 
     def __post_init__(self) -> None:
         if not self.params:
@@ -53,6 +59,9 @@ class SweepSpec:
         keys = [p.key for p in self.params]
         if len(set(keys)) != len(keys):
             raise SweepError(f"parameter {next(k for k in keys if keys.count(k) > 1)} is given twice")
+        if fixed := next((k for k in keys if k in FIXED_VALIDATION), None):
+            raise SweepError(f"parameter {fixed} would change which images validate each trial, so their values "
+                             f"could not be compared; keep it fixed (sweep train.seed for other initial weights)")
         for name, valid in (("sampler", SAMPLERS), ("metric", METRICS), ("prune", PRUNERS), ("engine", ENGINES)):
             if getattr(self, name) not in valid:
                 raise choice_error(SweepError, name, getattr(self, name), valid)
@@ -74,6 +83,40 @@ class SweepSpec:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value or "\n" in value):
                 raise SweepError(f"{name} must be a non-empty one-line string, received {brief(value)}")
+        if not isinstance(self.select_on_test, bool):
+            raise SweepError(f"select_on_test must be true or false, received {brief(self.select_on_test)}")
+        self._check_selection()
+
+    def _check_selection(self) -> None:
+        """Refuse a study that would choose on the test set, unless select_on_test says so knowingly."""
+        if self.select_on_test:
+            return
+        if self.metric == "test_accuracy":
+            raise SweepError("--metric test_accuracy would choose the best trial on the test set; use val_accuracy "
+                             "or val_loss (measured on images held out of the training set), or add "
+                             "--select-on-test to do it knowingly")
+        if self.selected_on == "test":
+            raise SweepError("the sweep would choose its best trial on the test set: the recipe holds out no "
+                             "validation images (data.val_size = 0 and no data.val_fraction); hold some out with "
+                             "--val-size 10% (a new study's default) or add --select-on-test to do it knowingly")
+
+    @property
+    def selected_on(self) -> str:
+        """Which data chooses the best trial: "validation" (held out of the training images) or "test"."""
+        data = self.config.get("data", {})
+        held_out = bool(data.get("val_size")) or bool(data.get("val_fraction"))
+        return "validation" if held_out and self.metric != "test_accuracy" else "test"
+
+    def selection_text(self) -> str:
+        """The data the trials are judged on, in words (the summaries print it)."""
+        data = self.config.get("data", {})
+        if self.selected_on == "test":
+            return "the test set (--select-on-test)"
+        seed = data.get("seed", 0)
+        if data.get("val_fraction"):
+            return (f"validation: {100 * data['val_fraction']:g} % of each class held out of the training images "
+                    f"(stratified, seed {seed}, the same for every trial)")
+        return f"validation: {data['val_size']:,} training images held out (seed {seed}, the same for every trial)"
 
     def grid_size(self) -> int | None:
         """The number of grid points (grid sampler), else None."""
@@ -90,13 +133,16 @@ class SweepSpec:
                 "metric": self.metric, "direction": self.direction, "prune": self.prune}
 
     def to_dict(self) -> dict[str, Any]:
-        """study.toml's content: the identity and the trial count."""
-        return {"cnnscope_study": 1, **self.identity(), "trials": self.trials}
+        """study.toml's content: the identity, the trial count and what the trials are chosen on."""
+        return {"cnnscope_study": 1, **self.identity(), "trials": self.trials, "selected_on": self.selected_on,
+                "select_on_test": self.select_on_test}
 
 
-def spec_from_options(config_file: str | Path | None, params: list[str], options: dict[str, Any]) -> SweepSpec:
-    """The SweepSpec of the CLI: the TOML's tables and [sweep] table, then --param and the given flags."""
-    tables = load_config_with_sweep(config_file) if config_file else {}
+def spec_from_options(config_file: str | Path | None, params: list[str], options: dict[str, Any],
+                      overrides: dict[str, Any] | None = None) -> SweepSpec:
+    """The SweepSpec of the CLI: the TOML's tables and [sweep] table, the run flags (`overrides`: {"model",
+    "train", "data": values}), --param and the given options; a validation split by default."""
+    tables = apply_overrides(load_config_with_sweep(config_file) if config_file else {}, overrides)
     sweep = tables.pop("sweep", {})
     table_params = sweep.pop("params", {})
     if not isinstance(table_params, dict):
@@ -112,8 +158,28 @@ def spec_from_options(config_file: str | Path | None, params: list[str], options
         raise SweepError(f"parameter {next(k for k in keys if keys.count(k) > 1)} is given twice")
     found.update({p.key: p for p in flags})  # a flag replaces the table's entry of a key
     settings = {**sweep, **{k: v for k, v in options.items() if v is not None}}
+    data = tables.setdefault("data", {})
+    if "val_size" not in data and "val_fraction" not in data:  # neither the recipe nor a flag says: hold out
+        data["val_fraction"] = DEFAULT_VAL_FRACTION
     check_base_config(tables)
     return SweepSpec(tables, tuple(found.values()), **settings)
+
+
+def apply_overrides(tables: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The config tables with the run flags' values set: {"model": {"preset": …}, "train": {…}, "data": {…}}
+    (a None value removes the key: TOML has no null)."""
+    out = {key: dict(value) for key, value in tables.items()}
+    for table, values in (overrides or {}).items():
+        if table == "model" and values:
+            out["model"] = dict(values)
+            continue
+        target = out.setdefault(table, {})
+        for key, value in values.items():
+            if value is None:
+                target.pop(key, None)
+            else:
+                target[key] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 def load_config_with_sweep(path: str | Path) -> dict[str, Any]:
@@ -146,12 +212,14 @@ def read_study(study_dir: Path) -> dict[str, Any] | None:
     return data
 
 
-def spec_from_study(saved: dict[str, Any], options: dict[str, Any]) -> SweepSpec:
-    """The SweepSpec stored in study.toml, with the given run options (trials, workers, engine…)."""
+def spec_from_study(saved: dict[str, Any], options: dict[str, Any],
+                    overrides: dict[str, Any] | None = None) -> SweepSpec:
+    """The SweepSpec stored in study.toml, with the given run options (trials, workers, engine…) and run flags
+    (a flag that changes the base configuration makes another study: refused by `difference`)."""
     params = tuple(param_from(str(k), v) for k, v in saved["params"].items())
     settings = {k: saved[k] for k in ("sampler", "metric", "direction", "prune", "trials") if k in saved}
     settings.update({k: v for k, v in options.items() if v is not None})
-    return SweepSpec(dict(saved["config"]), params, **settings)
+    return SweepSpec(apply_overrides(dict(saved["config"]), overrides), params, **settings)
 
 
 def difference(saved: dict[str, Any], spec: SweepSpec) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import SweepError
 from .definition import SweepSpec
-from .results import write_results
+from .results import RESULT_ATTRS, write_results
 from .trial import TrialTask, read_run_files, recover_run_dirs, write_run_files
 
 log = logging.getLogger("cnnscope")
@@ -155,7 +155,7 @@ class Driver:
         if status == "interrupted":
             return
         self.live.pop(trial.number, None)
-        for key in ("test_accuracy", "best_val_accuracy", "best_val_loss", "epochs", "seconds", "reason"):
+        for key in RESULT_ATTRS:
             trial.set_user_attr(key, result.get(key))
         value = result.get("value")
         if status == "completed" and value is not None:

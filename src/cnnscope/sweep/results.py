@@ -11,18 +11,24 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import atomic_write_text, write_json
-from .definition import SweepSpec
+from .definition import TEST_WARNING, SweepSpec
 
 log = logging.getLogger("cnnscope")
 RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
-ROW_KEYS = ("number", "params", "status", "test_accuracy", "best_val_accuracy", "epochs", "seconds", "run_dir",
-            "reason")
+ROW_KEYS = ("number", "params", "status", "value", "val_accuracy", "test_accuracy", "val_loss", "test_loss",
+            "val_source", "best_val_accuracy", "best_val_loss", "epochs", "seconds", "run_dir", "reason")
+# what a trial's result leaves in Optuna's storage (user attributes), besides its value
+RESULT_ATTRS = ("val_accuracy", "test_accuracy", "val_loss", "test_loss", "val_source", "best_val_accuracy",
+                "best_val_loss", "epochs", "seconds", "reason")
+CSV_NUMBERS = ("value", "val_accuracy", "test_accuracy", "val_loss", "test_loss", "best_val_accuracy", "epochs",
+               "seconds")
 FIGURES = ("sweep-params.png", "sweep-history.png", "sweep-importance.png")
 
 
 def trial_rows(study: Any, running: set[int]) -> list[dict[str, Any]]:
-    """One row per trial: number, params, status, test/best validation accuracy, epochs, seconds, run_dir, reason
-    (and value, the study's metric). A RUNNING trial not in `running` was interrupted (resumed next time)."""
+    """One row per trial (ROW_KEYS): value (the study's metric), validation and test figures side by side, where
+    the validation figures came from, epochs, seconds, run_dir, reason. A RUNNING trial not in `running` was
+    interrupted (resumed next time); a study written before a figure was recorded has null there."""
     from optuna.trial import TrialState
 
     names = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
@@ -31,12 +37,11 @@ def trial_rows(study: Any, running: set[int]) -> list[dict[str, Any]]:
     for t in study.get_trials(deepcopy=False):
         status = names.get(t.state) or ("running" if t.number in running else "interrupted")
         attrs = t.user_attrs
-        rows.append({"number": t.number, "params": dict(t.params), "status": status,
-                     "test_accuracy": attrs.get("test_accuracy"), "best_val_accuracy": attrs.get("best_val_accuracy"),
-                     "epochs": attrs.get("epochs"), "seconds": attrs.get("seconds"),
-                     "run_dir": f"trials/{t.number:04d}", "reason": attrs.get("reason") or "",
-                     "value": t.value if t.state == TrialState.COMPLETE else _last(t),
-                     "best_val_loss": attrs.get("best_val_loss")})
+        row = {"number": t.number, "params": dict(t.params), "status": status,
+               "value": t.value if t.state == TrialState.COMPLETE else _last(t),
+               **{key: attrs.get(key) for key in RESULT_ATTRS}}
+        row.update(run_dir=f"trials/{t.number:04d}", reason=attrs.get("reason") or "")
+        rows.append({key: row[key] for key in ROW_KEYS})
     return rows
 
 
@@ -55,16 +60,14 @@ def best_row(rows: list[dict[str, Any]], direction: str) -> dict[str, Any] | Non
 
 
 def csv_text(rows: list[dict[str, Any]], keys: list[str]) -> str:
-    """The rows as CSV, one column per parameter (param.KEY)."""
+    """The rows as CSV, one column per parameter (param.KEY), validation and test figures side by side."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    header = ["number", *(f"param.{k}" for k in keys), "status", "value", "test_accuracy", "best_val_accuracy",
-              "epochs", "seconds", "run_dir", "reason"]
-    writer.writerow(header)
+    writer.writerow(["number", *(f"param.{k}" for k in keys), "status", *CSV_NUMBERS, "val_source", "run_dir",
+                     "reason"])
     for r in rows:
-        writer.writerow([r["number"], *(r["params"].get(k, "") for k in keys), r["status"], _cell(r["value"]),
-                         *(_cell(r[k]) for k in ("test_accuracy", "best_val_accuracy", "epochs", "seconds")),
-                         r["run_dir"], r["reason"]])
+        writer.writerow([r["number"], *(r["params"].get(k, "") for k in keys), r["status"],
+                         *(_cell(r[k]) for k in CSV_NUMBERS), r["val_source"] or "", r["run_dir"], r["reason"]])
     return buffer.getvalue()
 
 
@@ -77,7 +80,9 @@ def write_results(study_dir: Path, study: Any, spec: SweepSpec, running: set[int
     rows = trial_rows(study, running)
     best = best_row(rows, spec.direction)
     data = {"metric": spec.metric, "direction": spec.direction, "best": best["number"] if best else None,
-            "trials": rows}
+            "selected_on": spec.selected_on, "validation": spec.selection_text(), "trials": rows}
+    if spec.selected_on == "test":
+        data["warning"] = TEST_WARNING
     write_json(study_dir / RESULTS_JSON, _json_safe(data))
     atomic_write_text(study_dir / RESULTS_CSV, csv_text(rows, [p.key for p in spec.params]))
     if figures:
@@ -121,10 +126,14 @@ def write_figures(study_dir: Path, study: Any, spec: SweepSpec, rows: list[dict[
         return [], ["no completed trial yet: no figures"]
     statuses = [r["status"] for r in done]
     values = [float(r["value"]) for r in done]
+    tests = [r.get("test_loss" if spec.metric == "val_loss" else "test_accuracy") for r in done]
+    tests = None if spec.selected_on == "test" else tests  # chosen on the test set: the value is the test figure
     columns = {k: [r["params"].get(k) for r in done] for k in keys}
-    paths = save_figure_as(params_figure(columns, values, statuses, spec.metric), study_dir / FIGURES[0])
+    log_keys = [p.key for p in spec.params if p.kind == "loguniform"]
+    paths = save_figure_as(params_figure(columns, values, statuses, spec.metric, log_keys, tests),
+                           study_dir / FIGURES[0])
     numbers = [r["number"] for r in done]
-    paths += save_figure_as(history_figure(numbers, values, statuses, spec.metric, spec.direction),
+    paths += save_figure_as(history_figure(numbers, values, statuses, spec.metric, spec.direction, tests),
                             study_dir / FIGURES[1])
     found, note = importances(study, spec, rows)
     notes = [note] if note else []

@@ -2,8 +2,10 @@
 directory with a callback that reports each epoch and obeys the driver's prune decision, and say how it ended.
 
 A trial's result is a plain dict (it crosses process boundaries): number, status (completed, pruned, failed,
-interrupted), value (the study's metric: the best validation accuracy or loss over the epochs, or the test
-accuracy), test_accuracy, best_val_accuracy, best_val_loss, epochs, seconds, reason.
+interrupted), value (the study's metric at the last epoch: the validation accuracy or data loss, the weights that
+are saved and tested), val_accuracy, val_loss, test_accuracy, test_loss (the test set, evaluated once at the end,
+for reporting only), val_source ("validation": held out of the training images, or "test"), best_val_accuracy,
+best_val_loss (over the epochs), epochs, seconds, reason.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class TrialCallback:
         if not (math.isfinite(log.loss) and math.isfinite(log.val_loss)):
             self.reason = f"the loss is not finite at epoch {log.epoch} (diverged; try a lower lr)"
             raise StopTraining
-        value = log.val_loss if self.task.metric == "val_loss" else log.val_accuracy
+        value = validation_loss(log.val_data_loss, log.val_loss) if self.task.metric == "val_loss" else log.val_accuracy
         if self.reporter(self.task.number, log.epoch, float(value), Path(log.run_dir)):
             self.pruned = True
             raise StopTraining
@@ -82,16 +84,25 @@ def run_trial(task: TrialTask, reporter: Reporter) -> dict[str, Any]:
     return {**base, **summary(run.metrics, run.history, task.metric, callback)}
 
 
+def validation_loss(data_loss: float, objective: float) -> float:
+    """The validation data loss (what "loss" means), or the older runs' loss with the penalty when it is missing."""
+    return data_loss if math.isfinite(data_loss) else objective
+
+
 def summary(metrics: dict[str, Any], history: dict[str, Any], metric: str, callback: TrialCallback) -> dict[str, Any]:
-    """A trained run's result fields: status, value, accuracies, epochs, seconds, reason."""
-    val_acc, val_loss = history.get("val_accuracy") or [math.nan], history.get("val_loss") or [math.nan]
+    """A trained run's result fields: status, value, validation and test figures side by side, epochs, seconds."""
+    val_acc = history.get("val_accuracy") or [math.nan]
+    val_loss = history.get("val_data_loss") or history.get("val_loss") or [math.nan]
     status = metrics.get("status", "completed")
     if callback.reason:
         status = "failed"
     elif callback.pruned:
         status = "pruned"
-    best = {"val_accuracy": max(val_acc), "val_loss": min(val_loss), "test_accuracy": metrics.get("test_accuracy")}
-    return {"status": status, "value": _finite(best[metric]), "test_accuracy": _finite(metrics.get("test_accuracy")),
+    last = {"val_accuracy": val_acc[-1], "val_loss": val_loss[-1], "test_accuracy": metrics.get("test_accuracy")}
+    return {"status": status, "value": _finite(last[metric]), "val_accuracy": _finite(val_acc[-1]),
+            "val_loss": _finite(val_loss[-1]), "test_accuracy": _finite(metrics.get("test_accuracy")),
+            "test_loss": _finite(metrics.get("test_loss")),
+            "val_source": str(history.get("val_source") or metrics.get("val_source") or "test"),
             "best_val_accuracy": _finite(max(val_acc)), "best_val_loss": _finite(min(val_loss)),
             "epochs": int(metrics.get("epochs_completed", len(history.get("epoch", [])))),
             "seconds": float(metrics.get("train_seconds", 0.0)), "reason": callback.reason}

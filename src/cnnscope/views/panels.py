@@ -35,8 +35,17 @@ def geometry_json(geometry: Geometry) -> dict[str, list[int]]:
     return {"size": list(geometry.receptive_field), "jump": list(geometry.jump), "offset": list(geometry.offset)}
 
 
+def confidence_cap(label_smoothing: float, classes: int) -> float | None:
+    """The probability label smoothing trains the true class towards (1 - ε + ε/K): confidences stop near it.
+    None without smoothing."""
+    if not label_smoothing:
+        return None
+    return 1 - label_smoothing + label_smoothing / max(1, classes)
+
+
 def info_panel(run, dataset, noun: str) -> ViewResult:
-    """The run's description: name, data set, classes, set sizes, accuracy, parameters, layers with maps."""
+    """The run's description: name, data set, classes, set sizes, accuracy, parameters, layers with maps, and the
+    label smoothing that caps its confidence."""
     sets = {"test": len(dataset.test_y), "train": len(dataset.train_y)}
     if dataset.val_x is not None:
         sets["val"] = len(dataset.val_y)
@@ -46,7 +55,9 @@ def info_panel(run, dataset, noun: str) -> ViewResult:
         "test_accuracy": metrics.get("test_accuracy"), "epochs": metrics.get("epochs_completed"),
         "params": run.spec.total_params, "input_shape": list(run.spec.input_shape),
         "channels": int(run.spec.input_shape[0]), "drawing": run.spec.input_shape[0] == 1, "colormaps": list(COLORMAPS),
-        "grid_layers": run.spec.map_layer_names(), "noun": noun, "methods": explain_methods()})
+        "grid_layers": run.spec.map_layer_names(), "noun": noun, "methods": explain_methods(),
+        "label_smoothing": run.config.label_smoothing,
+        "confidence_cap": confidence_cap(run.config.label_smoothing, len(dataset.class_names))})
 
 
 def layers_panel(spec) -> ViewResult:

@@ -151,15 +151,44 @@ def probe_html(run, class_names: list[str]) -> str:
             f'{head}</tr>{"".join(rows)}</table></div></div>')
 
 
+def loss_card(run) -> tuple[str, str]:
+    """(label, value) of the headline loss: the test data loss, as the epoch lines and curves show it. A
+    metrics.json written before the objective was kept apart (no "test_objective") holds data loss + penalty under
+    "test_loss": labelled so when the model has a penalty."""
+    metrics = run.metrics
+    value = metrics.get("test_loss")
+    if not isinstance(value, (int, float)):
+        return "test loss", "–"
+    reg = run.spec.regularizer
+    if "test_objective" not in metrics and reg.kind != "none" and reg.coefficient:
+        return f"test loss + {reg.kind.upper()} penalty", f"{value:.4f}"
+    return "test loss", f"{value:.4f}"
+
+
+def validation_note(run) -> str:
+    """Which images the curves' validation figures (val_*) came from, in words."""
+    source, data = run.history.get("val_source") or run.metrics.get("val_source"), run.data_config
+    if source == "test":
+        return ("The validation curves are measured on the test set: this run held out no validation images "
+                "(--val-size), so they are test figures, not an estimate independent of the test set.")
+    if source != "validation":
+        return "This run did not record which images its validation curves were measured on."
+    held = (f"{100 * data.val_fraction:g} % of each class" if data.val_fraction
+            else f"{data.val_size:,} images" if data.val_size else "images")
+    return f"The validation curves are measured on {held} held out of the training set (seed {data.seed})."
+
+
 def training_section(run, class_names: list[str]):
-    """Loss, accuracy and learning-rate curves, and the probe strip when the run has one."""
+    """Loss, accuracy and learning-rate curves (with the images their validation figures came from), and the
+    probe strip when the run has one."""
     from ..plots import curves_figure
 
     history = run.history
     if not history.get("epoch"):
         body = "<p>No completed epoch was recorded.</p>"
     else:
-        body = img(figure_uri(curves_figure(history), dpi=90), "training curves", "wide")
+        body = (img(figure_uri(curves_figure(history), dpi=90), "training curves", "wide")
+                + f'<p class="muted">{esc(validation_note(run))}</p>')
     return section("training", "Training curves and learning rate", body + probe_html(run, class_names))
 
 

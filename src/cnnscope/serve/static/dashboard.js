@@ -230,8 +230,18 @@ function drawAxes(node, xs, ys, box, log) {
     const value = log ? 10 ** (Math.log10(ys[0]) + t * (Math.log10(ys[1]) - Math.log10(ys[0]))) : ys[0] + t * (ys[1] - ys[0]);
     const y = y1 - t * (y1 - y0);
     node.append(svg("line", { class: "grid", x1: x0, y1: y, x2: x1, y2: y }), svg("text", { x: 4, y: y + 3 }, fmt(value, 3)));
-    const xv = xs[0] + t * (xs[1] - xs[0]);
-    node.append(svg("text", { x: x0 + t * (x1 - x0) - 6, y: y1 + 14 }, fmt(Math.round(xv * 10) / 10, 1)));
+  }
+  epochTicks(node, xs, box);
+}
+
+function epochTicks(node, xs, box) {
+  // epochs are whole numbers: ticks only there (at most about 6)
+  const [x0, x1, , y1] = box;
+  const lo = Math.ceil(xs[0]); const hi = Math.floor(xs[1]);
+  const step = Math.max(1, Math.ceil((hi - lo + 1) / 6));
+  for (let v = lo; v <= hi; v += step) {
+    const x = x0 + (xs[1] === xs[0] ? 0.5 : (v - xs[0]) / (xs[1] - xs[0])) * (x1 - x0);
+    node.append(svg("text", { x: x - 3, y: y1 + 14, "data-epoch-tick": v }, String(v)));
   }
 }
 
@@ -273,7 +283,7 @@ function drawChart(chart) {
     node.append(path);
     if (chart !== "lr") {
       for (const [x, y] of line.points) {
-        node.append(svg("circle", { cx: sx(x).toFixed(1), cy: sy(y).toFixed(1), r: 2, fill: colourOf(line.name),
+        node.append(svg("circle", { cx: sx(x).toFixed(1), cy: sy(y).toFixed(1), r: line.points.length > 1 ? 2 : 4, fill: colourOf(line.name),
           "data-run": line.name, "data-epoch": x }));
       }
     }
@@ -295,51 +305,97 @@ function drawCharts() {
 
 // --- studies ---------------------------------------------------------------------------------
 function metricOf(row, metric) {
-  const value = metric === "test_accuracy" ? row.test_accuracy : row.best_val_accuracy;
+  if (typeof row.value === "number") return row.value; // what the sweep chose on (results.json)
+  const value = metric === "test_accuracy" ? row.test_accuracy : row.best_val_accuracy; // a study written before
   return typeof value === "number" ? value : null;
 }
 
-function scatter(rows, param, metric) {
-  const node = svg("svg", { viewBox: "0 0 300 200", class: "chart", "data-param": param });
-  const points = rows.map((r) => [r.params[param], metricOf(r, metric), r.name]).filter((p) => p[1] !== null && p[0] !== null);
-  node.append(svg("text", { x: 40, y: 196 }, param));
-  if (!points.length) { node.append(svg("text", { x: 60, y: 100 }, "no finished trial")); return node; }
+function testOf(row, study) {
+  // the test accuracy beside the validation value: reported only (a study chosen on the test set shows none apart)
+  if (study.selected_on !== "validation" || study.metric === "val_loss") return null;
+  return typeof row.test_accuracy === "number" ? row.test_accuracy : null;
+}
+
+function xAxis(points, param, study) {
   const numeric = points.every((p) => typeof p[0] === "number");
   const cats = numeric ? [] : [...new Set(points.map((p) => String(p[0])))];
   const xv = (v) => (numeric ? v : cats.indexOf(String(v)));
   const xs = points.map((p) => xv(p[0]));
-  const positive = numeric && Math.min(...xs) > 0 && Math.max(...xs) / Math.min(...xs) > 20;
-  const ys = points.map((p) => p[1]);
+  const drawnLog = (study.log_params || []).includes(param);
+  const log = numeric && Math.min(...xs) > 0 && (drawnLog || (!study.log_params && Math.max(...xs) / Math.min(...xs) > 20));
+  const xlo = Math.min(...xs); const xhi = Math.max(...xs) === xlo ? (log ? xlo * 10 : xlo + 1) : Math.max(...xs);
+  const pad = numeric ? 0 : 0.5;
+  const integer = numeric && points.every((p) => Number.isInteger(p[0]));
+  return { numeric, cats, xv, log, integer, sx: scaled(log ? xlo : xlo - pad, log ? xhi : xhi + pad, 40, 290, log), xlo, xhi };
+}
+
+function xTicks(node, axis) {
+  if (!axis.numeric) { axis.cats.forEach((c, i) => node.append(svg("text", { x: axis.sx(i) - 10, y: 186 }, c))); return; }
+  let ticks = [axis.xlo, axis.xhi];
+  if (axis.log) {
+    const decades = [];
+    for (let e = Math.ceil(Math.log10(axis.xlo)); e <= Math.floor(Math.log10(axis.xhi)); e += 1) decades.push(10 ** e);
+    ticks = decades.length >= 2 ? decades : ticks;
+  } else if (axis.integer) {
+    const step = Math.max(1, Math.ceil((axis.xhi - axis.xlo) / 5));
+    ticks = [];
+    for (let v = axis.xlo; v <= axis.xhi; v += step) ticks.push(v); // whole numbers only
+  }
+  for (const v of ticks) node.append(svg("text", { x: axis.sx(v) - 8, y: 186, "data-tick": v }, fmt(v, 3)));
+}
+
+function scatter(rows, param, study) {
+  const metric = study.metric;
+  const node = svg("svg", { viewBox: "0 0 300 200", class: "chart", "data-param": param });
+  const points = rows.map((r) => [r.params[param], metricOf(r, metric), r.name, testOf(r, study)])
+    .filter((p) => p[1] !== null && p[0] !== null && p[0] !== undefined);
+  const axis = points.length ? xAxis(points, param, study) : null;
+  node.append(svg("text", { x: 40, y: 196 }, param + (axis && axis.log ? " (log scale)" : "")));
+  if (!points.length) { node.append(svg("text", { x: 60, y: 100 }, "no finished trial")); return node; }
+  node.setAttribute("data-log", String(axis.log));
+  const ys = points.flatMap((p) => (p[3] === null ? [p[1]] : [p[1], p[3]]));
   let [ylo, yhi] = [Math.min(...ys), Math.max(...ys)];
   if (ylo === yhi) { ylo -= 0.01; yhi += 0.01; }
-  const xlo = Math.min(...xs); const xhi = Math.max(...xs) === xlo ? xlo + 1 : Math.max(...xs);
-  const sx = scaled(positive ? xlo : xlo - (numeric ? 0 : 0.5), positive ? xhi : xhi + (numeric ? 0 : 0.5), 40, 290, positive);
   const sy = scaled(ylo, yhi, 175, 10, false);
   node.append(svg("text", { x: 2, y: 14 }, fmt(yhi, 3)), svg("text", { x: 2, y: 175 }, fmt(ylo, 3)));
-  cats.forEach((c, i) => node.append(svg("text", { x: sx(i) - 10, y: 186 }, c)));
-  if (numeric) node.append(svg("text", { x: 40, y: 186 }, fmt(xlo, 3)), svg("text", { x: 250, y: 186 }, fmt(xhi, 3)));
-  for (const [x, y, name] of points) {
-    const dot = svg("circle", { cx: sx(xv(x)).toFixed(1), cy: sy(y).toFixed(1), r: 4, fill: "#5b3fd6", "fill-opacity": 0.7 });
+  xTicks(node, axis);
+  for (const [x, y, name, test] of points) {
+    const cx = axis.sx(axis.xv(x)).toFixed(1);
+    if (test !== null) {
+      const cross = svg("path", { d: `M${cx - 3},${sy(test) - 3}l6,6m0,-6l-6,6`, stroke: "#e07b00", "stroke-width": 1.5, "data-test": test });
+      cross.append(svg("title", {}, `${name}: test accuracy ${fmt(test)} (reported only, not chosen on)`));
+      node.append(cross);
+    }
+    const dot = svg("circle", { cx, cy: sy(y).toFixed(1), r: 4, fill: "#5b3fd6", "fill-opacity": 0.7 });
     dot.append(svg("title", {}, `${name}: ${param} = ${x}, ${metric} ${fmt(y)}`));
     node.append(dot);
   }
   return node;
 }
 
+function studyBest(study) {
+  const best = el("p");
+  best.append(document.createTextNode("best trial: "));
+  best.append(el("a", { href: `/runs/${runPath(study.best.name)}/` }, study.best.name));
+  const onTest = study.selected_on === "test";
+  best.append(document.createTextNode(` · chosen by ${study.best.metric} ${fmt(study.best.value)} on ` +
+    (onTest ? "the test set" : "validation") + (onTest ? "" :
+      ` · validation accuracy ${fmt(study.val_accuracy)} · test accuracy ${fmt(study.test_accuracy)} (reported only)`)));
+  return best;
+}
+
 function renderStudy(name, detail) {
   const box = el("div", { class: "study", "data-study": name });
   const study = detail.study;
-  box.append(el("h3", {}, `${name} · ${study.completed}/${study.trials} trials · metric ${study.metric} (${study.direction})`));
-  if (study.best) {
-    const best = el("p");
-    best.append(document.createTextNode(`best trial: `));
-    best.append(el("a", { href: `/runs/${runPath(study.best.name)}/` }, study.best.name));
-    best.append(document.createTextNode(` · ${study.best.metric} ${fmt(study.best.value)}`));
-    box.append(best);
-  }
+  box.append(el("h3", {}, `${name} · ${study.completed}/${study.trials} trials · metric ${study.metric} (${study.direction}) · chosen on ${study.selected_on || "?"}`));
+  if (study.warning) box.append(el("p", { class: "error study-warning" }, `warning: ${study.warning}`));
+  if (study.best) box.append(studyBest(study));
   const plots = el("div", { class: "study-plots" });
-  for (const param of detail.params) plots.append(scatter(detail.trials, param, study.metric));
+  for (const param of detail.params) plots.append(scatter(detail.trials, param, study));
   if (!detail.params.length) plots.append(el("p", { class: "muted small" }, "the trials do not differ in any setting yet"));
+  if (detail.params.length && study.selected_on === "validation") {
+    plots.append(el("p", { class: "muted small" }, "dots: the value chosen on (validation); orange crosses: test accuracy, reported only"));
+  }
   box.append(plots);
   box.append(comparePanel(name, study.completed));
   return box;

@@ -131,10 +131,17 @@ async function refreshNow(mine) {
 }
 
 // --- prediction -------------------------------------------------------------------------------
+function smoothingNote() {
+  const cap = state.info && state.info.confidence_cap;
+  if (typeof cap !== "number") return "";
+  return ` (of at most about ${(100 * cap).toFixed(1)} %: trained with label smoothing ${state.info.label_smoothing}, ` +
+    "which aims the true class at that, not at 100 %)";
+}
+
 function showPrediction(p) {
   $("input-img").src = p.image;
   $("pred-label").textContent = p.predicted_name;
-  $("pred-conf").textContent = `${(100 * p.probabilities[p.predicted]).toFixed(1)} % confident`;
+  $("pred-conf").textContent = `${(100 * p.probabilities[p.predicted]).toFixed(1)} % confident` + smoothingNote();
   const truth = p.label;
   const truthBox = $("true-label");
   if (truth !== undefined) {
