@@ -14,6 +14,7 @@ import cnnscope
 from cnnscope.inspect.compare import compare_many, compare_runs
 from cnnscope.views.compare import compare, compare_many_runs, describe_runs, study_matrix
 from conftest import run_cli
+from test_catalog import copy_run
 
 PAIR_KEYS = {"weights", "mean_correlation", "median_correlation", "matched_above_0.9", "pairs", "constant_pairs",
              "mean_correlation_all", "mean_best_correlation", "constant_maps_a", "constant_maps_b"}
@@ -162,19 +163,6 @@ def test_many_runs_without_initial_weights(trained_run, seed1, data_dir, tmp_pat
 
 
 # --- seeds or trials -----------------------------------------------------------------------------------------
-def _edited(run: Path, where: Path, **train) -> Path:
-    """A copy of a run with [train] values changed in its config.toml (its weights untouched)."""
-    import tomllib
-
-    import tomli_w
-
-    copy = Path(shutil.copytree(run, where))
-    config = tomllib.loads((copy / "config.toml").read_text())
-    config["train"].update(train)
-    (copy / "config.toml").write_text(tomli_w.dumps(config))
-    return copy
-
-
 def test_describe_runs_says_seeds_only_when_only_the_seed_sets_them_apart(trained_run, seed1, twin, tmp_path):
     def kind(*paths):
         runs = [cnnscope.load_run(p) for p in paths]
@@ -185,13 +173,13 @@ def test_describe_runs_says_seeds_only_when_only_the_seed_sets_them_apart(traine
     assert seeds["notes"] == ["besides the seed they differ in train.epochs: the matrix mixes what a seed changes "
                               "with what those change"]
     assert kind(trained_run, twin)["kind"] == "trials"  # different seeds, the same start (--init-from)
-    lr = kind(trained_run, _edited(trained_run, tmp_path / "lr", lr=0.01))
+    lr = kind(trained_run, copy_run(trained_run, tmp_path / "lr", train={"lr": 0.01}))
     assert lr["kind"] == "trials" and lr["differ_in"] == ["train.lr"]
     assert lr["notes"] == ["all 2 start from the same initial weights: the matrix shows what their other settings "
                            "(train.lr) change, not what a seed changes"]
     # without initial weights: the same seed and model count as the same start
     old = _without_initial(trained_run, tmp_path / "old")
-    assert kind(old, _edited(trained_run, tmp_path / "lr2", lr=0.02))["kind"] == "trials"
+    assert kind(old, copy_run(trained_run, tmp_path / "lr2", train={"lr": 0.02}))["kind"] == "trials"
     assert kind(_without_initial(seed1, tmp_path / "old1"), old)["kind"] == "seeds"
 
 

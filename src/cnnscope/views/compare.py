@@ -327,7 +327,8 @@ def study_matrix(trials: Sequence[Path], names: Sequence[str], layer: str | None
     trial's first `images` test images, as the dashboard shows it: layer, layers, runs, images, maps, threshold,
     matrix (null where no map varies), matched_above, mean_correlation, counts (per map of the first trial: the
     other trials that find it), found_by_all, constant_maps, baseline (the same at initialisation, or None),
-    baseline_note, kind ("seeds" or "trials", see describe_runs), seeds, differ_in, notes. SpecError for a
+    baseline_note, kind ("seeds" or "trials", see describe_runs), seeds, differ_in, notes (shared initial weights,
+    a missing baseline). SpecError for a
     layer that is not a conv layer."""
     loaded = [load(t) for t in trials]
     layers = conv_layers(loaded[0].model)
@@ -341,9 +342,10 @@ def study_matrix(trials: Sequence[Path], names: Sequence[str], layer: str | None
     base = result["baseline"]
     if base is not None:
         base = {**base, "matrix": _nullable(base["matrix"])}
+    described = describe_runs(loaded, names)
+    described["notes"] += [note] if note else []
     return {"layer": layer, "layers": layers, "runs": list(names), "images": int(len(raw)), "maps": result["maps"],
             "threshold": result["threshold"], "matrix": _nullable(result["matrix"]),
             "matched_above": result["matched_above"], "mean_correlation": result["mean_correlation"],
             "counts": [m["found_by"] for m in result["first_run_maps"]], "found_by_all": result["found_by_all"],
-            "constant_maps": result["constant_maps"], "baseline": base, "baseline_note": note,
-            **describe_runs(loaded, names)}
+            "constant_maps": result["constant_maps"], "baseline": base, "baseline_note": note, **described}
