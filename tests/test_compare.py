@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import re
 import shutil
 
 import numpy as np
@@ -398,9 +399,10 @@ def test_compare_a_study_uses_its_completed_trials(run, other_run, third_run, da
                            "--data-dir", data_dir)
     assert code == 0
     assert f"note: {study / 'trials' / '0099'}: left out (interrupted)" in stdout
-    assert "3 runs compared over 50 test images: 0000, 0001, 0002" in stdout
-    assert "Conv2D_1: mean matched correlation (6 maps)" in stdout
-    assert "maps of 0000 found by all 2 other runs (matched r > 0.5)" in stdout
+    assert "3 seeds compared over 50 test images: 0000, 0001, 0002" in stdout
+    assert "Conv2D_1: mean matched correlation (6 maps); above the diagonal trained, below at initialisation" in stdout
+    found = r"\n  \d of 6 maps \(\d at initialisation\) of 0000 found by all 2 other runs \(matched r > 0\.5\)"
+    assert re.search(found, stdout)
     assert f"figure: {study / 'compare-matrix-Conv2D_1.png'}" in stdout
     assert (study / "compare-found-Conv2D_1.png").is_file()
 

@@ -200,6 +200,13 @@ def test_compare_matrix_equals_the_library(seeds, seeds_root, data_dir, layer):
     assert got["counts"] == [m["found_by"] for m in expected["first_run_maps"]]
     assert got["found_by_all"] == expected["found_by_all"] == sum(c == 2 for c in got["counts"])
     assert len(got["counts"]) == got["maps"] == expected["maps"]
+    # beside it, the same matrix at the trials' initial weights; three seeds of one model: "seeds"
+    base = np.array(got["baseline"]["matrix"], dtype=float)
+    assert base.shape == (3, 3) and np.allclose(np.diag(base), 1.0) and (base[~np.eye(3, dtype=bool)] < 0.99).all()
+    assert got["baseline"]["found_by_all"] == sum(c == 2 for c in got["baseline"]["found_by"])
+    assert got["kind"] == "seeds" and got["seeds"] == [0, 1, 2] and got["baseline_note"] is None
+    assert ("besides the seed they differ in train.batch_size, train.epochs: the matrix mixes what a seed changes "
+            "with what those change") in got["notes"]
 
 
 def test_compare_is_cached_by_the_weight_files(seeds, seeds_root):
@@ -219,6 +226,27 @@ def test_identical_trials_match_fully(client):
     assert got["runs"] == ["studies/lr/trials/0000", "studies/lr/trials/0001"]
     assert np.allclose(np.array(got["matrix"], dtype=float), 1.0)
     assert got["found_by_all"] == got["maps"] - got["constant_maps"][0]
+    # one seed, two learning rates: "trials", and the note says they start from the same weights
+    assert got["kind"] == "trials" and got["seeds"] == [0, 0]
+    assert np.allclose(np.array(got["baseline"]["matrix"], dtype=float), 1.0)
+    assert ("all 2 start from the same initial weights: the matrix shows what their other settings (train.lr) "
+            "change, not what a seed changes") in got["notes"]
+
+
+def test_compare_of_trials_without_initial_weights(tmp_path, trained_run, data_dir):
+    study = tmp_path / "old"
+    (study / "trials").mkdir(parents=True)
+    (study / "study.toml").write_text("")
+    for k, lr in enumerate((0.003, 0.01)):
+        copy_run(trained_run, study / "trials" / f"{k:04d}", train={"lr": lr, "seed": k})
+        (study / "trials" / f"{k:04d}" / "initial.safetensors").unlink()
+    for client in _client(tmp_path, data_dir):  # the loop's end closes the board
+        got = client.get("/api/studies/old/compare", params={"images": 20}).json()
+    assert got["baseline"] is None and got["matrix"] is not None
+    assert got["baseline_note"].startswith("no baseline at initialisation: old/trials/0000, old/trials/0001 have "
+                                           "no initial.safetensors")
+    assert got["baseline_note"] in got["notes"]
+    assert got["kind"] == "seeds"  # seeds 0 and 1 of one model: different starts even without the files
 
 
 def test_compare_with_fewer_than_two_trials_is_a_note(seeds):
@@ -251,3 +279,5 @@ def test_compare_of_an_unknown_study_is_404(seeds):
 def test_the_page_draws_the_matrix_as_text_only():
     js = (STATIC / "dashboard.js").read_text()
     assert "/compare" in js and "found by every other trial" in js and 'svg("rect"' in js
+    assert "seeds' compare matrix" in js and "trials' compare matrix" in js and 'data.kind === "seeds"' in js
+    assert "at initialisation" in js and '"data-role": "legend"' in js

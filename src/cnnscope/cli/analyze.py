@@ -189,17 +189,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
             or any(is_study(path) for path in args.runs) or args.threshold is not None)
     if many:
         return _compare_many(args)
-    result = compare(args.runs[0], args.runs[1], args.layer[0], limit=args.limit, index=args.index,
-                     pairs=args.pairs, kernels=args.kernels, out=args.out, svg=args.svg,
-                     data_dir=args.data_dir).to_json()
+    view = compare(args.runs[0], args.runs[1], args.layer[0], limit=args.limit, index=args.index,
+                   pairs=args.pairs, kernels=args.kernels, out=args.out, svg=args.svg, data_dir=args.data_dir)
+    result = view.to_json()
     if args.json:
-        print_json(result)
+        print_json({**result, "notes": view.notes})
         return 0
-    layer = args.layer[0]
+    for note in view.notes:
+        print(f"note: {note}")
+    layer, base = args.layer[0], result["baseline"]
     print(f"{layer}: {result['maps']} maps matched one-to-one over {result['images']:,} test images "
           f"× {result['positions']} positions")
     print(f"activations: mean matched correlation {result['mean_correlation']:.3f} (median "
           f"{result['median_correlation']:.3f}), {result['matched_above_0.9']} of {result['pairs']} pairs above 0.9")
+    if base:
+        print(f"  at initialisation: {base['mean_correlation']:.3f} (median {base['median_correlation']:.3f}), "
+              f"{base['matched_above_0.9']} of {base['pairs']} pairs above 0.9: what untrained networks share")
     if result["constant_pairs"] or result["constant_maps_a"] or result["constant_maps_b"]:
         print(f"  maps that never vary: {result['constant_maps_a']} in A, {result['constant_maps_b']} in B "
               f"({result['constant_pairs']} dead-dead pairs left out of the numbers above)")
@@ -208,6 +213,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"kernels: mean matched correlation {kernel['mean_correlation']:.3f}, {kernel['matched_above_0.9']} "
               f"above 0.9; {kernel['agreement_with_activation_matching']:.0%} of pairs agree with the activation "
               f"matching ({kernel['input_channels']})")
+        if kernel["baseline"]:
+            print(f"  at initialisation: {kernel['baseline']['mean_correlation']:.3f}, "
+                  f"{kernel['baseline']['matched_above_0.9']} above 0.9")
     print_figures(result["figures"])
     return 0
 
@@ -226,16 +234,30 @@ def _compare_many(args: argparse.Namespace) -> int:
     for note in view.notes:
         print(f"note: {note}")
     names, t = result["names"], result["threshold"]
-    print(f"{len(names)} runs compared over {result['images']:,} test images: {', '.join(names)}")
+    kind = "seeds" if result["kind"] == "seeds" else "runs"
+    print(f"{len(names)} {kind} compared over {result['images']:,} test images: {', '.join(names)}")
     width = max(len(n) for n in names)
     for layer in result["layers"]:
-        print(f"{layer['layer']}: mean matched correlation ({layer['maps']} maps)")
+        base = layer["baseline"]
+        print(f"{layer['layer']}: mean matched correlation ({layer['maps']} maps)"
+              + ("; above the diagonal trained, below at initialisation" if base else ""))
         print(" " * (width + 2) + "  ".join(f"{n[-6:]:>6}" for n in names))
-        for name, row in zip(names, layer["matrix"], strict=True):
+        shown = _below_diagonal(layer["matrix"], base["matrix"] if base else None)
+        for name, row in zip(names, shown, strict=True):
             cells = "  ".join("     —" if v != v else f"{v:6.3f}" for v in row)
             print(f"  {name:<{width}}{cells}")
+        init = f" ({base['mean_correlation']:.3f} at initialisation)" if base else ""
+        print(f"  mean over the pairs {layer['mean_correlation']:.3f}{init}")
         others = len(names) - 1
-        print(f"  {layer['found_by_all']} of {layer['maps']} maps of {names[0]} found by all {others} other runs "
-              f"(matched r > {t:g})")
+        init = f" ({base['found_by_all']} at initialisation)" if base else ""
+        print(f"  {layer['found_by_all']} of {layer['maps']} maps{init} of {names[0]} found by all {others} other "
+              f"runs (matched r > {t:g})")
     print_figures(result["figures"])
     return 0
+
+
+def _below_diagonal(matrix: list[list[float]], baseline: list[list[float]] | None) -> list[list[float]]:
+    """The trained matrix with the baseline's values below the diagonal (as the figure draws it)."""
+    if baseline is None:
+        return matrix
+    return [[baseline[i][j] if j < i else v for j, v in enumerate(row)] for i, row in enumerate(matrix)]

@@ -348,7 +348,8 @@ def compare_many(models: Sequence[CNN], layers: Sequence[str], images: Sequence[
 
     images[i]: the same images preprocessed for models[i]. One dict per layer: layer, maps, matrix (N×N, 1.0 on
     the diagonal; NaN where no map varies), matched_above (N×N pairs above the threshold), constant_maps (per
-    run), first_run_maps ([{map, constant, found_by, r: [per other run], partners: [per other run]}]),
+    run), mean_correlation (the mean of the matrix over the N·(N-1)/2 pairs), first_run_maps ([{map, constant,
+    found_by, r: [per other run], partners: [per other run]}]),
     found_by_all (maps of the first run matched above the threshold in every other run)."""
     names = [str(i) for i in range(len(models))]
     for layer in layers:
@@ -382,6 +383,9 @@ def _layer_summary(layer: str, corr: np.ndarray, constant: np.ndarray, runs: int
                       "found_by": int((first_r[1:, a] > threshold).sum()) if live else 0,
                       "r": [round(float(c), 6) if live else None for c in first_r[1:, a]],
                       "partners": [int(p) if live else None for p in partner[1:, a]]})
+    pairs = matrix[np.triu_indices(runs, 1)]
+    pairs = pairs[np.isfinite(pairs)]
     return {"layer": layer, "maps": maps, "threshold": threshold, "matrix": matrix.tolist(),
+            "mean_correlation": float(pairs.mean()) if len(pairs) else math.nan,
             "matched_above": above.tolist(), "constant_maps": dead.sum(axis=1).tolist(), "first_run_maps": first,
             "found_by_all": sum(m["found_by"] == runs - 1 for m in first)}

@@ -44,13 +44,23 @@ def _bare(ax) -> None:
     ax.set_yticks([])
 
 
-def _draw_histogram(ax, matching: Sequence[Sequence[float]], dead: list[bool], mean: float) -> None:
-    """The distribution of the matched correlations (dead-dead pairs left out unless nothing else is left)."""
+def _draw_histogram(ax, matching: Sequence[Sequence[float]], dead: list[bool], mean: float,
+                    baseline_r: Sequence[float] | None = None, baseline_mean: float | None = None) -> None:
+    """The distribution of the matched correlations (dead-dead pairs left out unless nothing else is left), and
+    when given the same at initialisation as a grey outline with its mean dashed."""
     corr = np.array([c for (_, _, c), d in zip(matching, dead, strict=True) if not d] or [m[2] for m in matching])
-    ax.hist(corr, bins=np.linspace(min(-0.2, float(corr.min(initial=0))), 1.0, 25), color="#4c72b0")
+    base = np.asarray(baseline_r if baseline_r is not None else [], np.float64)
+    low = min(-0.2, float(corr.min(initial=0)), float(base.min(initial=0)))
+    bins = np.linspace(low, 1.0, 25)
+    ax.hist(corr, bins=bins, color="#4c72b0")
+    title = f"matched correlations (mean {mean:.2f}, black)"
+    if len(base):
+        ax.hist(base, bins=bins, histtype="step", color="#707070", linewidth=1.2)
+        title = f"matched r: trained (mean {mean:.2f}, black),\nat initialisation (grey, mean {baseline_mean:.2f})"
+        ax.axvline(baseline_mean, color="#707070", linewidth=1, linestyle=":")
     ax.axvline(THRESHOLD, color="#b00020", linewidth=1, linestyle="--")
     ax.axvline(mean, color="black", linewidth=1)
-    ax.set_title(f"matched correlations (mean {mean:.2f}, black)", fontsize=8)
+    ax.set_title(title, fontsize=8)
     ax.set_xlabel("r", fontsize=8)
     ax.set_ylabel("pairs", fontsize=8)
     ax.tick_params(labelsize=7)
@@ -122,17 +132,25 @@ def _headline(fig: Figure, result: dict[str, Any], names: tuple[str, str], shown
     if result.get("constant_pairs"):
         dead_note = (f"; {result['constant_pairs']} pairs of maps that never vary (dead in both) left out of the "
                      f"numbers")
-    fig.text(0.12 / W, 1 - 0.42 / H, f"mean matched r = {result['mean_correlation']:.3f}, {above} of {counted} "
-             f"pairs above {THRESHOLD:g}{dead_note}", fontsize=9, va="top")
+    base = result.get("baseline")
+    if base:
+        init = (f" ({base['mean_correlation']:.3f} at initialisation)",
+                f" ({base.get(f'matched_above_{THRESHOLD:g}', 0)} at initialisation)")
+    else:
+        init = (" (no baseline at initialisation: a run lacks its initial weights)", "")
+    fig.text(0.12 / W, 1 - 0.42 / H, f"mean matched r = {result['mean_correlation']:.3f}{init[0]}, {above} of "
+             f"{counted} pairs above {THRESHOLD:g}{init[1]}{dead_note}", fontsize=9, va="top")
     fig.text(LEFT_W / W, 1 - 0.72 / H, f"{shown} pairs from best to worst r; maps for the example image, "
              f"each in its own colour range (r does not depend on scale)", fontsize=8, va="top", color="#444444")
 
 
 def compare_figure(image: np.ndarray, maps_a: np.ndarray, maps_b: np.ndarray, result: dict[str, Any], *,
                    names: tuple[str, str] = ("A", "B"), source: str = "", pairs: int = 16,
-                   correlation: np.ndarray | None = None, cmap: str = "magma", per_row: int = 4) -> Figure:
+                   correlation: np.ndarray | None = None, baseline_r: Sequence[float] | None = None,
+                   cmap: str = "magma", per_row: int = 4) -> Figure:
     """Matched maps of runs A and B for one image, side by side with their correlation, plus the distribution
-    of matched correlations and (when given) the correlation matrix with B's maps in matched order."""
+    of matched correlations (and, given baseline_r, of those of the two runs at initialisation, whose summary is
+    result["baseline"]) and (when given) the correlation matrix with B's maps in matched order."""
     maps_a, maps_b = as_maps(maps_a), as_maps(maps_b)
     matching = result["matching"]
     constant_a = set(result.get("constant_map_indices_a", []))
@@ -147,7 +165,9 @@ def compare_figure(image: np.ndarray, maps_a: np.ndarray, maps_b: np.ndarray, re
     ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     _bare(ax)
     ax.set_title(source or "example image", fontsize=8.5)
-    _draw_histogram(_axes(fig, 0.55, HEAD + 2.7, 2.6, 1.45), matching, dead, result["mean_correlation"])
+    base = result.get("baseline") or {}
+    _draw_histogram(_axes(fig, 0.55, HEAD + 2.7, 2.6, 1.45), matching, dead, result["mean_correlation"],
+                    baseline_r if base else None, base.get("mean_correlation"))
     if correlation is not None:
         _draw_matrix(fig, correlation, matching, constant_a, constant_b, names)
     _draw_pairs(fig, (maps_a, maps_b), matching, chosen, names, per_row, cmap)
@@ -156,38 +176,64 @@ def compare_figure(image: np.ndarray, maps_a: np.ndarray, maps_b: np.ndarray, re
 
 
 # --- many runs -----------------------------------------------------------------------------------------------
+def _combined(matrix: np.ndarray, baseline: np.ndarray | None) -> np.ndarray:
+    """The matrix above the diagonal (and on it), the baseline below it when given."""
+    if baseline is None:
+        return matrix
+    below = np.tril(np.ones(matrix.shape, bool), -1)
+    return np.where(below, baseline, matrix)
+
+
 def matrix_figure(matrix: np.ndarray, names: Sequence[str], layer: str, *, images: int = 0,
-                  above: np.ndarray | None = None, threshold: float = THRESHOLD) -> Figure:
+                  above: np.ndarray | None = None, threshold: float = THRESHOLD, baseline: np.ndarray | None = None,
+                  baseline_above: np.ndarray | None = None) -> Figure:
     """The N×N matrix of mean matched correlation between runs as a heat map, each cell with its value (and, when
-    `above` is given, how many pairs lie above the threshold); run names label the rows and columns."""
-    matrix = np.asarray(matrix, np.float64)
+    `above` is given, how many pairs lie above the threshold); run names label the rows and columns. Given
+    `baseline` (the same matrix for the runs at their initial weights), it fills the cells below the diagonal."""
+    shown_values = _combined(np.asarray(matrix, np.float64),
+                             None if baseline is None else np.asarray(baseline, np.float64))
+    counts = None if above is None else _combined(np.asarray(above, np.float64),
+                                                  None if baseline_above is None else np.asarray(baseline_above))
     n = len(names)
     side = min(max(3.2, 0.9 * n + 1.6), 14.0)
-    fig = plt.figure(figsize=(side + 1.2, side + 0.9))
-    ax = fig.add_axes([1.2 / (side + 1.2), 0.9 / (side + 0.9), (side - 1.0) / (side + 1.2),
-                       (side - 1.0) / (side + 0.9)])
-    shown = ax.imshow(np.ma.masked_invalid(matrix), cmap=matplotlib.colormaps["viridis"].with_extremes(bad="#bdbdbd"),
-                      vmin=min(0.0, float(np.nanmin(matrix, initial=0.0))), vmax=1.0, interpolation="nearest")
-    size = max(5.0, min(10.0, 60.0 / n))
-    for i in range(n):
-        for j in range(n):
-            value = matrix[i, j]
-            text = "—" if not np.isfinite(value) else f"{value:.2f}"
-            if above is not None and i != j:
-                text += f"\n{int(above[i][j])} > {threshold:g}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=size,
-                    color="black" if np.isfinite(value) and value > 0.7 else "white")
+    fig = plt.figure(figsize=(side + 1.2, side + 1.1))
+    ax = fig.add_axes([1.2 / (side + 1.2), 0.9 / (side + 1.1), (side - 1.0) / (side + 1.2),
+                       (side - 1.0) / (side + 1.1)])
+    low = min(0.0, float(np.nanmin(shown_values, initial=0.0)))
+    shown = ax.imshow(np.ma.masked_invalid(shown_values),
+                      cmap=matplotlib.colormaps["viridis"].with_extremes(bad="#bdbdbd"), vmin=low, vmax=1.0,
+                      interpolation="nearest")
+    _matrix_labels(ax, shown_values, counts, threshold)
+    if baseline is not None:
+        ax.plot([-0.5, n - 0.5], [-0.5, n - 0.5], color="white", linewidth=2)
     ax.set_xticks(range(n), labels=list(names), rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center",
                   fontsize=8)
     ax.set_yticks(range(n), labels=list(names), fontsize=8)
-    bar = fig.colorbar(shown, cax=fig.add_axes([(side + 0.3) / (side + 1.2), 0.9 / (side + 0.9),
-                                                0.12 / (side + 1.2), (side - 1.0) / (side + 0.9)]))
+    bar = fig.colorbar(shown, cax=fig.add_axes([(side + 0.3) / (side + 1.2), 0.9 / (side + 1.1),
+                                                0.12 / (side + 1.2), (side - 1.0) / (side + 1.1)]))
     bar.ax.tick_params(labelsize=7)
     over = f" over {images:,} images" if images else ""
     fig.text(0.02, 0.985, f"{layer}: mean matched correlation between {n} runs{over}", fontsize=10, va="top")
-    fig.text(0.02, 0.985 - 0.3 / (side + 0.9), "maps matched one-to-one per pair (Hungarian); maps that never vary "
-             "left out", fontsize=7.5, va="top", color="#444444")
+    how = ("above the diagonal: trained; below: the same runs at their initial weights (the baseline)"
+           if baseline is not None else "no baseline: a run lacks its initial weights")
+    fig.text(0.02, 0.985 - 0.3 / (side + 1.1), f"{how}\nmaps matched one-to-one per pair (Hungarian); maps that "
+             f"never vary left out", fontsize=7.5, va="top", color="#444444")
     return fig
+
+
+def _matrix_labels(ax, values: np.ndarray, counts: np.ndarray | None, threshold: float) -> None:
+    """Each cell's value (and count above the threshold) in a colour that reads on viridis."""
+    n = len(values)
+    size = max(5.0, min(10.0, 60.0 / n))
+    low = min(0.0, float(np.nanmin(values, initial=0.0)))
+    for i in range(n):
+        for j in range(n):
+            value = values[i, j]
+            text = "—" if not np.isfinite(value) else f"{value:.2f}"
+            if counts is not None and i != j and np.isfinite(counts[i, j]):
+                text += f"\n{int(counts[i, j])} > {threshold:g}"
+            bright = np.isfinite(value) and (value - low) / (1.0 - low) > 0.7
+            ax.text(j, i, text, ha="center", va="center", fontsize=size, color="black" if bright else "white")
 
 
 def _draw_found_cell(fig: Figure, corner: tuple[float, float], values: np.ndarray, kernel: np.ndarray | None,
@@ -209,9 +255,11 @@ def _draw_found_cell(fig: Figure, corner: tuple[float, float], values: np.ndarra
 
 def found_figure(maps: np.ndarray, found_by: Sequence[int], r: Sequence[Sequence[float | None]], *, others: int,
                  layer: str, name: str, kernels: np.ndarray | None = None, constant: Sequence[bool] | None = None,
-                 threshold: float = THRESHOLD, source: str = "", cols: int = 8, cmap: str = "magma") -> Figure:
+                 threshold: float = THRESHOLD, source: str = "", cols: int = 8, cmap: str = "magma",
+                 initial_found: int | None = None) -> Figure:
     """The first run's maps (and kernels, when given) ordered by how many of the `others` runs have a one-to-one
-    partner above `threshold`; each captioned with that count (green: every run) and the mean matched r."""
+    partner above `threshold`; each captioned with that count (green: every run) and the mean matched r.
+    initial_found: how many maps every run finds when all are at their initial weights (the baseline)."""
     maps = as_maps(maps)
     n = len(maps)
     constant = [False] * n if constant is None else list(constant)
@@ -230,8 +278,10 @@ def found_figure(maps: np.ndarray, found_by: Sequence[int], r: Sequence[Sequence
                          found_by[a] == others and not constant[a], cmap)
     W, H = fig.get_size_inches()
     total = sum(1 for a in range(n) if found_by[a] == others and not constant[a])
+    init = (f" ({initial_found} at initialisation)" if initial_found is not None
+            else " (no baseline at initialisation)")
     fig.text(0.12 / W, 1 - 0.12 / H, f"{layer}: which of {name}'s maps does every training find?\n{total} of {n} "
-             f"matched above r = {threshold:g} in all {others} other runs", fontsize=10, va="top")
+             f"maps{init} matched above r = {threshold:g} in all {others} other runs", fontsize=10, va="top")
     shown = "kernel (top) and map" if kernels is not None else "map"
     fig.text(0.12 / W, 1 - 0.62 / H, f"ordered by the runs with a one-to-one partner above {threshold:g} (green: "
              f"all); r̄: mean matched r\n{shown} for {source or 'the example image'}", fontsize=7.5, va="top",

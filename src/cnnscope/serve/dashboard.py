@@ -3,11 +3,11 @@
 `GET /` is the home page (runs table, overlaid curves, studies); `GET /api/runs` the catalog
 (cnnscope.catalog), `GET /api/runs/NAME/history` a run's history.json as it stands, `GET /api/studies/NAME` a
 study's trials, `GET /api/studies/NAME/compare?layer=L&images=N` the matrix of mean matched correlation between
-its completed trials (cnnscope.inspect.compare_many, computed in a worker thread, one at a time, and cached by
-the trials' weight files). The runs and history answers carry an ETag: a poll with If-None-Match gets 304 and
-no body when nothing changed (a history's tag is its file's mtime and size, so an unchanged file is not even
-read). Every run's single-run viewer is mounted under `/runs/NAME/` (opened on its first API call, at most
-MAX_OPEN kept open).
+its completed trials beside the same matrix at their initial weights (cnnscope.views.compare.study_matrix,
+computed in a worker thread, one at a time, and cached by the trials' weight files). The runs and history
+answers carry an ETag: a poll with If-None-Match gets 304 and no body when nothing changed (a history's tag is its
+file's mtime and size, so an unchanged file is not even read). Every run's single-run viewer is mounted under
+`/runs/NAME/` (opened on its first API call, at most MAX_OPEN kept open).
 NAME is never a path: it must be one of the catalog's names, so `..` or a link cannot reach another folder.
 """
 
@@ -139,7 +139,7 @@ class Dashboard:
 
     def compare_trials(self, name: str) -> tuple[list[Path], list[str], tuple]:
         """(completed trial folders, notes on the others, cache stamp of their weight files) of study `name`."""
-        from ..runs import WEIGHTS
+        from ..runs import INITIAL, WEIGHTS
         from ..views.compare import is_study, study_runs
 
         self.entry(name, "study")
@@ -147,7 +147,8 @@ class Dashboard:
         if not is_study(folder):
             return [], [f"{name}: no trials/ folder yet"], ()
         trials, notes = study_runs(folder)
-        return trials, notes, tuple((self.catalog.name_of(t), _stamp(t / WEIGHTS)) for t in trials)
+        return trials, notes, tuple((self.catalog.name_of(t), _stamp(t / WEIGHTS), _stamp(t / INITIAL))
+                                    for t in trials)
 
     def compare_cached(self, name: str, layer: str | None, images: int) -> dict[str, Any] | None:
         """The cached compare answer for these trials' current weights, or None."""
@@ -166,11 +167,12 @@ class Dashboard:
         runs = [self.catalog.name_of(t) for t in trials]
         if len(trials) < 2:
             answer = {"study": name, "layer": layer, "layers": [], "runs": runs, "matrix": None, "found_by_all": None,
-                      "counts": None, "threshold": None, "notes": notes,
+                      "counts": None, "threshold": None, "baseline": None, "kind": "trials", "notes": notes,
                       "note": f"the compare matrix needs at least two completed trials; this study has {len(trials)} "
                               f"so far"}
         else:
-            answer = {"study": name, **compute_matrix(trials, runs, layer, images, self.data_dir), "notes": notes}
+            answer = compute_matrix(trials, runs, layer, images, self.data_dir)
+        answer = {"study": name, **answer, "notes": notes + answer["notes"]}
         with self._cache_lock:
             for k in {key, (name, answer["layer"], images, stamp)}:
                 self._compared[k] = answer
@@ -230,29 +232,17 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 def compute_matrix(trials: list[Path], runs: list[str], layer: str | None, images: int,
                    data_dir: str | os.PathLike | None) -> dict[str, Any]:
-    """cnnscope.inspect.compare_many over the trials' maps of one conv layer on the first trial's first `images`
-    test images (each trial preprocesses them its own way): layer, layers, runs, images, maps, threshold, matrix
-    (null where no map varies), matched_above, counts (per map of the first trial: the other trials that find it),
-    found_by_all, constant_maps, seconds. RequestError for a layer that is not a conv layer."""
-    from ..inspect.activations import conv_layers
-    from ..inspect.compare import check_runs, compare_many
-    from ..views.common import load
+    """cnnscope.views.compare.study_matrix (the trials' matrix, its baseline at initialisation, "seeds" or
+    "trials"), with the seconds it took; RequestError for a layer that is not a conv layer."""
+    from ..errors import SpecError
+    from ..views.compare import study_matrix
 
     started = time.perf_counter()
-    loaded = [load(t) for t in trials]
-    layers = conv_layers(loaded[0].model)
-    layer = layers[0] if layer is None and layers else layer
-    if layer not in layers:
-        raise RequestError(f"unknown layer {brief(layer)}; the conv layers of {runs[0]} are: "
-                           f"{', '.join(layers) or 'none'}")
-    check_runs([r.model for r in loaded], runs, layer)  # shapes fail before the data is loaded
-    raw = loaded[0].dataset(data_dir).test_raw[:images]
-    result = compare_many([r.model for r in loaded], [layer], [r.preprocessor(raw) for r in loaded])[0]
-    matrix = [[v if v == v else None for v in row] for row in result["matrix"]]  # NaN: no map of a run varies
-    return {"layer": layer, "layers": layers, "runs": runs, "images": int(len(raw)), "maps": result["maps"],
-            "threshold": result["threshold"], "matrix": matrix, "matched_above": result["matched_above"],
-            "counts": [m["found_by"] for m in result["first_run_maps"]], "found_by_all": result["found_by_all"],
-            "constant_maps": result["constant_maps"], "seconds": round(time.perf_counter() - started, 3)}
+    try:
+        answer = study_matrix(trials, runs, layer, images, data_dir)
+    except SpecError as exc:
+        raise RequestError(str(exc)) from None
+    return {**answer, "seconds": round(time.perf_counter() - started, 3)}
 
 
 def _images(value: str | None) -> int:

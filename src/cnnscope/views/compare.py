@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from ..errors import ConfigError, DataError, RunError
+from ..errors import ConfigError, DataError, RunError, SpecError, brief
 from ..inspect.activations import activations, conv_layers
 from ..inspect.compare import THRESHOLD, check_pair, check_runs, compare_many, compare_runs
 from ..inspect.filters import conv_filters
 from ..plots.compare import compare_figure, found_figure, matrix_figure
+from ..runs import INITIAL, load_run
 from .common import PathLike, ViewResult, check_positive, load, save
 
 log = logging.getLogger("cnnscope")
@@ -33,7 +37,9 @@ def compare(run_a: PathLike, run_b: PathLike, layer: str, *, limit: int | None =
             data_dir: PathLike | None = None) -> ViewResult:
     """Compare two runs' maps of `layer` on run A's test images (each run preprocesses them its own way), and
     draw the matched pairs for test image `index`; saved to `out` or RUN_A/compare-LAYER-RUN_B.png.
-    data: run_a, run_b, the numbers of cnnscope.inspect.compare_runs (without the matrix), example_index."""
+    data: run_a, run_b, the numbers of cnnscope.inspect.compare_runs (without the matrix), example_index, and
+    "baseline": the same numbers for the two runs put back to their initial weights (kernels: under
+    kernels.baseline), or None with "baseline_note" saying why (a run without initial.safetensors)."""
     if limit is not None:
         check_positive(limit, "limit")
     check_positive(pairs, "pairs")
@@ -47,14 +53,116 @@ def compare(run_a: PathLike, run_b: PathLike, layer: str, *, limit: int | None =
     xa, xb = first.preprocessor(raw), second.preprocessor(raw)
     result = compare_runs(first.model, second.model, layer, xa, xb, kernels=kernels, with_matrix=True)
     matrix = result.pop("correlation")
+    models, note = initial_models((first, second), (str(run_a), str(run_b)))
+    base = None if models is None else compare_runs(*models, layer, xa, xb, kernels=kernels)
+    _attach_pair_baseline(result, base, note)
     maps_a = activations(first.model, layer, xa[index:index + 1])[0]
     maps_b = activations(second.model, layer, xb[index:index + 1])[0]
     source = f"test image {index} (class {dataset.class_names[int(labels[index])]})"
     fig = compare_figure(raw[index], maps_a, maps_b, result, names=("A", "B"), source=source, pairs=pairs,
-                         correlation=matrix)
+                         correlation=matrix, baseline_r=None if base is None else [m[2] for m in base["matching"]])
     paths = save(fig, out, first.path / f"compare-{layer}-{second.path.resolve().name}.png", svg)
     return ViewResult(paths, {"run_a": str(first.path), "run_b": str(second.path), **result,
-                              "example_index": index})
+                              "example_index": index}, [note] if note else [])
+
+
+# --- the baseline: the same runs at their initial weights -----------------------------------------------------
+_PAIR_KEYS = ("mean_correlation", "median_correlation", f"matched_above_{THRESHOLD:g}", "pairs", "constant_pairs",
+              "mean_correlation_all", "mean_best_correlation", "constant_maps_a", "constant_maps_b")
+_KERNEL_KEYS = ("mean_correlation", "median_correlation", f"matched_above_{THRESHOLD:g}", "pairs",
+                "mean_best_correlation", "agreement_with_activation_matching")
+
+
+def initial_models(runs: Sequence, names: Sequence[str]) -> tuple[list | None, str | None]:
+    """Each run's model at its initial weights (its initial.safetensors, saved when the run was built), or
+    (None, a note naming the runs without them: older runs, or a file that is a link, which is not followed)."""
+    missing = [name for name, run in zip(names, runs, strict=True)
+               if (run.path / INITIAL).is_symlink() or not (run.path / INITIAL).is_file()]
+    if missing:
+        return None, (f"no baseline at initialisation: {', '.join(missing)} "
+                      f"{'has' if len(missing) == 1 else 'have'} no {INITIAL} (trained before cnnscope kept initial "
+                      f"weights), so these correlations stand without what untrained networks already share")
+    try:
+        return [load_run(run.path, weights=INITIAL).model for run in runs], None
+    except RunError as exc:
+        return None, f"no baseline at initialisation: {exc}"
+
+
+def _attach_pair_baseline(result: dict[str, Any], base: dict[str, Any] | None, note: str | None) -> None:
+    """result["baseline"] (and result["kernels"]["baseline"]): base's summary numbers, or None and a note."""
+    result["baseline"] = None if base is None else {"weights": INITIAL,
+                                                    **{k: base[k] for k in _PAIR_KEYS}}
+    result["baseline_note"] = note
+    if result.get("kernels") is not None:
+        kernels = None if base is None else base.get("kernels")
+        result["kernels"]["baseline"] = None if kernels is None else {k: kernels[k] for k in _KERNEL_KEYS}
+
+
+def _many_baseline(base: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The numbers of one layer of compare_many at initialisation, as they stand beside the trained ones."""
+    if base is None:
+        return None
+    return {"weights": INITIAL, "matrix": base["matrix"], "matched_above": base["matched_above"],
+            "mean_correlation": base["mean_correlation"], "found_by_all": base["found_by_all"],
+            "found_by": [m["found_by"] for m in base["first_run_maps"]], "constant_maps": base["constant_maps"]}
+
+
+def matrices(runs: Sequence, names: Sequence[str], layers: Sequence[str], images: Sequence,
+             threshold: float = THRESHOLD) -> tuple[list[dict[str, Any]], str | None]:
+    """compare_many over the runs as trained, each layer's result with "baseline": the same numbers for the runs
+    at their initial weights (None when a run lacks them; the note says so)."""
+    results = compare_many([r.model for r in runs], layers, images, threshold=threshold)
+    models, note = initial_models(runs, names)
+    base = compare_many(models, layers, images, threshold=threshold) if models else [None] * len(results)
+    for result, initial in zip(results, base, strict=True):
+        result["baseline"] = _many_baseline(initial)
+    return results, note
+
+
+def _digest(run) -> str | None:
+    """A digest of the run's initial weights file (None when missing or a link)."""
+    path = run.path / INITIAL
+    if path.is_symlink() or not path.is_file():
+        return None
+    return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+
+
+def _differing(runs: Sequence) -> list[str]:
+    """The training and data settings (not the seed, device or threads) that differ between the runs."""
+    def settings(run) -> dict[str, Any]:
+        train = {f"train.{k}": v for k, v in dataclasses.asdict(run.config).items()
+                 if k not in ("seed", "device", "threads")}
+        return {**train, **{f"data.{k}": v for k, v in dataclasses.asdict(run.data_config).items()
+                            if k != "data_dir"}}
+
+    every = [settings(r) for r in runs]
+    return sorted(k for k in every[0] if any(repr(s.get(k)) != repr(every[0][k]) for s in every[1:]))
+
+
+def describe_runs(runs: Sequence, names: Sequence[str]) -> dict[str, Any]:
+    """What sets the compared runs apart at the start: kind "seeds" when they differ in seed and in nothing else
+    that sets initial weights (same model spec, no two with the same initial weights), "trials" otherwise;
+    seeds, differ_in (other settings that differ) and notes saying which runs share their initial weights."""
+    seeds = [r.config.seed for r in runs]
+    same_model = all(r.spec == runs[0].spec for r in runs)
+    starts: dict[Any, list[str]] = {}
+    for name, run in zip(names, runs, strict=True):  # without the file: same seed and model, same start
+        starts.setdefault(_digest(run) or (run.config.seed, repr(run.spec)), []).append(name)
+    shared = [group for group in starts.values() if len(group) > 1]
+    kind = "seeds" if len(set(seeds)) == len(seeds) and same_model and not shared else "trials"
+    other = _differing(runs)
+    notes = []
+    if len(shared) == 1 and len(shared[0]) == len(runs):
+        notes.append(f"all {len(runs)} start from the same initial weights: the matrix shows what their other "
+                     f"settings ({', '.join(other) or 'none'}) change, not what a seed changes")
+    else:
+        notes += [f"{', '.join(group)} start from the same initial weights" for group in shared]
+    if not same_model:
+        notes.append("their model specs differ, so their initial weights differ for more than the seed")
+    elif kind == "seeds" and other:
+        notes.append(f"besides the seed they differ in {', '.join(other)}: the matrix mixes what a seed changes "
+                     f"with what those change")
+    return {"kind": kind, "seeds": seeds, "differ_in": other, "notes": notes}
 
 
 # --- many runs -----------------------------------------------------------------------------------------------
@@ -158,7 +266,9 @@ def compare_many_runs(paths: Sequence[PathLike], layers: Sequence[str], *, thres
 
     Figures per layer: compare-matrix-LAYER.png and compare-found-LAYER.png (in the study directory, or the first
     run's; beside `out` when given). data: runs, names, images, threshold, example_index, layers (see
-    cnnscope.inspect.compare_many), notes on left-out trials."""
+    cnnscope.inspect.compare_many; each layer with "baseline": the same numbers for the runs at their initial
+    weights, or None and "baseline_note"), kind/seeds/differ_in (describe_runs), notes (left-out trials, shared
+    initial weights, a missing baseline)."""
     if limit is not None:
         check_positive(limit, "limit")
     check_threshold(threshold)
@@ -172,7 +282,9 @@ def compare_many_runs(paths: Sequence[PathLike], layers: Sequence[str], *, thres
     dataset = runs[0].dataset(data_dir)
     raw, labels = _example(dataset, limit, index)
     images = [run.preprocessor(raw) for run in runs]
-    results = compare_many([r.model for r in runs], chosen, images, threshold=threshold)
+    results, note = matrices(runs, names, chosen, images, threshold)
+    described = describe_runs(runs, names)
+    notes += described.pop("notes") + ([note] if note else [])
     home = Path(paths[0]) if is_study(paths[0]) else runs[0].path
     source = f"test image {index} (class {dataset.class_names[int(labels[index])]})"
     figures = []
@@ -180,7 +292,7 @@ def compare_many_runs(paths: Sequence[PathLike], layers: Sequence[str], *, thres
         figures += _draw_many(result, runs, names, images[0][index:index + 1], source, len(raw),
                               (out, home, svg))
     data = {"runs": [str(p) for p in run_dirs], "names": names, "images": int(len(raw)), "threshold": threshold,
-            "example_index": index, "layers": results}
+            "example_index": index, **described, "baseline_note": note, "layers": results}
     return ViewResult(figures, data, notes)
 
 
@@ -189,8 +301,10 @@ def _draw_many(result: dict, runs: Sequence, names: Sequence[str], x, source: st
     """The matrix figure and the found-by figure of one layer; the paths written."""
     out, home, svg = where
     layer, first = result["layer"], runs[0]
+    base = result["baseline"] or {}
     fig = matrix_figure(result["matrix"], names, layer, images=images, above=result["matched_above"],
-                        threshold=result["threshold"])
+                        threshold=result["threshold"], baseline=base.get("matrix"),
+                        baseline_above=base.get("matched_above"))
     paths = save(fig, _figure_path(out, home, "matrix", layer), None, svg)
     rows = result["first_run_maps"]
     maps = activations(first.model, layer, x)[0]
@@ -198,5 +312,40 @@ def _draw_many(result: dict, runs: Sequence, names: Sequence[str], x, source: st
     fig = found_figure(maps, [m["found_by"] for m in rows],
                        [[math.nan if v is None else v for v in m["r"]] for m in rows], others=len(runs) - 1,
                        layer=layer, name=names[0], kernels=kernels, constant=[m["constant"] for m in rows],
-                       threshold=result["threshold"], source=source)
+                       threshold=result["threshold"], source=source, initial_found=base.get("found_by_all"))
     return paths + save(fig, _figure_path(out, home, "found", layer), None, svg)
+
+
+# --- a study's matrix for the dashboard -----------------------------------------------------------------------
+def _nullable(matrix: Sequence[Sequence[float]]) -> list[list[float | None]]:
+    return [[v if v == v else None for v in row] for row in matrix]  # NaN (no map of a run varies): null
+
+
+def study_matrix(trials: Sequence[Path], names: Sequence[str], layer: str | None, images: int,
+                 data_dir: PathLike | None = None) -> dict[str, Any]:
+    """The compare matrix of a study's completed trials on one conv layer (default: the first) over the first
+    trial's first `images` test images, as the dashboard shows it: layer, layers, runs, images, maps, threshold,
+    matrix (null where no map varies), matched_above, mean_correlation, counts (per map of the first trial: the
+    other trials that find it), found_by_all, constant_maps, baseline (the same at initialisation, or None),
+    baseline_note, kind ("seeds" or "trials", see describe_runs), seeds, differ_in, notes (shared initial weights,
+    a missing baseline). SpecError for a
+    layer that is not a conv layer."""
+    loaded = [load(t) for t in trials]
+    layers = conv_layers(loaded[0].model)
+    layer = layers[0] if layer is None and layers else layer
+    if layer not in layers:
+        raise SpecError(f"unknown layer {brief(layer)}; the conv layers of {names[0]} are: "
+                        f"{', '.join(layers) or 'none'}")
+    check_runs([r.model for r in loaded], names, layer)  # shapes fail before the data is loaded
+    raw = loaded[0].dataset(data_dir).test_raw[:images]
+    (result,), note = matrices(loaded, names, [layer], [r.preprocessor(raw) for r in loaded])
+    base = result["baseline"]
+    if base is not None:
+        base = {**base, "matrix": _nullable(base["matrix"])}
+    described = describe_runs(loaded, names)
+    described["notes"] += [note] if note else []
+    return {"layer": layer, "layers": layers, "runs": list(names), "images": int(len(raw)), "maps": result["maps"],
+            "threshold": result["threshold"], "matrix": _nullable(result["matrix"]),
+            "matched_above": result["matched_above"], "mean_correlation": result["mean_correlation"],
+            "counts": [m["found_by"] for m in result["first_run_maps"]], "found_by_all": result["found_by_all"],
+            "constant_maps": result["constant_maps"], "baseline": base, "baseline_note": note, **described}

@@ -415,7 +415,8 @@ function comparePanel(name, completed) {
     images.value = String(panel.images);
     layer.addEventListener("change", () => { panel.layer = layer.value; loadCompare(name, panel); });
     images.addEventListener("change", () => { panel.images = Number(images.value); loadCompare(name, panel); });
-    bar.append(el("h3", {}, "seeds' compare matrix"), layer, images);
+    panel.title = el("h3", { "data-role": "title" }, "compare matrix");
+    bar.append(panel.title, layer, images);
     panel.select = layer;
     panel.status = el("p", { class: "muted small", "data-role": "status" });
     panel.found = el("p", { class: "small", "data-role": "found" });
@@ -454,6 +455,8 @@ function showCompare(panel, data) {
     panel.select.replaceChildren(...layers.map((l) => el("option", { value: l }, l)));
   }
   if (data.layer) { panel.select.value = data.layer; panel.layer = data.layer; }
+  // "seeds" only when the trials differ in seed and in nothing else that sets their initial weights
+  panel.title.textContent = data.kind === "seeds" ? "seeds' compare matrix" : "trials' compare matrix";
   panel.notes.replaceChildren(...(data.notes || []).map((n) => el("li", {}, n)));
   panel.chart.replaceChildren();
   if (!data.matrix) {
@@ -463,29 +466,47 @@ function showCompare(panel, data) {
     return;
   }
   panel.node.dataset.state = "ready";
-  panel.status.textContent = `mean matched correlation of ${data.layer}'s maps between the completed trials, over ` +
-    `${data.images} test images (${fmt(data.seconds, 1)} s)`;
-  drawHeatmap(panel.chart, data.runs, data.matrix);
+  const base = data.baseline;
+  const init = (value) => (base ? ` (${value} at initialisation)` : "");
+  const r = (value) => (typeof value === "number" ? value.toFixed(3) : "–");
+  panel.status.textContent = `${data.layer}: mean matched correlation between the completed trials ` +
+    `${r(data.mean_correlation)}${init(base ? r(base.mean_correlation) : "")}, over ${data.images} ` +
+    `test images (${fmt(data.seconds, 1)} s). ` + (base ? "Above the diagonal: trained; below: the same trials " +
+    "at their initial weights (the baseline)." : "No baseline: a trial lacks its initial weights.");
+  drawHeatmap(panel.chart, data.runs, data.matrix, base ? base.matrix : null);
   const others = data.runs.length - 1;
-  const first = `${data.found_by_all} of ${data.maps} maps of the first trial (${data.runs[0]})`;
+  const first = `${data.found_by_all} of ${data.maps} maps${init(base ? base.found_by_all : "")} of the first ` +
+    `trial (${data.runs[0]})`;
   panel.found.textContent = `${first} are found by every other trial (r > ${data.threshold})` +
     (others > 1 ? "" : " (only one other trial so far)");
 }
 
-function heat(value) {
+// viridis at 0, 0.25, 0.5, 0.75, 1: a scale on which 0.91 and 1.00 differ as much as 0.1 and 0.2 would
+const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+
+function heat(value, low) {
   if (value === null || value === undefined) return "#eceef2";
-  const t = Math.max(0, Math.min(1, value));  // 0 (or below): white … 1: the accent colour
-  const mix = (a, b) => Math.round(a + (b - a) * t);
-  return `rgb(${mix(255, 91)},${mix(255, 63)},${mix(255, 214)})`;
+  const t = Math.max(0, Math.min(1, (value - low) / (1 - low))) * (VIRIDIS.length - 1);
+  const k = Math.min(Math.floor(t), VIRIDIS.length - 2);
+  const mix = (i) => Math.round(VIRIDIS[k][i] + (VIRIDIS[k + 1][i] - VIRIDIS[k][i]) * (t - k));
+  return `rgb(${mix(0)},${mix(1)},${mix(2)})`;
 }
 
-function drawHeatmap(node, runs, matrix) {
+function heatLow(values) {
+  // the scale's bottom: the smallest value shown, rounded down to a tenth (1.0 is always the top)
+  const finite = values.filter((v) => v !== null && v !== undefined && Number.isFinite(v) && v < 1);
+  return finite.length ? Math.min(0.9, Math.floor(Math.min(...finite) * 10) / 10) : 0;
+}
+
+function drawHeatmap(node, runs, matrix, baseline) {
   const n = runs.length;
   const cell = 52;
   const left = 110;
   const top = 24;
-  node.setAttribute("viewBox", `0 0 ${left + n * cell + 4} ${top + n * cell + 4}`);
-  node.setAttribute("width", String(left + n * cell + 4));
+  const shown = matrix.map((row, i) => row.map((v, j) => (baseline && j < i ? baseline[i][j] : v)));
+  const low = heatLow(shown.flat());
+  node.setAttribute("viewBox", `0 0 ${left + n * cell + 90} ${top + Math.max(n * cell, 150) + 4}`);
+  node.setAttribute("width", String(left + n * cell + 90));
   const label = (name) => { const parts = name.split("/"); return parts[parts.length - 1] || name; };
   runs.forEach((run, i) => {
     const row = svg("text", { x: left - 6, y: top + i * cell + cell / 2 + 4, "text-anchor": "end" }, label(run));
@@ -494,16 +515,40 @@ function drawHeatmap(node, runs, matrix) {
     col.append(svg("title", {}, run));
     node.append(row, col);
   });
-  matrix.forEach((values, i) => values.forEach((value, j) => {
-    const x = left + j * cell;
-    const y = top + i * cell;
-    const rect = svg("rect", { x, y, width: cell - 2, height: cell - 2, fill: heat(value), "data-i": i, "data-j": j,
-      "data-value": value === null ? "" : value });
-    rect.append(svg("title", {}, `${runs[i]} vs ${runs[j]}: ${value === null ? "no map varies" : fmt(value, 3)}`));
-    const text = svg("text", { x: x + cell / 2 - 1, y: y + cell / 2 + 3, "text-anchor": "middle",
-      class: value !== null && value > 0.6 ? "on-dark" : "" }, value === null ? "–" : value.toFixed(2));
-    node.append(rect, text);
-  }));
+  shown.forEach((values, i) => values.forEach((value, j) => node.append(...heatCell(runs, i, j, value, low,
+    baseline && j < i, { left, top, cell }))));
+  drawLegend(node, left + n * cell + 14, top, low);
+}
+
+function heatCell(runs, i, j, value, low, initial, box) {
+  const x = box.left + j * box.cell;
+  const y = box.top + i * box.cell;
+  const rect = svg("rect", { x, y, width: box.cell - 2, height: box.cell - 2, fill: heat(value, low), "data-i": i,
+    "data-j": j, "data-value": value === null ? "" : value, "data-initial": initial ? "1" : "0" });
+  const what = initial ? "at initialisation" : "trained";
+  rect.append(svg("title", {}, `${runs[i]} vs ${runs[j]}, ${what}: ${value === null ? "no map varies" : fmt(value, 3)}`));
+  const dark = value === null || (value - low) / (1 - low) < 0.6;
+  const text = svg("text", { x: x + box.cell / 2 - 1, y: y + box.cell / 2 + 3, "text-anchor": "middle",
+    class: dark ? "on-dark" : "" }, value === null ? "–" : value.toFixed(2));
+  return [rect, text];
+}
+
+function drawLegend(node, x, top, low) {
+  // the colour scale: 20 steps from `low` (bottom) to 1.0 (top), with three values written beside it
+  const steps = 20;
+  const height = 120;
+  const legend = svg("g", { "data-role": "legend" });
+  for (let k = 0; k < steps; k++) {
+    const value = 1 - (k + 0.5) * (1 - low) / steps;
+    legend.append(svg("rect", { x, y: top + k * height / steps, width: 14, height: height / steps + 0.5,
+      fill: heat(value, low) }));
+  }
+  for (const value of [1, (1 + low) / 2, low]) {
+    const y = top + (1 - value) / (1 - low) * height;
+    legend.append(svg("text", { x: x + 18, y: y + 4 }, value.toFixed(2)));
+  }
+  legend.append(svg("text", { x, y: top + height + 16 }, "mean r"));
+  node.append(legend);
 }
 
 async function pollStudies() {
