@@ -43,6 +43,11 @@ def test_set(run, data_dir):
 
 
 @pytest.fixture(scope="module")
+def raw(run, data_dir):
+    return np.asarray(run.dataset(data_dir).test_raw[:100])  # the same 100 images before preprocessing
+
+
+@pytest.fixture(scope="module")
 def blank(run):
     return run.preprocessor(np.zeros((1, 28, 28), np.uint8))[0]  # (1, 28, 28): a black pixel, preprocessed
 
@@ -87,45 +92,57 @@ def test_shapes_and_inputs(run, test_set, blank, heats, name):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_deletion_test_for_every_method(run, test_set, blank, heats, name):
-    """Over 100 test images, blanking the 20 % of pixels each method ranks highest lowers the class probability
-    more than blanking a random 20 %, on average."""
+def test_deletion_test_for_every_method(run, test_set, raw, blank, heats, name):
+    """Over 100 test images, deleting the pixels each method ranks first (0-50 %) lowers the class probability
+    faster than deleting random pixels, on average: a lower mean deletion AUC."""
     x, _ = test_set
-    result = deletion_score(run.model, x, heats[name], 0.2, blank=blank)
-    assert result.drop_top.mean() > result.drop_random.mean() + 0.02, result.summary()
-    assert result.probability.shape == result.after_top.shape == result.after_random.shape == (100,)
+    result = deletion_score(run.model, x, heats[name], raw=raw, blank=blank)
+    assert result.auc("method").mean() < result.auc("random").mean() - 0.02, result.summary()
+    k = len(result.fractions)
+    for curves in result.curves.values():
+        assert curves.deletion.shape == curves.insertion.shape == (100, k)
+        np.testing.assert_allclose(curves.deletion[:, 0], result.probability, rtol=1e-5)  # nothing blanked yet
     summary = result.summary()
-    assert summary["images"] == 100 and summary["fraction"] == 0.2
-    assert summary["top_beats_random"] == pytest.approx(float(result.beats_random.mean()))
+    assert summary["images"] == 100 and summary["fractions"][-1] == 0.5
+    assert summary["beats_random"] == pytest.approx(float(result.beats_random.mean()))
+    assert summary["passes"] == summary["beats_brightness"] == pytest.approx(float(result.passes.mean()))
 
 
-def test_default_method_beats_random_on_most_images(run, test_set, blank, heats):
+def test_default_method_beats_random_on_most_images(run, test_set, raw, blank, heats):
     x, _ = test_set
-    result = deletion_score(run.model, x, heats[DEFAULT_METHOD], 0.2, blank=blank)
+    result = deletion_score(run.model, x, heats[DEFAULT_METHOD], raw=raw, blank=blank)
     assert result.beats_random.mean() >= 0.9, result.summary()
 
 
-def test_deletion_with_a_useless_heat_map_is_like_random(run, test_set, blank, heats):
+def test_deletion_with_a_useless_heat_map_is_like_random(run, test_set, raw, blank, heats):
     x, _ = test_set
     anti = -heats["saliency"]  # ranks the least important pixels first
-    result = deletion_score(run.model, x, anti, 0.2, blank=blank, random_draws=2)
-    assert result.drop_top.mean() < result.drop_random.mean()
+    result = deletion_score(run.model, x, anti, raw=raw, blank=blank, random_draws=2)
+    assert result.auc("method").mean() > result.auc("random").mean()
+    assert result.passes.mean() < 0.1 and result.beats_random.mean() < 0.1
 
 
-def test_deletion_blanks_exactly_the_fraction_and_ranks_not_seen_last(run, test_set, blank):
+def test_deletion_blanks_exactly_the_fraction_and_ranks_not_seen_last(run, test_set, raw, blank):
     x, _ = test_set
     # A heat map ranking the top-left 10×10 block first: blanking 100 of 784 pixels (fraction 100/784) to
-    # black must equal setting that block to black by hand; NaN pixels are never blanked before ranked ones.
+    # black must equal setting that block to black by hand, and inserting them into a black image equal a black
+    # image with that block; NaN pixels are never blanked before ranked ones.
     heat = np.full((3, 28, 28), np.nan, np.float32)
     heat[:, :10, :10] = 1
-    result = deletion_score(run.model, x[:3], heat, 100 / 784, blank=blank, target=[0, 1, 2])
-    manual = x[:3].copy()
-    manual[:, :, :10, :10] = blank[:, :10, :10]
-    probs = run.model.probabilities(_logits(run.model, manual)).numpy()
-    np.testing.assert_allclose(result.after_top, probs[np.arange(3), [0, 1, 2]], rtol=1e-5)
+    result = deletion_score(run.model, x[:3], heat, raw=raw[:3], blank=blank, target=[0, 1, 2],
+                            fractions=(0, 100 / 784))
+    deleted, inserted = x[:3].copy(), np.broadcast_to(blank, x[:3].shape).copy()
+    deleted[:, :, :10, :10] = blank[:, :10, :10]
+    inserted[:, :, :10, :10] = x[:3, :, :10, :10]
+    for manual, curve in ((deleted, result.curves["method"].deletion), (inserted, result.curves["method"].insertion)):
+        probs = run.model.probabilities(_logits(run.model, manual)).numpy()
+        np.testing.assert_allclose(curve[:, 1], probs[np.arange(3), [0, 1, 2]], rtol=1e-5)
     assert list(result.target) == [0, 1, 2]
     with pytest.raises(ConfigError, match=r"expected one \(28, 28\) heat map per image \(3\)"):
-        deletion_score(run.model, x[:3], heat[:2], blank=blank)
+        deletion_score(run.model, x[:3], heat[:2], raw=raw[:3], blank=blank)
+    with pytest.raises(ConfigError, match=r"expected the 3 raw images of shape \(28, 28\), received shape "
+                                          r"\(2, 28, 28\)"):
+        deletion_score(run.model, x[:3], heat, raw=raw[:2], blank=blank)
 
 
 def test_targets(run, test_set):
@@ -267,7 +284,7 @@ def test_model_left_as_found(run, test_set, blank):
     before = _logits(model, x[:10])
     for name in METHODS:
         attribute(model, x[:3], name, baseline=blank)
-    deletion_score(model, x[:3], np.ones((3, 28, 28)), blank=blank)
+    deletion_score(model, x[:3], np.ones((3, 28, 28)), raw=np.zeros((3, 28, 28), np.uint8), blank=blank)
     assert not model.training
     assert all(not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks
                for m in model.modules())
@@ -288,7 +305,9 @@ def test_errors(run, test_set, blank):
         saliency(run.model, np.zeros((2, 1, 20, 20), np.float32))
     with pytest.raises(ConfigError, match=r"baseline of shape \(3,\) does not fit images of shape \(1, 28, 28\)"):
         integrated_gradients(run.model, x[:2], baseline=np.zeros(3))
-    with pytest.raises(ConfigError, match="fraction must be between 0 and 1"):
-        deletion_score(run.model, x[:2], np.ones((2, 28, 28)), 1.5, blank=blank)
+    with pytest.raises(ConfigError, match=r"fractions must start at 0, increase and stay below 1 \(at least 2\), "
+                                          r"received \[0.0, 1.5\]"):
+        deletion_score(run.model, x[:2], np.ones((2, 28, 28)), raw=np.zeros((2, 28, 28)), blank=blank,
+                       fractions=(0, 1.5))
     with pytest.raises(ConfigError, match="steps must be >= 1"):
         integrated_gradients(run.model, x[:2], steps=0)

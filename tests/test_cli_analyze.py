@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 
 import cnnscope
 from cnnscope.data import FILES
-from cnnscope.inspect import class_profile, map_statistics
+from cnnscope.inspect import DEFAULT_METHOD, class_profile, curve_area, map_statistics
+from cnnscope.inspect.deletion import BEAT_MARGIN, CRITERION, FRACTIONS
 from conftest import run_cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -207,19 +209,31 @@ def test_explain_json_holds_the_deletion_score(run, test_set, trained_run, data_
     x, y = test_set
     with torch.no_grad():
         probs = run.model.probabilities(run.model(torch.from_numpy(x[5:6])))[0].numpy()
-    assert data["method"] == (method or "integrated-gradients")  # the default: it beats random blanking most often
+    assert data["method"] == (method or DEFAULT_METHOD)  # the default: it beats the brightness ranking most often
     assert data["source"] == "test image 5" and data["label"] == str(y[5])
     assert data["layer"] == ("Conv2D_3" if method == "gradcam" else None)
     assert data["predicted"]["index"] == int(probs.argmax())
     assert data["predicted"]["probability"] == pytest.approx(float(probs.max()), rel=1e-5)
     d = data["deletion"]
     assert data["methods"] == [{"method": data["method"], "layer": data["layer"], "deletion": d}]
-    assert d["fraction"] == 0.2 and d["random_draws"] == 16
+    assert d["fractions"] == list(FRACTIONS) and d["random_draws"] == 16
     assert d["probability"] == pytest.approx(data["target"]["probability"], rel=1e-5)
-    assert d["drop_top"] == pytest.approx(d["probability"] - d["after_top"], abs=1e-6)
-    assert d["drop_random"] == pytest.approx(d["probability"] - d["after_random"], abs=1e-6)
-    assert d["top_beats_random"] == (d["drop_top"] > d["drop_random"])
-    assert 0 <= d["after_top"] <= 1 and 0 <= d["after_random"] <= 1
+    _check_deletion(d)
+
+
+def _check_deletion(d: dict) -> None:
+    """One image's deletion test as the JSON gives it: curves, their AUCs and a verdict that follows from them."""
+    r = d["rankings"]
+    assert set(r) == {"method", "brightness", "random"}
+    for row in r.values():
+        assert len(row["deletion"]) == len(row["insertion"]) == len(d["fractions"])
+        assert row["deletion"][0] == pytest.approx(d["probability"], abs=1e-4)  # nothing blanked yet
+        assert 0 <= min(row["deletion"] + row["insertion"]) and max(row["deletion"] + row["insertion"]) <= 1
+        assert row["deletion_auc"] == pytest.approx(float(curve_area(d["fractions"], row["deletion"])), abs=1e-4)
+    gap = r["brightness"]["deletion_auc"] - r["method"]["deletion_auc"]
+    assert d["passes"] == d["beats_brightness"] == (gap >= BEAT_MARGIN)
+    assert d["beats_random"] == (r["random"]["deletion_auc"] - r["method"]["deletion_auc"] >= BEAT_MARGIN)
+    assert d["verdict"] == ("passes" if d["passes"] else "fails") and d["criterion"] == CRITERION
 
 
 def test_explain_all_methods_side_by_side(trained_run, data_dir, tmp_path, capsys):
@@ -237,7 +251,9 @@ def test_explain_all_methods_side_by_side(trained_run, data_dir, tmp_path, capsy
         assert row["layer"] == ("Conv2D_3" if METHODS[row["method"]].uses_layer else None)
         d = row["deletion"]
         assert d["probability"] == pytest.approx(data["target"]["probability"], rel=1e-5)
-        assert d["top_beats_random"] == (d["drop_top"] > d["drop_random"])
+        _check_deletion(d)
+    # the same brightness and random rankings for every method (same seed): one baseline, nine methods
+    assert len({str(row["deletion"]["rankings"]["brightness"]) for row in data["methods"]}) == 1
 
 
 def test_explain_text_with_a_target(trained_run, data_dir, tmp_path, capsys):
@@ -245,8 +261,9 @@ def test_explain_text_with_a_target(trained_run, data_dir, tmp_path, capsys):
     code, stdout, _ = run_cli(capsys, "explain", trained_run, "--index", 0, "--target", 3, "--method", "gradcam",
                            "--layer", "Conv2D_2", "--data-dir", data_dir, "--out", out)
     assert code == 0 and out.read_bytes()[:8] == PNG
-    assert "heat maps for class 3" in stdout and "  gradcam on Conv2D_2: top -> p = " in stdout
-    assert "deletion test: blanking the top 20% pixels vs a random set" in stdout and f"figure: {out}" in stdout
+    assert "heat maps for class 3" in stdout and "  gradcam on Conv2D_2: deletion AUC " in stdout
+    assert "deletion test over 0-50% of the pixels" in stdout and f"  {CRITERION}" in stdout
+    assert re.search(r"gradcam on Conv2D_2: .*; (PASSES|FAILS)", stdout) and f"figure: {out}" in stdout
 
 
 # --- bad input: one line, exit 2, no traceback, no figure ----------------------------------------------------

@@ -41,7 +41,12 @@ RECIPES = {  # name -> (ctx) -> (args, kwargs)
     "parse_maps": lambda c: (("0:2,5", 8), {}),
     "attribute": lambda c: ((c.model, c.x, "integrated-gradients"), {"baseline": c.blank, "steps": 4}),
     "deeplift": lambda c: ((c.model, c.x), {"baseline": c.blank}),
-    "deletion_score": lambda c: ((c.model, c.x, c.heat), {"blank": c.blank, "random_draws": 1}),
+    "deletion_score": lambda c: ((c.model, c.x, c.heat), {"raw": c.raws, "blank": c.blank, "random_draws": 1,
+                                                           "fractions": (0, 0.1, 0.3)}),
+    "deletion_scores": lambda c: ((c.model, c.x, {"a": c.heat, "b": c.heat}), {"raw": c.raws, "blank": c.blank,
+                                                                               "fractions": (0, 0.2)}),
+    "brightness_map": lambda c: ((c.raws,), {"background": 10}),
+    "curve_area": lambda c: (((0, 0.1, 0.2, 0.3, 0.4, 0.5), c.values), {}),
     "get_method": lambda c: (("gradcam",), {}),
     "grad_cam": lambda c: ((c.model, c.x), {}),
     "guided_backprop": lambda c: ((c.model, c.x), {}),
@@ -109,7 +114,8 @@ def ctx(trained_run, data_dir, tmp_path_factory):
         heat=np.asfortranarray(rng.random((4, 28, 28)).astype(np.float32)),
         cost=rng.random((4, 5)), corr=rng.uniform(-1, 1, (4, 4)),
         values=np.asfortranarray(rng.random((4, 6)).astype(np.float32)),
-        probs=np.asfortranarray(rng.dirichlet(np.ones(10), 4).astype(np.float32)))
+        probs=np.asfortranarray(rng.dirichlet(np.ones(10), 4).astype(np.float32)),
+        raws=np.asfortranarray(rng.integers(0, 256, (4, 28, 28)).astype(np.uint8)))
 
 
 def _snapshot(value):

@@ -245,14 +245,18 @@ def test_explanation_uses_the_default_method_and_states_the_deletion_result(repo
     assert METHODS[DEFAULT_METHOD].title in explanation
     firsts = [int(np.flatnonzero(test_labels == c)[0]) for c in range(10)]
     alts = [a["alt"] for a in images_of(explanation)]
-    assert alts == [alt for i in firsts for alt in (f"test image {i}", f"heat map of test image {i}")]
-    verdict = re.search(r"lowers the predicted class's probability from ([\d.]+) % to ([\d.]+) % on average; "
-                        r"blanking as many random pixels lowers it to ([\d.]+) %. The ranked pixels hurt more than "
-                        r"random ones on <b>(\d+) of 10</b> images.", explanation)
-    assert verdict, explanation[:600]
-    before, top, _, beats = (float(g) for g in verdict.groups())
-    assert 0 <= top <= before <= 100 and 0 <= beats <= 10
-    heat = decode_png(images_of(explanation)[1]["src"])
+    assert alts == ["deletion and insertion curves"] + [
+        alt for i in firsts for alt in (f"test image {i}", f"heat map of test image {i}")]
+    verdict = re.search(r"lower is better\): [^,]+ ([\d.]+), pixels ranked by brightness alone \(no model\) "
+                        r"([\d.]+), random pixels ([\d.]+). It <b>passes on (\d+) of 10</b> images \(deletion AUC "
+                        r"at least 0.01 below the brightness ranking's\) and beats random on (\d+) of 10 "
+                        r"\(brightness alone, knowing no model, beats random on (\d+) of 10\)", explanation)
+    assert verdict, explanation[:900]
+    method, bright, random, passes, beats, _ = (float(g) for g in verdict.groups())
+    assert 0 <= method <= 1 and 0 <= bright <= 1 and 0 <= random <= 1 and 0 <= passes <= beats + passes <= 20
+    captions = re.findall(r"deletion AUC ([\d.]+) \(brightness ([\d.]+)\): (passes|<b>fails</b>)", explanation)
+    assert len(captions) == 10 and sum(c[2] == "passes" for c in captions) == passes
+    heat = decode_png(images_of(explanation)[2]["src"])
     assert heat.size == (4 * 28, 4 * 28)
 
 

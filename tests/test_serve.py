@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -295,6 +296,20 @@ def test_the_viewer_reads_geometry_and_kinds_from_the_spec():
 
 
 # --- explanations -------------------------------------------------------------------------------
+def _check_verdict(d: dict) -> None:
+    """/api/explain's deletion test: the three rankings' curves over 0-50 %, their AUCs, the verdict from them."""
+    from cnnscope.inspect.deletion import BEAT_MARGIN, CRITERION, FRACTIONS, curve_area
+
+    assert d["fractions"] == list(FRACTIONS) and set(d["rankings"]) == {"method", "brightness", "random"}
+    for row in d["rankings"].values():
+        for kind in ("deletion", "insertion"):
+            assert len(row[kind]) == len(FRACTIONS)
+            assert row[f"{kind}_auc"] == pytest.approx(float(curve_area(FRACTIONS, row[kind])), abs=1e-4)
+    gap = d["rankings"]["brightness"]["deletion_auc"] - d["rankings"]["method"]["deletion_auc"]
+    assert d["passes"] is (gap >= BEAT_MARGIN) and d["verdict"] == ("passes" if d["passes"] else "fails")
+    assert d["criterion"] == CRITERION and isinstance(d["beats_random"], bool)
+
+
 def test_explain_every_method_with_its_deletion_test(client, viewer):
     from cnnscope.inspect.methods import DEFAULT_METHOD, METHODS
 
@@ -305,8 +320,9 @@ def test_explain_every_method_with_its_deletion_test(client, viewer):
     assert default["method"] == DEFAULT_METHOD and default["index"] == 4
     assert default["class"] == client.get("/api/sample", params={"index": 4}).json()["predicted"]
     deletion = default["deletion"]
-    assert set(deletion) >= {"fraction", "probability", "after_top", "after_random", "top_beats_random"}
     assert abs(deletion["probability"] - default["probability"]) < 1e-5
+    _check_verdict(deletion)
+    assert default["verdict"] == deletion["verdict"]
     image = Image.open(io.BytesIO(base64.b64decode(default["png"].split(",", 1)[1])))
     assert image.size == (28, 28)
     for name in ("saliency", "gradcam"):
@@ -315,6 +331,7 @@ def test_explain_every_method_with_its_deletion_test(client, viewer):
         assert (body["layer"] == "Conv2D_3") == METHODS[name].uses_layer
     gradcam = client.get("/api/explain", params={"index": 4, "method": "gradcam"}).json()
     assert gradcam["unseen_pixels"] > 0  # valid convolutions drop the edges: grey, never "unimportant"
+    _check_verdict(gradcam["deletion"])
     posted = client.post("/api/explain", params={"method": "saliency"},
                          json={"pixels": viewer.dataset.test_raw[4].tolist()}).json()
     assert posted["source"] == "upload" and posted["png"] == client.get(
@@ -460,11 +477,15 @@ def test_drawing_in_a_real_browser_updates_prediction_and_grid(served, tmp_path)
             page.wait_for_selector("#card .kernels", timeout=20_000)
             assert page.inner_text("#card-title").startswith("Conv2D_1 · map 0")
             # why this class: the default method's heat map with its deletion test, then another method
-            wait_until(page, "document.querySelector('#explain-text').textContent.includes('Blanking')")
+            wait_until(page, "document.querySelector('#explain-text').textContent.includes('deletion AUC')")
+            verdict = page.inner_text("#explain-verdict")
+            assert verdict in ("passes", "fails") and page.locator("#explain-curves svg").count() == 2
+            assert page.locator("#method option:checked").inner_text().endswith(f" · {verdict}")
             assert page.input_value("#method") == "integrated-gradients"
             page.select_option("#method", "gradcam")
             wait_until(page, "document.querySelector('#explain-text').textContent.startsWith('Grad-CAM')")
             assert "no cell of Conv2D_3 sees" in page.inner_text("#explain-text")
+            assert re.search(r"It (passes|FAILS): passing means", page.inner_text("#explain-text"))
             page.screenshot(path=str(tmp_path / "viewer.png"))
             assert (tmp_path / "viewer.png").stat().st_size > 10_000
         finally:

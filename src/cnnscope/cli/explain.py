@@ -33,8 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("explain", help="why this class: a heat map over the input, with a deletion test",
                        description="A heat map over the input for the predicted (or a given) class, overlaid on "
-                                   "the image, and a deletion test: the class probability after blanking the 20 % "
-                                   "of pixels the method ranks highest, next to blanking a random 20 %. "
+                                   "the image, and a deletion test: the class probability while 0-50 % of the "
+                                   "pixels are blanked (and inserted into a black image) in the method's order, next "
+                                   "to the order of brightness alone (no model) and random orders. The method passes "
+                                   "when its deletion AUC is below the brightness order's. "
                                    "--method all shows every method side by side on the image.")
     p.add_argument("run", metavar="RUN_DIR")
     src = p.add_mutually_exclusive_group(required=True)
@@ -90,13 +92,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
     p, t, first = data["predicted"], data["target"], data["methods"][0]["deletion"]
     truth = f", true class {data['label']}" if data["label"] is not None else ""
     print(f"{data['source']}: predicted {p['class']} ({p['probability']:.1%}){truth}")
-    print(f"heat maps for class {t['class']} ({t['probability']:.1%}); deletion test: blanking the top "
-          f"{first['fraction']:.0%} pixels vs a random set (mean of {first['random_draws']} draws)")
+    print(f"heat maps for class {t['class']} ({t['probability']:.1%}); deletion test over "
+          f"0-{first['fractions'][-1]:.0%} of the pixels, AUC = mean class probability (deletion: lower is better; "
+          f"insertion: higher); rankings: the method, brightness (no model) and random (mean of "
+          f"{first['random_draws']} draws)")
+    print(f"  {first['criterion']}")
     for row in data["methods"]:
-        d = row["deletion"]
-        where = f" on {row['layer']}" if row["layer"] else ""
-        verdict = "beats random" if d["top_beats_random"] else "does NOT beat random"
-        print(f"  {row['method']}{where}: top -> p = {d['after_top']:.1%} (drop {d['drop_top']:.3f}); "
-              f"random -> p = {d['after_random']:.1%} (drop {d['drop_random']:.3f}); {verdict}")
+        d, where = row["deletion"], f" on {row['layer']}" if row["layer"] else ""
+        r = d["rankings"]
+        verdict = "PASSES" if d["passes"] else "FAILS" + ("" if d["beats_random"] else " (not even below random)")
+        print(f"  {row['method']}{where}: deletion AUC {r['method']['deletion_auc']:.3f} (brightness "
+              f"{r['brightness']['deletion_auc']:.3f}, random {r['random']['deletion_auc']:.3f}); insertion AUC "
+              f"{r['method']['insertion_auc']:.3f} ({r['brightness']['insertion_auc']:.3f}, "
+              f"{r['random']['insertion_auc']:.3f}); {verdict}")
     print_figures(result.paths)
     return 0

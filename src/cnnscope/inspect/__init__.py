@@ -34,7 +34,7 @@ from .compare import (
     many_correlations,
     match_maps,
 )
-from .deletion import DeletionResult, deletion_score
+from .deletion import DeletionResult, brightness_map, curve_area, deletion_score, deletion_scores
 from .filters import Filters, conv_filters
 from .gradcam import grad_cam, guided_grad_cam, last_conv_layer, seen_pixels
 from .images import InputImage, load_picture, mnist_format, read_picture, select_image
@@ -74,7 +74,8 @@ __all__ += ["Filters", "InputImage", "MapDisplay", "activation_grid", "as_maps",
             "select_image", "standardize_maps"]
 __all__ += ["PatternResult", "input_bounds", "map_statistics", "maximize_activation", "maximize_activation_result",
             "parse_maps"]
-__all__ += ["DEFAULT_METHOD", "METHODS", "AttributionMethod", "DeletionResult", "attribute", "deeplift",
+__all__ += ["DEFAULT_METHOD", "METHODS", "AttributionMethod", "DeletionResult", "attribute", "brightness_map",
+            "curve_area", "deeplift", "deletion_scores",
             "deletion_score", "get_method", "grad_cam", "guided_backprop", "guided_grad_cam", "input_x_gradient",
             "integrated_gradients", "last_conv_layer", "occlusion", "saliency", "seen_pixels", "smoothgrad"]
 __all__ += ["FieldGeometry", "Misclassified", "TopImages", "activation_correlation", "class_profile", "compare_runs",

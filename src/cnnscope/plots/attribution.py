@@ -1,4 +1,5 @@
-"""The explain figures: input, heat map, overlay and what blanking the top pixels does; every method side by side."""
+"""The explain figures: input, heat map, overlay and the deletion test's curves with its verdict; every method side
+by side, each with its colour bar and verdict."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from ..errors import ConfigError
 from . import backend  # noqa: F401  (Agg, except in a notebook)
@@ -22,15 +25,6 @@ def _title(method: str) -> str:
     from ..inspect.methods import METHODS
 
     return METHODS[method].title if method in METHODS else method
-
-
-def top_pixel_mask(heatmap: np.ndarray, fraction: float = 0.2) -> np.ndarray:
-    """Boolean (H, W): the `fraction` of pixels the heat map ranks highest (NaN, "not seen", ranks last)."""
-    flat = np.nan_to_num(np.asarray(heatmap, dtype=np.float64).ravel(), nan=-np.inf)
-    k = int(round(fraction * flat.size))
-    mask = np.zeros(flat.size, bool)
-    mask[np.argsort(-flat, kind="stable")[:k]] = True
-    return mask.reshape(np.shape(heatmap))
 
 
 def _heat_style(heat: np.ndarray, signed: bool | None, cmap: str | None) -> tuple[Normalize, Any]:
@@ -60,38 +54,74 @@ def _unseen_note(heat: np.ndarray, layer: str | None) -> str:
     return f"grey: pixels no {layer or 'layer'} cell sees"
 
 
+RANKING_STYLE = {"method": ("#5b3fd6", "method"), "brightness": ("#e08a00", "brightness (no model)"),
+                 "random": ("#8a8a8a", "random")}
+
+
+def _colour_bar(fig: Figure, ax, norm: Normalize, colormap) -> None:
+    bar = fig.colorbar(ScalarMappable(norm, colormap), ax=ax, fraction=0.046, pad=0.03)
+    bar.ax.tick_params(labelsize=6.5)
+
+
+def _verdict(deletion: dict[str, Any]) -> tuple[str, bool]:
+    """The deletion panel's title: one image's verdict, or the share of images that pass."""
+    passes = deletion["passes"]
+    if isinstance(passes, bool):
+        return f"deletion (lower is better): {'PASSES' if passes else 'FAILS'}", passes
+    return f"deletion: passes on {passes:.0%} of {deletion['images']} images", passes >= 0.5
+
+
+def _curves(ax, deletion: dict[str, Any], kind: str, method: str) -> None:
+    """One panel: the method's, the brightness and the random ranking's deletion (or insertion) curves, AUCs in
+    the legend; the verdict in the title of the deletion panel."""
+    fractions = 100 * np.asarray(deletion["fractions"])
+    for name, row in deletion["rankings"].items():
+        colour, label = RANKING_STYLE[name]
+        label = _title(method) if name == "method" else label
+        ax.plot(fractions, row[kind], color=colour, lw=2.2 if name == "method" else 1.4, marker=".", ms=4,
+                label=f"{label}: AUC {row[f'{kind}_auc']:.3f}")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel(f"% of pixels {'blanked' if kind == 'deletion' else 'inserted into black'}, most important first",
+                  fontsize=7.5)
+    ax.set_ylabel("class probability", fontsize=7.5)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6.5, loc="upper right" if kind == "deletion" else "lower right", frameon=False)
+    if kind == "deletion":
+        text, good = _verdict(deletion)
+        ax.set_title(text, fontsize=9.5, color="#1a7f37" if good else "#c0392b", fontweight="bold")
+    else:
+        ax.set_title("insertion (higher is better)", fontsize=9.5)
+
+
 def explain_figure(image: np.ndarray, heatmap: np.ndarray, *, method: str, caption: str = "",
-                   title: str = "", blanked: np.ndarray | None = None, blanked_mask: np.ndarray | None = None,
-                   blanked_caption: str = "", cmap: str | None = None, signed: bool | None = None,
-                   layer: str | None = None) -> Figure:
-    """Input image (raw pixels), heat map, heat map over the image, and optionally the image with its top-ranked
-    pixels blanked. Signed heat maps get a diverging map centred on zero; NaN pixels (never seen by Grad-CAM's
+                   title: str = "", deletion: dict[str, Any] | None = None, cmap: str | None = None,
+                   signed: bool | None = None, layer: str | None = None) -> Figure:
+    """Input image (raw pixels), heat map, heat map over the image, and optionally the deletion test of one image
+    (`DeletionResult.summary(i)`): deletion and insertion curves of the method, brightness and random rankings
+    with the verdict. Signed heat maps get a diverging map centred on zero; NaN pixels (never seen by Grad-CAM's
     layer) are drawn grey as 'not seen'."""
     image, heat = np.asarray(image, np.float32), np.asarray(heatmap, np.float32)
     if image.shape[:2] != heat.shape or heat.ndim != 2 or not (image.ndim == 2 or image.shape[2:] == (3,)):
         raise ConfigError(f"the image must be (H, W) or (H, W, 3) and the heat map (H, W), received {image.shape} "
                           f"and {heat.shape}")
     norm, colormap = _heat_style(heat, signed, cmap)
-    panels = 4 if blanked is not None else 3
-    fig, axes = plt.subplots(1, panels, figsize=(2.55 * panels + 0.6, 3.7))
+    panels = 5 if deletion is not None else 3
+    fig, axes = plt.subplots(1, panels, figsize=(2.75 * panels + 0.6, 3.9),
+                             gridspec_kw={"width_ratios": [1, 1, 1, 1.35, 1.35][:panels]})
     show_picture(axes[0], image)
     axes[0].set_title("input", fontsize=10)
-    shown = axes[1].imshow(heat, cmap=colormap, norm=norm, interpolation="nearest")
+    axes[1].imshow(heat, cmap=colormap, norm=norm, interpolation="nearest")
     axes[1].set_title(_title(method), fontsize=10)
     axes[1].set_xlabel(_unseen_note(heat, layer), fontsize=8)
-    bar = fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.03)
-    bar.ax.tick_params(labelsize=7)
+    _colour_bar(fig, axes[1], norm, colormap)
     _overlay(axes[2], image, heat, norm, colormap)
     axes[2].set_title("overlay", fontsize=10)
-    if blanked is not None:
-        show_picture(axes[3], blanked)
-        if blanked_mask is not None:  # outline the pixels blanking changed (many were black already)
-            axes[3].contour(np.asarray(blanked_mask, float), levels=[0.5], colors="#00d5ff", linewidths=0.9)
-        axes[3].set_title("deletion test", fontsize=10)
-        axes[3].set_xlabel(blanked_caption, fontsize=8.5)
-    for ax in axes:
+    for ax in axes[:3]:
         ax.set_xticks([])
         ax.set_yticks([])
+    if deletion is not None:
+        _curves(axes[3], deletion, "deletion", method)
+        _curves(axes[4], deletion, "insertion", method)
     if caption:
         axes[0].set_xlabel(caption, fontsize=8.5, loc="left")
     if title:
@@ -100,22 +130,48 @@ def explain_figure(image: np.ndarray, heatmap: np.ndarray, *, method: str, capti
     return fig
 
 
-def deletion_caption(summary: dict[str, Any], class_name: str) -> str:
-    """The deletion result in words: top vs random blanking, and whether the map beats chance."""
-    fraction = summary["fraction"]
-    verdict = "beats random blanking" if summary["top_beats_random"] else "NOT better than random blanking"
-    return (f"top {fraction:.0%}: p({class_name}) {summary['probability']:.1%} → {summary['after_top']:.1%}\n"
-            f"random {fraction:.0%}: → {summary['after_random']:.1%}\n{verdict}")
+def deletion_curves_figure(deletion: dict[str, Any], method: str, title: str = "") -> Figure:
+    """The deletion and insertion curves of a deletion test (`DeletionResult.summary()`, one image or the mean
+    over many) side by side, with the verdict."""
+    fig, axes = plt.subplots(1, 2, figsize=(8.2, 3.4))
+    _curves(axes[0], deletion, "deletion", method)
+    _curves(axes[1], deletion, "insertion", method)
+    if title:
+        fig.suptitle(title, fontsize=10.5, x=0.02, ha="left")
+    fig.tight_layout()
+    return fig
+
+
+def deletion_caption(summary: dict[str, Any]) -> str:
+    """One image's deletion test in words: the AUCs of the three rankings and the verdict against brightness."""
+    r = summary["rankings"]
+    if summary["passes"]:
+        verdict = "PASSES: beats brightness" + ("" if summary["beats_random"] else " (not random)")
+    else:
+        verdict = "FAILS: not below brightness" + ("" if summary["beats_random"] else ", nor random")
+    return (f"deletion AUC {r['method']['deletion_auc']:.3f} (bright {r['brightness']['deletion_auc']:.3f}, "
+            f"rand {r['random']['deletion_auc']:.3f})\ninsertion AUC {r['method']['insertion_auc']:.3f} "
+            f"({r['brightness']['insertion_auc']:.3f}, {r['random']['insertion_auc']:.3f})\n{verdict}")
+
+
+def _sign_legend(fig: Figure) -> None:
+    """One legend for every panel: what the colours of signed and unsigned methods mean."""
+    handles = [Patch(color=matplotlib.colormaps["RdBu_r"](0.9), label="signed methods: red raises the class score"),
+               Patch(color=matplotlib.colormaps["RdBu_r"](0.1), label="signed: blue lowers it (white: 0)"),
+               Patch(color=matplotlib.colormaps["inferno"](0.85), label="unsigned methods: bright matters most"),
+               Patch(color=NOT_SEEN, label="grey: pixels the layer never sees")]
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
 
 
 def methods_figure(image: np.ndarray, heats: dict[str, np.ndarray], captions: dict[str, str], *, caption: str = "",
                    title: str = "", layer: str | None = None, cols: int = 5) -> Figure:
-    """The input and one overlay per method side by side, each captioned with its deletion result."""
+    """The input and one overlay per method side by side, each with its colour bar and captioned with its
+    deletion result; one legend below for the colours of signed and unsigned methods."""
     from ..inspect.methods import METHODS
 
     image = np.asarray(image, np.float32)
     rows = -(-(len(heats) + 1) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.75 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols, 3.9 * rows + 0.4), squeeze=False)
     flat = list(axes.ravel())
     show_picture(flat[0], image)
     flat[0].set_title("input", fontsize=10)
@@ -124,9 +180,10 @@ def methods_figure(image: np.ndarray, heats: dict[str, np.ndarray], captions: di
         heat = np.asarray(heat, np.float32)
         norm, colormap = _heat_style(heat, METHODS[name].signed if name in METHODS else None, None)
         _overlay(ax, image, heat, norm, colormap)
+        _colour_bar(fig, ax, norm, colormap)
         note = _unseen_note(heat, layer)
         ax.set_title(_title(name) + (f" ({layer})" if note else ""), fontsize=9.5)
-        ax.set_xlabel(captions.get(name, "") + (f"\n{note}" if note else ""), fontsize=7.5)
+        ax.set_xlabel(captions.get(name, "") + (f"\n{note}" if note else ""), fontsize=7)
     for ax in flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -134,7 +191,8 @@ def methods_figure(image: np.ndarray, heats: dict[str, np.ndarray], captions: di
         ax.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=11.5, fontweight="bold", x=0.02, ha="left")
-    fig.tight_layout()
+    _sign_legend(fig)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
 
 
@@ -149,29 +207,25 @@ def input_caption(source: str, label: str | None, names: Sequence[str], probs: n
 
 
 def explanation_figure(method: str, raw: np.ndarray, results: dict[str, tuple[np.ndarray, dict[str, Any]]],
-                       class_name: str, caption: str, why: str, layer: str, fraction: float, run_name: str,
+                       class_name: str, caption: str, why: str, layer: str, run_name: str,
                        note: str = "") -> Figure:
-    """The explain command's figure from its results ({method: (heat map, deletion summary)}): one method gives
-    input, heat map, overlay and deletion test; method 'all' every method's overlay side by side. `note` (e.g. how
-    a colour image's channels became one value per pixel) goes on a second title line."""
+    """The explain command's figure from its results ({method: (heat map, one image's deletion test)}): one
+    method gives input, heat map, overlay and its deletion and insertion curves with the verdict; method 'all'
+    every method's overlay side by side, each with its verdict. `note` (e.g. how a colour image's channels became
+    one value per pixel) goes on a second title line."""
     from ..inspect.methods import METHODS
 
-    captions = {name: deletion_caption(summary, class_name) for name, (_, summary) in results.items()}
     if method == "all":
-        beat = sum(summary["top_beats_random"] for _, summary in results.values())
+        captions = {name: deletion_caption(summary) for name, (_, summary) in results.items()}
+        passed = sum(summary["passes"] for _, summary in results.values())
+        beat = sum(summary["beats_random"] for _, summary in results.values())
         return methods_figure(raw, {name: heat for name, (heat, _) in results.items()}, captions, caption=caption,
-                              title=f"{why} {len(results)} methods; {beat} beat random blanking  ({run_name})"
+                              title=f"{why} {len(results)} methods: {passed} pass (deletion AUC below the "
+                              f"brightness ranking's), {beat} beat random  ({run_name})"
                               + (f"\n{note}" if note else ""),
                               layer=layer)
-    heat, _ = results[method]
-    mask = top_pixel_mask(heat, fraction)
+    heat, summary = results[method]
     where = f" on {layer}" if METHODS[method].uses_layer else ""
-    raw = np.asarray(raw)
-    colour = raw.ndim == 3
-    blanked = np.where(mask[..., None] if colour else mask, 0, raw)
-    inked = (raw > 0).any(axis=-1) if colour else raw > 0
-    return explain_figure(raw, heat, method=method, caption=caption, blanked=blanked,
-                          blanked_mask=mask & inked, blanked_caption=captions[method],
+    return explain_figure(np.asarray(raw), heat, method=method, caption=caption, deletion=summary,
                           title=f"{why} {METHODS[method].title}{where}  ({run_name})" + (f"\n{note}" if note else ""),
-                          signed=METHODS[method].signed,
-                          layer=layer)
+                          signed=METHODS[method].signed, layer=layer)

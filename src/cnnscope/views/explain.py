@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..inspect.deletion import deletion_score
+from ..inspect.deletion import deletion_scores
 from ..inspect.gradcam import last_conv_layer
 from ..inspect.methods import DEFAULT_METHOD, METHODS, attribute, channel_note
 from ..plots.attribution import explanation_figure, input_caption
@@ -44,17 +44,22 @@ def check_method(method: str, layer: str | None) -> list[str]:
     return [method]
 
 
-def explain_one(model, x: np.ndarray, blank: np.ndarray, name: str, layer: str, cls: int, fraction: float,
+def explain_one(model, x: np.ndarray, raw: np.ndarray, blank: np.ndarray, name: str, layer: str | None, cls: int,
                 random_draws: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """One method's heat map (H, W) for class `cls` of preprocessed image x (1, C, H, W), and its deletion
-    summary (JSON-ready): the class probability after blanking the top `fraction` of pixels vs random ones."""
-    heat = attribute(model, x, name, cls, baseline=blank, layer=layer if METHODS[name].uses_layer else None)[0]
-    summary = deletion_score(model, x, heat[None], fraction, blank=blank, target=cls, random_draws=random_draws,
-                             seed=seed).summary()
-    summary.pop("images")
-    summary["random_draws"] = random_draws
-    summary["top_beats_random"] = bool(summary["top_beats_random"])
-    return heat, summary
+    """One method's heat map (H, W) for class `cls` of preprocessed image x (1, C, H, W) (raw: the picture before
+    preprocessing), and its deletion test (JSON-ready, cnnscope.inspect.deletion): deletion and insertion curves
+    over 0–50 % of the pixels for the method, the brightness ranking and random ones, their AUCs and the verdict."""
+    return explain_many(model, x, raw, blank, [name], layer, cls, random_draws, seed)[name]
+
+
+def explain_many(model, x: np.ndarray, raw: np.ndarray, blank: np.ndarray, names: Sequence[str], layer: str | None,
+                 cls: int, random_draws: int, seed: int) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """`explain_one` for several methods, the brightness and random curves computed once."""
+    heats = {name: attribute(model, x, name, cls, baseline=blank,
+                             layer=layer if METHODS[name].uses_layer else None)[0] for name in names}
+    found = deletion_scores(model, x, {name: heat[None] for name, heat in heats.items()}, raw=np.asarray(raw)[None],
+                            blank=blank, target=cls, random_draws=random_draws, seed=seed)
+    return {name: (heats[name], {**found[name].summary(0), "random_draws": random_draws}) for name in names}
 
 
 def explain_name(method: str, picked, image: PathLike | None, target: int | None) -> str:
@@ -76,13 +81,13 @@ def _data(run, picked, method: str, layer: str | None, names: Sequence[str], pro
 
 def explain(run_dir: PathLike, *, index: int | None = None, split: str = "test", image: PathLike | None = None,
             method: str | None = None, layer: str | None = None, target: int | str | None = None,
-            fraction: float = 0.2, random_draws: int = 16, seed: int = 0, out: PathLike | None = None,
+            random_draws: int = 16, seed: int = 0, out: PathLike | None = None,
             svg: bool = False, data_dir: PathLike | None = None) -> ViewResult:
     """Heat maps for the predicted (or `target`) class of one image (data set index or a user's picture) with
-    `method` (default: the registry's DEFAULT_METHOD; 'all': every method side by side), each with a deletion
-    test (top `fraction` vs random pixels set to black); saved to `out` or RUN_DIR/explain-METHOD-IMAGE.png
-    (-targetK added for a target). data: run, source, method, layer, label, predicted, target, deletion, methods.
-    Methods with a baseline use a black image."""
+    `method` (default: the registry's DEFAULT_METHOD; 'all': every method side by side), each with its deletion
+    test against the brightness and random rankings (cnnscope.inspect.deletion); saved to `out` or
+    RUN_DIR/explain-METHOD-IMAGE.png (-targetK added for a target). data: run, source, method, layer, label,
+    predicted, target, deletion, methods. Methods with a baseline use a black image."""
     method = method or DEFAULT_METHOD
     names_run = check_method(method, layer)  # a bad method name fails before any work
     run = load(run_dir)
@@ -98,13 +103,12 @@ def explain(run_dir: PathLike, *, index: int | None = None, split: str = "test",
     probs = probabilities(model, x)[0]
     predicted = int(probs.argmax())
     cls = predicted if wanted is None else wanted
-    results = {name: explain_one(model, x, blank, name, layer, cls, fraction, random_draws, seed)
-               for name in names_run}
+    results = explain_many(model, x, raw, blank, names_run, layer, cls, random_draws, seed)
     label = None if picked.label is None else names[picked.label]
     what = f"{names[cls]}" + (" (predicted)" if cls == predicted else " (target)")
     note = channel_note(names_run, int(x.shape[1]))
     fig = explanation_figure(method, raw, results, names[cls], input_caption(picked.source, label, names, probs, cls),
-                             f"Why {what}?", layer, fraction, run.path.name, note)
+                             f"Why {what}?", layer, run.path.name, note)
     paths = save(fig, out, run.path / explain_name(method, picked, image, wanted), svg)
     rows = [{"method": name, "layer": layer if METHODS[name].uses_layer else None, "deletion": summary}
             for name, (_, summary) in results.items()]

@@ -175,10 +175,12 @@ def explain_methods() -> list[dict[str, str]]:
     return [{"name": name, "title": METHODS[name].title} for name in order]
 
 
-def explain_panel(run, raw: np.ndarray, method: str, class_names: Sequence[str], fraction: float = 0.2,
+def explain_panel(run, raw: np.ndarray, method: str, class_names: Sequence[str],
                   random_draws: int = 4) -> ViewResult:
     """Why the model predicts its class for one raw image: `method`'s heat map (PNG, blue/red for signed methods,
-    grey where no cell sees) and its deletion test (top `fraction` of pixels vs random ones set to black)."""
+    grey where no cell sees) and its deletion test: deletion and insertion curves over 0–50 % of the pixels for
+    the method, the brightness ranking (no model) and random ones, their AUCs and the verdict (pass: a lower
+    deletion AUC than brightness)."""
     from ..inspect.gradcam import last_conv_layer
     from ..inspect.methods import METHODS, channel_note
     from .common import probabilities
@@ -190,7 +192,7 @@ def explain_panel(run, raw: np.ndarray, method: str, class_names: Sequence[str],
     probs = probabilities(run.model, x)[0]
     cls = int(probs.argmax())
     layer = last_conv_layer(run.model) if chosen.uses_layer else None
-    heat, deletion = explain_one(run.model, x, blank, method, layer, cls, fraction, random_draws, 0)
+    heat, deletion = explain_one(run.model, x, raw, blank, method, layer, cls, random_draws, 0)
     rgb, vmin, vmax = colorize(heat, "RdBu_r" if chosen.signed else "magma", symmetric=chosen.signed)
     unseen = int(np.isnan(heat).sum())
     note = channel_note([method], int(x.shape[1]))
@@ -198,7 +200,7 @@ def explain_panel(run, raw: np.ndarray, method: str, class_names: Sequence[str],
                            "channels": int(x.shape[1]), "channels_note": note or None,
                            "class_name": class_names[cls], "probability": float(probs[cls]),
                            "png": data_uri(png_bytes(rgb)), "min": vmin, "max": vmax, "signed": chosen.signed,
-                           "unseen_pixels": unseen, "deletion": deletion})
+                           "unseen_pixels": unseen, "deletion": deletion, "verdict": deletion["verdict"]})
 
 
 __all__ = ["explain_panel", "geometry_json", "grid_panel", "info_panel", "kernel_panel", "layers_panel",

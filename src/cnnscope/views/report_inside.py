@@ -143,12 +143,13 @@ def _heat_png(heat: np.ndarray, signed: bool) -> bytes:
     return png_bytes(layout(rgb, 1, 1, min_cell=4 * max(heat.shape)))
 
 
-def explanation_section(run, tested: TestSet, method_name: str | None = None, fraction: float = 0.2):
+def explanation_section(run, tested: TestSet, method_name: str | None = None):
     """Why the model predicts its class for the first test image of each class: heat maps of an attribution
-    method (default: cnnscope's default) and the deletion test (top `fraction` of pixels vs random ones set to
-    black)."""
+    method (default: cnnscope's default) and the deletion test against a ranking that knows no model (brightness)
+    and random rankings: deletion and insertion curves over 0–50 % of the pixels, their AUCs and the verdict."""
     from ..inspect.deletion import deletion_score
     from ..inspect.methods import DEFAULT_METHOD, attribute, channel_note, get_method
+    from ..plots.attribution import deletion_curves_figure
 
     method_name = method_name or DEFAULT_METHOD
     method = get_method(method_name)  # ConfigError listing the valid names
@@ -157,29 +158,37 @@ def explanation_section(run, tested: TestSet, method_name: str | None = None, fr
     blank = run.preprocessor(np.zeros_like(tested.raw[:1]))[0]
     predicted = tested.probs[picks].argmax(axis=1)
     heats = attribute(run.model, x, method_name, predicted, baseline=blank)
-    found = deletion_score(run.model, x, heats, fraction, blank=blank, target=predicted, random_draws=4)
+    found = deletion_score(run.model, x, heats, raw=tested.raw[picks], blank=blank, target=predicted,
+                           random_draws=4)
     names, cells = tested.class_names, []
     for row, i in enumerate(picks):
-        cls = names[predicted[row]]
+        one = found.summary(row)["rankings"]
+        mark = "passes" if found.passes[row] else "<b>fails</b>"
         cells.append(f'<figure>{img(picture_uri(tested.raw[i]), f"test image {i}", "px")}'
                      f'{png_img(_heat_png(heats[row], method.signed), f"heat map of test image {i}")}'
-                     f'<figcaption>#{i} → <b>{esc(cls)}</b><br>P {100 * found.probability[row]:.0f} % → '
-                     f'{100 * found.after_top[row]:.0f} % (random {100 * found.after_random[row]:.0f} %)'
-                     f'</figcaption></figure>')
+                     f'<figcaption>#{i} → <b>{esc(names[predicted[row]])}</b><br>deletion AUC '
+                     f'{one["method"]["deletion_auc"]:.2f} (brightness {one["brightness"]["deletion_auc"]:.2f}): '
+                     f'{mark}</figcaption></figure>')
     summary = found.summary()
-    beats = int(found.beats_random.sum())
-    verdict = (f"<p>Blanking the {100 * fraction:.0f} % of pixels {esc(method.title.lower())} ranks highest "
-               f"lowers the predicted class's probability from {100 * summary['probability']:.1f} % to "
-               f"{100 * summary['after_top']:.1f} % on average; blanking as many random pixels lowers it to "
-               f"{100 * summary['after_random']:.1f} %. The ranked pixels hurt more than random ones on "
-               f"<b>{beats} of {len(picks)}</b> images.</p>")
+    passes, beats = int(found.passes.sum()), int(found.beats_random.sum())
+    bright = int(found.brightness_beats_random.sum())
+    r = summary["rankings"]
+    verdict = (f"<p>Deletion test over 0–50 % of the pixels (AUC: the mean probability of the predicted class "
+               f"while they are blanked, most important first; lower is better): "
+               f"{esc(method.title.lower())} {r['method']['deletion_auc']:.3f}, pixels ranked by brightness alone "
+               f"(no model) {r['brightness']['deletion_auc']:.3f}, random pixels {r['random']['deletion_auc']:.3f}. "
+               f"It <b>passes on {passes} of {len(picks)}</b> images (deletion AUC at least "
+               f"{summary['margin']} below the brightness ranking's) and beats random on {beats} of "
+               f"{len(picks)} (brightness alone, knowing no model, beats random on {bright} of {len(picks)}).</p>")
+    curves = deletion_curves_figure(summary, method_name, f"Mean over these {len(picks)} images")
     colours = "red pixels raise its score, blue ones lower it" if method.signed else "bright pixels matter most"
     which = "cnnscope's default attribution method" if method_name == DEFAULT_METHOD else "chosen with --method"
     note = (f"{esc(method.title)} ({which}; every method: cnnscope explain --method all) for the predicted "
-            f"class of the first test image of each class: {colours}. Below each: "
-            f"the class probability before and after the deletion test.")
+            f"class of the first test image of each class: {colours}. Below each: its deletion AUC next to the "
+            f"brightness ranking's, and the verdict.")
     channels = channel_note([method_name], int(x.shape[1]))
     note += f" Colour images: {esc(channels)}." if channels else ""
-    body = verdict + f'<div class="gallery explain">{"".join(cells)}</div>'
+    body = (verdict + img(figure_uri(curves, dpi=90), "deletion and insertion curves", "wide")
+            + f'<div class="gallery explain">{"".join(cells)}</div>')
     return section("explanation", "Why it predicts what it does", body, note, method=method_name,
-                   deletion=summary, beats_random=beats)
+                   deletion=summary, passes=passes, beats_random=beats)

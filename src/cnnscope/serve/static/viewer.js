@@ -120,7 +120,7 @@ async function refreshNow(mine) {
   if (src.kind !== "dataset") src.blob = null;
   showNotes(prediction.warning);
   showPrediction(prediction);
-  explain(); // in the background: the grid does not wait for the heat map
+  explain(true); // in the background: the grid does not wait for the heat map
   const meta = {};
   for (const key of ["maps", "rows", "cols", "height", "width", "min", "max", "value-min", "value-max"]) {
     meta[key] = Number(gridResponse.headers.get(`X-Grid-${key}`)); // header names are case-insensitive
@@ -165,13 +165,18 @@ function showPrediction(p) {
 }
 
 // --- why this class: a heat map by the chosen attribution method, with its deletion test -----------
+// The deletion test ranks the pixels three ways (the method, brightness alone: no model, random) and the method
+// passes when its deletion AUC is below the brightness ranking's (the answer's `criterion` says it exactly).
 let explainSequence = 0;
+const RANKINGS = { method: ["#5b3fd6", "method"], brightness: ["#e08a00", "brightness"], random: ["#8a8a8a", "random"] };
+const pct = (v) => `${(100 * v).toFixed(1)} %`;
 
-async function explain() {
+async function explain(newImage = false) {
   const mine = ++explainSequence;
   const method = $("method").value;
   const text = $("explain-text");
   if (!method) return;
+  if (newImage) for (const option of $("method").options) option.textContent = option.dataset.title || option.textContent;
   text.textContent = "computing…";
   try {
     const src = state.source;
@@ -183,16 +188,69 @@ async function explain() {
     const e = await response.json();
     if (mine !== explainSequence) return; // a newer image or method was asked for meanwhile
     $("explain-img").src = e.png;
-    const d = e.deletion, pct = (v) => `${(100 * v).toFixed(1)} %`;
-    text.textContent = `${e.title}, class ${e.class_name}. Blanking the ${Math.round(100 * d.fraction)} % of ` +
-      `pixels it ranks highest moves the probability from ${pct(d.probability)} to ${pct(d.after_top)} ` +
-      `(random pixels: ${pct(d.after_random)}).` +
-      (e.unseen_pixels ? ` Grey: the ${e.unseen_pixels} pixels no cell of ${e.layer} sees.` : "") +
-      (e.signed ? " Red raises the score, blue lowers it." : "") +
-      (e.channels_note ? ` Colour: ${e.channels_note}.` : "");
+    showVerdict(e);
+    text.textContent = explainWords(e);
   } catch (error) {
     if (mine === explainSequence) text.textContent = String(error.message || error);
   }
+}
+
+// The verdict in a badge, beside the method's name in the selector (so each method tried on this image keeps
+// its verdict), and the deletion and insertion curves of the three rankings.
+function showVerdict(e) {
+  const d = e.deletion, passes = d.verdict === "passes";
+  const badge = $("explain-verdict");
+  badge.textContent = passes ? "passes" : "fails";
+  badge.className = `verdict ${passes ? "pass" : "fail"}`;
+  badge.title = d.criterion;
+  badge.hidden = false;
+  const option = [...$("method").options].find((o) => o.value === e.method);
+  if (option) {
+    option.dataset.title = option.dataset.title || option.textContent;
+    option.textContent = `${option.dataset.title} · ${passes ? "passes" : "fails"}`;
+  }
+  $("explain-curves").replaceChildren(curvePlot(d, "deletion"), curvePlot(d, "insertion"));
+}
+
+function explainWords(e) {
+  const d = e.deletion, r = d.rankings, top = Math.round(100 * d.fractions[d.fractions.length - 1]);
+  const auc = (kind) => `${r.method[`${kind}_auc`].toFixed(3)} (brightness ${r.brightness[`${kind}_auc`].toFixed(3)}, ` +
+    `random ${r.random[`${kind}_auc`].toFixed(3)})`;
+  return `${e.title}, class ${e.class_name} (${pct(d.probability)}). Blanking 0–${top} % of the pixels in its order ` +
+    `gives a deletion AUC of ${auc("deletion")}; inserting them into a black image an insertion AUC of ` +
+    `${auc("insertion")}. It ${d.passes ? "passes" : "FAILS"}: ${d.criterion.replace(/^passes: /, "passing means ")}.` +
+    (d.beats_random ? "" : " It does not even beat random pixels.") +
+    (e.unseen_pixels ? ` Grey: the ${e.unseen_pixels} pixels no cell of ${e.layer} sees.` : "") +
+    (e.signed ? " Red raises the score, blue lowers it." : "") +
+    (e.channels_note ? ` Colour: ${e.channels_note}.` : "");
+}
+
+// A small SVG chart: the class probability along each ranking's deletion (or insertion) curve.
+function curvePlot(d, kind) {
+  const NS = "http://www.w3.org/2000/svg", W = 150, H = 90, L = 22, B = 14;
+  const node = (tag, attrs, text) => {
+    const n = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+    if (text !== undefined) n.textContent = text;
+    return n;
+  };
+  const fMax = d.fractions[d.fractions.length - 1];
+  const x = (f) => L + (W - L - 4) * f / fMax, y = (p) => 4 + (H - B - 8) * (1 - p);
+  const svg = node("svg", { viewBox: `0 0 ${W} ${H}`, class: `curves ${kind}`, role: "img",
+    "aria-label": `${kind} curves: class probability against the share of pixels ${kind === "deletion" ? "blanked" : "inserted"}` });
+  svg.append(node("line", { x1: L, y1: y(0), x2: W - 4, y2: y(0), class: "axis" }),
+    node("line", { x1: L, y1: y(0), x2: L, y2: y(1), class: "axis" }),
+    node("text", { x: L - 3, y: y(1) + 4, "text-anchor": "end" }, "1"),
+    node("text", { x: L - 3, y: y(0), "text-anchor": "end" }, "0"),
+    node("text", { x: (L + W) / 2, y: H - 2, "text-anchor": "middle" }, `${kind} 0–${Math.round(100 * fMax)} %`));
+  for (const [name, [colour, label]] of Object.entries(RANKINGS)) {
+    const row = d.rankings[name];
+    const points = row[kind].map((p, i) => `${x(d.fractions[i]).toFixed(1)},${y(p).toFixed(1)}`).join(" ");
+    const line = node("polyline", { points, fill: "none", stroke: colour, "stroke-width": name === "method" ? 2.2 : 1.3 });
+    line.append(node("title", {}, `${label}: AUC ${row[`${kind}_auc`].toFixed(3)}`));
+    svg.append(line);
+  }
+  return svg;
 }
 
 // What was done to an uploaded or drawn picture, and warnings when it is far from the data set's images.
