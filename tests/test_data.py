@@ -164,13 +164,60 @@ def test_uncompressed_files_are_accepted(data_dir, tmp_path):
     assert load_dataset("mnist", data_dir=root).test_x.shape == (300, 1, 28, 28)
 
 
-def test_checksum_mismatch_warns_once(data_dir, caplog, monkeypatch):
+def test_checksum_mismatch_warns_once(data_dir, caplog, monkeypatch, tmp_path):
     monkeypatch.setattr(datasets_mod, "_WARNED", set())  # other tests may have loaded this directory already
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nor has any other process
     with caplog.at_level(logging.WARNING, logger="cnnscope"):
         load_dataset("mnist", data_dir=data_dir)
         load_dataset("mnist", data_dir=data_dir)  # a reload in the same process (report, probe) stays quiet
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "differ from the official files (MD5); using them as supplied" in warnings[0].message
+
+
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_checksum_warning_is_given_once_across_processes(data_dir, caplog, monkeypatch, tmp_path):
+    """A later command (a new process: _WARNED empty) stays quiet while the files are those it was told about
+    (same size and time); a changed file, or another data directory, is told again."""
+    import os
+
+    from cnnscope import datafiles
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = _copy(data_dir, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="cnnscope"):
+        for _ in range(2):
+            monkeypatch.setattr(datasets_mod, "_WARNED", set())
+            monkeypatch.setattr(datafiles, "_MD5_CACHE", {})  # a new process: MD5s come from checked.json
+            load_dataset("mnist", data_dir=root)
+        assert len(_warnings(caplog)) == 1
+        calls = []
+        monkeypatch.setattr(datafiles, "file_md5", lambda path: calls.append(path) or "x")
+        monkeypatch.setattr(datasets_mod, "_WARNED", set())
+        monkeypatch.setattr(datafiles, "_MD5_CACHE", {})
+        load_dataset("mnist", data_dir=root)
+        assert calls == []  # the remembered sums were used, no file read again
+        monkeypatch.undo()
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        monkeypatch.setattr(datasets_mod, "_WARNED", set())
+        path = root / "mnist" / FILES["test_labels"]
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # the file changed
+        load_dataset("mnist", data_dir=root)
+        assert len(_warnings(caplog)) == 2
+        assert "t10k-labels-idx1-ubyte.gz" in _warnings(caplog)[-1]
+
+
+def test_data_command_always_says_the_files_differ(data_dir, capsys, monkeypatch, tmp_path):
+    from conftest import run_cli
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for _ in range(2):
+        monkeypatch.setattr(datasets_mod, "_WARNED", set())
+        code, out, _ = run_cli(capsys, "data", "mnist", "--data-dir", data_dir, "--out", tmp_path / "d.png")
+        assert code == 0
+        assert "note: " in out and "differ from the official files (MD5); using them as supplied" in out
 
 
 def test_env_var_selects_data_dir(data_dir, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import logging
 import math
 import os
@@ -14,6 +15,7 @@ import urllib.request
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,15 +55,64 @@ def file_md5(path: Path) -> str:
 
 
 _MD5_CACHE: dict[tuple[str, int, int], str] = {}
+CHECKED = "checked.json"  # in cache_dir(): MD5s of local files by path, size and mtime; notices already given
+MAX_CHECKED = 256  # entries of each kind kept (the oldest go first)
+
+
+def _read_checked() -> dict[str, Any]:
+    """The remembered checks ({"md5": {path: [size, mtime_ns, md5]}, "told": [key, …]}); empty when the file is
+    missing or unreadable (a cache: nothing is lost, the files are checked again)."""
+    try:
+        data = json.loads((cache_dir() / CHECKED).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {"md5": {}, "told": []}
+    ok = isinstance(data, dict) and isinstance(data.get("md5"), dict) and isinstance(data.get("told"), list)
+    return data if ok else {"md5": {}, "told": []}
+
+
+def _write_checked(data: dict[str, Any]) -> None:
+    """Keep the newest MAX_CHECKED entries of each kind; a failed write only costs a check or a notice again."""
+    from .fileio import atomic_write_text
+
+    data = {"md5": dict(list(data["md5"].items())[-MAX_CHECKED:]), "told": data["told"][-MAX_CHECKED:]}
+    try:
+        atomic_write_text(cache_dir() / CHECKED, json.dumps(data))
+    except OSError as exc:
+        log.debug("could not remember the file checks in %s: %s", cache_dir(), exc)
 
 
 def md5_cached(path: Path) -> str:
-    """MD5 of a local file, computed once per (path, size, mtime) in this process."""
+    """MD5 of a local file, computed once per (path, size, mtime): remembered in this process and across
+    processes (cache_dir()/checked.json), so a command does not read a data set's files again to check them."""
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _MD5_CACHE:
-        _MD5_CACHE[key] = file_md5(path)
+        checked = _read_checked()
+        stored = checked["md5"].get(key[0])
+        if isinstance(stored, list) and stored[:2] == [key[1], key[2]] and isinstance(stored[-1], str):
+            _MD5_CACHE[key] = stored[-1]
+        else:
+            _MD5_CACHE[key] = file_md5(path)
+            checked["md5"].pop(key[0], None)
+            checked["md5"][key[0]] = [key[1], key[2], _MD5_CACHE[key]]
+            _write_checked(checked)
     return _MD5_CACHE[key]
+
+
+def file_key(paths: list[Path]) -> str:
+    """Words naming files as they are now (path, size, modification time): a changed file is a new key."""
+    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+    return json.dumps(sorted(stats))
+
+
+def first_notice(key: str) -> bool:
+    """True the first time `key` is asked about, in any process (remembered in cache_dir()/checked.json)."""
+    checked = _read_checked()
+    if key in checked["told"]:
+        return False
+    checked["told"].append(key)
+    _write_checked(checked)
+    return True
 
 
 def download(url: str, dest: Path, md5: str | None) -> None:

@@ -163,7 +163,7 @@ def _from_archive(info: DatasetInfo, folder: Path, key: str, path: Path, user_su
                             f"the official archive {info.name}/{info.archive}; fix --data-dir / CNNSCOPE_DATA_DIR")
         _download_any(info, info.archive, archive, info.archive_md5)
     elif user_supplied and info.archive_md5 and datafiles.md5_cached(archive) != info.archive_md5:
-        _warn_once(folder, (archive.name,))
+        _warn_once(folder, (archive,))
     datafiles.extract_member(archive, info.member_dir + info.files[key], path)
 
 
@@ -185,19 +185,46 @@ def _download_any(info: DatasetInfo, fname: str, path: Path, md5: str | None) ->
 _WARNED: set[tuple[str, tuple[str, ...]]] = set()
 
 
+def _differing(info: DatasetInfo, paths: dict[str, Path]) -> list[Path]:
+    """The files whose MD5 is not the published one (checked once per file version: datafiles.md5_cached)."""
+    return [p for key, p in paths.items()
+            if p.suffix == ".gz" and info.md5.get(key) and datafiles.md5_cached(p) != info.md5[key]]
+
+
 def _warn_differ(info: DatasetInfo, folder: Path, paths: dict[str, Path]) -> None:
-    differ = [p.name for key, p in paths.items()
-              if p.suffix == ".gz" and info.md5.get(key) and datafiles.md5_cached(p) != info.md5[key]]
+    differ = _differing(info, paths)
     if differ:
         _warn_once(folder, tuple(differ))
 
 
-def _warn_once(folder: Path, differ: tuple[str, ...]) -> None:
-    """Once per process and directory, not on every reload."""
-    if (str(folder), differ) not in _WARNED:
-        _WARNED.add((str(folder), differ))
-        log.warning("%s: %s differ%s from the official files (MD5); using them as supplied", folder,
-                    ", ".join(differ), "s" if len(differ) == 1 else "")
+def differ_words(folder: Path, differ: tuple[Path, ...]) -> str:
+    """The line saying which of a data directory's files are not the official ones."""
+    names = [p.name for p in differ]
+    return (f"{folder}: {', '.join(names)} differ{'s' if len(names) == 1 else ''} from the official files (MD5); "
+            f"using them as supplied")
+
+
+def _warn_once(folder: Path, differ: tuple[Path, ...]) -> None:
+    """A warning once per data directory and version of its files, in any process (the files' sizes and times
+    are remembered: datafiles.first_notice); later loads log it at debug level. `cnnscope data` always says it."""
+    key = (str(folder), tuple(p.name for p in differ))
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    told = datafiles.first_notice("differ " + datafiles.file_key(list(differ)))
+    log.log(logging.WARNING if told else logging.DEBUG, "%s", differ_words(folder, differ))
+
+
+def checksum_note(source: str, data_dir: str | os.PathLike | None) -> str | None:
+    """For `cnnscope data`: the line on a built-in dataset's files in a data directory that differ from the official
+    ones; None when they match, for downloaded files (checked when downloaded) and for other sources."""
+    kind, name = parse_source(source)
+    root, user_supplied = datafiles.resolve_data_dir(data_dir)
+    if kind != "builtin" or not user_supplied:
+        return None
+    info = DATASETS[name]
+    differ = _differing(info, ensure_files(info, data_dir))
+    return differ_words(root / info.name, tuple(differ)) if differ else None
 
 
 def load_builtin(name: str, data_dir: str | os.PathLike | None) -> RawData:

@@ -32,7 +32,8 @@ log = logging.getLogger("cnnscope")
 REPORT = "report.html"
 PATTERN_MAPS = inside.PATTERN_MAPS
 NAV = (("config", "configuration"), ("preprocessing", "preprocessing"), ("training", "training"),
-       ("results", "test results"), ("activations", "activations"), ("filters", "filters"),
+       ("results", "test results"), ("activations", "activations"), ("output", "output layer"),
+       ("filters", "filters"),
        ("patterns", "patterns"), ("profiles", "profiles"), ("explanation", "explanation"))
 
 __all__ = ["PROBE_ROWS", "REPORT", "WORST", "build_report", "check_history", "check_metrics", "tiles_png"]
@@ -110,6 +111,7 @@ img.wide{width:100%;max-width:1100px}
 .explain figure img{display:inline-block;margin:0 1px 3px}
 .scroll{overflow-x:auto}.strip th,.strip td{padding:4px 8px;vertical-align:middle;text-align:center;font-size:.8rem}
 .strip tr+tr{border-top:1px solid #eceef2}.strip td img{max-height:170px}
+.output td{font-size:.9rem;min-width:4.2em}.output .logit{font-size:.75rem;opacity:.8}
 .probe{margin-top:14px}footer{color:#6b7385;font-size:.8rem;text-align:center;padding:10px 0 24px}
 """
 
@@ -128,7 +130,8 @@ def _sections(run: Run, dataset, timed: Callable[..., Any], method: str | None) 
              timed("preprocessing", sections.preprocessing_section, run, dataset),
              timed("training", sections.training_section, run, tested.class_names),
              timed("results", sections.results_section, tested),
-             timed("activations", inside.activations_section, run, tested, run.spec.map_layer_names())]
+             timed("activations", inside.activations_section, run, tested, run.spec.map_layer_names()),
+             timed("output", inside.output_section, run, tested)]
     if convs:
         views += [timed("filters", inside.filters_section, run, convs[0]),
                   timed("patterns", inside.patterns_section, run, convs, dataset.train_x, tested),

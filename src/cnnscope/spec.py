@@ -310,6 +310,11 @@ class ModelSpec:
         """Names of the layers whose outputs are maps (conv and pool layers), in order."""
         return [layer.name for layer in self.layers() if layer.has_maps]
 
+    @property
+    def output_layer_name(self) -> str:
+        """The output layer's name: the last dense layer, whose outputs are the logits (before softmax/sigmoid)."""
+        return self.layers()[-1].name
+
     def layer(self, name: str) -> LayerInfo:
         """The resolved layer called `name`; SpecError listing the valid names otherwise."""
         for layer in self.layers():

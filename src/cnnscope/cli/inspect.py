@@ -115,6 +115,11 @@ def cmd_activations(args: argparse.Namespace) -> int:
     p = result.data["prediction"]
     truth = f", true class {p['true_class']}" if p["true_class"] is not None else ""
     print(f"{result.data['source']}: predicted {p['class']} ({p['probability']:.1%}){truth}")
+    if "logits" in result.data:  # the output layer: each class's logit and probability
+        width = max(len(str(name)) for name in result.data["class_names"])
+        for name, logit, prob in zip(result.data["class_names"], result.data["logits"],
+                                     result.data["probabilities"], strict=True):
+            print(f"  {name!s:<{width}}  logit {logit:+8.3f}  probability {prob:6.1%}")
     print_figures(result.paths)
     return 0
 

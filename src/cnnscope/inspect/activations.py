@@ -28,6 +28,8 @@ def _hook_target(model: CNN, name: str, pre_activation: bool) -> nn.Module:
         valid = model.spec.layer_names(*ACTIVATED)
         raise SpecError(f"layer {name!r} has no activation function, so it has no pre-activation output; "
                         f"layers with one: {', '.join(valid)}")
+    if name == model.spec.output_layer_name:  # a plain Linear: its outputs, the logits, are before the softmax
+        return module
     if model.spec.layer(name).norm_params:  # conv -> BatchNorm -> activation: the batch norm's output
         return module.bn
     return module.conv if model.spec.layer(name).kind == CONV else module.linear

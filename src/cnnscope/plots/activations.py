@@ -79,7 +79,8 @@ def _draw_grid(ax, display: MapDisplay, cols: int, cmap: Colormap, cell_in: floa
                     bbox=_TAG)
 
 
-def _draw_input(ax, image: np.ndarray, source: str, prediction: Prediction | None) -> None:
+def draw_input(ax, image: np.ndarray, source: str, prediction: Prediction | None) -> None:
+    """The input picture with its source as title and the true and predicted class below (red when wrong)."""
     show_picture(ax, image)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -162,7 +163,7 @@ def activations_figure(image: np.ndarray, maps: np.ndarray, *, layer: str, sourc
     fig = plt.figure(figsize=(width, height))
     y_top = height - top
     ax_in = fig.add_axes(_inches_to_fig(fig, left, y_top - side, side, side))
-    _draw_input(ax_in, image, source, prediction)
+    draw_input(ax_in, image, source, prediction)
     ax = fig.add_axes(_inches_to_fig(fig, left + side + 0.45, y_top - grid_h, grid_w, grid_h))
     _draw_grid(ax, display, cols, colormap, cell, numbers=cell >= 0.3)
     bar_h = max(grid_h, 1.5)
@@ -216,7 +217,7 @@ def vector_figure(image: np.ndarray, values: np.ndarray, *, layer: str, source: 
     width, height = left + side + 0.9 + plot_w + 0.3, side + 0.9 + top + bottom
     fig = plt.figure(figsize=(width, height))
     y_top = height - top
-    _draw_input(fig.add_axes(_inches_to_fig(fig, left, y_top - side, side, side)), image, source, prediction)
+    draw_input(fig.add_axes(_inches_to_fig(fig, left, y_top - side, side, side)), image, source, prediction)
     ax = fig.add_axes(_inches_to_fig(fig, left + side + 0.9, y_top - side, plot_w, side))
     ax.bar(np.arange(n), np.nan_to_num(x), width=0.85 if n <= 200 else 1.0, color=colours,
            edgecolor="none")
@@ -281,7 +282,7 @@ def overview_figure(image: np.ndarray, outputs: dict[str, np.ndarray], *, source
         return 0.25 + c * (side + gap_x), height - top - side - r * (side + gap_y)
 
     x0, y0 = slot(0)
-    _draw_input(fig.add_axes(_inches_to_fig(fig, x0 + 0.4, y0 + 0.4, side - 0.8, side - 0.8)), image, source,
+    draw_input(fig.add_axes(_inches_to_fig(fig, x0 + 0.4, y0 + 0.4, side - 0.8, side - 0.8)), image, source,
                 prediction)
     for i, (name, display) in enumerate(displays.items(), start=1):
         _overview_panel(fig, slot(i), side, name, MapDisplay(display.values, shared.vmin, shared.vmax, "",

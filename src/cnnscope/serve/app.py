@@ -232,6 +232,18 @@ class Endpoints:
         raw, where = self.source(params)
         return self.grid_response(raw, params, where)
 
+    def units_get(self, params: dict[str, str]) -> Response:
+        """GET /api/units: a dense layer's units (the output layer's logits and probabilities) for a data set
+        image."""
+        raw, where = self.source(params)
+        return SafeJSONResponse({**where, **self.viewer.units(params.get("layer", ""), raw)}, headers=NO_STORE)
+
+    async def units_post(self, request: Request) -> Response:
+        """POST /api/units: the same for an uploaded picture."""
+        sent = await self.picture(request)
+        result = await run_in_threadpool(self.viewer.units, sent.params.get("layer", ""), sent.pixels)
+        return SafeJSONResponse({"source": "upload", **result}, headers=NO_STORE)
+
     def card_response(self, raw: np.ndarray, params: dict[str, str]) -> Response:
         """The card of one map of a layer for one image."""
         layer = params.get("layer") or self.viewer.grid_layers[0].name
@@ -313,6 +325,8 @@ def create_app(run_path: str | os.PathLike, data_dir: str | os.PathLike | None =
         Route("/api/activations", threaded(api.activations_get), methods=["GET"]),
         Route("/api/activations", api.activations_post, methods=["POST"]),
         Route("/api/predict", api.predict_post, methods=["POST"]),
+        Route("/api/units", threaded(api.units_get), methods=["GET"]),
+        Route("/api/units", api.units_post, methods=["POST"]),
         Route("/api/card", threaded(api.card_get), methods=["GET"]),
         Route("/api/card", api.card_post, methods=["POST"]),
         Route("/api/pattern", api.pattern),

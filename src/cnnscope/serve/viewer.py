@@ -22,7 +22,7 @@ from ..inspect import patterns as search
 from ..inspect.images import picture_target
 from ..inspect.methods import DEFAULT_METHOD, METHODS
 from ..inspect.profile import map_peak_batches, readout_batches
-from ..layers import CONV
+from ..layers import CONV, DENSE
 from ..runs import Run, load_run, predict_proba
 from ..spec import LayerInfo
 from ..views import panels
@@ -156,6 +156,28 @@ class Viewer:
                   cmap: str = "magma") -> dict[str, Any]:
         """Activation values as JSON: every map, its statistics, and the grid PNG as a data URI."""
         return panels.grid_panel(layer, self.maps(layer, raw), cols, scale, cmap, values=True)[1]
+
+    def units(self, layer: str, raw: np.ndarray) -> dict[str, Any]:
+        """A dense layer's units for one raw image; for the output layer its logits and the class probabilities
+        (cnnscope.views.panels.units_panel). RequestError for a layer that is not dense."""
+        import torch
+
+        from ..inspect.activations import capture
+
+        try:
+            info = self.run.spec.layer(layer)
+        except SpecError as exc:
+            raise RequestError(str(exc)) from None
+        if info.kind != DENSE:
+            valid = ", ".join(self.run.spec.layer_names(DENSE))
+            raise RequestError(f"layer {layer!r} is a {info.type} layer; units are shown for the dense layers: "
+                               f"{valid}")
+        x = torch.from_numpy(self.run.preprocessor(self.check_raw(raw)[None]))
+        with self._model_lock, torch.no_grad():
+            outputs, logits = capture(self.model, [layer], x)
+            probs = self.model.probabilities(logits)[0].float().cpu().numpy()
+        values = outputs[layer][0].float().cpu().numpy()
+        return panels.units_panel(self.run, layer, values, probs, self.class_names).data
 
     # --- map cards --------------------------------------------------------------------------
     def card(self, layer: str, index: int, raw: np.ndarray, cmap: str = "magma") -> dict[str, Any]:

@@ -30,6 +30,8 @@ def stage_words(model, layer: str, pre_activation: bool) -> str:
     activation function, such as pooling)."""
     if model.spec.layer(layer).kind not in ACTIVATED:
         return ""
+    if layer == model.spec.output_layer_name:  # no activation module: the softmax/sigmoid is applied apart
+        return f"logits, before {model.spec.output_activation}"
     act = type(model.layer(layer).act).__name__
     return f"before its {act}" if pre_activation else f"after {act}"
 
@@ -73,11 +75,27 @@ def activations(run_dir: PathLike, layer: str, *, index: int | None = None, spli
     picked = pick_image(run, index, split, image, data_dir)
     arrays, probs = _outputs(run, [layer], picked.raw, pre_activation)
     prediction = _prediction(run, probs, picked.label)
+    if layer == run.spec.output_layer_name:  # the logits and the probabilities they become, per class
+        return _output(run, picked, arrays[layer], probs, prediction, out, svg, image)
     fig = activations_figure(picked.raw, arrays[layer], layer=layer, source=picked.source, prediction=prediction,
                              cols=cols, scale=scale, cmap=cmap, norm=norm or ("map" if scale else "layer"),
                              fixed=fixed_pair, stage=stage, clip=clip)
     paths = save(fig, out, run.path / f"activations-{layer}-{image_slug(picked, image)}.png", svg)
     return ViewResult(paths, _data(run, picked, [layer], prediction), list(picked.notes))
+
+
+def _output(run, picked, logits: np.ndarray, probs: np.ndarray, prediction: Prediction, out: PathLike | None,
+            svg: bool, image: PathLike | None) -> ViewResult:
+    """The output layer's figure (plots.output) and data: the logits and the probabilities per class."""
+    from ..plots.output import output_figure
+
+    layer, names = run.spec.output_layer_name, class_names(run)
+    fig = output_figure(picked.raw, logits, probs, names, layer=layer, activation=run.spec.output_activation,
+                        source=picked.source, prediction=prediction, true_class=picked.label)
+    paths = save(fig, out, run.path / f"activations-{layer}-{image_slug(picked, image)}.png", svg)
+    data = {**_data(run, picked, [layer], prediction), "class_names": list(names),
+            "logits": [float(v) for v in logits], "probabilities": [float(v) for v in probs]}
+    return ViewResult(paths, data, list(picked.notes))
 
 
 def all_layers(run_dir: PathLike, *, index: int | None = None, split: str = "test", image: PathLike | None = None,

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..data import raw_channels
+from ..datasets import checksum_note
 from ..inspect.datastats import outside_training_range, pixel_stats
 from ..plots.data import preprocessing_section_figure
 from .common import PathLike, ViewResult, save
@@ -56,6 +57,8 @@ def data(name: str, *, preprocess: str | None = None, data_dir: PathLike | None 
                         data_dir=None if data_dir is None else str(data_dir), **folder)
     dataset = load_dataset(config=config)
     info = summarize(dataset)
+    note = checksum_note(config.dataset, data_dir)  # other commands warn once per file version; this always says it
+    info["notes"] = [note, *info["notes"]] if note else info["notes"]
     per_class = 3 if len(dataset.class_names) <= 10 else 1
     fig = preprocessing_figure(dataset, title=f"{dataset.name}: preprocessing {dataset.preprocessor.kind}",
                                per_class=per_class)

@@ -96,6 +96,23 @@ def map_panel(info, index: int, fmap: np.ndarray, cmap: str) -> ViewResult:
         "receptive_field": geometry_json(info.geometry)})
 
 
+def units_panel(run, layer: str, values: np.ndarray, probabilities: np.ndarray,
+                class_names: Sequence[str]) -> ViewResult:
+    """A dense layer's units for one image: their values (the output layer's are the logits, given with the class
+    names and the probabilities they become), what the values are, and their range."""
+    from .activations import stage_words
+
+    output = layer == run.spec.output_layer_name
+    values = np.asarray(values, np.float64).reshape(-1)
+    data = {"layer": layer, "type": run.spec.layer(layer).type, "units": int(len(values)), "output": output,
+            "stage": stage_words(run.model, layer, False), "values": rounded(values, 5),
+            "min": float(values.min()), "max": float(values.max())}
+    if output:
+        data.update({"class_names": list(class_names), "activation": run.spec.output_activation,
+                     "probabilities": rounded(probabilities, 6)})
+    return ViewResult([], data)
+
+
 def previous_map_layer(spec, layer: str) -> str:
     """The layer with maps before `layer` ('input' for the first)."""
     names = spec.map_layer_names()
@@ -204,4 +221,4 @@ def explain_panel(run, raw: np.ndarray, method: str, class_names: Sequence[str],
 
 
 __all__ = ["explain_panel", "geometry_json", "grid_panel", "info_panel", "kernel_panel", "layers_panel",
-           "map_panel", "pattern_png", "pool_panel", "readout_panel", "top_panel"]
+           "map_panel", "pattern_png", "pool_panel", "readout_panel", "top_panel", "units_panel"]

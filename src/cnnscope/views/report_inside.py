@@ -39,6 +39,39 @@ def activations_section(run, tested: TestSet, layers: list[str]):
     return section("activations", "Inside the network: one test image per class", body, note, images=picks)
 
 
+def _cell(p: float, logit: float, predicted: bool) -> str:
+    """A probability cell, shaded by its value, with the logit below it (the predicted class in bold)."""
+    shade = f"background:rgba(84,39,143,{0.08 + 0.72 * p:.2f});color:{'#fff' if p > 0.5 else '#222'}"
+    pct = f"<b>{100 * p:.1f} %</b>" if predicted else f"{100 * p:.1f} %"
+    return f'<td style="{shade}">{pct}<br><span class="logit">{logit:+.2f}</span></td>'
+
+
+def output_section(run, tested: TestSet):
+    """The output layer for the first test image of each class: each class's logit and the probability the
+    output activation makes of it."""
+    from ..inspect.activations import capture
+
+    layer, names = run.spec.output_layer_name, tested.class_names
+    picks = tested.firsts()
+    with torch.no_grad():
+        logits = capture(run.model, [layer], torch.as_tensor(tested.x[picks]))[0][layer].float().numpy()
+    rows = []
+    for row, i in enumerate(picks):
+        probs, best = tested.probs[i], int(tested.probs[i].argmax())
+        cells = "".join(_cell(float(probs[k]), float(logits[row, k]), k == best) for k in range(len(names)))
+        rows.append(f'<tr><th>{img(picture_uri(tested.raw[i]), f"test image {i}", "px thumb")}<br>#{i} '
+                    f'{esc(names[tested.labels[i]])}</th>{cells}</tr>')
+    head = "".join(f"<th>{esc(name)}</th>" for name in names)
+    body = (f'<div class="scroll"><table class="strip output"><tr><th>input</th>{head}</tr>{"".join(rows)}'
+            f'</table></div>')
+    activation = run.spec.output_activation
+    chance = f"; chance is {100 / len(names):.0f} %" if activation == "softmax" else ""
+    note = (f"{esc(layer)}, the output layer, for the first test image of each class: per class its logit (the "
+            f"layer's output, small, signed) and the probability the {activation} makes of it (shaded{chance}). "
+            f"cnnscope activations RUN --layer {esc(layer)} --index N draws one image's as bars.")
+    return section("output", "The output layer: logits and probabilities", body, note, images=picks)
+
+
 def filters_section(run, first_conv: str):
     """The first conv layer's kernels on one diverging scale (a colour model's: each filter as one RGB picture),
     with their biases."""

@@ -69,6 +69,9 @@ function gridParams() {
 
 function layerInfo(name) { return state.layers.find((l) => l.name === name); }
 
+// The grid's endpoint for a layer with maps; a dense layer's units (the output layer: logits, probabilities).
+function layerPath() { return layerInfo(state.layer).grid ? "/api/activations" : "/api/units"; }
+
 // Latest-wins: every refresh gets a number; answers to older refreshes are dropped.
 let sequence = 0;
 let inflight = false;
@@ -98,7 +101,7 @@ async function refreshNow(mine) {
     const where = { set: src.set, index: src.index };
     [prediction, gridResponse] = await Promise.all([
       api(`/api/sample?${qs(where)}`).then((r) => r.json()),
-      api(`/api/activations?${qs({ ...where, ...gridParams() })}`),
+      api(`${layerPath()}?${qs({ ...where, ...gridParams() })}`),
     ]);
   } else {
     // A picture (drawn or uploaded) goes up as multipart; afterwards its pixels (the model's input) are enough.
@@ -109,10 +112,11 @@ async function refreshNow(mine) {
     const headers = src.blob ? {} : { "Content-Type": "application/json" };
     [prediction, gridResponse] = await Promise.all([
       api("/api/predict", { method: "POST", body: body(), headers }).then((r) => r.json()),
-      api(`/api/activations?${qs(gridParams())}`, { method: "POST", body: body(), headers }),
+      api(`${layerPath()}?${qs(gridParams())}`, { method: "POST", body: body(), headers }),
     ]);
   }
-  const blob = await gridResponse.blob();
+  const units = layerInfo(state.layer).grid ? null : await gridResponse.json();
+  const blob = units ? null : await gridResponse.blob();
   if (mine !== sequence) return; // a newer refresh was started meanwhile
   state.pixels = prediction.pixels;
   if (src.kind === "dataset") state.notes = null;
@@ -121,6 +125,8 @@ async function refreshNow(mine) {
   showNotes(prediction.warning);
   showPrediction(prediction);
   explain(true); // in the background: the grid does not wait for the heat map
+  showGrid(!units);
+  if (units) { drawUnits(units); return; }
   const meta = {};
   for (const key of ["maps", "rows", "cols", "height", "width", "min", "max", "value-min", "value-max"]) {
     meta[key] = Number(gridResponse.headers.get(`X-Grid-${key}`)); // header names are case-insensitive
@@ -309,6 +315,42 @@ async function drawGrid(blob, meta) {
   $("cbar").style.backgroundImage = `url(/api/colormap?cmap=${encodeURIComponent(state.cmap)})`;
   $("cbar-min").textContent = state.scale ? "−2σ" : fmt(meta.min);
   $("cbar-max").textContent = state.scale ? "+2σ" : fmt(meta.max);
+}
+
+// --- a dense layer: one bar per unit; the output layer: logits and probabilities per class --------
+function showGrid(on) {
+  for (const id of ["grid", "cbar-row", "grid-note"]) $(id).hidden = !on;
+  $("units").hidden = on;
+}
+
+function unitBars(values, names, format, signed) {
+  const peak = Math.max(...values.map((v) => Math.abs(v || 0))) || 1;
+  return values.map((v, k) => {
+    const width = (signed ? 50 : 100) * Math.abs(v || 0) / peak;
+    const seg = { left: `${signed && v < 0 ? 50 - width : signed ? 50 : 0}%`, width: `${width}%` };
+    return el("div", { class: "r" }, el("span", {}, String(names[k])),
+      el("span", { class: signed ? "axis" : "axis plain" }, el("span", { class: `seg ${v >= 0 ? "pos" : "neg"}`, style: seg })),
+      el("span", { class: "v" }, format(v)));
+  });
+}
+
+function drawUnits(u) {
+  const box = $("units");
+  const signed = u.min < 0;
+  const head = el("p", {}, el("b", {}, String(u.layer)), ` (${u.type}${u.output ? ", the output layer" : ""}) · ` +
+    `${u.units} units${u.stage ? ` (${u.stage})` : ""} · values ${fmt(u.min)} … ${fmt(u.max)}`);
+  const names = u.output ? u.class_names : u.values.map((_, k) => `unit ${k}`);
+  const logits = el("div", { class: "readout units-bars" }, ...unitBars(u.values, names, (v) => fmt(v), signed));
+  if (!u.output) { box.replaceChildren(head, logits); return; }
+  const probs = el("div", { class: "readout units-bars" },
+    ...unitBars(u.probabilities, names, (v) => `${(100 * v).toFixed(1)} %`, false));
+  box.replaceChildren(head, el("div", { class: "pair" },
+    el("section", {}, el("h3", {}, "logits (the layer's output)"), logits),
+    el("section", {}, el("h3", {}, `probabilities (${u.activation} of the logits)`), probs)),
+  el("p", { class: "muted small" }, u.activation === "softmax"
+    ? `The softmax turns the logits into probabilities that sum to 1; chance is ${(100 / names.length).toFixed(0)} %.`
+    : "The sigmoid turns each logit into a probability of its own class."));
+  $("layer-info").replaceChildren();
 }
 
 function mapAt(event) {
@@ -652,7 +694,7 @@ async function init() {
     $("input-img").setAttribute("alt", `the model's ${h}×${w} input` + (info.channels === 3 ? " (colour)" : ""));
     for (const [name, n] of Object.entries(info.sets)) $("set").add(new Option(`${name} (${n.toLocaleString()})`, name));
     info.class_names.forEach((name, k) => $("klass").add(new Option(`${k}: ${name}`, k)));
-    for (const l of state.layers.filter((x) => x.grid)) {
+    for (const l of state.layers.filter((x) => x.grid || x.kind === "dense")) {
       $("layer").add(new Option(`${l.name}  (${l.output_shape.join("×")})`, l.name));
     }
     for (const name of info.colormaps) $("cmap").add(new Option(name, name));
@@ -667,7 +709,7 @@ async function init() {
   $("layer").addEventListener("change", (e) => {
     state.layer = e.target.value;
     if (state.card) closeCard();
-    const maps = layerInfo(state.layer).maps;
+    const maps = layerInfo(state.layer).maps || 1;
     $("cols").max = Math.min(32, maps);
     state.cols = Math.min(state.cols, maps);
     $("cols").value = state.cols;
