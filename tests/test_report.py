@@ -238,7 +238,7 @@ def test_filters_patterns_and_profiles(report, tiny_spec):
     profiles = sections["profiles"]
     assert [a["alt"] for a in images_of(profiles)] == [f"class profile of {c}" for c in CONVS] + [
         f"classification by the patterns of {CONVS[-1]}"]
-    assert "Classification by activation patterns (series part VI)" in profiles and "the whole model" in profiles
+    assert "Classification by activation patterns (series part VI)" in profiles and "The whole model: <b>" in profiles
 
 
 def test_explanation_uses_the_default_method_and_states_the_deletion_result(report, test_labels):
