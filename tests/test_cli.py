@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import shutil
@@ -9,6 +10,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import one_line_error, run_cli
 
@@ -148,3 +151,16 @@ def test_log_handler_follows_the_current_stderr(capsys, tmp_path):
     finally:
         sys.stderr = old
     assert "warning: after main" in swapped.getvalue()
+
+
+@given(st.text(max_size=12))
+def test_val_size_is_a_count_a_share_or_a_usage_error(text):
+    from cnnscope.cli.core import val_size
+
+    try:
+        value = val_size(text)
+    except argparse.ArgumentTypeError as exc:
+        assert "expected N images or a share such as 10% or 0.1" in str(exc)
+    else:
+        assert (isinstance(value, int) and value >= 0) or (isinstance(value, float) and 0 <= value < 1)
+    assert val_size("10%") == 0.1 and val_size("0.25") == 0.25 and val_size("500") == 500 and val_size("0") == 0
