@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import shutil
@@ -9,6 +10,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import one_line_error, run_cli
 
@@ -85,15 +88,20 @@ def test_train_then_evaluate(capsys, tmp_path, data_dir):
     out = tmp_path / "run"
     code, stdout, _ = run_cli(capsys, "train", "--preset", "tiny", "--epochs", 1, "--batch-size", 64,
                            "--optimizer", "adam", "--lr", 0.003, "--data-dir", data_dir, "--out", out,
-                           "--limit-train", 600, "--no-report", "--no-plot")
+                           "--limit-train", 600, "--no-report", "--no-plot", "--val-size", "10%")
     assert code == 0, stdout
     assert "trained 1 epoch(s)" in stdout and f"run directory: {out}" in stdout
+    history = json.loads((out / "history.json").read_text())
+    assert history["val_source"] == "validation" and "val_fraction = 0.1" in (out / "config.toml").read_text()
     assert not (out / "report.html").exists()
+    stdout_of_train = stdout
     code, stdout, _ = run_cli(capsys, "evaluate", out, "--json", "--data-dir", data_dir)
     assert code == 0
     result = json.loads(stdout)
     metrics = json.loads((out / "metrics.json").read_text())
     assert result["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-9)
+    assert result["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-6)  # the data loss, in both
+    assert f"test loss {metrics['test_loss']:.4f} on 300 images" in stdout_of_train
     assert len(result["per_class_accuracy"]) == 10 and (out / "confusion.png").is_file()
     # the same --out again is refused, and nothing of the first run is touched
     before = (out / "model.safetensors").read_bytes()
@@ -143,3 +151,16 @@ def test_log_handler_follows_the_current_stderr(capsys, tmp_path):
     finally:
         sys.stderr = old
     assert "warning: after main" in swapped.getvalue()
+
+
+@given(st.text(max_size=12))
+def test_val_size_is_a_count_a_share_or_a_usage_error(text):
+    from cnnscope.cli.core import val_size
+
+    try:
+        value = val_size(text)
+    except argparse.ArgumentTypeError as exc:
+        assert "expected N images or a share such as 10% or 0.1" in str(exc)
+    else:
+        assert (isinstance(value, int) and value >= 0) or (isinstance(value, float) and 0 <= value < 1)
+    assert val_size("10%") == 0.1 and val_size("0.25") == 0.25 and val_size("500") == 500 and val_size("0") == 0

@@ -382,3 +382,24 @@ def test_the_explanation_section_can_use_any_method(trained_run, data_dir, tmp_p
     assert main(["report", str(trained_run), "--out", str(tmp_path / "x.html"), "--method", "gradcm"]) == 2
     err = capsys.readouterr().err
     assert "error: unknown method 'gradcm'" in err and "gradcam" in err and not (tmp_path / "x.html").exists()
+
+
+def test_the_headline_loss_and_the_curves_say_what_they_hold():
+    from types import SimpleNamespace
+
+    from cnnscope.data import DataConfig
+    from cnnscope.spec import RegularizerSpec
+    from cnnscope.views.report_sections import loss_card, validation_note
+
+    def run(metrics, reg="none", history=None, data=None):
+        spec = SimpleNamespace(regularizer=RegularizerSpec(reg, 0.01 if reg != "none" else 0.0))
+        return SimpleNamespace(metrics=metrics, spec=spec, history=history or {}, data_config=data or DataConfig())
+
+    assert loss_card(run({"test_loss": 0.0857, "test_objective": 0.2})) == ("test loss", "0.0857")
+    # a metrics.json written before issue 18 kept the penalty in test_loss: an old run with L2 says so
+    assert loss_card(run({"test_loss": 0.0857}, "l2")) == ("test loss + L2 penalty", "0.0857")
+    assert loss_card(run({"test_loss": 0.0857})) == ("test loss", "0.0857")  # no penalty: the same number
+    assert loss_card(run({})) == ("test loss", "–")
+    assert "measured on the test set" in validation_note(run({}, history={"val_source": "test"}))
+    held = validation_note(run({}, history={"val_source": "validation"}, data=DataConfig(val_fraction=0.1, seed=3)))
+    assert held == "The validation curves are measured on 10 % of each class held out of the training set (seed 3)."

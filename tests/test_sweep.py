@@ -187,6 +187,22 @@ def test_another_definition_on_a_study_dir_says_what_differs(capsys, tmp_path, b
     assert code == 2 and "holds another study: metric was 'val_accuracy', now 'val_loss'" in one_line_error(err)
 
 
+def test_a_study_from_before_validation_splits_is_told_apart(capsys, tmp_path, base_toml):
+    study = tmp_path / "study"
+    study.mkdir()
+    new = definition.spec_from_options(base_toml, ["train.lr=uniform:0.001:0.01"], {})
+    config = {**new.config, "data": {k: v for k, v in new.config["data"].items() if k != "val_fraction"}}
+    definition.save_study(study, definition.SweepSpec(config, new.params, select_on_test=True))  # before issue 18
+    code, _, err = run_cli(capsys, "sweep", "--config", base_toml, "--out", study, "--param",
+                           "train.lr=uniform:0.001:0.01")
+    assert code == 2 and one_line_error(err) == (
+        f"error: {study} holds another study: it holds out no validation images, so it was chosen on the test set, "
+        f"and a new study would hold 10 % out; start one with another --out, or continue this one with --val-size 0 "
+        f"--select-on-test; use another --out, or the study's own settings (see {study}/study.toml)")
+    code, _, err = run_cli(capsys, "sweep", "--out", study)  # continued as it was: refused without the flag
+    assert code == 2 and "the sweep would choose its best trial on the test set" in one_line_error(err)
+
+
 def test_a_missing_extra_is_one_line(capsys, tmp_path, base_toml, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("optuna", "ray")

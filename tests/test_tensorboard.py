@@ -46,8 +46,9 @@ def test_scalars_equal_history(probed):
     acc = _events(logdir)
     tags = set(acc.Tags()["scalars"])
     assert {"loss/train", "loss/validation", "accuracy/train", "accuracy/validation", "lr"} <= tags
-    for tag, key in (("loss/train", "loss"), ("loss/validation", "val_loss"), ("accuracy/train", "accuracy"),
-                     ("accuracy/validation", "val_accuracy"), ("data_loss/train", "data_loss")):
+    for tag, key in (("loss/train", "data_loss"), ("loss/validation", "val_data_loss"), ("objective/train", "loss"),
+                     ("accuracy/train", "accuracy"), ("accuracy/validation", "val_accuracy"),
+                     ("loss_with_penalty/validation", "val_loss")):
         events = acc.Scalars(tag)
         assert [e.step for e in events] == history["epoch"] == [1, 2]
         np.testing.assert_allclose([e.value for e in events], history[key], rtol=1e-6)

@@ -358,6 +358,10 @@ def test_history_records_the_plain_data_loss_beside_the_objective(ds, tmp_path):
     assert history["loss"][0] > history["data_loss"][0] > 0  # smoothing and the L2 penalty count only in "loss"
     penalty = float(run.model.regularization_loss().detach())
     assert history["val_loss"][0] - history["val_data_loss"][0] == pytest.approx(penalty, rel=1e-4)
+    # one name per number (issue 18): "test loss" is the data loss, as the epoch line and the curves show it
+    metrics = json.loads((tmp_path / "reg" / "metrics.json").read_text())
+    assert history["val_source"] == "test" and metrics["test_loss"] == pytest.approx(history["val_data_loss"][-1])
+    assert metrics["test_objective"] > metrics["test_loss"] + penalty * 0.99  # + smoothing and the penalty
 
 
 def test_a_run_saved_without_data_losses_resumes_and_loads_without_them(ds, tiny_spec, tmp_path):

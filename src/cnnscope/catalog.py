@@ -188,13 +188,14 @@ def summarise_files(config: Any, metrics: Any, history: Any) -> dict[str, Any]:
     seconds = [s for s in _list(history, "seconds") if _finite(s)]
     epochs, losses = _list(history, "epoch"), _list(history, "loss")
     val = [v for v in _list(history, "val_accuracy") if _finite(v)]
+    source = str(history.get("val_source") or metrics.get("val_source") or "")
     diverged = (bool(losses) and not _finite(losses[-1])) or ("test_loss" in metrics
                                                               and not _finite(metrics["test_loss"]))
     return {
         "dataset": str(data.get("dataset", "?")), "model": describe_model(model),
         "test_accuracy": _number(metrics.get("test_accuracy")),
-        "val_accuracy": val[-1] if val else None,  # the last epoch's, on the images val_source names
-        "val_source": str(history.get("val_source") or metrics.get("val_source") or "") or None,
+        "val_accuracy": val[-1] if val and source == "validation" else None,  # last epoch's; none from the test set
+        "val_source": source or None,
         "best_val_accuracy": _number(metrics.get("best_val_accuracy")) or (max(val) if val else None),
         "epochs": len(epochs), "epochs_planned": train.get("epochs") if _finite(train.get("epochs")) else None,
         "seconds": _number(metrics.get("train_seconds")) or (sum(seconds) if seconds else None),

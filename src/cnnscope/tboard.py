@@ -25,9 +25,11 @@ from .inspect.filters import conv_filters
 log = logging.getLogger("cnnscope")
 
 INSTALL = 'needs TensorBoard: pip install "cnnscope[tensorboard]"'
-SCALARS = (("loss/train", "loss"), ("loss/validation", "val_loss"), ("data_loss/train", "data_loss"),
-           ("data_loss/validation", "val_data_loss"), ("accuracy/train", "accuracy"),
-           ("accuracy/validation", "val_accuracy"), ("lr", "lr"))  # tag, EpochLog field
+# tag, EpochLog field: "loss" is the data loss, as everywhere; the training objective (label smoothing, penalty)
+# is "objective"; the validation loss with the penalty (no smoothing) is named so
+SCALARS = (("loss/train", "data_loss"), ("loss/validation", "val_data_loss"), ("objective/train", "loss"),
+           ("loss_with_penalty/validation", "val_loss"), ("accuracy/train", "accuracy"),
+           ("accuracy/validation", "val_accuracy"), ("lr", "lr"))
 
 
 def summary_writer_class(what: str = "--tensorboard") -> type:

@@ -106,7 +106,7 @@ def val_size(text: str) -> int | float:
         else:
             value = float(text)
     except ValueError:
-        value = -1
+        value = -1.0
     if isinstance(value, float) and not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"expected N images or a share such as 10% or 0.1, received {text!r}")
     return value

@@ -60,9 +60,9 @@ def _line(entry: dict[str, Any], differing: list[str]) -> list[str]:
                 best_text + warning]
     settings = entry.get("settings", {})
     epochs = f"{entry.get('epochs', 0)}/{entry['epochs_planned']}" if entry.get("epochs_planned") else "–"
-    val = entry.get("val_accuracy") if entry.get("val_source") == "validation" else None
     return [entry["name"], entry["status"], entry.get("dataset", "?"), entry.get("model", "?"),
-            *[_setting(settings.get(k)) for k in differing], _cell(val), _cell(entry.get("test_accuracy")), epochs,
+            *[_setting(settings.get(k)) for k in differing], _cell(entry.get("val_accuracy")),
+            _cell(entry.get("test_accuracy")), epochs,
             _seconds(entry.get("seconds")), entry.get("reason", "")]
 
 

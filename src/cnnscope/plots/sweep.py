@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from . import backend  # noqa: F401  (Agg, except in a notebook)
 
@@ -27,6 +27,14 @@ def _positions(column: Sequence, log: bool | None = None) -> tuple[np.ndarray, l
         return x, None, bool(log) and len(positive) == len(x)
     labels = sorted({str(v) for v in column})
     return np.asarray([labels.index(str(v)) for v in column], dtype=float), labels, False
+
+
+def _log_axis(ax) -> None:
+    """A log x axis labelled at 1, 2 and 5 of each decade, plainly (matplotlib's minor labels overlap)."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _points(ax, x: np.ndarray, y: np.ndarray, done: np.ndarray, tests: np.ndarray | None, metric: str) -> None:
@@ -58,7 +66,7 @@ def params_figure(columns: dict[str, Sequence], values: Sequence[float], statuse
         elif all(isinstance(v, int) for v in columns[key]) and not log:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if log:
-            ax.set_xscale("log")
+            _log_axis(ax)
         ax.set_xlabel(key + (" (log scale)" if log else ""))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)

@@ -4,15 +4,17 @@ The study directory (what `cnnscope runs` and the dashboard read):
 
     STUDY/study.toml      the definition, written atomically: cnnscope_study = 1, config (the base run tables
                           [config.model], [config.train], [config.data]), params (KEY = "DIST"), sampler, metric,
-                          direction, prune, trials
+                          direction, prune, trials, selected_on ("validation" or "test"), select_on_test
     STUDY/study.db        Optuna's storage (SQLite) unless --storage URL names another database
     STUDY/trials/NNNN/    one ordinary run directory per trial (number zero-padded to 4 digits), written by
                           training.train: every cnnscope command opens it
-    STUDY/results.json    {"metric", "direction", "best" (trial number or null), "trials": [row, …]}; each row:
-                          "number", "params" {KEY: value}, "status" (completed, pruned, failed, running,
-                          interrupted), "test_accuracy", "best_val_accuracy", "epochs", "seconds", "run_dir"
-                          (relative: "trials/NNNN"), "reason" ("" unless failed), plus "value" (the metric Optuna
-                          optimises) and "best_val_loss"; unknown numbers are null
+    STUDY/results.json    {"metric", "direction", "best" (trial number or null), "selected_on", "validation" (the
+                          images chosen on, in words), "warning" (only when chosen on the test set), "trials": [row,
+                          …]}; each row: "number", "params" {KEY: value}, "status" (completed, pruned, failed,
+                          running, interrupted), "value" (what Optuna optimises), "val_accuracy", "test_accuracy",
+                          "val_loss", "test_loss" (data losses), "val_source", "best_val_accuracy",
+                          "best_val_loss", "epochs", "seconds", "run_dir" (relative: "trials/NNNN"), "reason" (""
+                          unless failed); unknown numbers are null
     STUDY/results.csv     the same rows, one column per parameter (param.KEY)
     STUDY/sweep-params.png, sweep-history.png, sweep-importance.png   the figures (plots/sweep.py)
 
@@ -20,9 +22,14 @@ How it runs: the driver (this process) is the only one that talks to Optuna (ask
 hands each trial to an engine: `local` runs N spawned worker processes (torch threads split between them) that
 report each epoch's metric back over a queue and wait for the driver's go/prune answer (trial.report and
 should_prune run in the driver, so SQLite never sees two writers); `ray` runs each trial as a Ray task whose
-run directory comes back to the driver as bytes after every epoch (no shared filesystem). A trial's value is the
-best validation accuracy (or the lowest validation loss) over its epochs, or its test accuracy; per-epoch reports
-are the validation metric (the validation accuracy when the metric is test_accuracy).
+run directory comes back to the driver as bytes after every epoch (no shared filesystem). A trial's value is its
+validation accuracy (or validation data loss) at its last epoch, the weights that are saved and tested; per-epoch
+reports are the same metric (the validation accuracy when the metric is test_accuracy).
+
+Choosing on held-out data: a new study holds out 10 % of each class of the training images (data.val_fraction,
+stratified, seeded with the data seed: the same images for every trial); the test set is evaluated once per trial
+for reporting only. A study whose choice would be made on the test set (no split, or metric test_accuracy) is
+refused unless select_on_test, and then every summary carries a warning.
 
 Robustness: a trial that raises, diverges (non-finite loss) or runs out of memory is told to Optuna as FAIL with
 its reason, and the study goes on. Ctrl-C stops every worker (each keeps its completed epochs) and leaves those

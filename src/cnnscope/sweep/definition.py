@@ -229,10 +229,22 @@ def difference(saved: dict[str, Any], spec: SweepSpec) -> str | None:
         if saved.get(key) != new[key]:
             if key == "params":
                 return _param_difference(saved.get(key) or {}, new[key])
+            if key == "config" and _without_split(saved.get(key)) == _without_split(new[key]):
+                return ("it holds out no validation images, so it was chosen on the test set, and a new study "
+                        "would hold 10 % out; start one with another --out, or continue this one with --val-size 0 "
+                        "--select-on-test")
             if key == "config":
                 return "the base configuration (--config and its [model], [train], [data] tables) differs"
             return f"{key} was {brief(saved.get(key))}, now {brief(new[key])}"
     return None
+
+
+def _without_split(config: Any) -> Any:
+    """A study's base configuration without the default validation share (to recognise an older study)."""
+    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        return config
+    data = {k: v for k, v in config["data"].items() if not (k == "val_fraction" and v == DEFAULT_VAL_FRACTION)}
+    return {**config, "data": data} if data else {k: v for k, v in config.items() if k != "data"}
 
 
 def _param_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
