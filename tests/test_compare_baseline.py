@@ -173,6 +173,12 @@ def test_describe_runs_says_seeds_only_when_only_the_seed_sets_them_apart(traine
     assert seeds["notes"] == ["besides the seed they differ in train.epochs: the matrix mixes what a seed changes "
                               "with what those change"]
     assert kind(trained_run, twin)["kind"] == "trials"  # different seeds, the same start (--init-from)
+    reseeded = copy_run(seed1, tmp_path / "reseeded")  # --seed also sets [data] seed: still "the seed"
+    config = reseeded / "config.toml"
+    head, data = config.read_text().split("[data]\n")
+    config.write_text(head + "[data]\n" + data.replace("seed = 0\n", "seed = 1\n"))
+    assert cnnscope.load_run(reseeded).data_config.seed == 1
+    assert kind(trained_run, reseeded)["differ_in"] == ["train.epochs"]
     lr = kind(trained_run, copy_run(trained_run, tmp_path / "lr", train={"lr": 0.01}))
     assert lr["kind"] == "trials" and lr["differ_in"] == ["train.lr"]
     assert lr["notes"] == ["all 2 start from the same initial weights: the matrix shows what their other settings "

@@ -128,12 +128,13 @@ def _digest(run) -> str | None:
 
 
 def _differing(runs: Sequence) -> list[str]:
-    """The training and data settings (not the seed, device or threads) that differ between the runs."""
+    """The training and data settings (not the seed, device, threads or data folder) that differ between the runs;
+    --seed sets the data's seed too (the split's shuffle), so both count as "the seed"."""
     def settings(run) -> dict[str, Any]:
         train = {f"train.{k}": v for k, v in dataclasses.asdict(run.config).items()
                  if k not in ("seed", "device", "threads")}
         return {**train, **{f"data.{k}": v for k, v in dataclasses.asdict(run.data_config).items()
-                            if k != "data_dir"}}
+                            if k not in ("seed", "data_dir")}}
 
     every = [settings(r) for r in runs]
     return sorted(k for k in every[0] if any(repr(s.get(k)) != repr(every[0][k]) for s in every[1:]))
