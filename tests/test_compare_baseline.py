@@ -54,6 +54,7 @@ def test_two_untrained_copies_of_one_model_have_baseline_one(trained_run, twin, 
                    data_dir=data_dir).data
     assert data["baseline"]["mean_correlation"] == pytest.approx(1.0, abs=1e-9)
     assert data["baseline"]["matched_above_0.9"] == data["baseline"]["pairs"]
+    assert data["kind"] == "trials"  # seeds 0 and 1, but one start
     assert data["kernels"]["baseline"]["mean_correlation"] == pytest.approx(1.0, abs=1e-9)
     assert data["mean_correlation"] < 0.999  # trained apart, they no longer match map for map
 
@@ -80,7 +81,9 @@ def test_two_runs_json_and_text(trained_run, seed1, data_dir, tmp_path, capsys):
     code, stdout, _ = run_cli(capsys, *argv, "--json")
     assert code == 0
     data = json.loads(stdout)
-    assert set(data["baseline"]) == PAIR_KEYS and data["notes"] == []
+    assert set(data["baseline"]) == PAIR_KEYS and data["kind"] == "seeds" and data["seeds"] == [0, 1]
+    assert data["notes"] == ["besides the seed they differ in train.epochs: the matrix mixes what a seed changes "
+                             "with what those change"]
     code, stdout, _ = run_cli(capsys, *argv)
     base = data["baseline"]
     assert (f"  at initialisation: {base['mean_correlation']:.3f} (median {base['median_correlation']:.3f}), "
@@ -97,7 +100,7 @@ def test_an_old_run_without_initial_weights_says_so(trained_run, seed1, data_dir
     note = (f"no baseline at initialisation: {old} has no initial.safetensors (trained before cnnscope kept "
             f"initial weights), so these correlations stand without what untrained networks already share")
     assert data["baseline"] is None and data["kernels"]["baseline"] is None
-    assert data["baseline_note"] == note and data["notes"] == [note]
+    assert data["baseline_note"] == note and data["notes"][-1] == note
     assert 0 < data["mean_correlation"] < 1
     code, stdout, _ = run_cli(capsys, *argv)
     assert code == 0 and f"note: {note}" in stdout and "  at initialisation:" not in stdout
@@ -173,6 +176,12 @@ def test_describe_runs_says_seeds_only_when_only_the_seed_sets_them_apart(traine
     assert seeds["notes"] == ["besides the seed they differ in train.epochs: the matrix mixes what a seed changes "
                               "with what those change"]
     assert kind(trained_run, twin)["kind"] == "trials"  # different seeds, the same start (--init-from)
+    reseeded = copy_run(seed1, tmp_path / "reseeded")  # --seed also sets [data] seed: still "the seed"
+    config = reseeded / "config.toml"
+    head, data = config.read_text().split("[data]\n")
+    config.write_text(head + "[data]\n" + data.replace("seed = 0\n", "seed = 1\n"))
+    assert cnnscope.load_run(reseeded).data_config.seed == 1
+    assert kind(trained_run, reseeded)["differ_in"] == ["train.epochs"]
     lr = kind(trained_run, copy_run(trained_run, tmp_path / "lr", train={"lr": 0.01}))
     assert lr["kind"] == "trials" and lr["differ_in"] == ["train.lr"]
     assert lr["notes"] == ["all 2 start from the same initial weights: the matrix shows what their other settings "

@@ -37,9 +37,10 @@ def compare(run_a: PathLike, run_b: PathLike, layer: str, *, limit: int | None =
             data_dir: PathLike | None = None) -> ViewResult:
     """Compare two runs' maps of `layer` on run A's test images (each run preprocesses them its own way), and
     draw the matched pairs for test image `index`; saved to `out` or RUN_A/compare-LAYER-RUN_B.png.
-    data: run_a, run_b, the numbers of cnnscope.inspect.compare_runs (without the matrix), example_index, and
-    "baseline": the same numbers for the two runs put back to their initial weights (kernels: under
-    kernels.baseline), or None with "baseline_note" saying why (a run without initial.safetensors)."""
+    data: run_a, run_b, the numbers of cnnscope.inspect.compare_runs (without the matrix), example_index,
+    kind/seeds/differ_in (describe_runs; its notes go to the view's notes), and "baseline": the same numbers
+    for the two runs put back to their initial weights (kernels: under kernels.baseline), or None with
+    "baseline_note" saying why (a run without initial.safetensors)."""
     if limit is not None:
         check_positive(limit, "limit")
     check_positive(pairs, "pairs")
@@ -62,8 +63,10 @@ def compare(run_a: PathLike, run_b: PathLike, layer: str, *, limit: int | None =
     fig = compare_figure(raw[index], maps_a, maps_b, result, names=("A", "B"), source=source, pairs=pairs,
                          correlation=matrix, baseline_r=None if base is None else [m[2] for m in base["matching"]])
     paths = save(fig, out, first.path / f"compare-{layer}-{second.path.resolve().name}.png", svg)
-    return ViewResult(paths, {"run_a": str(first.path), "run_b": str(second.path), **result,
-                              "example_index": index}, [note] if note else [])
+    described = describe_runs((first, second), (str(run_a), str(run_b)))
+    notes = described.pop("notes") + ([note] if note else [])
+    return ViewResult(paths, {"run_a": str(first.path), "run_b": str(second.path), **result, **described,
+                              "example_index": index}, notes)
 
 
 # --- the baseline: the same runs at their initial weights -----------------------------------------------------
@@ -128,12 +131,13 @@ def _digest(run) -> str | None:
 
 
 def _differing(runs: Sequence) -> list[str]:
-    """The training and data settings (not the seed, device or threads) that differ between the runs."""
+    """The training and data settings (not the seed, device, threads or data folder) that differ between the runs;
+    --seed sets the data's seed too (the split's shuffle), so both count as "the seed"."""
     def settings(run) -> dict[str, Any]:
         train = {f"train.{k}": v for k, v in dataclasses.asdict(run.config).items()
                  if k not in ("seed", "device", "threads")}
         return {**train, **{f"data.{k}": v for k, v in dataclasses.asdict(run.data_config).items()
-                            if k != "data_dir"}}
+                            if k not in ("seed", "data_dir")}}
 
     every = [settings(r) for r in runs]
     return sorted(k for k in every[0] if any(repr(s.get(k)) != repr(every[0][k]) for s in every[1:]))
