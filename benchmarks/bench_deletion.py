@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -102,6 +103,7 @@ def main() -> None:
     parser.add_argument("--methods", help="comma-separated subset of the registry (default: all)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--save", metavar="FILE", help="also write the JSON answer to FILE")
     args = parser.parse_args()
     run = cnnscope.load_run(args.run)
     data = run.dataset(args.data_dir)
@@ -112,10 +114,13 @@ def main() -> None:
     rows += baseline_rows(first)
     best = max(rows[:len(names)], key=lambda r: (r["beats_brightness"], -r["deletion_auc"]))["method"]
     probability = float(np.concatenate([p.probability for p in first]).mean())
+    answer = json.dumps({"run": args.run, "images": len(x), "fractions": list(FRACTIONS), "draws": args.draws,
+                         "margin": BEAT_MARGIN, "probability": probability, "best": best,
+                         "default": inspect.DEFAULT_METHOD, "rows": rows}, indent=2)
+    if args.save:
+        Path(args.save).write_text(answer + "\n", encoding="utf-8")
     if args.json:
-        print(json.dumps({"run": args.run, "images": len(x), "fractions": list(FRACTIONS), "draws": args.draws,
-                          "margin": BEAT_MARGIN, "probability": probability, "best": best,
-                          "default": inspect.DEFAULT_METHOD, "rows": rows}, indent=2))
+        print(answer)
         return
     print(f"{args.run}: {len(x)} test images, mean p(predicted) {probability:.4f}; 0–50 % of the pixels in steps "
           f"of 5 %; random: mean of {args.draws} orders; beats = deletion AUC lower by >= {BEAT_MARGIN} "

@@ -28,7 +28,7 @@ def make(run: str, other: str | None = None) -> None:
         ("patterns-conv2d2.png", ["patterns", run, "--layer", "Conv2D_2", "--maps", "0:32"]),
         ("patterns-conv2d3.png", ["patterns", run, "--layer", "Conv2D_3", "--maps", "0:32"]),
         ("explain.png", ["explain", run, "--index", "0", "--method", "all"]),
-        ("saliency.png", ["explain", run, "--index", "0"]),  # the default: integrated gradients
+        ("saliency.png", ["explain", run, "--index", "0"]),  # the default method, with its deletion curves
         ("profile.png", ["profile", run, "--layer", "Conv2D_3", "--order", "class"]),
         ("top-images.png", ["top-images", run, "--layer", "Conv2D_2", "--map", "5", "--k", "16"]),
         ("errors.png", ["errors", run, "--max", "24"]),

@@ -184,6 +184,8 @@ async function explain(newImage = false) {
   if (!method) return;
   if (newImage) for (const option of $("method").options) option.textContent = option.dataset.title || option.textContent;
   text.textContent = "computing…";
+  $("explain-verdict").hidden = true; // never a verdict of another image or method while this one computes
+  $("explain-curves").replaceChildren();
   try {
     const src = state.source;
     const response = src.kind === "dataset"
