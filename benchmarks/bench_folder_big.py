@@ -53,7 +53,8 @@ def main() -> None:
         seconds = time.perf_counter() - began
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         cache = sum(p.stat().st_size for p in (Path(tmp) / "cache").rglob("*.npz"))
-        print(f"cnnscope data: exit {done.returncode}, {seconds:.1f} s, peak {peak:,.0f} MB, cache {cache / 1e6:.2f} MB")
+        print(f"cnnscope data: exit {done.returncode}, {seconds:.1f} s, peak {peak:,.0f} MB, "
+              f"cache {cache / 1e6:.2f} MB")
         print("\n".join(line for line in (done.stdout + done.stderr).splitlines() if "note" in line.lower())[:2000])
 
 
