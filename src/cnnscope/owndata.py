@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
+from stat import S_ISREG
 
 import numpy as np
 
@@ -188,6 +189,9 @@ def _scan_classes(listing: FolderListing, real: Path, class_dirs: list, split: s
                 continue
             try:  # a broken link is kept: it is listed as unreadable
                 stat = item.stat()
+                if not S_ISREG(stat.st_mode):  # a FIFO or a device named x.png would block or never end
+                    other.append(f"{rel} (not a regular file)")
+                    continue
                 stamps.append(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}")
             except OSError:
                 stamps.append(f"{rel}\0missing")
