@@ -408,3 +408,60 @@ def test_a_progress_bar_on_the_first_decode_only_when_asked(tmp_path, capsys):
     assert "decoding pictures" not in capsys.readouterr().err
     owndata.load_own(root, image_size=(4, 4), progress=True)
     assert "decoding pictures" in capsys.readouterr().err
+
+
+# --- very large pictures (issue 21, item 5) ------------------------------------------------------------------
+def stroke_rgba(size: int) -> np.ndarray:
+    """A transparent size² RGBA picture with an opaque black bar across its middle (a drawing app's export)."""
+    x = np.zeros((size, size, 4), np.uint8)
+    x[size // 3: 2 * size // 3, :, 3] = 255
+    return x
+
+
+def test_large_pictures_are_reduced_before_any_float_conversion(tmp_path):
+    import tracemalloc
+
+    path = save(tmp_path / "big.png", stroke_rgba(2048), "RGBA")
+    tracemalloc.start()
+    try:
+        pixels, whys, counts = picturefiles.decode_chunk([str(path)], (28, 28), 1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # before: a float32 RGBA copy of the whole picture (64 MiB) and more; numpy's allocations are traced
+    assert whys == [""] and peak < 4 * 2**20, peak
+    assert counts == {"converted": 1, "flattened": 1, "resized": 1}
+    assert pixels[0, 14].mean() < 50 and pixels[0, 2].mean() > 200  # the black bar, on white behind it
+
+
+def test_reduction_averages_transparent_pictures_premultiplied():
+    x = np.zeros((64, 64, 4), np.uint8)
+    x[::2, :, :] = (255, 255, 255, 255)  # opaque white rows between transparent black ones
+    reduced = picturefiles.reduce_towards(Image.fromarray(x, "RGBA"), (8, 8))
+    out = np.asarray(reduced)
+    assert reduced.mode == "RGBA" and out.shape == (8, 8, 4)
+    assert (out[..., :3] >= 254).all() and (abs(out[..., 3].astype(int) - 128) <= 1).all()  # white, half covered
+    palette = Image.fromarray(np.zeros((64, 64), np.uint8), "L").convert("P")
+    assert picturefiles.reduce_towards(palette, (8, 8)).size == (8, 8)
+    assert picturefiles.reduce_towards(palette, (40, 40)).size == (64, 64)  # not twice as large: unchanged
+
+
+def test_the_automatic_size_is_capped_with_a_note(tmp_path):
+    for k in range(2):
+        for i in range(2):
+            save(tmp_path / "f" / f"c{k}" / f"{i}.png", np.full((600, 400), 60 * k + 10 * i, np.uint8))
+    raw = owndata.load_own(str(tmp_path / "f"), test_size=2, progress=False)
+    assert raw.train_raw.shape[1:] == (256, 171)
+    assert ("4 pictures resized to 256×171 (the most common size, 600×400, scaled to a longer side of 256; "
+            "--image-size H W to choose)") in raw.notes
+
+
+def test_the_folder_cache_is_bounded_least_recently_used_first(tmp_path):
+    folder = tmp_path / "folders"
+    folder.mkdir()
+    for k, name in enumerate(["old.npz", "mid.npz", "new.npz", "kept.npz"]):
+        (folder / name).write_bytes(b"\0" * 100)
+        os.utime(folder / name, ns=(10**18 + k, 10**18 + k))
+    os.utime(folder / "kept.npz", ns=(10**17, 10**17))  # the oldest, but the one just written
+    owndata.prune_cache(folder, keep=folder / "kept.npz", limit=250)
+    assert sorted(p.name for p in folder.iterdir()) == ["kept.npz", "new.npz"]

@@ -126,6 +126,8 @@ def walk(root: Path, max_depth: int = MAX_DEPTH) -> tuple[list[tuple[str, Path]]
             notes.append(f"stopped after {MAX_ENTRIES} runs; pass a folder further down")
             break
         level = sorted(following)
+        if not level:  # nothing further down: a huge max_depth must not spin through empty levels
+            break
     return found[:MAX_ENTRIES], notes
 
 

@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
+from stat import S_ISREG
 
 import numpy as np
 
@@ -33,6 +34,8 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 DEFAULT_TEST_SHARE = 0.2  # flat folders: share of each class held out for testing when test_size is 0
 LISTED = 5  # names quoted in a note or error before "…"
 CACHE_VERSION = 2  # bump when decoding changes what the arrays hold
+MAX_AUTO_SIDE = 256  # without --image-size, pictures whose common size is larger are scaled to this longer side
+MAX_CACHE_BYTES = 2**30  # the folders' decoded-picture caches together; the least recently used go first
 POOL_MIN = 4000  # pictures below which decoding stays in this process
 CHUNK = 1000  # pictures per task of the process pool
 
@@ -186,6 +189,9 @@ def _scan_classes(listing: FolderListing, real: Path, class_dirs: list, split: s
                 continue
             try:  # a broken link is kept: it is listed as unreadable
                 stat = item.stat()
+                if not S_ISREG(stat.st_mode):  # a FIFO or a device named x.png would block or never end
+                    other.append(f"{rel} (not a regular file)")
+                    continue
                 stamps.append(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}")
             except OSError:
                 stamps.append(f"{rel}\0missing")
@@ -245,6 +251,7 @@ def read_cache(path: Path, n_classes: int) -> Decoded | None:
                 or decoded.labels.shape != (n,) or decoded.in_test.shape != (n,):
             raise DataError(f"unexpected arrays {x.dtype} {x.shape}, {decoded.labels.dtype} {decoded.labels.shape}")
         datamod.check_labels(decoded.labels, n_classes, "labels")
+        os.utime(path)  # used now: the cache bound drops the least recently used first
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, DataError) as exc:
         log.warning("%s: cached pictures cannot be read (%s); decoding the folder again", path, brief(str(exc)))
         return None
@@ -258,15 +265,37 @@ def write_cache(path: Path, decoded: Decoded) -> None:
             np.savez(fh, pixels=decoded.pixels, labels=decoded.labels, in_test=decoded.in_test,
                      notes=np.array(decoded.notes, dtype=str))
 
+    if decoded.pixels.nbytes > MAX_CACHE_BYTES:
+        log.info("%s: %s bytes of pictures are more than the cache keeps; not cached", path, decoded.pixels.nbytes)
+        return
     try:
         atomic_write(path, write)
         folder, files, _ = path.stem.split("-")
         for old in path.parent.glob(f"{folder}-*.npz"):
             if old.stem.split("-")[1:2] != [files]:
                 old.unlink(missing_ok=True)
+        prune_cache(path.parent, keep=path)
     except OSError as exc:
         log.warning("%s: cannot cache the decoded pictures (%s); the next load decodes them again", path,
                     exc.strerror or exc)
+
+
+def prune_cache(folder: Path, keep: Path, limit: int = MAX_CACHE_BYTES) -> None:
+    """Delete the least recently used cache files of `folder` until they hold at most `limit` bytes together."""
+    files = []
+    for entry in folder.glob("*.npz"):
+        try:
+            info = entry.lstat()
+        except OSError:
+            continue
+        files.append((info.st_mtime_ns, info.st_size, entry))
+    total = sum(size for _, size, _ in files)
+    for _, size, entry in sorted(files, key=lambda item: item[0]):  # oldest use first
+        if total <= limit:
+            break
+        if entry != keep:
+            entry.unlink(missing_ok=True)
+            total -= size
 
 
 # --- decoding -------------------------------------------------------------------------------------
@@ -280,7 +309,7 @@ def _build(listing: FolderListing, image_size, channels, skip_bad: bool, progres
     if not good:
         raise DataError(f"none of the {len(paths):,} pictures in {listing.root} can be read: "
                         f"{_bad_names(listing, bad)}")
-    size, channels = _choose([probes[i] for i in good], image_size, channels, notes)
+    size, channels, why = _choose([probes[i] for i in good], image_size, channels, notes)
     need = len(good) * size[0] * size[1] * channels
     if need > datamod.MAX_IDX_BYTES:
         raise DataError(f"{len(good):,} pictures of {size[0]}×{size[1]}×{channels} need {need:,} bytes, more than "
@@ -292,14 +321,15 @@ def _build(listing: FolderListing, image_size, channels, skip_bad: bool, progres
     bad.update({good[j]: why for j, why in enumerate(whys) if why})
     kept = [j for j, why in enumerate(whys) if not why]
     _report_bad(listing, bad, skip_bad, notes)
-    _conversion_notes(counts, size, channels, image_size is not None, notes)
+    _conversion_notes(counts, size, channels, why, notes)
     labels = np.array([listing.files[i][1] for i in good], np.int64)[kept]
     in_test = np.array([listing.files[i][2] == "test" for i in good], bool)[kept]
     return Decoded(pixels[kept], labels, in_test, notes)
 
 
-def _choose(probes: list, image_size, channels, notes: list[str]) -> tuple[tuple[int, int], int]:
-    """The pictures' size (H, W) and channel count: as given, else the most common ones (ties: colour)."""
+def _choose(probes: list, image_size, channels, notes: list[str]) -> tuple[tuple[int, int], int, str]:
+    """The pictures' size (H, W) and channel count: as given, else the most common ones (ties: colour; the longer
+    side at most MAX_AUTO_SIDE), and where the size came from."""
     if channels is None:
         counts = Counter(c for _, _, c, _ in probes)
         channels = 3 if counts[3] >= counts[1] else 1
@@ -307,9 +337,14 @@ def _choose(probes: list, image_size, channels, notes: list[str]) -> tuple[tuple
             notes.append(f"{counts[channels]:,} pictures are {'colour' if channels == 3 else 'grey'} and "
                          f"{counts[4 - channels]:,} {'grey' if channels == 3 else 'colour'}: using "
                          f"{'3 channels' if channels == 3 else '1 channel'} (force with --channels 1|3)")
-    if image_size is None:
-        image_size = Counter((h, w) for h, w, _, _ in probes).most_common(1)[0][0]
-    return image_size, channels
+    if image_size is not None:
+        return image_size, channels, "--image-size"
+    h, w = Counter((h, w) for h, w, _, _ in probes).most_common(1)[0][0]
+    if max(h, w) <= MAX_AUTO_SIDE:
+        return (h, w), channels, "the most common size"
+    scale = MAX_AUTO_SIDE / max(h, w)  # a small CNN is not trained on photographs at full size
+    return ((max(1, round(h * scale)), max(1, round(w * scale))), channels,
+            f"the most common size, {h}×{w}, scaled to a longer side of {MAX_AUTO_SIDE}; --image-size H W to choose")
 
 
 def _report_bad(listing: FolderListing, bad: dict[int, str], skip_bad: bool, notes: list[str]) -> None:
@@ -326,10 +361,9 @@ def _bad_names(listing: FolderListing, bad: dict[int, str]) -> str:
     return _names(f"{listing.files[i][0]} ({why})" for i, why in sorted(bad.items()))
 
 
-def _conversion_notes(counts: Counter, size, channels: int, size_given: bool, notes: list[str]) -> None:
-    """Notes on the pictures resized, converted and flattened."""
+def _conversion_notes(counts: Counter, size, channels: int, why: str, notes: list[str]) -> None:
+    """Notes on the pictures resized (to a size chosen by `why`), converted and flattened."""
     if counts["resized"]:
-        why = "--image-size" if size_given else "the most common size"
         notes.append(f"{_count(counts['resized'], 'picture')} resized to {size[0]}×{size[1]} ({why})")
     if counts["converted"]:
         kind = "grey picture" if channels == 3 else "colour picture"

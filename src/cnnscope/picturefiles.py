@@ -88,12 +88,33 @@ def _decode(path: str, size: tuple[int, int], channels: int) -> tuple[np.ndarray
             img = ImageOps.exif_transpose(img)
         img.load()
         done["converted"] = int(native_channels(img) != channels)
+        img = reduce_towards(img, size)  # before any float conversion: a 4096² RGBA PNG costs 64 MB, not 5 GB
         img, done["flattened"] = _to_mode(img, channels)
     done["resized"] = int((w, h) != (size[1], size[0]))
     if img.size != (size[1], size[0]):
         shrink = img.size[0] * img.size[1] > size[0] * size[1]
         img = img.resize((size[1], size[0]), Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR)
     return np.asarray(img), done
+
+
+# modes Pillow's reduce() cannot take, and the mode each is reduced in; alpha is premultiplied while averaging
+_REDUCE_AS = {"1": "L", "I;16": "I", "I;16B": "I", "I;16L": "I"}
+_PREMULTIPLIED = {"RGBA": "RGBa", "LA": "La"}
+
+
+def reduce_towards(img, size: tuple[int, int]):
+    """A decoded picture box-averaged by the largest whole factor that keeps it at least `size` (H, W) on both
+    sides (Pillow's reduce: no float copy); unchanged when it is not twice as large."""
+    factor = min(img.size[0] // size[1], img.size[1] // size[0])
+    if factor < 2:
+        return img
+    if img.mode in ("P", "PA"):  # a palette is averaged in colour (with its transparent entry as alpha)
+        img = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
+    mode = img.mode
+    working = _PREMULTIPLIED.get(mode, _REDUCE_AS.get(mode, mode))
+    reduced = (img if img.mode == working else img.convert(working)).reduce(factor)
+    back = mode if mode in _PREMULTIPLIED else working
+    return reduced if reduced.mode == back else reduced.convert(back)
 
 
 def _to_mode(img, channels: int):

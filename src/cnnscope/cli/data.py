@@ -29,23 +29,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _print_summary(info: dict[str, Any]) -> None:
+    from . import one_line  # class names and notes come from files: control characters are printed escaped
+
+    def say(text: str) -> None:
+        print(one_line(text))
+
     h, w = info["image_size"]
     channels = "1 channel (grey)" if info["channels"] == 1 else f"{info['channels']} channels (colour)"
-    print(f"{info['dataset']}: {h}×{w} pixels, {channels}, {len(info['classes'])} classes; "
-          f"preprocess {info['preprocess']}")
+    say(f"{info['dataset']}: {h}×{w} pixels, {channels}, {len(info['classes'])} classes; "
+        f"preprocess {info['preprocess']}")
     for note in info.get("notes", []):
-        print(f"  note: {note}")
+        say(f"  note: {note}")
     for name, split in info["splits"].items():
         counts = ", ".join(f"{c} {n}" for c, n in split["counts"].items())
         lo, hi = split["preprocessed_range"]
         per = "".join(f", {c} {a}..{b}" for c, (a, b) in zip("RGB", split.get("channel_ranges", []), strict=False))
-        print(f"  {name}: {split['images']} images ({counts}); raw {split['raw_range'][0]}..{split['raw_range'][1]}"
-              f"{per}, preprocessed {lo:.3g}..{hi:.3g}")
+        say(f"  {name}: {split['images']} images ({counts}); raw {split['raw_range'][0]}..{split['raw_range'][1]}"
+            f"{per}, preprocessed {lo:.3g}..{hi:.3g}")
     px, far = info["pixels"], info["test_far"]
-    print(f"  per-pixel deviation (training, 0..255): {px['std_min']:.3g}..{px['std_max']:.3g} "
-          f"(median {px['std_median']:.3g}); {px['never_inked_pixels']} pixels never inked in training")
-    print(f"  test images with a preprocessed value beyond ±{far['limit']:g} or that far outside their pixels' "
-          f"training range: {far['images']} (largest value {far['max_value']:.3g})")
+    say(f"  per-pixel deviation (training, 0..255): {px['std_min']:.3g}..{px['std_max']:.3g} "
+        f"(median {px['std_median']:.3g}); {px['never_inked_pixels']} pixels never inked in training")
+    say(f"  test images with a preprocessed value beyond ±{far['limit']:g} or that far outside their pixels' "
+        f"training range: {far['images']} (largest value {far['max_value']:.3g})")
 
 
 def cmd_data(args: argparse.Namespace) -> int:

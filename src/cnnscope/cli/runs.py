@@ -9,6 +9,8 @@ from typing import Any
 
 from ..catalog import LIVE_SECONDS, MAX_DEPTH, SORT_KEYS
 
+MAX_DEPTH_FLAG = 100  # --depth beyond this is a typo (a deeper folder tree of runs is not a thing)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("runs", help="list every run and study under a folder: status, dataset, model, the settings "
@@ -78,10 +80,13 @@ def format_table(entries: list[dict[str, Any]], differing: list[str]) -> str:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from ..catalog import Catalog, filter_entries, sort_entries
-    from ..errors import UsageError
+    from ..errors import UsageError, brief
+    from . import one_line
 
     if args.depth < 0:
         raise UsageError(f"--depth must be 0 or more, received {args.depth}")
+    if args.depth > MAX_DEPTH_FLAG:
+        raise UsageError(f"--depth must be at most {MAX_DEPTH_FLAG}, received {brief(args.depth, 40)}")
     if not 0 <= args.live_seconds < 1e9:
         raise UsageError(f"--live-seconds must be a number of seconds of 0 or more, received {args.live_seconds}")
     listing = Catalog(args.folder, max_depth=args.depth, live_seconds=args.live_seconds).scan()
@@ -91,10 +96,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(json.dumps({"runs": entries, "differing": listing.differing, "notes": listing.notes}, indent=2))
         return 0
     for note in listing.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(one_line(f"note: {note}"), file=sys.stderr)
     if not entries:
         what = f" matching {args.filter!r}" if args.filter else ""
         print(f"no runs or studies{what} under {args.folder}", file=sys.stderr)
         return 0
-    print(format_table(entries, listing.differing))
+    print("\n".join(one_line(line) for line in format_table(entries, listing.differing).splitlines()))
     return 0

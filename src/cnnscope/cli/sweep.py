@@ -60,7 +60,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     require("optuna")
     if args.tensorboard:
         from ..tboard import summary_writer_class
+        from .core import check_output
 
+        check_output(args.tensorboard, "dir", "--tensorboard")  # a file or /dev/null: one line now, not N failed trials
         summary_writer_class()  # a missing extra is one line here, not a failure in every trial
         args.tensorboard = str(Path(args.tensorboard).resolve())
     options = {key: getattr(args, key) for key in ("trials", "sampler", "metric", "direction", "workers", "prune",

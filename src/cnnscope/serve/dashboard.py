@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -193,6 +194,7 @@ class Dashboard:
             if name in self.viewers:
                 self.viewers.move_to_end(name)
                 return self.viewers[name]
+            self.check_confined(name)
             viewer = Viewer(self.catalog.root / name, self.data_dir, datasets=self._datasets)
             app = create_app(self.catalog.root / name, viewer=viewer, hosts=self.hosts, warm_up=self.warm_up)
             self.viewers[name] = app
@@ -203,6 +205,23 @@ class Dashboard:
             del dropped, old
             give_back_memory()
         return app
+
+    def check_confined(self, name: str) -> None:
+        """RequestError 403 unless every file of run `name` and its npz:/folder: data lie inside the served folder
+        (resolved: a link to a place inside is fine, one leading out is refused and never read)."""
+        real, folder = self.catalog.root.resolve(), self.catalog.root / name
+        for entry in sorted(folder.iterdir()):
+            if not _inside(entry, real):
+                raise RequestError(f"{name}/{entry.name} leads outside {self.catalog.root.name or real}; the "
+                                   f"dashboard reads only files inside the folder it serves", status=403)
+        _, config = self.catalog.files.get(folder / "config.toml", "toml")
+        data = config.get("data") if isinstance(config, dict) else None
+        source = str(data.get("dataset", "")) if isinstance(data, dict) else ""
+        kind, _, where = source.partition(":")
+        if kind in ("npz", "folder") and where and not _inside(folder / where, real):
+            raise RequestError(f"{name}: its data {brief(source, 120)} lies outside {self.catalog.root.name or real}; "
+                               f"the dashboard reads only data inside the folder it serves (built-in data sets come "
+                               f"from --data-dir): open this run alone with cnnscope serve RUN", status=403)
 
     def close(self) -> None:
         """Stop every opened viewer's warm-up thread."""
@@ -219,6 +238,14 @@ class Dashboard:
                 name = max(names, key=len)
                 return name, rest[len(name):]
         return None
+
+
+def _inside(path: Path, real: Path) -> bool:
+    """Whether `path`, links resolved, lies inside the folder `real` (a loop lies nowhere)."""
+    try:
+        return path.resolve().is_relative_to(real)
+    except (OSError, RuntimeError):
+        return False
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
@@ -347,8 +374,9 @@ class RunMount:
 
     async def _answer(self, scope: Scope, name: str, rest: str) -> Response | ASGIApp:
         """The page or a redirect answered here, or the run's own app (opened now if needed) for its API."""
-        if rest == "":
-            return RedirectResponse(scope["path"] + "/", status_code=307)
+        if rest == "":  # from the path as sent (still encoded): a decoded '?' or '#' would end the URL's path
+            sent = scope.get("raw_path") or quote(scope["path"]).encode()
+            return RedirectResponse(sent.decode("latin-1") + "/", status_code=307)
         if rest == "/" and scope["method"] in ("GET", "HEAD"):
             return Response(viewer_page(), media_type="text/html", headers=NO_STORE)
         if not rest.startswith("/api/"):

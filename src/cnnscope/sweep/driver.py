@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,11 +29,28 @@ def trial_dir(study_dir: Path, number: int) -> Path:
     return study_dir / TRIALS / f"{number:04d}"
 
 
+STUDY_FILES = (TRIALS, "study.db", ".lock", "study.toml", "results.json")
+
+
+def refuse_links(study_dir: Path) -> None:
+    """SweepError when a file or folder the sweep writes inside the study is a symbolic link (even a dangling
+    one): trial folders, the database or the lock would be written wherever it points."""
+    inside = [study_dir / name for name in STUDY_FILES]
+    if (study_dir / TRIALS).is_dir() and not (study_dir / TRIALS).is_symlink():
+        inside += sorted((study_dir / TRIALS).iterdir())
+    links = [str(p.relative_to(study_dir)) for p in inside if p.is_symlink()]
+    if links:
+        raise SweepError(f"{study_dir} holds symbolic links ({', '.join(links[:5])}); a sweep writes only real "
+                         f"files and folders inside its study: remove the links or use another --out")
+
+
 @contextlib.contextmanager
 def study_lock(study_dir: Path) -> Iterator[None]:
     """One sweep at a time on a study directory (two would resume the same interrupted trials)."""
     study_dir.mkdir(parents=True, exist_ok=True)
-    with open(study_dir / ".lock", "a+") as fh:
+    refuse_links(study_dir)
+    lock = os.open(study_dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)  # no link, even if raced
+    with os.fdopen(lock, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
