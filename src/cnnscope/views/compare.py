@@ -12,6 +12,7 @@ from ..inspect.activations import activations, conv_layers
 from ..inspect.compare import THRESHOLD, check_pair, check_runs, compare_many, compare_runs
 from ..inspect.filters import conv_filters
 from ..plots.compare import compare_figure, found_figure, matrix_figure
+from ..progress import bar, say
 from .common import PathLike, ViewResult, check_positive, load, save
 
 log = logging.getLogger("cnnscope")
@@ -42,9 +43,12 @@ def compare(run_a: PathLike, run_b: PathLike, layer: str, *, limit: int | None =
     if first.data_config.dataset != second.data_config.dataset:
         log.warning("run A was trained on %s, run B on %s; comparing on A's test images",
                     first.data_config.dataset, second.data_config.dataset)
+    say("loading the test images")
     dataset = first.dataset(data_dir)
     raw, labels = _example(dataset, limit, index)
     xa, xb = first.preprocessor(raw), second.preprocessor(raw)
+    say("matching the %d maps of %s on %s test images", first.spec.layer(layer).output_shape[0], layer,
+        f"{len(raw):,}")
     result = compare_runs(first.model, second.model, layer, xa, xb, kernels=kernels, with_matrix=True)
     matrix = result.pop("correlation")
     maps_a = activations(first.model, layer, xa[index:index + 1])[0]
@@ -164,15 +168,19 @@ def compare_many_runs(paths: Sequence[PathLike], layers: Sequence[str], *, thres
     check_threshold(threshold)
     run_dirs, notes = expand_runs(paths)
     names = run_names(run_dirs)
-    runs = [load(p) for p in run_dirs]
+    runs = [load(p) for p in bar(run_dirs, desc=f"loading {len(run_dirs)} runs", unit="run")]
     _check_same_data(runs, names)
     chosen = pick_layers(runs[0].model, layers)
     for layer in chosen:  # names and shapes fail before the data is loaded
         check_runs([r.model for r in runs], names, layer)
+    say("loading the test images")
     dataset = runs[0].dataset(data_dir)
     raw, labels = _example(dataset, limit, index)
     images = [run.preprocessor(raw) for run in runs]
-    results = compare_many([r.model for r in runs], chosen, images, threshold=threshold)
+    results = []
+    for layer in bar(chosen, desc=f"matching the maps of {len(runs)} runs on {len(raw):,} test images, layer by "
+                                  f"layer", unit="layer"):
+        results += compare_many([r.model for r in runs], [layer], images, threshold=threshold)
     home = Path(paths[0]) if is_study(paths[0]) else runs[0].path
     source = f"test image {index} (class {dataset.class_names[int(labels[index])]})"
     figures = []

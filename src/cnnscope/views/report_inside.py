@@ -9,6 +9,7 @@ import torch
 
 from ..imaging import colorize, layout, png_bytes
 from ..inspect.profile import class_means
+from ..progress import bar
 from .report_html import esc, figure_uri, img, picture_uri, png_img, section
 from .report_sections import EXPLAINED, TestSet
 from .tiles import pictures_png, tiles_png
@@ -94,7 +95,7 @@ def patterns_section(run, convs: list[str], train_x: np.ndarray):
 
     lo, hi = input_bounds(train_x)
     parts = []
-    for layer in convs:
+    for layer in bar(convs, desc="report: maximising patterns, layer by layer", unit="layer"):
         maps = list(range(min(PATTERN_MAPS, run.spec.layer(layer).output_shape[0])))
         patterns = maximize_activation(run.model, layer, maps, lo=lo, hi=hi)  # (k, [C,] H, W) preprocessed
         pixels = pattern_pixels(patterns, run.preprocessor)  # back to 0..255: (k, H, W) or (k, H, W, 3)
