@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..catalog import LIVE_SECONDS, Catalog, Listing
 from ..errors import CnnscopeError, RequestError, brief
+from ..threads import BACKGROUND
 from .guard import HostGuard, SafeJSONResponse
 
 STATIC = Path(__file__).parent / "static"
@@ -234,7 +235,8 @@ def compute_matrix(trials: list[Path], runs: list[str], layer: str | None, image
                            f"{', '.join(layers) or 'none'}")
     check_runs([r.model for r in loaded], runs, layer)  # shapes fail before the data is loaded
     raw = loaded[0].dataset(data_dir).test_raw[:images]
-    result = compare_many([r.model for r in loaded], [layer], [r.preprocessor(raw) for r in loaded])[0]
+    with BACKGROUND:  # viewers' warm-ups pause at their next batch: one team of threads on the cores
+        result = compare_many([r.model for r in loaded], [layer], [r.preprocessor(raw) for r in loaded])[0]
     matrix = [[v if v == v else None for v in row] for row in result["matrix"]]  # NaN: no map of a run varies
     return {"layer": layer, "layers": layers, "runs": runs, "images": int(len(raw)), "maps": result["maps"],
             "threshold": result["threshold"], "matrix": matrix, "matched_above": result["matched_above"],
