@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from matplotlib.text import Text
 
 from cnnscope.data import PREPROCESS, Preprocessor
 from cnnscope.errors import DataError, RunError
@@ -116,6 +117,26 @@ def test_preprocessing_figure(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(DataError, match="preprocessing_figure needs arrays white"):
         preprocessing_figure({"mean": images[0], "scale": images[0]}, "standard")
+
+
+@pytest.mark.parametrize("kind", ["unit", "standard"])
+def test_preprocessing_figure_reads_at_a_glance(kind):
+    """Projector check (issue 23): no text under 9 pt, no flat colour square (a constant is written instead),
+    labelled rows, and 'after' pictures that look like the 'before' ones when nothing is negative."""
+    from cnnscope.plots.data import preprocessing_section_figure
+    from figure_checks import flat_panel_share, smallest_text_pt
+
+    images = np.clip(_train().astype(np.int64) * 8, 0, 255).astype(np.uint8)  # every picture visibly inked
+    labels = np.arange(len(images)) % 2
+    pre = Preprocessor.fit(kind, images)
+    fig = preprocessing_section_figure(pre, images, images, labels, ("zero", "one"), per_class=3)
+    assert smallest_text_pt(fig) >= 9
+    assert flat_panel_share(fig) == 0
+    words = " ".join(t.get_text() for t in fig.findobj(Text))
+    assert "before\n0 … 255" in words and "after\n" in words
+    assert ("at every pixel" in words) == (kind == "unit")
+    after = [ax.images[0] for ax in fig.axes if ax.get_ylabel().startswith("after")]
+    assert after and all(image.get_cmap().name == ("gray" if kind == "unit" else "RdBu_r") for image in after)
 
 
 def test_top_edge_share_matches_top_images(trained_run, data_dir):

@@ -104,7 +104,7 @@ def test_viewer_shows_every_layer(untrained, data_dir):
     from cnnscope.serve import create_app
 
     app = create_app(untrained["tiny"], data_dir, warm_up=False)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:  # the host guard answers only local names
         for layer in client.get("/api/layers").json()["layers"]:
             name = layer["name"]
             units = client.get("/api/units", params={"layer": name, "index": 2})

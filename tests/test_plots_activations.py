@@ -12,6 +12,7 @@ from cnnscope.inspect import activation_grid, conv_filters, display_maps
 from cnnscope.plots import activations_figure, filters_figure, overview_figure, save_figure_as
 from cnnscope.plots.activations import Prediction, clip_display
 from cnnscope.plots.figures import get_cmap
+from figure_checks import smallest_text_pt
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -125,7 +126,7 @@ def test_overview_has_a_panel_per_layer_and_one_colour_bar():
 def test_filters_figure(trained_run):
     model = cnnscope.load_run(trained_run).model
     filters = conv_filters(model, "Conv2D_2")
-    fig = filters_figure(filters, cols=4)
+    fig = filters_figure(filters, cols=4, norm="layer")
     kernel_axes = [ax for ax in fig.axes if ax.images]
     assert len(kernel_axes) == 12 and len(_colorbars(fig)) == 1
     norms = {(ax.images[0].norm.vmin, ax.images[0].norm.vmax) for ax in kernel_axes}
@@ -134,6 +135,38 @@ def test_filters_figure(trained_run):
     assert lo == -hi == pytest.approx(-np.abs(filters.kernels).max())
     assert kernel_axes[3].get_xlabel() == f"b {filters.biases[3]:+.2f}"
     assert "mean over 6 input channels" in " ".join(t.get_text() for t in fig.texts)
+    assert "one scale for all filters" in " ".join(" ".join(t.get_text() for t in fig.texts).split())
+
+
+def test_filters_figure_scales_each_filter_by_default(trained_run):
+    """--norm filter (the default): every kernel reaches ±1 of its own range, so a weak filter is not pale; its
+    largest |weight| is written under it, and the subtitle says so."""
+    model = cnnscope.load_run(trained_run).model
+    filters = conv_filters(model, "Conv2D_2", channels="strongest")
+    fig = filters_figure(filters, cols=4)
+    kernel_axes = [ax for ax in fig.axes if ax.images]
+    peaks = [float(np.abs(ax.images[0].get_array()).max()) for ax in kernel_axes]
+    assert peaks == pytest.approx([1.0] * 12)
+    raw = np.abs(filters.kernels).reshape(12, -1).max(axis=1)
+    assert kernel_axes[5].get_xlabel() == f"±{raw[5]:.2f}\nb {filters.biases[5]:+.2f}"
+    assert kernel_axes[5].get_title() == f"5 ch {filters.sources[5]}"
+    weights = model.layer("Conv2D_2").conv.weight.detach().numpy()
+    norms = np.sqrt((weights ** 2).sum(axis=(2, 3)))  # (filters, in_channels)
+    assert list(filters.sources) == list(norms.argmax(axis=1))
+    np.testing.assert_array_equal(filters.kernels[2], weights[2, filters.sources[2]])
+    words = " ".join(" ".join(t.get_text() for t in fig.texts).split())  # wrapped lines joined
+    assert "--norm layer: one scale for all" in words  # the whole subtitle fits
+    assert "strongest of 6 input channels" in words and "each filter scaled to its own max |weight|" in words
+    with pytest.raises(ConfigError, match="unknown norm 'map'; valid: filter, layer"):
+        filters_figure(filters, norm="map")
+
+
+def test_filter_figures_are_readable(trained_run):
+    """Projector check: no text under 9 pt, whatever the view."""
+    model = cnnscope.load_run(trained_run).model
+    for channels in ("strongest", "split", "mean"):
+        fig = filters_figure(conv_filters(model, "Conv2D_2", channels=channels))
+        assert smallest_text_pt(fig) >= 9, channels
 
 
 def test_save_figure_as_png_and_svg(tmp_path):

@@ -101,7 +101,7 @@ DEEP = b"[" * 100_000 + b"]" * 100_000
     (b"{", "not valid JSON"),
 ])
 def test_malformed_json_bodies_are_400(client, body, needle):
-    for path in ("/api/predict", "/api/activations", "/api/card?map=0", "/api/explain"):
+    for path in ("/api/predict", "/api/activations", "/api/card?map=0", "/api/explain", "/api/units"):
         r = client.post(path, content=body, headers={"content-type": "application/json"})
         assert needle in error_of(r, 400), (path, r.text)
 
@@ -221,12 +221,12 @@ def test_the_page_never_parses_html_from_data(client):
 
 # --- generated requests: never anything but 2xx/4xx ------------------------------------------------
 PATHS_GET = ["/api/info", "/api/layers", "/api/sample", "/api/image", "/api/activations", "/api/card",
-             "/api/pattern", "/api/colormap", "/api/explain", "/", "/static/viewer.js"]
-PATHS_POST = ["/api/predict", "/api/activations", "/api/card", "/api/explain"]
+             "/api/pattern", "/api/colormap", "/api/explain", "/api/units", "/", "/static/viewer.js"]
+PATHS_POST = ["/api/predict", "/api/activations", "/api/card", "/api/explain", "/api/units"]
 KEYS = ["layer", "index", "set", "cols", "scale", "cmap", "format", "map", "class", "random", "method", "x"]
 VALUES = st.one_of(st.sampled_from(["", "0", "1", "-1", "299", "300", "Conv2D_1", "Max_Pool_2", "Dense_1", "test",
-                                    "train", "val", "magma", "json", "png", "true", "9" * 40, "1e3", "²", " 3",
-                                    "NaN", "saliency", "gradcam", "occlusion", "integrated-gradients"]),
+                                    "Dense_2", "train", "val", "magma", "json", "png", "true", "9" * 40, "1e3", "²",
+                                    " 3", "NaN", "saliency", "gradcam", "occlusion", "integrated-gradients"]),
                    st.text(max_size=12), st.integers(-10 ** 6, 10 ** 6).map(str))
 PARAMS = st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=5)
 JSON_VALUES = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=8),

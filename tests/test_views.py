@@ -77,7 +77,7 @@ def test_views_refuse_bad_options_before_loading_the_run(tmp_path):
 @pytest.mark.parametrize("layer, channel, words", [
     ("Conv2D_1", None, "each kernel as it sees the input image (one channel)"),
     ("Conv2D_2", 1, "each kernel as it sees input channel 1 of 6"),
-    ("Conv2D_2", None, "each kernel's mean over 6 input channels"),
+    ("Conv2D_2", None, "each filter's kernel on its strongest of 6 input channels"),
 ])
 def test_filters_view_says_what_a_kernel_shows(run, trained_run, tmp_path, monkeypatch, layer, channel, words):
     import cnnscope.views.activations as module

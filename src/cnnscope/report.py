@@ -20,6 +20,7 @@ import torch
 from .errors import ConfigError, RunError
 from .fileio import atomic_write_text
 from .layers import CONV
+from .progress import say
 from .runs import HISTORY, METRICS, Run, load_run
 from .views import report_inside as inside
 from .views import report_sections as sections
@@ -178,6 +179,7 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
     started = time.perf_counter()
     if method is not None:
         get_method(method)  # a wrong name is one line before any work
+    say("loading the run %s", run_path)
     run = load_run(run_path)
     check_history(run)  # before the work: a corrupt file is one line, not a traceback at the end
     check_metrics(run)
@@ -186,10 +188,13 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
     # This copy of the model is only looked at: no weight gradients (gradient ascent and attributions need input
     # gradients only), and channels_last, which roughly halves the time of convolutions on CPU.
     run.model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
+    say("loading its data")
     dataset = run.dataset(data_dir)
     timings: dict[str, float] = {}
+    steps = 7 + 4 * bool(run.spec.layer_names(CONV))  # the test pass and the sections _sections computes
 
     def timed(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        say("report: %s (%d of %d)", name, len(timings) + 1, steps)
         t = time.perf_counter()
         result = fn(*args)
         timings[name] = time.perf_counter() - t

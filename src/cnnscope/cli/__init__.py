@@ -70,6 +70,17 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _OnTerminal(logging.Filter):
+    """Progress records (cnnscope.progress) reach stderr only when it is a terminal: a pipe or a log file gets
+    the results and warnings alone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("cnnscope.progress"):
+            return True
+        isatty = getattr(sys.stderr, "isatty", None)
+        return bool(isatty and isatty())
+
+
 def _configure_logging(verbosity: int) -> None:
     logger = logging.getLogger("cnnscope")
     for handler in list(logger.handlers):
@@ -77,6 +88,7 @@ def _configure_logging(verbosity: int) -> None:
             logger.removeHandler(handler)
     handler = _StderrHandler()
     handler.setFormatter(_HumanFormatter())
+    handler.addFilter(_OnTerminal())
     handler._cnnscope_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG)
@@ -187,6 +199,9 @@ def _fail(message: str, debug: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input, 130 interrupted, also during start-up)."""
+    from ..threads import configure
+
+    configure()  # before numpy and torch load: one thread budget (cnnscope.threads)
     try:
         return _main(sys.argv[1:] if argv is None else [str(a) for a in argv])
     except KeyboardInterrupt:  # anywhere: while importing torch, parsing, training or printing

@@ -7,9 +7,13 @@ import argparse
 from ..errors import ConfigError
 from .core import add_data_dir, add_figure_flags, positive_int, print_figures, print_json
 
+COMPARE_LIMIT = 2000  # test images compare uses by default: matched correlations are stable by then and a
+# --layer all comparison of several runs takes seconds, not minutes (benchmarks/README.md, "Issue 23")
 
-def _common(p: argparse.ArgumentParser, limit_help: str) -> None:
-    p.add_argument("--limit", type=positive_int, metavar="N", help=f"{limit_help} (default: all)")
+
+def _common(p: argparse.ArgumentParser, limit_help: str, default: int | None = None) -> None:
+    p.add_argument("--limit", type=positive_int, metavar="N", default=default,
+                   help=f"{limit_help} (default: {'all' if default is None else f'{default:,}'})")
     add_figure_flags(p)
     add_data_dir(p)
 
@@ -77,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=positive_int, default=16, help="two runs: matched pairs drawn (default 16)")
     p.add_argument("--no-kernels", dest="kernels", action="store_false",
                    help="two runs: skip the kernel comparison (default: kernels are compared)")
-    _common(p, "use only the first N test images")
+    _common(p, "use the first N test images", COMPARE_LIMIT)
     p.set_defaults(handler=cmd_compare)
 
 
@@ -198,6 +202,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for note in view.notes:
         print(f"note: {note}")
     layer, base = args.layer[0], result["baseline"]
+    print(_limit_words(args, result["images"]))
     print(f"{layer}: {result['maps']} maps matched one-to-one over {result['images']:,} test images "
           f"× {result['positions']} positions")
     print(f"activations: mean matched correlation {result['mean_correlation']:.3f} (median "
@@ -220,6 +225,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limit_words(args: argparse.Namespace, images: int) -> str:
+    """The line saying how many test images were compared and how to change it."""
+    if args.limit is None or images < args.limit:
+        return f"test images: all {images:,}"
+    default = " (the default)" if args.limit == COMPARE_LIMIT else ""
+    return f"test images: the first {images:,}{default}; --limit N to change"
+
+
 def _compare_many(args: argparse.Namespace) -> int:
     """`compare` for N runs or a study: the matrix per layer and the first run's maps that every run finds."""
     from ..views.compare import compare_many_runs
@@ -235,6 +248,7 @@ def _compare_many(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     names, t = result["names"], result["threshold"]
     kind = "seeds" if result["kind"] == "seeds" else "runs"
+    print(_limit_words(args, result["images"]))
     print(f"{len(names)} {kind} compared over {result['images']:,} test images: {', '.join(names)}")
     width = max(len(n) for n in names)
     for layer in result["layers"]:

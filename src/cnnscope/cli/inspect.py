@@ -66,10 +66,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", metavar="RUN_DIR", help="a run directory written by 'cnnscope train'")
     p.add_argument("--layer", metavar="NAME", required=True, help="conv layer, e.g. Conv2D_1 (required)")
     p.add_argument("--channel", type=int, metavar="C",
-                   help="deeper layers: show the kernels for input channel C (default: the mean over channels)")
-    p.add_argument("--channels", choices=("rgb", "split", "mean"),
-                   help="several input channels: rgb (a colour model's first layer: each filter as one RGB picture; "
-                        "its default), split (every input channel's kernel) or mean (the default elsewhere)")
+                   help="deeper layers: show the kernels for input channel C (default: each filter's strongest)")
+    p.add_argument("--channels", choices=("strongest", "rgb", "split", "mean"),
+                   help="several input channels: strongest (each filter's input channel of largest norm, numbered; "
+                        "the default), rgb (a colour model's first layer: each filter as one RGB picture; its "
+                        "default), split (every input channel's kernel) or mean (their mean)")
+    p.add_argument("--norm", choices=("filter", "layer"), default="filter",
+                   help="colours: filter (default: each filter scaled to its own largest |weight|, so every "
+                        "filter's structure shows) or layer (one scale for all: compares their strength)")
     p.add_argument("--cols", type=positive_int, default=8, help="filters per row (default 8)")
     p.add_argument("--cmap", metavar="NAME", help="matplotlib colour map (default RdBu_r)")
     add_figure_flags(p, json=False)
@@ -128,7 +132,7 @@ def cmd_filters(args: argparse.Namespace) -> int:
     from ..views.activations import filters
 
     result = filters(args.run, args.layer, channel=args.channel, channels=args.channels, cols=args.cols,
-                     cmap=args.cmap, out=args.out, svg=args.svg)
+                     cmap=args.cmap, norm=args.norm, out=args.out, svg=args.svg)
     print(f"{args.layer}: {result.data['view']}")
     print_figures(result.paths)
     return 0

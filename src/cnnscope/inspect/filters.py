@@ -11,7 +11,7 @@ from ..errors import ConfigError, SpecError
 from ..model import CNN
 from .activations import conv_layers
 
-CHANNEL_VIEWS = ("rgb", "split", "mean")  # how a filter with several input channels is shown
+CHANNEL_VIEWS = ("strongest", "rgb", "split", "mean")  # how a filter with several input channels is shown
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,8 @@ class Filters:
     in_channels: int
     view: str  # what a kernel shows, e.g. "input channel 3" or "mean over 32 input channels"
     weights: np.ndarray | None = None  # (filters, in_channels, kh, kw): every kernel, for the split and RGB views
-    channels: str = "mean"  # "rgb", "split" or "mean" (one channel: "mean" is the kernel itself)
+    channels: str = "mean"  # a CHANNEL_VIEWS name (one channel: "mean" is the kernel itself)
+    sources: np.ndarray | None = None  # (filters,) the input channel each kernel is ("strongest"), else None
 
 
 def _weights(model: CNN, layer: str) -> tuple[np.ndarray, np.ndarray]:
@@ -48,13 +49,24 @@ def colour_layer(model: CNN, layer: str) -> bool:
 
 
 def default_channels(model: CNN, layer: str) -> str:
-    """The view a layer's filters get by default: 'rgb' on a colour model's first conv layer, else 'mean'."""
-    return "rgb" if colour_layer(model, layer) else "mean"
+    """The view a layer's filters get by default: 'rgb' on a colour model's first conv layer, 'strongest' on a
+    layer with several input channels (a mean over channels is no kernel of the model: it blurs them), else
+    'mean' (one channel: the kernel itself)."""
+    if colour_layer(model, layer):
+        return "rgb"
+    return "strongest" if model.layer(layer).conv.in_channels > 1 else "mean"
+
+
+def _strongest_channels(weight: np.ndarray) -> np.ndarray:
+    """(filters,) for weights (filters, in_channels, kh, kw): the input channel whose kernel has the largest L2
+    norm in each filter (the first on ties)."""
+    return np.argmax(np.sqrt((weight.astype(np.float64) ** 2).sum(axis=(2, 3))), axis=1)
 
 
 def conv_filters(model: CNN, layer: str, channel: int | None = None, channels: str | None = None) -> Filters:
     """Kernels of conv layer `layer`: with one input channel, each filter's kernel; with more, the kernel for
-    input channel `channel`, or by `channels`: 'mean' over input channels, 'split' (every channel's kernel, in
+    input channel `channel`, or by `channels`: 'strongest' (each filter's input channel of largest L2 norm,
+    its number in `sources`), 'mean' over input channels, 'split' (every channel's kernel, in
     `weights`) or 'rgb' (a colour model's first layer: each filter's 3 kernels as one RGB picture). channels=None
     picks 'mean' (the RGB view is asked for explicitly, or see default_channels)."""
     weight, bias = _weights(model, layer)
@@ -71,6 +83,11 @@ def conv_filters(model: CNN, layer: str, channel: int | None = None, channels: s
         return Filters(layer, weight[:, channel].copy(), bias, n_in, f"input channel {channel} of {n_in}", weight)
     if n_in == 1:
         return Filters(layer, weight[:, 0].copy(), bias, n_in, "the kernel on the input image", weight)
+    if channels == "strongest":
+        chosen = _strongest_channels(weight)
+        kernels = weight[np.arange(len(weight)), chosen].copy()
+        return Filters(layer, kernels, bias, n_in, f"strongest of {n_in} input channels (largest L2 norm)", weight,
+                       "strongest", chosen)
     view = {"rgb": f"the {n_in} colour channels' kernels as one RGB picture",
             "split": f"each of the {n_in} input channels' kernels"}.get(channels or "mean",
                                                                        f"mean over {n_in} input channels")

@@ -12,6 +12,7 @@ from matplotlib.collections import PatchCollection
 from matplotlib.colors import Colormap, Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from ..errors import ConfigError, choice_error
 from ..imaging import rgb_kernels
 from ..inspect.activations import MapDisplay, activation_grid, as_maps, display_maps
 from ..inspect.filters import Filters
@@ -98,8 +99,8 @@ def _colorbar(fig: Figure, rect: list[float], display: MapDisplay, cmap: Colorma
     mappable = plt.cm.ScalarMappable(_norm(display.vmin, display.vmax, display.signed), cmap)
     cax = fig.add_axes(rect, label="colorbar")
     bar = fig.colorbar(mappable, cax=cax, orientation=orientation, extend=display.extend)
-    bar.set_label(display.label, fontsize=8)
-    bar.ax.tick_params(labelsize=7)
+    bar.set_label(display.label, fontsize=9)
+    bar.ax.tick_params(labelsize=9)
 
 
 DEFAULT_CLIP = 99.0  # --norm layer: the colour range ends at this percentile (benchmarks/README.md)
@@ -349,75 +350,103 @@ def kernel_words(filters: Filters) -> str:
         return ("each filter's R, G, B kernels as one RGB picture, scaled jointly per filter: mid-grey = 0, "
                 "bright = the colour it responds to")
     if filters.channels == "split":
-        return f"{filters.view}, one block per input channel, one scale for all"
+        return f"{filters.view}, one block per input channel"
+    if filters.channels == "strongest":
+        return f"each filter's kernel on its {filters.view}: ch after the number (--channel C: one for all)"
     return f"each kernel's {filters.view}"
 
 
 CHANNEL_NAMES = ("red", "green", "blue")
 
 
-def _filter_cell(fig: Figure, rect: list[float], title: str, bias: float | None) -> Any:
+FILTER_NORMS = ("filter", "layer")  # colours of filters_figure: each filter its own range, or one for the layer
+
+
+def _filter_cell(fig: Figure, rect: list[float], title: str, below: str | None) -> Any:
     ax = fig.add_axes(rect)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title, fontsize=7, pad=1.5)
-    if bias is not None:
-        ax.set_xlabel(f"b {bias:+.2f}", fontsize=6.5, labelpad=1.5, color="#333333")
+    ax.set_title(title, fontsize=9, pad=2)
+    if below is not None:
+        ax.set_xlabel(below, fontsize=9, labelpad=2, color="#333333", linespacing=1.1)
     return ax
 
 
-def filters_figure(filters: Filters, cols: int = 8, cmap: str | None = None) -> Figure:
-    """Each filter's kernel in one diverging colour scale centred on zero, numbered, with its bias beneath;
-    filters.channels 'split' draws one block per input channel, 'rgb' each filter as an RGB picture."""
+def _filter_peaks(filters: Filters, split: bool) -> np.ndarray:
+    """(filters,) each filter's largest |weight| over what is drawn of it (every channel when split)."""
+    drawn = filters.weights if split else filters.kernels
+    peaks = np.abs(np.asarray(drawn, np.float64)).reshape(len(drawn), -1).max(axis=1)
+    return np.where(peaks > 0, peaks, 1.0)
+
+
+def _scale_note(norm: str, rgb: bool, m: float) -> str:
+    if rgb:
+        return ""
+    if norm == "filter":
+        return ("  ·  colours: each filter scaled to its own max |weight| (± under it); zero is white; "
+                "--norm layer: one scale for all")
+    return f"  ·  colours: one scale for all filters, ±{m:.3g}; zero is white (--norm filter: each its own)"
+
+
+def filters_figure(filters: Filters, cols: int = 8, cmap: str | None = None, norm: str = "filter") -> Figure:
+    """Each filter's kernel on a diverging colour scale centred on zero, numbered, with its bias beneath;
+    norm 'filter' (default) scales each filter to its own largest |weight| (written under it), 'layer' uses one
+    scale for all. filters.channels 'split' draws one block per input channel, 'rgb' each filter as an RGB
+    picture, 'strongest' says which input channel each kernel is."""
+    if norm not in FILTER_NORMS:
+        raise choice_error(ConfigError, "norm", norm, FILTER_NORMS)
     weights = filters.weights
     split = filters.channels == "split" and weights is not None
     rgb = filters.channels == "rgb" and weights is not None and weights.shape[1] == 3
     blocks = [filters.kernels] if not split else [weights[:, c] for c in range(weights.shape[1])]
     n, kh, kw = filters.kernels.shape
+    peaks = _filter_peaks(filters, split)
+    if norm == "filter":
+        blocks = [block / peaks[:, None, None] for block in blocks]
+    m = 1.0 if norm == "filter" else float(peaks.max())
+    label = "weight / the filter's max |weight|" if norm == "filter" else "weight"
+    display = MapDisplay(blocks[0], -m, m, label, True, "neither")
+    colormap, scale = get_cmap(cmap or DIVERGING, True), _norm(-m, m, True)
+    tiles = rgb_kernels(weights) if rgb else None
     cols = max(1, min(int(cols), n))
     rows = math.ceil(n / cols)
-    m = float(np.abs(weights if split else filters.kernels).max()) or 1.0
-    display = MapDisplay(filters.kernels, -m, m, "weight", True, "neither")
-    colormap, norm = get_cmap(cmap or DIVERGING, True), _norm(-m, m, True)
-    tiles = rgb_kernels(weights) if rgb else None
-    cell, label_h, head = 0.62, 0.3, 0.25 if split else 0.0
-    top, left = 0.85, 0.25
+    cell, label_h, head, top, left = 0.85, 0.62, 0.3 if split else 0.0, 1.35, 0.25
     cell_h = cell * kh / kw
     block_h = head + rows * (cell_h + label_h)
-    width = left + cols * cell + (0.2 + 0.14 + 0.8 if not rgb else 0.2)
+    width = max(left + cols * cell + (0.2 + 0.14 + 1.0 if not rgb else 0.2), 6.0)
     height = top + len(blocks) * block_h + 0.2
-    fig = plt.figure(figsize=(max(width, 4.5), height))
+    fig = plt.figure(figsize=(width, height))
     for b, kernels in enumerate(blocks):
         y0 = height - top - b * block_h - head
         if split:
             name = CHANNEL_NAMES[b] if weights.shape[1] == 3 and filters.view.startswith("each of the 3") else None
-            fig.text(left / fig.get_size_inches()[0], (y0 + 0.05) / height,
-                     f"input channel {b}" + (f" ({name})" if name else ""), fontsize=9, fontweight="bold")
+            fig.text(left / width, (y0 + 0.08) / height, f"input channel {b}" + (f" ({name})" if name else ""),
+                     fontsize=10, fontweight="bold")
         for k in range(n):
             r, c = divmod(k, cols)
-            rect = _inches_to_fig(fig, left + c * cell + 0.03, y0 - (r + 1) * cell_h - r * label_h, cell - 0.06,
-                                  cell_h - 0.06)
-            ax = _filter_cell(fig, rect, str(k), filters.biases[k] if b == len(blocks) - 1 or not split else None)
-            if tiles is not None:
-                ax.imshow(tiles[k], interpolation="nearest")
-            else:
-                ax.imshow(kernels[k], cmap=colormap, norm=norm, interpolation="nearest")
+            rect = _inches_to_fig(fig, left + c * cell + 0.04, y0 - (r + 1) * cell_h - r * label_h + 0.04,
+                                  cell - 0.08, cell_h - 0.08)
+            title = f"{k}" + (f" ch {filters.sources[k]}" if filters.sources is not None else "")
+            last = b == len(blocks) - 1 or not split
+            below = (f"±{peaks[k]:.2f}\n" if norm == "filter" and not rgb else "") + f"b {filters.biases[k]:+.2f}"
+            ax = _filter_cell(fig, rect, title, below if last else None)
+            ax.imshow(tiles[k] if tiles is not None else kernels[k], cmap=None if rgb else colormap,
+                      norm=None if rgb else scale, interpolation="nearest")
     grid_h = len(blocks) * block_h
     if not rgb:
         _colorbar(fig, _inches_to_fig(fig, left + cols * cell + 0.2, height - top - grid_h + label_h, 0.14,
                                       grid_h - label_h - head), display, colormap, "vertical")
-    fig.text(left / fig.get_size_inches()[0], (height - 0.2) / height,
-             f"{filters.layer}: {n} filters, {kh}×{kw} kernels", fontsize=13, fontweight="bold", va="top")
-    scale = "" if rgb else "  ·  zero is white"
-    _wrapped_note(fig, left, height, f"{kernel_words(filters)}{scale}  ·  b = the filter's bias")
+    fig.text(left / width, (height - 0.2) / height, f"{filters.layer}: {n} filters, {kh}×{kw} kernels",
+             fontsize=13, fontweight="bold", va="top")
+    _wrapped_note(fig, left, height, f"{kernel_words(filters)}{_scale_note(norm, rgb, m)}  ·  b = the filter's bias")
     return fig
 
 
 def _wrapped_note(fig: Figure, left: float, height: float, text: str) -> None:
-    """The figure's subtitle, wrapped to its width (at most two lines)."""
+    """The figure's subtitle, wrapped to its width (at most four lines)."""
     import textwrap
 
     width = fig.get_size_inches()[0]
-    lines = textwrap.wrap(text, max(40, int((width - left - 0.1) / 0.062)))[:2]
-    fig.text(left / width, (height - 0.48) / height, "\n".join(lines), fontsize=8.5, va="top", color="#444444",
-             linespacing=1.2)
+    lines = textwrap.wrap(text, max(40, int((width - left - 0.1) / 0.075)))[:4]
+    fig.text(left / width, (height - 0.45) / height, "\n".join(lines), fontsize=10, va="top", color="#444444",
+             linespacing=1.15)

@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..catalog import LIVE_SECONDS, Catalog, Listing
 from ..errors import CnnscopeError, RequestError, brief
+from ..threads import BACKGROUND
 from .guard import HostGuard, SafeJSONResponse
 
 STATIC = Path(__file__).parent / "static"
@@ -266,7 +267,8 @@ def compute_matrix(trials: list[Path], runs: list[str], layer: str | None, image
 
     started = time.perf_counter()
     try:
-        answer = study_matrix(trials, runs, layer, images, data_dir)
+        with BACKGROUND:  # viewers' warm-ups pause at their next batch: one team of threads on the cores
+            answer = study_matrix(trials, runs, layer, images, data_dir)
     except SpecError as exc:
         raise RequestError(str(exc)) from None
     return {**answer, "seconds": round(time.perf_counter() - started, 3)}

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import CnnscopeError
+from ..progress import say
 from .app import create_app
 from .viewer import Viewer
 
@@ -66,19 +67,15 @@ def serve(run_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000
     if is_dashboard(run_path):
         serve_dashboard(run_path, host, port, data_dir, on_ready)
         return
-    import uvicorn
-
     sock = bind_socket(host, port)
     viewer = None
     try:
+        say("loading the run %s and its data", run_path)
         viewer = Viewer(run_path, data_dir)
         app = create_app(run_path, viewer=viewer, warm_up=False, hosts=[host])
-        config = uvicorn.Config(app, host=host, port=sock.getsockname()[1], log_level="warning",
-                                access_log=False, lifespan="off", timeout_graceful_shutdown=5)
-        server = uvicorn.Server(config)
-        if on_ready is not None:
-            on_ready(url_for(host, sock.getsockname()[1]))
+        server = _uvicorn_server(app, host, sock, on_ready)
         viewer.start_warm_up()
+        say("starting the web server")
         server.run(sockets=[sock])
     finally:
         if viewer is not None:
@@ -92,12 +89,19 @@ def is_dashboard(path: str | os.PathLike) -> bool:
     return path.is_dir() and not (path / RUN_MARK).exists()
 
 
-def _uvicorn_server(app, host: str, sock: socket.socket):
+def _uvicorn_server(app, host: str, sock: socket.socket, on_ready: Callable[[str], None] | None):
+    """A uvicorn server that calls on_ready(url) once it answers requests (its start-up done), not before."""
     import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and on_ready is not None:
+                on_ready(url_for(host, sock.getsockname()[1]))
 
     config = uvicorn.Config(app, host=host, port=sock.getsockname()[1], log_level="warning", access_log=False,
                             lifespan="off", timeout_graceful_shutdown=5)
-    return uvicorn.Server(config)
+    return Server(config)
 
 
 def serve_dashboard(root: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000,
@@ -109,10 +113,10 @@ def serve_dashboard(root: str | os.PathLike, host: str = "127.0.0.1", port: int 
     sock = bind_socket(host, port)
     board = None
     try:
+        say("scanning %s for runs and studies", root)
         board = Dashboard(root, data_dir, hosts=[host])
-        server = _uvicorn_server(create_dashboard_app(root, board=board, hosts=[host]), host, sock)
-        if on_ready is not None:
-            on_ready(url_for(host, sock.getsockname()[1]))
+        server = _uvicorn_server(create_dashboard_app(root, board=board, hosts=[host]), host, sock, on_ready)
+        say("starting the web server")
         server.run(sockets=[sock])
     finally:
         if board is not None:

@@ -25,6 +25,7 @@ from ..inspect.profile import map_peak_batches, readout_batches
 from ..layers import CONV, DENSE
 from ..runs import Run, load_run, predict_proba
 from ..spec import LayerInfo
+from ..threads import BACKGROUND
 from ..views import panels
 
 log = logging.getLogger("cnnscope")
@@ -226,7 +227,7 @@ class Viewer:
         parts = []
         while True:
             self._check_stop()
-            with self._model_lock:
+            with BACKGROUND, self._model_lock:  # one batch of one viewer at a time in the process
                 part = next(batches, None)
             if part is None:
                 return parts

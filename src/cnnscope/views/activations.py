@@ -7,10 +7,17 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, choice_error
 from ..inspect.activations import ACTIVATED, capture, display_maps, map_layers
 from ..inspect.filters import CHANNEL_VIEWS, conv_filters, default_channels
-from ..plots.activations import DEFAULT_CLIP, Prediction, activations_figure, filters_figure, overview_figure
+from ..plots.activations import (
+    DEFAULT_CLIP,
+    FILTER_NORMS,
+    Prediction,
+    activations_figure,
+    filters_figure,
+    overview_figure,
+)
 from ..plots.figures import get_cmap
 from .common import PathLike, ViewResult, class_names, image_slug, load, pick_image, save
 
@@ -118,12 +125,17 @@ def all_layers(run_dir: PathLike, *, index: int | None = None, split: str = "tes
 
 
 def filters(run_dir: PathLike, layer: str, *, channel: int | None = None, channels: str | None = None,
-            cols: int = 8, cmap: str | None = None, out: PathLike | None = None, svg: bool = False) -> ViewResult:
+            cols: int = 8, cmap: str | None = None, norm: str = "filter", out: PathLike | None = None,
+            svg: bool = False) -> ViewResult:
     """A conv layer's kernels and biases: one input channel, the chosen `channel`, or by `channels` ('rgb': a
-    colour model's first layer, each filter as one RGB picture, its default; 'split': every input channel's kernel;
-    'mean': their mean, the default elsewhere); saved to `out` or RUN_DIR/filters-LAYER[-channelC|-VIEW].png.
-    data: run, layer, view, channels, in_channels, filters."""
+    colour model's first layer, each filter as one RGB picture, its default; 'strongest': each filter's input
+    channel of largest norm, the default on other layers with several input channels; 'split': every input
+    channel's kernel; 'mean': their mean); colours by `norm` ('filter': each filter its own scale, the default;
+    'layer': one for all); saved to `out` or RUN_DIR/filters-LAYER[-channelC|-VIEW].png.
+    data: run, layer, view, channels, in_channels, filters, norm (and sources: each kernel's input channel)."""
     get_cmap(cmap, True)
+    if norm not in FILTER_NORMS:
+        raise choice_error(ConfigError, "norm", norm, FILTER_NORMS)
     if channels is not None and channels not in CHANNEL_VIEWS:
         raise ConfigError(f"unknown --channels {channels!r}; valid: {', '.join(CHANNEL_VIEWS)}")
     if channel is not None and channels is not None:
@@ -133,9 +145,11 @@ def filters(run_dir: PathLike, layer: str, *, channel: int | None = None, channe
     default = default_channels(run.model, layer)
     chosen = None if channel is not None else (channels or default)
     found = conv_filters(run.model, layer, channel, chosen)
-    fig = filters_figure(found, cols=cols, cmap=cmap)
+    fig = filters_figure(found, cols=cols, cmap=cmap, norm=norm)
     suffix = f"-channel{channel}" if channel is not None else ("" if chosen == default else f"-{chosen}")
     paths = save(fig, out, run.path / f"filters-{layer}{suffix}.png", svg)
     data = {"run": str(run.path), "layer": layer, "view": found.view, "channels": found.channels,
-            "in_channels": found.in_channels, "filters": int(len(found.kernels))}
+            "in_channels": found.in_channels, "filters": int(len(found.kernels)), "norm": norm}
+    if found.sources is not None:
+        data["sources"] = [int(c) for c in found.sources]
     return ViewResult(paths, data)

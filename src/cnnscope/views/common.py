@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..plots.figures import save_figure_as, slug
+from ..progress import say
 
 PathLike = str | os.PathLike
 
@@ -38,6 +39,7 @@ def load(run_dir: PathLike):
     """The run in `run_dir` (cnnscope.runs.load_run: RunError saying what is missing or wrong)."""
     from ..runs import load_run
 
+    say("loading the run %s", run_dir)
     return load_run(run_dir)
 
 
@@ -54,6 +56,7 @@ def pick_image(run, index: int | None, split: str, image: PathLike | None, data_
     from ..inspect.datastats import range_warnings
     from ..inspect.images import select_image
 
+    say("loading %s", f"the picture {image}" if image is not None else f"{split} image {index}")
     picked = select_image(run, index, split, image, data_dir)
     if image is not None:  # a stranger's picture: say when the model has never seen inputs like it
         picked.notes[:0] = range_warnings(run.preprocessor, picked.raw)
@@ -75,6 +78,7 @@ def split_images(run, split: str, limit: int | None,
                  data_dir: PathLike | None) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
     """(dataset, preprocessed x, labels y, raw images) of the run's `split` set, the first `limit` images
     when given; DataError listing the valid sets, ConfigError for a bad limit."""
+    say("loading the %s images", split)
     dataset = run.dataset(data_dir)
     x, y, raw = dataset.split(split)  # DataError listing the valid sets
     if limit is not None:

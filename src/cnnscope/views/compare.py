@@ -15,6 +15,7 @@ from ..inspect.activations import activations, conv_layers
 from ..inspect.compare import THRESHOLD, check_pair, check_runs, compare_many, compare_runs
 from ..inspect.filters import conv_filters
 from ..plots.compare import compare_figure, found_figure, matrix_figure
+from ..progress import bar, say
 from ..runs import INITIAL, load_run
 from .common import PathLike, ViewResult, check_positive, load, save
 
@@ -49,9 +50,12 @@ def compare(run_a: PathLike, run_b: PathLike, layer: str, *, limit: int | None =
     if first.data_config.dataset != second.data_config.dataset:
         log.warning("run A was trained on %s, run B on %s; comparing on A's test images",
                     first.data_config.dataset, second.data_config.dataset)
+    say("loading the test images")
     dataset = first.dataset(data_dir)
     raw, labels = _example(dataset, limit, index)
     xa, xb = first.preprocessor(raw), second.preprocessor(raw)
+    say("matching the %d maps of %s on %s test images", first.spec.layer(layer).output_shape[0], layer,
+        f"{len(raw):,}")
     result = compare_runs(first.model, second.model, layer, xa, xb, kernels=kernels, with_matrix=True)
     matrix = result.pop("correlation")
     models, note = initial_models((first, second), (str(run_a), str(run_b)))
@@ -114,11 +118,13 @@ def matrices(runs: Sequence, names: Sequence[str], layers: Sequence[str], images
              threshold: float = THRESHOLD) -> tuple[list[dict[str, Any]], str | None]:
     """compare_many over the runs as trained, each layer's result with "baseline": the same numbers for the runs
     at their initial weights (None when a run lacks them; the note says so)."""
-    results = compare_many([r.model for r in runs], layers, images, threshold=threshold)
     models, note = initial_models(runs, names)
-    base = compare_many(models, layers, images, threshold=threshold) if models else [None] * len(results)
-    for result, initial in zip(results, base, strict=True):
-        result["baseline"] = _many_baseline(initial)
+    results = []
+    for layer in bar(layers, desc=f"matching the maps of {len(runs)} runs on {len(images[0]):,} test images, "
+                                  "layer by layer", unit="layer"):
+        result = compare_many([r.model for r in runs], [layer], images, threshold=threshold)[0]
+        initial = compare_many(models, [layer], images, threshold=threshold)[0] if models else None
+        results.append({**result, "baseline": _many_baseline(initial)})
     return results, note
 
 
@@ -278,11 +284,13 @@ def compare_many_runs(paths: Sequence[PathLike], layers: Sequence[str], *, thres
     check_threshold(threshold)
     run_dirs, notes = expand_runs(paths)
     names = run_names(run_dirs)
-    runs = [load(p) for p in run_dirs]
+    runs = [load(p) for p in bar(run_dirs, desc=f"loading {len(run_dirs)} runs", unit="run")]
     _check_same_data(runs, names)
     chosen = pick_layers(runs[0].model, layers)
     for layer in chosen:  # names and shapes fail before the data is loaded
         check_runs([r.model for r in runs], names, layer)
+    say("loading the test images")
+    say("loading the test images")
     dataset = runs[0].dataset(data_dir)
     raw, labels = _example(dataset, limit, index)
     images = [run.preprocessor(raw) for run in runs]

@@ -9,6 +9,7 @@ import torch
 
 from ..imaging import colorize, layout, png_bytes
 from ..inspect.profile import class_means
+from ..progress import bar
 from .report_html import esc, figure_uri, img, picture_uri, png_img, section
 from .report_sections import EXPLAINED, TestSet
 from .tiles import tiles_png
@@ -101,7 +102,7 @@ def patterns_section(run, convs: list[str], train_x: np.ndarray, tested: TestSet
 
     lo, hi = input_bounds(train_x)
     parts, shares = [], {}
-    for layer in convs:
+    for layer in bar(convs, desc="report: maximising patterns, layer by layer", unit="layer"):
         maps = list(range(min(PATTERN_MAPS, run.spec.layer(layer).output_shape[0])))
         result = maximize_activation_result(run.model, layer, maps, lo=lo, hi=hi)  # patterns preprocessed
         pixels = pattern_pixels(result.patterns, run.preprocessor)  # back to 0..255: (k, H, W) or (k, H, W, 3)

@@ -124,6 +124,7 @@ async function refreshNow(mine) {
   if (src.kind !== "dataset") src.blob = null;
   showNotes(prediction.warning);
   showPrediction(prediction);
+  if (src.kind === "dataset") showOnCanvas(prediction.image, `${src.set} image ${src.index}`);
   explain(true); // in the background: the grid does not wait for the heat map
   showGrid(!units);
   if (units) { drawUnits(units); return; }
@@ -369,7 +370,19 @@ function mapAt(event) {
 // --- drawing and uploads ----------------------------------------------------------------------
 const draw = { canvas: null, ctx: null, down: false, last: null, timer: null, dirty: false };
 
+// The data-set image being analysed fills the big canvas (a stroke on it starts a new drawing).
+async function showOnCanvas(uri, what) {
+  const img = await loadImage(uri);
+  if (state.source.kind !== "dataset") return; // the user started drawing meanwhile
+  resetCanvas();
+  draw.ctx.imageSmoothingEnabled = false;
+  draw.ctx.drawImage(img, 0, 0, draw.canvas.width, draw.canvas.height);
+  draw.canvas.dataset.showing = what;
+  $("draw-hint").hidden = true;
+}
+
 function resetCanvas() {
+  delete draw.canvas.dataset.showing;
   draw.ctx.fillStyle = "#000";
   draw.ctx.fillRect(0, 0, draw.canvas.width, draw.canvas.height);
 }
