@@ -104,6 +104,8 @@ def test_status_of_each_kind_of_run(tmp_path, trained_run):
 def test_a_fresh_run_without_history_is_running_then_failed(tmp_path, trained_run):
     run = copy_run(trained_run, tmp_path / "r" / "new", drop_metrics=True)
     (run / "history.json").unlink()
+    for path in run.iterdir():  # written now (copytree keeps the trained run's times, minutes old on a slow machine)
+        os.utime(path)
     assert by_name(Catalog(tmp_path / "r").scan())["new"]["status"] == "running"
     stale = Catalog(tmp_path / "r", live_seconds=5, clock=lambda: time.time() + 60).scan()
     assert by_name(stale)["new"]["status"] == "failed"
