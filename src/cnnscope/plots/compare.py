@@ -47,7 +47,7 @@ def _bare(ax) -> None:
 def _draw_histogram(ax, matching: Sequence[Sequence[float]], dead: list[bool], mean: float,
                     baseline_r: Sequence[float] | None = None, baseline_mean: float | None = None) -> None:
     """The distribution of the matched correlations (dead-dead pairs left out unless nothing else is left), and
-    when given the same at initialisation as a grey outline with its mean dashed."""
+    when given the same at initialisation as a grey outline with its mean dotted."""
     corr = np.array([c for (_, _, c), d in zip(matching, dead, strict=True) if not d] or [m[2] for m in matching])
     base = np.asarray(baseline_r if baseline_r is not None else [], np.float64)
     low = min(-0.2, float(corr.min(initial=0)), float(base.min(initial=0)))

@@ -340,8 +340,7 @@ def study_matrix(trials: Sequence[Path], names: Sequence[str], layer: str | None
     matrix (null where no map varies), matched_above, mean_correlation, counts (per map of the first trial: the
     other trials that find it), found_by_all, constant_maps, baseline (the same at initialisation, or None),
     baseline_note, kind ("seeds" or "trials", see describe_runs), seeds, differ_in, notes (shared initial weights,
-    a missing baseline). SpecError for a
-    layer that is not a conv layer."""
+    a missing baseline). SpecError for a layer that is not a conv layer."""
     loaded = [load(t) for t in trials]
     layers = conv_layers(loaded[0].model)
     layer = layers[0] if layer is None and layers else layer
