@@ -133,3 +133,19 @@ def test_report_has_the_output_layer(untrained, data_dir, tmp_path):
     page = build_report(untrained["tiny"], tmp_path / "r.html", data_dir=data_dir).read_text()
     assert 'id="output"' in page and "The output layer: logits and probabilities" in page
     assert page.count('<td style="background:rgba(84,39,143,') == 10 * 10  # 10 images × 10 classes
+
+
+def test_output_figure_is_readable():
+    """Projector check: the output layer's figure has no text under 9 pt, a bar per class in both panels and the
+    chance level."""
+    from cnnscope.plots.output import output_figure
+    from figure_checks import smallest_text_pt
+
+    logits = np.linspace(-2, 3, 10)
+    probs = np.exp(logits) / np.exp(logits).sum()
+    fig = output_figure(np.zeros((28, 28), np.uint8), logits, probs, [str(k) for k in range(10)], layer="Dense_2",
+                        true_class=3)
+    assert smallest_text_pt(fig) >= 9
+    bars = [len(ax.patches) for ax in fig.axes if ax.patches]
+    assert bars == [10, 10]
+    assert any("chance, 1/10 = 10%" in ax.get_xlabel() for ax in fig.axes)

@@ -22,8 +22,8 @@ from cnnscope.runs import load_run
 from cnnscope.spec import summary_table
 
 PNG_URI = "data:image/png;base64,"
-SECTIONS = ["summary", "config", "preprocessing", "training", "results", "activations", "filters", "patterns",
-            "profiles", "explanation"]
+SECTIONS = ["summary", "config", "preprocessing", "training", "results", "activations", "output", "filters",
+            "patterns", "profiles", "explanation"]
 MAP_LAYERS = ["Conv2D_1", "Max_Pool_1", "Conv2D_2", "Max_Pool_2", "Conv2D_3"]  # the tiny_spec fixture's
 CONVS = ["Conv2D_1", "Conv2D_2", "Conv2D_3"]
 
