@@ -84,7 +84,10 @@ def read_cache(path: Path, key: str, class_names: tuple[str, ...]) -> RawData | 
         from safetensors.numpy import load_file
 
         arrays = load_file(str(path))
-        if meta.get("checksum") != checksum(arrays):  # changed after it was written: labels or pixels edited
+        if "checksum" not in meta:  # written before caches carried one: rewritten with it, nothing to warn about
+            log.debug("%s: no checksum (an older cache); decoding again", path)
+            return None
+        if meta["checksum"] != checksum(arrays):  # changed after it was written: labels or pixels edited
             log.warning("%s: its arrays do not match their checksum; decoding the data set again", path)
             return None
         raw = RawData(*(arrays[n] for n in ARRAYS), tuple(class_names))
