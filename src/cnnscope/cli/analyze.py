@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="--classify: class means and read-out from a seeded random sample of N training images "
                         "(default 10000; memory grows with N: N × 2048 × 4 bytes for one layer at a time)")
     p.add_argument("--all-train", dest="train_limit", action="store_const", const=None,
-                   help="--classify: use every training image (slower, more memory)")
+                   help="--classify: use every training image (slower, more memory; default: the --train-limit sample)")
     _common(p, "use only the first N images of the set")
     p.set_defaults(handler=cmd_profile)
 
