@@ -54,8 +54,8 @@ def _views(run, layer: str, data_dir, out):
             ("profile", lambda: profile.profile(run, layer, limit=20, out=out / "r.png", **kw)),
             ("top-images", lambda: profile.top_images(run, layer, 0, k=2, limit=20, out=out / "t.png", **kw)),
             ("compare", lambda: compare.compare(run, run, layer, limit=20, out=out / "c.png", **kw)),
-            ("gradcam", lambda: explain.explain(run, index=0, method="gradcam", layer=layer, out=out / "g.png",
-                                                **kw))]
+            ("gradcam", lambda: explain.explain(run, index=0, method="gradcam", layer=layer, random_draws=1,
+                                                out=out / "g.png", **kw))]
 
 
 @pytest.mark.parametrize("preset", list(presets))
