@@ -163,7 +163,8 @@ def test_inspect_functions_never_change_batch_norm_statistics(trained_run, data_
         xn=raw, labels=np.array([0, 1, 2, 3]), grey=(rng.random((28, 28)) * 255).astype(np.uint8), blank=raw[0] * 0,
         maps=rng.normal(size=(5, 4, 4)).astype(np.float32), heat=rng.random((4, 28, 28)).astype(np.float32),
         cost=rng.random((4, 5)), corr=rng.uniform(-1, 1, (4, 4)), values=rng.random((4, 6)).astype(np.float32),
-        probs=rng.dirichlet(np.ones(10), 4).astype(np.float32))
+        probs=rng.dirichlet(np.ones(10), 4).astype(np.float32),
+        raws=rng.integers(0, 256, (4, 28, 28)).astype(np.uint8))
     called = 0
     for name in FUNCTIONS:
         args, kwargs = RECIPES[name](ctx)

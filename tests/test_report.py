@@ -104,9 +104,11 @@ def test_report_needs_no_network(report):
 
 def test_every_image_is_an_embedded_png(report):
     images = images_of(report)
-    # summary-free count: preprocessing, curves, confusion, 10 classes × (input + 5 layers), filters, 3 pattern
-    # grids, 3 profiles and the part VI figure, 10 explained images × (input + heat map)
-    assert len(images) == 1 + 1 + 1 + 10 * (1 + len(MAP_LAYERS)) + 1 + len(CONVS) + len(CONVS) + 1 + 10 * 2
+    # summary-free count: preprocessing, curves, confusion, 10 classes × (input + 5 layers), the output layer for
+    # 10 classes, filters, 3 pattern grids, 3 profiles and the part VI figure, the deletion curves and 10 explained
+    # images × (input + heat map)
+    assert len(images) == (1 + 1 + 1 + 10 * (1 + len(MAP_LAYERS)) + 10 + 1 + len(CONVS) + len(CONVS) + 1
+                           + 1 + 10 * 2)
     for attrs in images:
         image = decode_png(attrs["src"])
         assert image.width > 0 and image.height > 0

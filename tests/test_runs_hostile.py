@@ -272,9 +272,17 @@ def test_unicode_digits_in_state_names_and_epoch_marks(run_copy, small_ds):
         cnnscope.resume(run_copy, epochs=2, dataset=small_ds)
 
 
-def test_a_valid_but_overflowing_setting_stops_training_with_one_line(run_copy, small_ds):
+@pytest.mark.parametrize("rules", ["torch", "keras"])
+def test_a_valid_but_overflowing_setting_stops_training_with_one_line(run_copy, small_ds, rules, caplog):
     text = (run_copy / runs.CONFIG).read_text()
-    (run_copy / runs.CONFIG).write_text(text.replace("lr = 0.001", "lr = 3.402823466385289e+38"))
-    with pytest.raises(RunError, match=r"training stopped at step 2 \(value cannot be converted to type float "
-                                       r"without overflow\); .* keeps its last completed epoch \(1\)"):
-        cnnscope.resume(run_copy, epochs=2, dataset=small_ds, progress=False, plot=False)
+    assert 'rules = "keras"' in text
+    (run_copy / runs.CONFIG).write_text(text.replace("lr = 0.001", "lr = 3.402823466385289e+38")
+                                        .replace('rules = "keras"', f'rules = "{rules}"'))
+    if rules == "torch":  # torch's rules pass lr as a float32 scalar: the step itself refuses
+        with pytest.raises(RunError, match=r"training stopped at step 2 \(value cannot be converted to type float "
+                                           r"without overflow\); .* keeps its last completed epoch \(1\)"):
+            cnnscope.resume(run_copy, epochs=2, dataset=small_ds, progress=False, plot=False)
+        return
+    # Keras' rules multiply by lr inside tensors: the weights overflow to NaN, and the run says it diverged
+    cnnscope.resume(run_copy, epochs=2, dataset=small_ds, progress=False, plot=False)
+    assert "the training diverged" in caplog.text
