@@ -3,21 +3,18 @@ selected runs draw two sets of curves."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from conftest import make_data_dir
 from test_catalog import copy_run
-from test_serve import CHROMIUM, CHROMIUM_ARGS, _free_port, wait_until
+from test_serve import CHROMIUM, _free_port, browser_page, wait_until
 
 HOSTILE = 'x<img src=q onerror="document.title=1337">'
 
@@ -68,21 +65,9 @@ def dashboard(tmp_path, trained_run, data_dir):
         _stop(proc)
 
 
-@contextlib.contextmanager
-def _page(url: str) -> Iterator[tuple[Any, list[str]]]:
+def _page(url: str):
     """(page, script errors) of the dashboard at `url` in headless Chromium, closed afterwards."""
-    from playwright.sync_api import sync_playwright
-
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(url)
-            yield page, errors
-        finally:
-            browser.close()
+    return browser_page(url)
 
 
 POINTS = "Number((document.querySelector('#chart-loss path[data-run=\"live\"]') || {{dataset: {{}}}})" \

@@ -5,33 +5,14 @@ no empty block stands where the compare matrix is being computed."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from typing import Any
-
-import pytest
-
 from test_dashboard_browser import dashboard  # noqa: F401  (fixture)
-from test_serve import CHROMIUM, CHROMIUM_ARGS, served, wait_until  # noqa: F401  (served: fixture)
+from test_serve import browser_page, served, wait_until  # noqa: F401  (served: fixture)
 
 WINDOW = {"width": 1400, "height": 900}
 
 
-@contextlib.contextmanager
-def _page(url: str) -> Iterator[tuple[Any, list[str]]]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    errors: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport=WINDOW)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(url)
-            yield page, errors
-        finally:
-            browser.close()
+def _page(url: str):
+    return browser_page(url, WINDOW)
 
 
 SMALLEST_TEXT = """sel => Math.min(...[...document.querySelectorAll(sel)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -13,7 +14,9 @@ import sys
 import time
 import urllib.request
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -392,6 +395,25 @@ def wait_until(page, expression: str, timeout: int = 20_000) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout} ms waiting for {expression}")
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def browser_page(url: str, viewport: dict | None = None) -> Iterator[tuple[Any, list[str]]]:
+    """(page, script errors) at `url` in headless Chromium, closed afterwards; skipped without chromium or
+    playwright."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    errors: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=viewport or {"width": 1280, "height": 900})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url)
+            yield page, errors
+        finally:
+            browser.close()
 
 
 def _free_port() -> int:

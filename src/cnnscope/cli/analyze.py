@@ -19,6 +19,13 @@ def _common(p: argparse.ArgumentParser, limit_help: str, default: int | None = N
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_profile(sub)
+    _register_top_images(sub)
+    _register_errors(sub)
+    _register_compare(sub)
+
+
+def _register_profile(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profile", help="mean activation of each map per class, as a heat map",
                        description="Mean activation of every map (or unit) of a layer for each class over the "
                                    "test set: which classes drive which maps.")
@@ -38,10 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="--classify: class means and read-out from a seeded random sample of N training images "
                         "(default 10000; memory grows with N: N × 2048 × 4 bytes for one layer at a time)")
     p.add_argument("--all-train", dest="train_limit", action="store_const", const=None,
-                   help="--classify: use every training image (slower, more memory; default: the --train-limit sample)")
+                   help="--classify: use every training image (slower, more memory; default: the --train-limit "
+                        "sample)")
     _common(p, "use only the first N images of the set")
     p.set_defaults(handler=cmd_profile)
 
+
+def _register_top_images(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("top-images", help="the test images that excite one map most",
                        description="The images of the test set in which one map reaches its highest values, with "
                                    "the patch of the input its strongest node sees highlighted.")
@@ -53,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p, "search only the first N images of the set")
     p.set_defaults(handler=cmd_top_images)
 
+
+def _register_errors(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("errors", help="confusion matrix and the misclassified test images",
                        description="The confusion matrix beside a gallery of misclassified test images (most "
                                    "confident mistakes first) with true and predicted class and confidence.")
@@ -63,6 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p, "use only the first N images of the set")
     p.set_defaults(handler=cmd_errors)
 
+
+def _register_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="do runs learn the same maps? (one-to-one matching, two runs or many)",
                        description="Match the maps of a layer in runs one-to-one (Hungarian assignment) on the "
                                    "correlation of their activations over the test images. Two runs and one layer: "
