@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from cnnscope.config import build_run_config
-from cnnscope.loop import compute_loss
-from cnnscope.model import build_model
-from cnnscope.optim import make_optimizer
+from cnnscope.model.network import build_model
+from cnnscope.trainer.config import build_run_config
+from cnnscope.trainer.loop import compute_loss
+from cnnscope.trainer.optim import make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

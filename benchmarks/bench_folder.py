@@ -39,7 +39,7 @@ def export(data_dir: Path, folder: Path, limit: int | None) -> float:
     import numpy as np
     from PIL import Image
 
-    from cnnscope.data import FILES, read_idx
+    from cnnscope.data.dataset import FILES, read_idx
 
     images = read_idx(data_dir / "mnist" / FILES["train_images"])[:limit]
     labels = read_idx(data_dir / "mnist" / FILES["train_labels"])[:limit]

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnscope.inspect.datastats import outside_training_range, pixel_stats, top_edge_share
-from cnnscope.runs import load_run
+from cnnscope.runs.load import load_run
 
 
 def measure(run_dir: Path, layer: str, k: int, margin: int) -> dict:

@@ -45,19 +45,20 @@ print(json.dumps({"seconds": seconds, "threads": threads, "torch_threads": torch
 def make_runs(root: Path, preset: str, count: int, data_dir: str | None) -> list[str]:
     """`count` untrained runs of `preset` on MNIST (initial weights saved as the trained ones)."""
     import cnnscope
-    from cnnscope import runs
-    from cnnscope.config import RunConfig, TrainConfig
-    from cnnscope.model import build_model
-    from cnnscope.zoo import get_preset
+    from cnnscope.model.network import build_model
+    from cnnscope.model.zoo import get_preset
+    from cnnscope.runs.checkpoint import init_run_dir, save_weights, start_run
+    from cnnscope.runs.layout import WEIGHTS
+    from cnnscope.trainer.config import RunConfig, TrainConfig
 
     spec = get_preset(preset)
     dataset = cnnscope.load_dataset("mnist", data_dir=data_dir)
     paths = []
     for seed in range(count):
-        out = runs.init_run_dir(root / f"{preset}-{seed}", overwrite=True)
+        out = init_run_dir(root / f"{preset}-{seed}", overwrite=True)
         model = build_model(spec, seed=seed)
-        runs.start_run(out, RunConfig(spec, TrainConfig(seed=seed), dataset.config), dataset.preprocessor, model)
-        runs.save_weights(out / runs.WEIGHTS, model)
+        start_run(out, RunConfig(spec, TrainConfig(seed=seed), dataset.config), dataset.preprocessor, model)
+        save_weights(out / WEIGHTS, model)
         paths.append(str(out))
     return paths
 
@@ -71,7 +72,7 @@ def main() -> None:
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--data-dir", default=os.environ.get("CNNSCOPE_DATA_DIR"))
     args = parser.parse_args()
-    from cnnscope.threads import configure
+    from cnnscope.base.threads import configure
 
     SETTINGS["cnnscope.threads.configure"] = configure({})
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 import cnnscope
-from cnnscope.config import TrainConfig
-from cnnscope.loop import Batches, Loop, compute_loss, data_loss, train_step
-from cnnscope.optim import make_optimizer
+from cnnscope.trainer.config import TrainConfig
+from cnnscope.trainer.loop import Batches, Loop, compute_loss, data_loss, train_step
+from cnnscope.trainer.optim import make_optimizer
 
 ALL = ("old", "new", "torchopt", "inplace", "contiguous", "foreach", "bf16", "threads1", "b128", "b256", "compile",
        "autotune")

@@ -27,9 +27,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 import cnnscope
-from cnnscope.config import TrainConfig
-from cnnscope.loop import Batches, Loop, train_step
-from cnnscope.optim import make_optimizer
+from cnnscope.trainer.config import TrainConfig
+from cnnscope.trainer.loop import Batches, Loop, train_step
+from cnnscope.trainer.optim import make_optimizer
 
 GROUPS = [("conv backward", r"convolution_backward"), ("conv forward", r"convolution|conv2d"),
           ("pooling", r"pool"), ("dense", r"addmm|aten::mm$|aten::linear|matmul"),

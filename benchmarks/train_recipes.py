@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 import cnnscope
-from cnnscope.config import build_run_config
+from cnnscope.trainer.config import build_run_config
 
 # The recipes are the TOML files users train with (configs/): what we measure is what the README tells them to run.
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

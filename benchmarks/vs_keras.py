@@ -145,7 +145,7 @@ def main() -> None:
     import torch
 
     import cnnscope
-    from cnnscope.config import build_run_config
+    from cnnscope.trainer.config import build_run_config
 
     keras = Keras(args)
     train = {"epochs": args.epochs, "seed": args.seed, "precision": args.precision, "device": args.device,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-from cnnscope.data import FILES
+from cnnscope.data.dataset import FILES
 
 # Property-based tests: a small budget in the timed suite, a long one on demand (--hypothesis-profile=long).
 settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -81,7 +81,7 @@ def real_data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_spec():
-    from cnnscope.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec
+    from cnnscope.model.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec
 
     return ModelSpec(conv=(ConvSpec(6, pool=PoolSpec()), ConvSpec(12, pool=PoolSpec()), ConvSpec(16)),
                      dense=(DenseSpec(24),))

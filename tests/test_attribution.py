@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import cnnscope
-from cnnscope.errors import ConfigError, SpecError
+from cnnscope.base.errors import ConfigError, SpecError
 from cnnscope.inspect import (
     DEFAULT_METHOD,
     METHODS,

@@ -1,4 +1,4 @@
-"""The catalog of runs and studies (cnnscope.catalog) and `cnnscope runs DIR`, on copies of a tiny trained run."""
+"""The catalog of runs and studies (cnnscope.runs.catalog) and `cnnscope runs DIR`, on copies of a tiny trained run."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 import tomli_w
 import tomllib
 
-from cnnscope import catalog
-from cnnscope.catalog import Catalog, differing_keys, filter_entries, flatten, sort_entries
+from cnnscope.runs import catalog
+from cnnscope.runs.catalog import Catalog, differing_keys, filter_entries, flatten, sort_entries
 from conftest import one_line_error, run_cli
 
 
@@ -254,7 +254,7 @@ def make_wide_runs(root: Path, runs: int, keys: int) -> int:
 
 def test_settings_of_wide_configs_stay_linear(tmp_path, capsys):
     """Issue 21, item 4: 60 runs × 40 settings of their own gave 2,400 columns × 60 runs of mostly nulls."""
-    from cnnscope.catalog import MAX_SETTING_COLUMNS
+    from cnnscope.runs.catalog import MAX_SETTING_COLUMNS
     from conftest import run_cli
 
     on_disk = make_wide_runs(tmp_path / "root", 60, 40)

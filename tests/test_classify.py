@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from cnnscope.errors import RunError, SpecError
+from cnnscope.base.errors import RunError, SpecError
 from cnnscope.inspect import Readout, classify_by_patterns
 from cnnscope.inspect.classify import INPUT, nearest_mean, pooled_grid, sample_indices
-from cnnscope.model import build_model
-from cnnscope.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec
+from cnnscope.model.network import build_model
+from cnnscope.model.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec
 
 
 def one_map_model():

@@ -155,7 +155,7 @@ def test_log_handler_follows_the_current_stderr(capsys, tmp_path):
 
 @given(st.text(max_size=12))
 def test_val_size_is_a_count_a_share_or_a_usage_error(text):
-    from cnnscope.cli.core import val_size
+    from cnnscope.cli.train import val_size
 
     try:
         value = val_size(text)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import cnnscope
-from cnnscope.data import FILES
+from cnnscope.data.dataset import FILES
 from cnnscope.inspect import DEFAULT_METHOD, class_profile, curve_area, map_statistics
 from cnnscope.inspect.deletion import BEAT_MARGIN, CRITERION, FRACTIONS
 from conftest import run_cli

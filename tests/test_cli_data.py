@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnscope.data import DataConfig
+from cnnscope.data.dataset import DataConfig
 from conftest import one_line_error, run_cli
 
 
@@ -81,7 +81,7 @@ def test_folder_dataset_described_and_trained(capsys, tmp_path):
                              "16", "16", "--preset", "tiny", "--epochs", "1", "--out", tmp_path / "run",
                              "--no-report", "--no-plot")
     assert code == 0, err
-    from cnnscope.runs import load_run
+    from cnnscope.runs.load import load_run
     from cnnscope.views.common import class_names
 
     run = load_run(tmp_path / "run")

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cnnscope.base.errors import ConfigError, RunError
 from cnnscope.cli import build_parser
-from cnnscope.cli.inspect import NORMS, parse_norm
-from cnnscope.errors import ConfigError, RunError
+from cnnscope.cli.maps import NORMS, parse_norm
 from conftest import one_line_error, run_cli
 
 STOP = "stub: stopped before loading the run"
@@ -28,13 +28,13 @@ STOP = "stub: stopped before loading the run"
 @pytest.fixture
 def no_loading(monkeypatch):
     """load_run raises: a command that gets that far stops there, cheaply (and a test can see it got there)."""
-    import cnnscope.runs
+    import cnnscope.runs.load
 
     def stop(*args, **kwargs):
         raise RunError(STOP)
 
-    monkeypatch.setattr(cnnscope.runs, "load_run", stop)
-    monkeypatch.setattr(cnnscope.runs, "read_run_config", stop)
+    monkeypatch.setattr(cnnscope.runs.load, "load_run", stop)
+    monkeypatch.setattr(cnnscope.runs.load, "read_run_config", stop)
 
 
 # --- outputs ---------------------------------------------------------------------------------------------------
@@ -59,7 +59,7 @@ def test_unwritable_outputs_are_one_line_before_any_work(capsys, no_loading, tmp
     assert code == 2 and one_line_error(err) == f"error: --out {tmp_path} is a directory; give a file name inside it"
     code, _, err = run_cli(capsys, "train", "--out", blocker)
     assert code == 2 and one_line_error(err) == f"error: --out {blocker} is a file; give a directory"
-    import cnnscope.cli.core as core
+    import cnnscope.cli.train as core
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
@@ -87,7 +87,7 @@ def test_a_failed_write_names_the_path(capsys, trained_run, data_dir, tmp_path, 
 
 
 def test_an_unexpected_os_error_is_still_one_line(capsys, monkeypatch):
-    import cnnscope.cli.core as core
+    import cnnscope.cli.train as core
 
     def gone(args):
         raise FileNotFoundError(2, "No such file or directory", "/somewhere/x")
@@ -101,7 +101,7 @@ def test_an_unexpected_os_error_is_still_one_line(capsys, monkeypatch):
 @pytest.mark.parametrize("where", ["build_parser", "handler"])
 def test_ctrl_c_during_start_up_is_one_line_and_130(capsys, monkeypatch, where):
     import cnnscope.cli as cli
-    import cnnscope.cli.core as core
+    import cnnscope.cli.train as core
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
@@ -159,12 +159,12 @@ def test_summary_accepts_a_config_file(capsys, tmp_path):
 
 
 def test_train_says_what_it_will_use_before_it_starts(capsys, tmp_path, monkeypatch):
-    import cnnscope.training
+    import cnnscope.training.api
 
     def stop(*args, **kwargs):
         raise ConfigError("stub: not training")
 
-    monkeypatch.setattr(cnnscope.training, "train_from_settings", stop)
+    monkeypatch.setattr(cnnscope.training.api, "train_from_settings", stop)
     code, out, err = run_cli(capsys, "train")
     assert code == 2 and "stub: not training" in err
     assert "model: preset seed-iv (the default; --preset or --config to change), 208,982 parameters" in out
@@ -203,9 +203,9 @@ def test_every_option_has_help_with_its_default_and_valid_values(name):
 
 
 def test_train_help_lists_the_valid_values_of_the_library():
-    from cnnscope.config import DEVICES, PRECISIONS
-    from cnnscope.data import PREPROCESS, SPLITS
-    from cnnscope.optim import OPTIMIZER_RULES, OPTIMIZERS, SCHEDULES
+    from cnnscope.data.dataset import PREPROCESS, SPLITS
+    from cnnscope.trainer.config import DEVICES, PRECISIONS
+    from cnnscope.trainer.optim import OPTIMIZER_RULES, OPTIMIZERS, SCHEDULES
 
     helps = {a.dest: a.help for a in _subparsers()["train"]._actions}
     for dest, valid in (("optimizer", OPTIMIZERS), ("rules", OPTIMIZER_RULES), ("schedule", SCHEDULES),

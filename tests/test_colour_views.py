@@ -161,7 +161,7 @@ def test_patterns_are_colour_pictures_inside_the_data_range(runs, capsys):
 def test_patterns_stay_inside_the_training_range(runs):
     from cnnscope.inspect.patterns import input_bounds, maximize_activation
     from cnnscope.plots.patterns import pattern_pixels
-    from cnnscope.runs import load_run
+    from cnnscope.runs.load import load_run
 
     run = load_run(runs["colour"])
     ds = run.dataset()
@@ -184,7 +184,7 @@ def test_a_colour_picture_keeps_its_colours(runs, capsys, tmp_path):
     assert code == 0, err
     assert "cropped the centre 60×60 px of 90×60" in text + err and "inverted" not in text + err
     assert holds_class_colour(png(figures(text)[0]))
-    from cnnscope.inspect.images import PictureTarget, prepare_picture
+    from cnnscope.data.picture_input import PictureTarget, prepare_picture
 
     raw, _ = prepare_picture((tmp_path / "blue.png").read_bytes(), PictureTarget("mnist", 3, 24, 32))
     assert raw.shape == (24, 32, 3) and tuple(raw[12, 16]) == tuple(COLOURS[2]) and tuple(raw[0, 0]) == (255,) * 3
@@ -294,8 +294,8 @@ def test_viewer_on_non_square_runs(runs):
 
 # --- array-level helpers ------------------------------------------------------------------------------------------
 def test_picture_png_and_pictures():
-    from cnnscope.errors import RenderError
-    from cnnscope.imaging import picture_png, pictures, rgb_kernels
+    from cnnscope.base.errors import RenderError
+    from cnnscope.base.imaging import picture_png, pictures, rgb_kernels
 
     colour = np.zeros((5, 7, 3), np.uint8)
     colour[..., 0] = 200

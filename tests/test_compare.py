@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import cnnscope
-from cnnscope.errors import RunError, SpecError
+from cnnscope.base.errors import RunError, SpecError
 from cnnscope.inspect import activations
 from cnnscope.inspect.compare import (
     activation_correlation,
@@ -23,8 +23,9 @@ from cnnscope.inspect.compare import (
     linear_assignment,
     match_maps,
 )
-from cnnscope.model import build_model
-from cnnscope.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec, presets
+from cnnscope.model.network import build_model
+from cnnscope.model.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec
+from cnnscope.model.zoo import presets
 from conftest import one_line_error, run_cli
 
 LAYERS = ("Conv2D_1", "Max_Pool_1", "Conv2D_2", "Max_Pool_2", "Conv2D_3", "Dense_1")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from cnnscope.config import RunConfig, TrainConfig, build_run_config
-from cnnscope.errors import CnnscopeError, ConfigError
-from cnnscope.optim import lr_at
+from cnnscope.base.errors import CnnscopeError, ConfigError
+from cnnscope.trainer.config import RunConfig, TrainConfig, build_run_config
+from cnnscope.trainer.optim import lr_at
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -46,7 +46,7 @@ def test_flags_override_the_file_which_overrides_defaults(tmp_path):
 def test_saved_config_round_trips(tmp_path):
     config = build_run_config(CONFIGS / "seed-iv-fast.toml")
     config.save(tmp_path / "config.toml")
-    from cnnscope.fileio import read_toml
+    from cnnscope.base.fileio import read_toml
 
     assert RunConfig.from_dict(read_toml(tmp_path / "config.toml", ConfigError)) == config
 

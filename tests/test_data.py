@@ -7,10 +7,20 @@ import struct
 import numpy as np
 import pytest
 
-from cnnscope import data as data_mod
-from cnnscope import datasets as datasets_mod
-from cnnscope.data import FILES, PREPROCESS, DataConfig, Preprocessor, load_dataset, read_idx, read_pair, to_nchw
-from cnnscope.errors import DataError
+from cnnscope.base.errors import DataError
+from cnnscope.data import dataset as data_mod
+from cnnscope.data import download
+from cnnscope.data import sources as datasets_mod
+from cnnscope.data.dataset import (
+    FILES,
+    PREPROCESS,
+    DataConfig,
+    Preprocessor,
+    load_dataset,
+    read_idx,
+    read_pair,
+    to_nchw,
+)
 
 
 def test_loads_synthetic_dataset(data_dir):
@@ -183,20 +193,19 @@ def test_checksum_warning_is_given_once_across_processes(data_dir, caplog, monke
     (same size and time); a changed file, or another data directory, is told again."""
     import os
 
-    from cnnscope import datafiles
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     root = _copy(data_dir, tmp_path)
     with caplog.at_level(logging.WARNING, logger="cnnscope"):
         for _ in range(2):
             monkeypatch.setattr(datasets_mod, "_WARNED", set())
-            monkeypatch.setattr(datafiles, "_MD5_CACHE", {})  # a new process: MD5s come from checked.json
+            monkeypatch.setattr(download, "_MD5_CACHE", {})  # a new process: MD5s come from checked.json
             load_dataset("mnist", data_dir=root)
         assert len(_warnings(caplog)) == 1
         calls = []
-        monkeypatch.setattr(datafiles, "file_md5", lambda path: calls.append(path) or "x")
+        monkeypatch.setattr(download, "file_md5", lambda path: calls.append(path) or "x")
         monkeypatch.setattr(datasets_mod, "_WARNED", set())
-        monkeypatch.setattr(datafiles, "_MD5_CACHE", {})
+        monkeypatch.setattr(download, "_MD5_CACHE", {})
         load_dataset("mnist", data_dir=root)
         assert calls == []  # the remembered sums were used, no file read again
         monkeypatch.undo()
@@ -457,7 +466,7 @@ def test_malformed_clip_preprocessing_data(data, message):
 def test_series_recipe_keeps_standard_and_new_runs_do_not():
     from pathlib import Path
 
-    from cnnscope.config import build_run_config
+    from cnnscope.trainer.config import build_run_config
 
     configs = Path(__file__).resolve().parents[1] / "configs"
     assert 'preprocess = "standard"\n' in (configs / "seed-iv-series.toml").read_text()

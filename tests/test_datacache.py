@@ -3,8 +3,8 @@ import os
 import numpy as np
 import pytest
 
-import cnnscope
-from cnnscope import datacache
+import cnnscope.data.dataset
+from cnnscope.data import cache as datacache
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def test_the_second_load_reads_the_cache_and_gives_the_same_arrays(data_dir, cac
     files = list(cache_home.glob("mnist-*.safetensors"))
     assert len(files) == 1 and not list(cache_home.glob("*.tmp"))
     calls = []
-    monkeypatch.setattr(cnnscope.data, "_source", lambda config: calls.append(config) or 1 / 0)
+    monkeypatch.setattr(cnnscope.data.dataset, "_source", lambda config: calls.append(config) or 1 / 0)
     second = cnnscope.load_dataset("mnist", data_dir=data_dir, preprocess="standard")
     assert calls == []  # nothing decoded again
     _same(first, second)

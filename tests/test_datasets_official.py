@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnscope import datasets
-from cnnscope.data import load_dataset
-from cnnscope.errors import DataError
+from cnnscope.base.errors import DataError
+from cnnscope.data import sources as datasets
+from cnnscope.data.dataset import load_dataset
 from conftest import one_line_error, run_cli
 
 
@@ -142,7 +142,7 @@ def test_cifar10_trains_through_the_cli(tmp_path, capsys):
     code, out, err = run_cli(capsys, "train", "--dataset", "cifar10", "--data-dir", tmp_path, "--preset", "tiny",
                              "--epochs", "1", "--out", tmp_path / "run", "--no-report", "--no-plot")
     assert code == 0, err
-    from cnnscope.runs import load_run
+    from cnnscope.runs.load import load_run
     assert load_run(tmp_path / "run").spec.input_shape == (3, 32, 32)
 
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from matplotlib.text import Text
 
-from cnnscope.data import PREPROCESS, Preprocessor
-from cnnscope.errors import DataError, RunError
+from cnnscope.base.errors import DataError, RunError
+from cnnscope.data.dataset import PREPROCESS, Preprocessor
 from cnnscope.inspect.datastats import (
     class_examples,
     edge_share,
@@ -20,7 +20,7 @@ from cnnscope.inspect.datastats import (
     preprocessing_arrays,
     white_pixel_value,
 )
-from cnnscope.spec import get_preset
+from cnnscope.model.zoo import get_preset
 
 
 def _train() -> np.ndarray:

@@ -11,15 +11,8 @@ import pytest
 import torch
 
 import cnnscope
-from cnnscope.inspect import (
-    class_profile_dead,
-    dead_maps,
-    layer_summary,
-    map_peaks,
-    map_statistics,
-    top_images,
-)
-from cnnscope.runs import save_weights
+from cnnscope.inspect import class_profile_dead, dead_maps, layer_summary, map_peaks, map_statistics, top_images
+from cnnscope.runs.checkpoint import save_weights
 from conftest import run_cli
 
 DEAD = 2  # the filter of Conv2D_1 zeroed (weights and bias): ReLU(0) = 0 on every image, and so its pool map

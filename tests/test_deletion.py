@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import cnnscope
-from cnnscope.errors import ConfigError
+from cnnscope.base.errors import ConfigError
 from cnnscope.inspect.deletion import (
     BEAT_MARGIN,
     CRITERION,

@@ -6,17 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnscope.errors import CnnscopeError
-from cnnscope.zoo import presets
+from cnnscope.base.errors import CnnscopeError
+from cnnscope.model.zoo import presets
 from conftest import run_cli
 
 
 def _untrained_run(root, name: str, spec, data_dir):
     """A run directory at its initial weights (saved as the trained ones): no training needed to look inside."""
     import cnnscope
-    from cnnscope import runs
-    from cnnscope.config import RunConfig, TrainConfig
-    from cnnscope.model import build_model
+    from cnnscope.model.network import build_model
+    from cnnscope.runs.checkpoint import init_run_dir, save_weights, start_run
+    from cnnscope.runs.layout import WEIGHTS
+    from cnnscope.trainer.config import RunConfig, TrainConfig
 
     if spec.input_shape[0] == 3:
         rng = np.random.default_rng(0)
@@ -26,10 +27,10 @@ def _untrained_run(root, name: str, spec, data_dir):
         dataset = cnnscope.load_dataset(f"npz:{npz}")
     else:
         dataset = cnnscope.load_dataset("mnist", data_dir=data_dir, limit_train=64, limit_test=30)
-    out = runs.init_run_dir(root / name, overwrite=True)
+    out = init_run_dir(root / name, overwrite=True)
     model = build_model(spec, seed=0)
-    runs.start_run(out, RunConfig(spec, TrainConfig(epochs=1), dataset.config), dataset.preprocessor, model)
-    runs.save_weights(out / runs.WEIGHTS, model)
+    start_run(out, RunConfig(spec, TrainConfig(epochs=1), dataset.config), dataset.preprocessor, model)
+    save_weights(out / WEIGHTS, model)
     return out
 
 

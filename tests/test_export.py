@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import cnnscope
+from cnnscope.base.errors import ConfigError, RunError
 from cnnscope.cli import main
-from cnnscope.errors import ConfigError, RunError
-from cnnscope.export import export_onnx
 from cnnscope.inspect import activations
+from cnnscope.interop.onnx import export_onnx
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'cnnscope[onnx]')")
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 'cnnscope[onnx]')")

@@ -21,12 +21,12 @@ import tomli_w
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from cnnscope.config import RunConfig, TrainConfig, build_run_config, load_config
-from cnnscope.data import MAX_IDX_BYTES, DataConfig, read_idx
-from cnnscope.errors import CnnscopeError, DataError, RunError
-from cnnscope.fileio import read_toml
+from cnnscope.base.errors import CnnscopeError, DataError, RunError
+from cnnscope.base.fileio import read_toml
+from cnnscope.data.dataset import MAX_IDX_BYTES, DataConfig, read_idx
+from cnnscope.model.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec, RegularizerSpec
 from cnnscope.report import check_history, check_metrics
-from cnnscope.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec, RegularizerSpec
+from cnnscope.trainer.config import RunConfig, TrainConfig, build_run_config, load_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 

@@ -1,4 +1,4 @@
-"""Receptive-field geometry (cnnscope.geometry through ModelSpec.layers()) against brute force: the input
+"""Receptive-field geometry (cnnscope.model.geometry through ModelSpec.layers()) against brute force: the input
 support of one output cell's gradient, on random specs with rectangular kernels, strides, `same` padding and
 average pools."""
 
@@ -9,11 +9,11 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from cnnscope.errors import SpecError
-from cnnscope.geometry import Geometry, same_padding, window_padding
+from cnnscope.base.errors import SpecError
 from cnnscope.inspect import capture
-from cnnscope.model import build_model
-from cnnscope.spec import ConvSpec, ModelSpec, PoolSpec
+from cnnscope.model.geometry import Geometry, same_padding, window_padding
+from cnnscope.model.network import build_model
+from cnnscope.model.spec import ConvSpec, ModelSpec, PoolSpec
 from conftest import budget
 
 pairs = st.tuples(st.integers(1, 4), st.integers(1, 4))

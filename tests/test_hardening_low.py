@@ -18,8 +18,8 @@ from test_catalog import copy_run
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 from starlette.testclient import TestClient  # noqa: E402
 
-from cnnscope import datacache  # noqa: E402
-from cnnscope.errors import SweepError  # noqa: E402
+from cnnscope.base.errors import SweepError  # noqa: E402
+from cnnscope.data import cache as datacache  # noqa: E402
 from cnnscope.serve.dashboard import Dashboard, create_dashboard_app  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def test_the_no_slash_redirect_keeps_the_path_encoded(trained_run, tmp_path, dat
 def test_a_fifo_named_like_a_picture_is_not_opened(tmp_path, monkeypatch):
     from PIL import Image
 
-    from cnnscope import owndata
+    from cnnscope.data import folder as owndata
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     for k in range(2):
@@ -133,8 +133,8 @@ def test_an_edited_data_cache_is_a_miss(data_dir, tmp_path, monkeypatch):
     from safetensors.numpy import load_file, save_file
 
     import cnnscope
-    from cnnscope.errors import DataError
-    from cnnscope.fileio import read_safetensors_header
+    from cnnscope.base.errors import DataError
+    from cnnscope.base.fileio import read_safetensors_header
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("CNNSCOPE_DATA_CACHE", "1")
@@ -156,7 +156,7 @@ def test_a_huge_depth_is_one_line(tmp_path, capsys):
 
 
 def test_the_walk_stops_when_no_folder_is_left(tmp_path):
-    from cnnscope.catalog import walk
+    from cnnscope.runs.catalog import walk
 
     (tmp_path / "a" / "b").mkdir(parents=True)
     assert walk(tmp_path, max_depth=10**18) == ([], [])  # returns at once instead of counting empty levels

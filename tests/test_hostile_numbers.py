@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnnscope.config import build_run_config, load_config
-from cnnscope.errors import CnnscopeError, RunError, SpecError
-from cnnscope.fileio import MAX_INT_DIGITS, read_json, read_safetensors_header, read_toml
-from cnnscope.spec import ModelSpec
+from cnnscope.base.errors import CnnscopeError, RunError, SpecError
+from cnnscope.base.fileio import MAX_INT_DIGITS, read_json, read_safetensors_header, read_toml
+from cnnscope.model.spec import ModelSpec
 from cnnscope.sweep.definition import read_study
+from cnnscope.trainer.config import build_run_config, load_config
 from conftest import one_line_error, run_cli
 from test_catalog import copy_run
 

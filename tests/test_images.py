@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from cnnscope.base.errors import DataError, PictureError
 from cnnscope.cli import main
-from cnnscope.errors import DataError, PictureError
-from cnnscope.inspect.images import (
+from cnnscope.data.picture_input import (
     MAX_PIXELS,
     WORK_SIZE,
     decode_picture,
@@ -140,7 +140,7 @@ def test_uneven_lighting_is_warned_about_first():
 
 
 def test_real_mnist_digits_raise_no_warning(real_data_dir):
-    from cnnscope.data import load_dataset
+    from cnnscope.data.dataset import load_dataset
 
     raw = load_dataset("mnist", data_dir=real_data_dir).test_raw[:300]
     warned = sum(any(n.startswith("warning:") for n in mnist_format(img.astype(np.float32))[1]) for img in raw)

@@ -30,10 +30,10 @@ def test_the_commands_parser_loads_no_torch():
 
 def test_public_names_load_on_first_use():
     import cnnscope
-    import cnnscope.training
+    import cnnscope.training.api
 
-    assert callable(cnnscope.train) and cnnscope.train is cnnscope.training.train  # the function, not the module
-    assert cnnscope.resume is cnnscope.training.resume and cnnscope.EpochLog is cnnscope.training.EpochLog
+    assert callable(cnnscope.train) and cnnscope.train is cnnscope.training.api.train  # the function, not the module
+    assert cnnscope.resume is cnnscope.training.api.resume and cnnscope.EpochLog is cnnscope.trainer.loop.EpochLog
     assert set(cnnscope.__all__) <= set(dir(cnnscope))
     namespace: dict = {}
     exec("from cnnscope import *", namespace)
@@ -67,7 +67,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
-@pytest.mark.parametrize("module", ["torch", "cnnscope.training", "safetensors", "cnnscope.data"])
+@pytest.mark.parametrize("module", ["torch", "cnnscope.training.api", "safetensors", "cnnscope.data.dataset"])
 def test_ctrl_c_during_start_up_is_one_line_and_exit_130(data_dir, tmp_path, module):
     argv = [sys.executable, "-c", _INTERRUPT_AT, module, "train", "--preset", "tiny", "--out", str(tmp_path / "r"),
             "--data-dir", str(data_dir), "--epochs", "1", "--limit-train", "100", "--no-report"]

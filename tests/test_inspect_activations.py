@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import cnnscope
-from cnnscope.errors import ConfigError, DataError, SpecError
+from cnnscope.base.errors import ConfigError, DataError, SpecError
+from cnnscope.data.picture_input import dataset_image
 from cnnscope.inspect import (
     activation_grid,
     activations,
@@ -21,7 +22,6 @@ from cnnscope.inspect import (
     mnist_format,
     standardize_maps,
 )
-from cnnscope.inspect.images import dataset_image
 
 
 def _maps(n: int, h: int = 5, w: int = 4, seed: int = 0) -> np.ndarray:

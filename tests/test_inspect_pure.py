@@ -14,7 +14,7 @@ import torch
 
 import cnnscope
 import cnnscope.inspect as ci
-from cnnscope.model import build_model
+from cnnscope.model.network import build_model
 
 FUNCTIONS = sorted(n for n in ci.__all__ if callable(getattr(ci, n)) and not pyinspect.isclass(getattr(ci, n)))
 NOT_FUNCTIONS = {"DEFAULT_METHOD", "METHODS"}  # data; the METHODS entries are called through `attribute`

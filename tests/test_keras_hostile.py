@@ -18,11 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cnnscope.base.errors import CnnscopeError, KerasImportError
 from cnnscope.cli import main
-from cnnscope.errors import CnnscopeError, KerasImportError
-from cnnscope.keras_files import KerasImportError as FromKerasFiles
-from cnnscope.keras_files import read_keras_file
-from cnnscope.keras_import import import_keras, translate
+from cnnscope.interop.keras.files import KerasImportError as FromKerasFiles
+from cnnscope.interop.keras.files import read_keras_file
+from cnnscope.interop.keras.importer import import_keras, translate
 from conftest import budget
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras"

@@ -15,8 +15,8 @@ import torch
 import cnnscope
 from cnnscope.cli import main
 from cnnscope.inspect import activations
-from cnnscope.keras_import import KerasImportError, import_keras, read_keras_file, translate
-from cnnscope.spec import summary_dict
+from cnnscope.interop.keras.importer import KerasImportError, import_keras, read_keras_file, translate
+from cnnscope.model.summary import summary_dict
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras"
 INPUTS = np.load(FIXTURES / "inputs.npy")[:, None]  # (6, 1, 28, 28) float32, what Keras saw as (6, 28, 28, 1)
@@ -415,7 +415,7 @@ def _bn_reference(x_nchw, weights):
 
 @pytest.mark.parametrize("writer", [_write_keras2, _write_keras3])
 def test_batch_norm_imports_into_its_layer_and_equals_numpy(writer, tmp_path, data_dir):
-    from cnnscope.spec import BatchNormSpec
+    from cnnscope.model.spec import BatchNormSpec
 
     weights = _bn_weights()
     path = writer(tmp_path / ("bn.h5" if writer is _write_keras2 else "bn.keras"), _bn_layers(), weights)

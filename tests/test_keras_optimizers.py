@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import torch
 
-from cnnscope.config import TrainConfig
-from cnnscope.keras_files import read_keras_file, read_weights
-from cnnscope.keras_import import keras_shapes, load_keras_weights, translate
-from cnnscope.loop import Penalty, train_step
-from cnnscope.model import build_model
-from cnnscope.optim import lr_at, make_optimizer
+from cnnscope.interop.keras.files import read_keras_file, read_weights
+from cnnscope.interop.keras.importer import keras_shapes, load_keras_weights, translate
+from cnnscope.model.network import build_model
+from cnnscope.trainer.config import TrainConfig
+from cnnscope.trainer.loop import Penalty, train_step
+from cnnscope.trainer.optim import lr_at, make_optimizer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras_optim"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())

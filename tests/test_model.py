@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from cnnscope.errors import SpecError
-from cnnscope.model import CNN, MAX_PARAMS, build_model, check_model_size
-from cnnscope.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec, RegularizerSpec, presets
+from cnnscope.base.errors import SpecError
+from cnnscope.model.network import CNN, MAX_PARAMS, build_model, check_model_size
+from cnnscope.model.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec, RegularizerSpec
+from cnnscope.model.zoo import presets
 
 
 def test_parameter_counts_equal_the_spec():
@@ -125,23 +126,23 @@ def test_batch_norm_sits_between_the_conv_and_its_activation():
 
 
 def test_batch_norm_weights_round_trip_through_safetensors(tmp_path):
-    from cnnscope import runs
-    from cnnscope.errors import RunError
+    from cnnscope.base.errors import RunError
+    from cnnscope.runs.checkpoint import check_weights_file, load_weights, save_weights
 
     model = _bn_model()
     with torch.no_grad():
         model.layer("Conv2D_1").bn.num_batches_tracked.fill_(7)
     path = tmp_path / "model.safetensors"
-    runs.save_weights(path, model)
+    save_weights(path, model)
     fresh = build_model(BN_SPEC, seed=5)
-    runs.check_weights_file(path, fresh)  # the running statistics and the batch counter are expected
-    runs.load_weights(path, fresh)
+    check_weights_file(path, fresh)  # the running statistics and the batch counter are expected
+    load_weights(path, fresh)
     for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert int(fresh.layer("Conv2D_1").bn.num_batches_tracked) == 7
     plain = build_model(ModelSpec(conv=BN_SPEC.conv[:2] + (ConvSpec(8, activation="elu"),), dense=BN_SPEC.dense))
     with pytest.raises(RunError, match=r"unexpected layers.Conv2D_3.bn.bias and 4 more"):
-        runs.check_weights_file(path, plain)
+        check_weights_file(path, plain)
 
 
 def _stats(model):
@@ -188,7 +189,7 @@ def test_training_updates_batch_norm_and_callbacks_find_train_mode_restored(tmp_
     """Evaluation and the probe run in eval mode each epoch; the loop is back in train mode for the next one,
     so the running statistics keep moving, and the saved run reloads them."""
     import cnnscope
-    from cnnscope.probe import Probe
+    from cnnscope.training.probe import Probe
 
     spec = ModelSpec(conv=(ConvSpec(4, batch_norm=True, pool=PoolSpec()),), dense=(DenseSpec(8, batch_norm=True),))
     seen = []

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnscope.data import DataConfig, class_names_of, load_dataset
-from cnnscope.errors import DataError
-from cnnscope.npzdata import to_raw
+from cnnscope.base.errors import DataError
+from cnnscope.data.dataset import DataConfig, class_names_of, load_dataset
+from cnnscope.data.npz import to_raw
 from conftest import one_line_error, run_cli
 
 
@@ -42,7 +42,7 @@ def test_colour_npz_trains_through_the_cli_and_reloads(colour_npz, tmp_path, cap
                               "1", "--out", out, "--no-report", "--no-plot", "--batch-size", "16")
     assert code == 0, err
     assert "input shape and classes from the data" in text
-    from cnnscope.runs import load_run
+    from cnnscope.runs.load import load_run
     from cnnscope.views.common import class_names
 
     run = load_run(out)
@@ -179,7 +179,7 @@ def test_a_decompression_bomb_is_refused_from_its_zip_entry(tmp_path):
 
 
 def test_the_declared_total_is_bounded(tmp_path, colour_npz, monkeypatch):
-    from cnnscope import npzdata
+    from cnnscope.data import npz as npzdata
 
     monkeypatch.setattr(npzdata, "MAX_NPZ_BYTES", 10_000)
     with pytest.raises(DataError, match=r"its arrays declare 87,036 bytes, more than the 10,000 an npz dataset "
@@ -188,7 +188,7 @@ def test_the_declared_total_is_bounded(tmp_path, colour_npz, monkeypatch):
 
 
 def test_float_pictures_convert_chunk_by_chunk_to_the_same_pixels(monkeypatch):
-    from cnnscope import npzdata
+    from cnnscope.data import npz as npzdata
 
     x = np.random.default_rng(0).random((7, 5, 3))
     whole = to_raw(x, "x")

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from cnnscope.errors import ConfigError
-from cnnscope.optim import OPTIMIZERS, SCHEDULES, lr_at, make_optimizer, schedule_params
+from cnnscope.base.errors import ConfigError
+from cnnscope.trainer.optim import OPTIMIZERS, SCHEDULES, lr_at, make_optimizer, schedule_params
 
 
 def test_power_schedule_matches_keras_inverse_time_decay():

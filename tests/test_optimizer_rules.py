@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import cnnscope
-from cnnscope.config import RunConfig, build_run_config
-from cnnscope.errors import ConfigError
-from cnnscope.optim import OPTIMIZERS, lr_at, make_optimizer, schedule_params
-from cnnscope.runs import read_run_config
+from cnnscope.base.errors import ConfigError
+from cnnscope.runs.load import read_run_config
+from cnnscope.trainer.config import RunConfig, build_run_config
+from cnnscope.trainer.optim import OPTIMIZERS, lr_at, make_optimizer, schedule_params
 from conftest import run_cli
 
 SERIES = dict(epochs=2, batch_size=100, optimizer="rmsprop", momentum=0.5, schedule="power",

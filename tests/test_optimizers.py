@@ -1,4 +1,5 @@
-"""cnnscope.optimizers against torch.optim: the same weights, bit for bit, and state dicts that load both ways."""
+"""cnnscope.trainer.rules_torch against torch.optim: the same weights, bit for bit, and state dicts that load
+both ways."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import sys
 import pytest
 import torch
 
-from cnnscope.errors import ConfigError
-from cnnscope.optim import OPTIMIZERS, make_optimizer
-from cnnscope.optimizers import Optimizer
+from cnnscope.base.errors import ConfigError
+from cnnscope.trainer.optim import OPTIMIZERS, make_optimizer
+from cnnscope.trainer.rules_torch import Optimizer
 
 
 def _torch_optimizer(name: str, params, lr: float, momentum: float, nesterov: bool, wd: float):
@@ -95,7 +96,7 @@ def _continue(params, optimizer, seed: int) -> None:
 
 
 def test_using_an_optimizer_does_not_import_dynamo():
-    code = ("import sys, torch\nfrom cnnscope.optim import make_optimizer\n"
+    code = ("import sys, torch\nfrom cnnscope.trainer.optim import make_optimizer\n"
             "p = torch.nn.Parameter(torch.ones(3)); p.grad = torch.ones(3)\n"
             "for rules in ('keras', 'torch'):\n"
             "    o = make_optimizer('adam', [p], 0.1, rules=rules); o.step(); o.zero_grad()\n"

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnscope import owndata, picturefiles
-from cnnscope.errors import DataError
+from cnnscope.base.errors import DataError
+from cnnscope.data import folder as owndata
+from cnnscope.data import pictures as picturefiles
 
 RED, GREEN = (220, 20, 20), (20, 200, 20)
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cnnscope
-from cnnscope.errors import ConfigError, RunError, SpecError
+from cnnscope.base.errors import ConfigError, RunError, SpecError
 from cnnscope.inspect import activations
 from cnnscope.inspect.patterns import (
     input_bounds,
@@ -193,7 +193,7 @@ _MAPS_TEXT = st.one_of(
 @given(text=_MAPS_TEXT, count=st.integers(1, 64))
 def test_parse_maps_property(text, count):
     """Any --maps text gives map numbers inside the layer, or one CnnscopeError line; nothing else."""
-    from cnnscope.errors import CnnscopeError
+    from cnnscope.base.errors import CnnscopeError
     from cnnscope.inspect.patterns import parse_maps
 
     try:

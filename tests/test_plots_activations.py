@@ -7,7 +7,7 @@ import pytest
 from matplotlib.colors import TwoSlopeNorm
 
 import cnnscope
-from cnnscope.errors import ConfigError, OutputError
+from cnnscope.base.errors import ConfigError, OutputError
 from cnnscope.inspect import activation_grid, conv_filters, display_maps
 from cnnscope.plots import activations_figure, filters_figure, overview_figure, save_figure_as
 from cnnscope.plots.activations import Prediction, clip_display
@@ -222,8 +222,8 @@ def test_training_save_figure_checks_the_format(tmp_path):
 
 
 def test_cli_figure_formats_match_the_library():
-    from cnnscope.cli.core import FIGURE_FORMATS
-    from cnnscope.cli.inspect import DEFAULT_CLIP
+    from cnnscope.cli.maps import DEFAULT_CLIP
+    from cnnscope.cli.train import FIGURE_FORMATS
     from cnnscope.plots.activations import DEFAULT_CLIP as LIBRARY_CLIP
     from cnnscope.plots.figures import FORMATS
 

@@ -12,14 +12,17 @@ import pytest
 import torch
 
 import cnnscope
+from cnnscope.base.errors import ConfigError, RunError
 from cnnscope.cli import main
-from cnnscope.errors import ConfigError, RunError
 from cnnscope.inspect.activations import capture
-from cnnscope.probe import PROBE, Probe, ProbeData, read_probe, write_probe
+from cnnscope.model.zoo import get_preset
 from cnnscope.report import PROBE_ROWS, tiles_png
-from cnnscope.runs import load_run, load_weights
+from cnnscope.runs.checkpoint import load_weights
+from cnnscope.runs.layout import PROBE
+from cnnscope.runs.load import load_run
+from cnnscope.runs.probe import ProbeData, read_probe, write_probe
 from cnnscope.serve import render
-from cnnscope.spec import get_preset
+from cnnscope.training.probe import Probe
 
 INDEX = 5
 MAP_LAYERS = ["Conv2D_1", "Max_Pool_1", "Conv2D_2", "Max_Pool_2"]  # the tiny preset's conv and pool layers

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 import cnnscope
-from cnnscope.errors import RunError, SpecError
+from cnnscope.base.errors import RunError, SpecError
 from cnnscope.inspect import activations, class_profile, field_geometry, misclassified, top_images
-from cnnscope.model import build_model
-from cnnscope.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec, presets
+from cnnscope.model.network import build_model
+from cnnscope.model.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec
+from cnnscope.model.zoo import presets
 from conftest import finite_readout
 
 

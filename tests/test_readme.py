@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cnnscope.cli import build_parser
-from cnnscope.config import build_run_config
+from cnnscope.trainer.config import build_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnscope.base.errors import ConfigError, RunError
 from cnnscope.cli import main
-from cnnscope.errors import ConfigError, RunError
+from cnnscope.model.summary import summary_table
 from cnnscope.report import REPORT, WORST, build_report
-from cnnscope.runs import load_run
-from cnnscope.spec import summary_table
+from cnnscope.runs.load import load_run
 
 PNG_URI = "data:image/png;base64,"
 SECTIONS = ["summary", "config", "preprocessing", "training", "results", "activations", "output", "filters",
@@ -145,7 +145,7 @@ def test_settings_rows_follow_the_optimizer_and_derive_the_device(trained_run):
     import dataclasses
     from types import SimpleNamespace
 
-    from cnnscope.loop import pick_device
+    from cnnscope.trainer.loop import pick_device
     from cnnscope.views.report_sections import training_settings
 
     config = dataclasses.replace(load_run(trained_run).config, optimizer="sgd", momentum=0.9, nesterov=True)
@@ -389,8 +389,8 @@ def test_the_explanation_section_can_use_any_method(trained_run, data_dir, tmp_p
 def test_the_headline_loss_and_the_curves_say_what_they_hold():
     from types import SimpleNamespace
 
-    from cnnscope.data import DataConfig
-    from cnnscope.spec import RegularizerSpec
+    from cnnscope.data.dataset import DataConfig
+    from cnnscope.model.spec import RegularizerSpec
     from cnnscope.views.report_sections import loss_card, validation_note
 
     def run(metrics, reg="none", history=None, data=None):

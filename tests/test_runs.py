@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 import cnnscope
-from cnnscope.errors import RunError
-from cnnscope.runs import CONFIG, HISTORY, INITIAL, METRICS, PREPROCESS, WEIGHTS, init_run_dir, load_run
+from cnnscope.base.errors import RunError
+from cnnscope.runs.checkpoint import init_run_dir
+from cnnscope.runs.layout import CONFIG, HISTORY, INITIAL, METRICS, PREPROCESS, WEIGHTS
+from cnnscope.runs.load import load_run
 
 
 @pytest.fixture()

@@ -25,8 +25,8 @@ from PIL import Image, ImageDraw
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 from starlette.testclient import TestClient  # noqa: E402
 
+from cnnscope.base.imaging import EMPTY_RGB  # noqa: E402
 from cnnscope.cli import main  # noqa: E402
-from cnnscope.imaging import EMPTY_RGB  # noqa: E402
 from cnnscope.serve import create_app  # noqa: E402
 from cnnscope.serve.viewer import Viewer  # noqa: E402
 from conftest import finite_readout  # noqa: E402
@@ -272,8 +272,8 @@ def test_pattern_endpoint(client):
 
 
 def test_geometry_handles_same_padding_and_strides():
-    """The API's geometry is the spec's (cnnscope.geometry): size, jump and a negative offset under padding."""
-    from cnnscope.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec
+    """The API's geometry is the spec's (cnnscope.model.geometry): size, jump and a negative offset under padding."""
+    from cnnscope.model.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec
     from cnnscope.views.panels import layers_panel
 
     spec = ModelSpec(conv=(ConvSpec(4, kernel=5, padding="same", pool=PoolSpec()), ConvSpec(4, stride=2)),

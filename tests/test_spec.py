@@ -2,18 +2,10 @@ import json
 
 import pytest
 
-from cnnscope.errors import SpecError
-from cnnscope.spec import (
-    BatchNormSpec,
-    ConvSpec,
-    DenseSpec,
-    ModelSpec,
-    PoolSpec,
-    get_preset,
-    presets,
-    summary_dict,
-    summary_table,
-)
+from cnnscope.base.errors import SpecError
+from cnnscope.model.spec import BatchNormSpec, ConvSpec, DenseSpec, ModelSpec, PoolSpec
+from cnnscope.model.summary import summary_dict, summary_table
+from cnnscope.model.zoo import get_preset, load_spec, presets
 
 
 def test_preset_parameter_counts_match_the_series():
@@ -80,10 +72,12 @@ def test_save_load_roundtrip(tmp_path, suffix):
     assert ModelSpec.load(path) == spec
 
 
-def test_load_accepts_preset_table(tmp_path):
+def test_load_spec_accepts_preset_table_and_modelspec_load_names_it(tmp_path):
     path = tmp_path / "m.toml"
     path.write_text('[model]\npreset = "seed-ii"\n')
-    assert ModelSpec.load(path) == presets["seed-ii"]
+    assert load_spec(path) == presets["seed-ii"]
+    with pytest.raises(SpecError, match="names a preset; read it with cnnscope.model.zoo.load_spec"):
+        ModelSpec.load(path)
 
 
 def test_summary_table_and_dict():

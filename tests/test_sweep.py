@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cnnscope.errors import SweepError
+from cnnscope.base.errors import SweepError
 from cnnscope.sweep import definition, parse_param
 from cnnscope.sweep.params import KINDS, Param, apply_params, valid_keys
 from conftest import one_line_error, run_cli

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import cnnscope
-from cnnscope.data import FILES
+from cnnscope.data.dataset import FILES
 from cnnscope.sweep import run_sweep
 from cnnscope.sweep.definition import spec_from_options
 from conftest import run_cli, synthetic_images, write_idx

@@ -15,8 +15,8 @@ from conftest import one_line_error, run_cli
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
-from cnnscope.errors import ConfigError  # noqa: E402
-from cnnscope.tboard import TensorBoardLogger, grid_image  # noqa: E402
+from cnnscope.base.errors import ConfigError  # noqa: E402
+from cnnscope.training.tensorboard import TensorBoardLogger, grid_image  # noqa: E402
 
 TRAIN = ["train", "--preset", "tiny", "--epochs", "2", "--batch-size", "100", "--optimizer", "adam", "--lr", "0.003",
          "--limit-train", "400", "--limit-test", "100", "--no-report", "--no-plot", "-q"]
@@ -76,7 +76,7 @@ def test_probe_writes_grids_and_filters_every_epoch(probed):
 def test_scalars_only_without_probe(tmp_path, data_dir):
     logger = TensorBoardLogger(tmp_path / "tb")
     import cnnscope
-    from cnnscope.spec import get_preset
+    from cnnscope.model.zoo import get_preset
 
     ds = cnnscope.load_dataset("mnist", data_dir=data_dir, limit_train=200, limit_test=50)
     config = cnnscope.TrainConfig(epochs=1, batch_size=100, optimizer="adam", lr=0.003, seed=0)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 
-from cnnscope.threads import BACKGROUND, configure, cores
+from cnnscope.base.threads import BACKGROUND, configure, cores
 
 
 def test_configure_fills_only_what_the_user_left_unset():

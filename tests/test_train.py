@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import cnnscope
-from cnnscope.errors import ConfigError, RunError
-from cnnscope.loop import erase_batch, evaluate_arrays, flip_batch, shift_batch
+from cnnscope.base.errors import ConfigError, RunError
+from cnnscope.trainer.loop import erase_batch, evaluate_arrays, flip_batch, shift_batch
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +229,7 @@ def _interrupt_on_call(monkeypatch, n):
     """Make the n-th training step raise KeyboardInterrupt (as Ctrl-C in the middle of an epoch)."""
     import importlib
 
-    loop_module = importlib.import_module("cnnscope.loop")  # where train_epoch finds train_step
+    loop_module = importlib.import_module("cnnscope.trainer.loop")  # where train_epoch finds train_step
     calls = {"n": 0}
     real = loop_module.train_step
 
@@ -282,7 +282,7 @@ def test_failed_resume_with_epochs_leaves_config_toml_unchanged(ds, tiny_spec, t
 def test_disk_full_while_saving_keeps_the_previous_epoch(ds, tiny_spec, tmp_path, monkeypatch):
     import errno
 
-    from cnnscope import fileio
+    from cnnscope.base import fileio
 
     out = tmp_path / "r"
     saved = {}
@@ -449,9 +449,9 @@ def test_the_penalty_on_the_gradients_is_the_penalty_in_the_loss(tiny_spec, kind
     """loop.Penalty (grad += c·2w, or c·sign(w)) gives bit for bit the weights of the penalty in the loss."""
     import dataclasses
 
-    from cnnscope.loop import Penalty, compute_loss, data_loss
-    from cnnscope.optim import make_optimizer
-    from cnnscope.spec import RegularizerSpec
+    from cnnscope.model.spec import RegularizerSpec
+    from cnnscope.trainer.loop import Penalty, compute_loss, data_loss
+    from cnnscope.trainer.optim import make_optimizer
 
     spec = dataclasses.replace(tiny_spec, regularizer=RegularizerSpec(kind, 0.003, conv))
     x, y = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(0)), torch.arange(16) % 10

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import cnnscope
-from cnnscope.errors import ConfigError, SpecError
+from cnnscope.base.errors import ConfigError, SpecError
 from cnnscope.inspect import class_profile, map_layers, misclassified, top_images
 from cnnscope.views import ViewResult
 from cnnscope.views.activations import activations, all_layers, filters

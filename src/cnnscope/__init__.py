@@ -1,8 +1,8 @@
 """cnnscope: build, train and look inside small CNNs on MNIST-like data.
 
 The public names load on first use (PEP 562), so `import cnnscope` (and the `cnnscope` command's start-up,
-its --help and Ctrl-C) costs almost nothing until a name that needs torch is touched. The training module is
-`cnnscope.training`; `cnnscope.train` is the function.
+its --help and Ctrl-C) costs almost nothing until a name that needs torch is touched. The public training
+functions live in `cnnscope.training.api`; `cnnscope.train` is the function.
 """
 
 from __future__ import annotations
@@ -10,20 +10,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from cnnscope.base.version import __version__ as __version__  # the one place of the version
 
 _WHERE = {  # public name -> the submodule that defines it
-    "RunConfig": "config", "TrainConfig": "config", "build_run_config": "config",
-    "DataConfig": "data", "Dataset": "data", "Preprocessor": "data", "load_dataset": "data",
-    "CnnscopeError": "errors", "ConfigError": "errors", "DataError": "errors", "RunError": "errors",
-    "SpecError": "errors",
-    "import_keras": "keras_import",
-    "CNN": "model", "build_model": "model",
-    "make_optimizer": "optim",
-    "Run": "runs", "load_run": "runs",
-    "ConvSpec": "spec", "DenseSpec": "spec", "ModelSpec": "spec", "PoolSpec": "spec", "RegularizerSpec": "spec",
-    "presets": "spec", "summary_table": "spec",
-    "EpochLog": "training", "resume": "training", "train": "training",
+    "CnnscopeError": "base.errors", "ConfigError": "base.errors", "DataError": "base.errors",
+    "RunError": "base.errors", "SpecError": "base.errors",
+    "ConvSpec": "model.spec", "DenseSpec": "model.spec", "ModelSpec": "model.spec", "PoolSpec": "model.spec",
+    "RegularizerSpec": "model.spec", "presets": "model.zoo", "summary_table": "model.summary",
+    "CNN": "model.network", "build_model": "model.network",
+    "DataConfig": "data.dataset", "Dataset": "data.dataset", "Preprocessor": "data.dataset",
+    "load_dataset": "data.dataset",
+    "RunConfig": "trainer.config", "TrainConfig": "trainer.config", "build_run_config": "trainer.config",
+    "make_optimizer": "trainer.optim", "EpochLog": "trainer.loop",
+    "Run": "runs.load", "load_run": "runs.load",
+    "import_keras": "interop.keras.importer",
+    "resume": "training.api", "train": "training.api",
     "LivePlot": "plots.training",  # matplotlib
 }
 
@@ -50,13 +51,16 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from .config import RunConfig, TrainConfig, build_run_config
-    from .data import DataConfig, Dataset, Preprocessor, load_dataset
-    from .errors import CnnscopeError, ConfigError, DataError, RunError, SpecError
-    from .keras_import import import_keras
-    from .model import CNN, build_model
-    from .optim import make_optimizer
-    from .plots.training import LivePlot
-    from .runs import Run, load_run
-    from .spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec, RegularizerSpec, presets, summary_table
-    from .training import EpochLog, resume, train
+    from cnnscope.base.errors import CnnscopeError, ConfigError, DataError, RunError, SpecError
+    from cnnscope.data.dataset import DataConfig, Dataset, Preprocessor, load_dataset
+    from cnnscope.interop.keras.importer import import_keras
+    from cnnscope.model.network import CNN, build_model
+    from cnnscope.model.spec import ConvSpec, DenseSpec, ModelSpec, PoolSpec, RegularizerSpec
+    from cnnscope.model.summary import summary_table
+    from cnnscope.model.zoo import presets
+    from cnnscope.plots.training import LivePlot
+    from cnnscope.runs.load import Run, load_run
+    from cnnscope.trainer.config import RunConfig, TrainConfig, build_run_config
+    from cnnscope.trainer.loop import EpochLog
+    from cnnscope.trainer.optim import make_optimizer
+    from cnnscope.training.api import resume, train

@@ -17,16 +17,19 @@ from typing import Any
 
 import torch
 
-from .errors import ConfigError, RunError
-from .fileio import atomic_write_text
-from .layers import CONV
-from .progress import say
-from .runs import HISTORY, METRICS, Run, load_run
-from .views import report_inside as inside
-from .views import report_sections as sections
-from .views.report_html import esc
-from .views.report_sections import PROBE_ROWS, WORST, TestSet
-from .views.tiles import tiles_png
+from cnnscope.base.errors import ConfigError, RunError
+from cnnscope.base.fileio import atomic_write_text
+from cnnscope.base.progress import say
+from cnnscope.base.version import __version__
+from cnnscope.inspect.methods import get_method
+from cnnscope.model.layers import CONV
+from cnnscope.runs.layout import HISTORY, METRICS
+from cnnscope.runs.load import Run, load_run
+from cnnscope.views import report_inside as inside
+from cnnscope.views import report_sections as sections
+from cnnscope.views.report_html import esc
+from cnnscope.views.report_sections import PROBE_ROWS, WORST, TestSet
+from cnnscope.views.tiles import tiles_png
 
 log = logging.getLogger("cnnscope")
 
@@ -153,8 +156,6 @@ def _cards(run: Run, accuracy: float) -> str:
 
 
 def _page(run: Run, dataset_name: str, views: list, accuracy: float, started: float) -> str:
-    from . import __version__
-
     shown = {view.data["id"] for view in views}
     nav = "".join(f'<a href="#{ident}">{label}</a>' for ident, label in NAV if ident in shown)
     title = f"cnnscope report — {run.path.name}"
@@ -174,8 +175,6 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
 
     `method` names the attribution method of the explanation section (cnnscope.inspect.METHODS; default
     integrated gradients)."""
-    from .inspect.methods import get_method
-
     started = time.perf_counter()
     if method is not None:
         get_method(method)  # a wrong name is one line before any work

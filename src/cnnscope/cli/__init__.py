@@ -11,7 +11,8 @@ import sys
 import threading
 import traceback
 
-from ..errors import CnnscopeError, UsageError
+from cnnscope.base.errors import CnnscopeError, UsageError
+from cnnscope.cli import analyze, data, explain, interop, maps, report, runs, sweep, train
 
 GLOBAL_HELP = {"--debug": "show the full traceback of an error (default: one line)",
                "--quiet": "only warnings and errors on stderr (default: progress and results too)"}
@@ -43,13 +44,8 @@ def _suggest(message: str) -> str:
 
 
 def _command_modules() -> list:
-    """core first, then every other module of this package that defines register(subparsers)."""
-    import importlib
-    import pkgutil
-
-    names = ["core"] + sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "core")
-    modules = [importlib.import_module(f"{__name__}.{name}") for name in names]
-    return [m for m in modules if hasattr(m, "register")]
+    """The modules that register commands, in the order of `cnnscope --help` (each has register(subparsers))."""
+    return [train, data, maps, explain, analyze, report, runs, interop, sweep]
 
 
 class _HumanFormatter(logging.Formatter):
@@ -106,7 +102,7 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
 
 def build_parser() -> argparse.ArgumentParser:
     """The full `cnnscope` parser: global options, then one subparser per command."""
-    from .. import __version__
+    from cnnscope.base.version import __version__
 
     parser = Parser(prog="cnnscope", description="Build, train and look inside small CNNs.")
     parser.add_argument("--version", action="version", version=f"cnnscope {__version__}",
@@ -178,7 +174,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .core import check_outputs
+    from cnnscope.cli.train import check_outputs
 
     _configure_logging(args.verbosity)
     check_outputs(args)  # an unwritable or wrongly named --out fails before any data or model is loaded
@@ -199,7 +195,7 @@ def _fail(message: str, debug: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input, 130 interrupted, also during start-up)."""
-    from ..threads import configure
+    from cnnscope.base.threads import configure
 
     configure()  # before numpy and torch load: one thread budget (cnnscope.threads)
     try:

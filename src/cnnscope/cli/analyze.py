@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import ConfigError
-from .core import add_data_dir, add_figure_flags, positive_int, print_figures, print_json
+from cnnscope.base.errors import ConfigError
+from cnnscope.cli.train import add_data_dir, add_figure_flags, positive_int, print_figures, print_json
 
 COMPARE_LIMIT = 2000  # test images compare uses by default: matched correlations are stable by then and a
 # --layer all comparison of several runs takes seconds, not minutes (benchmarks/README.md, "Issue 23")
@@ -100,7 +100,7 @@ def _register_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from ..views.profile import profile
+    from cnnscope.views.profile import profile
 
     if args.classify and args.split != "test":
         raise ConfigError("--classify trains on the training images and tests on the test images: drop --set")
@@ -131,7 +131,7 @@ def _classify_result(args: argparse.Namespace) -> dict:
     """The part VI view's JSON; its figure beside --out (NAME-classify.png) or in the run directory."""
     from pathlib import Path
 
-    from ..views.profile import classify
+    from cnnscope.views.profile import classify
 
     out = Path(args.out).with_name(f"{Path(args.out).stem}-classify{Path(args.out).suffix}") if args.out else None
     return classify(args.run, args.layer, limit=args.limit, train_limit=args.train_limit, out=out, svg=args.svg,
@@ -160,7 +160,7 @@ def _print_classified(result: dict) -> int:
 
 
 def cmd_top_images(args: argparse.Namespace) -> int:
-    from ..views.profile import top_images
+    from cnnscope.views.profile import top_images
 
     result = top_images(args.run, args.layer, args.map_index, k=args.k, split=args.split, limit=args.limit,
                         out=args.out, svg=args.svg, data_dir=args.data_dir).to_json()
@@ -184,7 +184,7 @@ def cmd_top_images(args: argparse.Namespace) -> int:
 
 
 def cmd_errors(args: argparse.Namespace) -> int:
-    from ..views.profile import errors
+    from cnnscope.views.profile import errors
 
     result = errors(args.run, max_images=args.max_images, split=args.split, limit=args.limit, out=args.out,
                     svg=args.svg, data_dir=args.data_dir).to_json()
@@ -201,7 +201,7 @@ def cmd_errors(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..views.compare import compare, is_study
+    from cnnscope.views.compare import compare, is_study
 
     many = (args.matrix or len(args.runs) != 2 or len(args.layer) > 1 or args.layer[0] == "all"
             or any(is_study(path) for path in args.runs) or args.threshold is not None)
@@ -249,7 +249,7 @@ def _limit_words(args: argparse.Namespace, images: int) -> str:
 
 def _compare_many(args: argparse.Namespace) -> int:
     """`compare` for N runs or a study: the matrix per layer and the first run's maps that every run finds."""
-    from ..views.compare import compare_many_runs
+    from cnnscope.views.compare import compare_many_runs
 
     view = compare_many_runs(args.runs, args.layer, threshold=0.9 if args.threshold is None else args.threshold,
                              limit=args.limit, index=args.index,

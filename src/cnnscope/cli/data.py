@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .core import add_data_dir, add_figure_flags, add_folder_flags, folder_overrides, print_figures, print_json
+from cnnscope.cli.train import (
+    add_data_dir,
+    add_figure_flags,
+    add_folder_flags,
+    folder_overrides,
+    print_figures,
+    print_json,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..data import DATASETS, PREPROCESS_HELP, DataConfig
+    from cnnscope.data.dataset import PREPROCESS_HELP, DataConfig
+    from cnnscope.data.sources import DATASETS
 
     p = sub.add_parser("data", help="sizes, classes, value range and what preprocessing does to a dataset",
                        description="A dataset's sizes, classes and counts, channels and value range, and a figure "
@@ -29,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _print_summary(info: dict[str, Any]) -> None:
-    from . import one_line  # class names and notes come from files: control characters are printed escaped
+    from cnnscope.cli import one_line  # class names and notes come from files: control characters are printed escaped
 
     def say(text: str) -> None:
         print(one_line(text))
@@ -54,7 +62,7 @@ def _print_summary(info: dict[str, Any]) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from ..views.data import data
+    from cnnscope.views.data import data
 
     result = data(args.name, preprocess=args.preprocess, data_dir=args.data_dir, out=args.out, svg=args.svg,
                   **folder_overrides(args))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .core import add_data_dir, add_figure_flags, positive_int, print_figures, print_json
+from cnnscope.cli.train import add_data_dir, add_figure_flags, positive_int, print_figures, print_json
 
 # The method registry (inspect.methods) loads torch, which --help must not: its names, kept equal to the registry's
 # by tests/test_imports.py.
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_patterns(args: argparse.Namespace) -> int:
-    from ..views.patterns import beats_line, patterns
+    from cnnscope.views.patterns import beats_line, patterns
 
     result = patterns(args.run, args.layer, maps=args.maps, steps=args.steps, restarts=args.restarts,
                       seed=args.seed, cols=args.cols, out=args.out, svg=args.svg, data_dir=args.data_dir)
@@ -79,7 +79,7 @@ def cmd_patterns(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from ..views.explain import explain
+    from cnnscope.views.explain import explain
 
     result = explain(args.run, index=args.index, split=args.split, image=args.image, method=args.method,
                      layer=args.layer, target=args.target, out=args.out, svg=args.svg, data_dir=args.data_dir)

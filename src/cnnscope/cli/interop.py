@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..datasets import DATASETS
-from .core import add_data_dir, print_json
+from cnnscope.cli.train import add_data_dir, print_json
+from cnnscope.data.sources import DATASETS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_import_keras(args: argparse.Namespace) -> int:
-    from ..keras_import import import_keras
+    from cnnscope.interop.keras.importer import import_keras
 
     run = import_keras(args.model, out=args.out, preprocess=args.preprocess, dataset=args.dataset,
                        data_dir=args.data_dir, overwrite=args.overwrite)
@@ -52,7 +52,7 @@ def cmd_import_keras(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import export_onnx
+    from cnnscope.interop.onnx import export_onnx
 
     info = export_onnx(args.run, args.onnx, opset=args.opset, with_layers=args.with_layers)
     if args.json:

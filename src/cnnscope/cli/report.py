@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .core import add_data_dir
-from .explain import DEFAULT_METHOD, METHODS
+from cnnscope.cli.explain import DEFAULT_METHOD, METHODS
+from cnnscope.cli.train import add_data_dir
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -33,13 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ..serve import serve
+    from cnnscope.serve.server import serve
 
     if args.host not in LOCAL_HOSTS:
         print(f"warning: --host {args.host} makes the viewer reachable from other machines; it has no "
               f"authentication, so only do this on a network you trust", file=sys.stderr, flush=True)
 
-    from ..serve.server import is_dashboard
+    from cnnscope.serve.server import is_dashboard
 
     what = "dashboard" if is_dashboard(args.run) else "viewer"
 
@@ -51,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..report import build_report
+    from cnnscope.report import build_report
 
     path = build_report(args.run, out=args.out, data_dir=args.data_dir, method=args.method)
     print(f"report: {path}")

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ..catalog import LIVE_SECONDS, MAX_DEPTH, SORT_KEYS
+from cnnscope.runs.catalog import LIVE_SECONDS, MAX_DEPTH, SORT_KEYS
 
 MAX_DEPTH_FLAG = 100  # --depth beyond this is a typo (a deeper folder tree of runs is not a thing)
 
@@ -79,9 +79,9 @@ def format_table(entries: list[dict[str, Any]], differing: list[str]) -> str:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from ..catalog import Catalog, filter_entries, sort_entries
-    from ..errors import UsageError, brief
-    from . import one_line
+    from cnnscope.base.errors import UsageError, brief
+    from cnnscope.cli import one_line
+    from cnnscope.runs.catalog import Catalog, filter_entries, sort_entries
 
     if args.depth < 0:
         raise UsageError(f"--depth must be 0 or more, received {args.depth}")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from .core import add_training_flags, positive_int, preset_names, print_figures, print_json, training_overrides
+from cnnscope.cli.train import (
+    add_training_flags,
+    positive_int,
+    preset_names,
+    print_figures,
+    print_json,
+    training_overrides,
+)
 
 DIST_HELP = ("KEY=DIST, repeatable. KEY: any model.*, train.* or data.* key of a run config (e.g. train.lr, "
              "model.preset, data.val_size). DIST: choice:a,b,c; range:lo:hi (the integers lo … hi-1: hi exclusive, "
@@ -55,12 +62,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..sweep import require, resolve_spec, run_sweep
+    from cnnscope.sweep import require, resolve_spec, run_sweep
 
     require("optuna")
     if args.tensorboard:
-        from ..tboard import summary_writer_class
-        from .core import check_output
+        from cnnscope.cli.train import check_output
+        from cnnscope.training.tensorboard import summary_writer_class
 
         check_output(args.tensorboard, "dir", "--tensorboard")  # a file or /dev/null: one line now, not N failed trials
         summary_writer_class()  # a missing extra is one line here, not a failure in every trial

@@ -2,70 +2,70 @@
 
 from __future__ import annotations
 
-from .activations import (
-    MapDisplay,
-    activation_grid,
-    activations,
-    as_maps,
-    capture,
-    conv_layers,
-    display_maps,
-    layer_output_shape,
-    map_layers,
-    standardize_maps,
+from cnnscope.data.picture_input import InputImage, load_picture, mnist_format, read_picture, select_image
+from cnnscope.inspect.activations import (
+            MapDisplay,
+            activation_grid,
+            activations,
+            as_maps,
+            capture,
+            conv_layers,
+            display_maps,
+            layer_output_shape,
+            map_layers,
+            standardize_maps,
 )
-from .attribution import (
-    deeplift,
-    guided_backprop,
-    input_x_gradient,
-    integrated_gradients,
-    occlusion,
-    saliency,
-    smoothgrad,
+from cnnscope.inspect.attribution import (
+            deeplift,
+            guided_backprop,
+            input_x_gradient,
+            integrated_gradients,
+            occlusion,
+            saliency,
+            smoothgrad,
 )
-from .classify import LayerClassification, PatternClassification, Readout, classify_by_patterns
-from .compare import (
-    activation_correlation,
-    check_runs,
-    compare_many,
-    compare_runs,
-    kernel_correlation,
-    linear_assignment,
-    many_correlations,
-    match_maps,
+from cnnscope.inspect.classify import LayerClassification, PatternClassification, Readout, classify_by_patterns
+from cnnscope.inspect.compare import (
+            activation_correlation,
+            check_runs,
+            compare_many,
+            compare_runs,
+            kernel_correlation,
+            linear_assignment,
+            many_correlations,
+            match_maps,
 )
-from .deletion import DeletionResult, brightness_map, curve_area, deletion_score, deletion_scores
-from .filters import Filters, conv_filters
-from .gradcam import grad_cam, guided_grad_cam, last_conv_layer, seen_pixels
-from .images import InputImage, load_picture, mnist_format, read_picture, select_image
-from .methods import DEFAULT_METHOD, METHODS, AttributionMethod, attribute, get_method
-from .patterns import (
-    PatternResult,
-    input_bounds,
-    map_statistics,
-    maximize_activation,
-    maximize_activation_result,
-    parse_maps,
+from cnnscope.inspect.deletion import DeletionResult, brightness_map, curve_area, deletion_score, deletion_scores
+from cnnscope.inspect.filters import Filters, conv_filters
+from cnnscope.inspect.gradcam import grad_cam, guided_grad_cam, last_conv_layer, seen_pixels
+from cnnscope.inspect.methods import DEFAULT_METHOD, METHODS, AttributionMethod, attribute, get_method
+from cnnscope.inspect.patterns import (
+            PatternResult,
+            input_bounds,
+            map_statistics,
+            maximize_activation,
+            maximize_activation_result,
+            parse_maps,
 )
-from .profile import (
-    FieldGeometry,
-    Misclassified,
-    TopImages,
-    class_means,
-    class_profile,
-    class_profile_dead,
-    class_readout,
-    dead_maps,
-    field_geometry,
-    layer_means,
-    layer_summary,
-    map_peak_batches,
-    map_peaks,
-    misclassified,
-    mistakes,
-    rank_images,
-    readout_batches,
-    top_images,
+from cnnscope.inspect.profile import (
+            FieldGeometry,
+            Misclassified,
+            TopImages,
+            class_means,
+            class_profile,
+            class_profile_dead,
+            class_readout,
+            dead_maps,
+            field_geometry,
+            layer_means,
+            layer_summary,
+            map_peak_batches,
+            map_peaks,
+            misclassified,
+            mistakes,
+            rank_images,
+            readout_batches,
+            top_images,
 )
 
 __all__ = ["activations", "layer_output_shape"]

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, SpecError, StopForward, choice_error
-from ..layers import CONV, DENSE
-from ..model import CNN
-from .common import evaluating, model_device
+from cnnscope.base.errors import ConfigError, SpecError, StopForward, choice_error
+from cnnscope.inspect.common import evaluating, model_device
+from cnnscope.model.layers import CONV, DENSE
+from cnnscope.model.network import CNN
 
 ACTIVATED = (CONV, DENSE)  # the layer kinds with an activation function (and so a pre-activation output)
 

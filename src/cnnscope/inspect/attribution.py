@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-from ..model import CNN
-from .common import Target, evaluating, gradient_inputs
+from cnnscope.base.errors import ConfigError
+from cnnscope.inspect.common import Target, evaluating, gradient_inputs
+from cnnscope.model.network import CNN
 
 Baseline = float | np.ndarray | torch.Tensor | None
 

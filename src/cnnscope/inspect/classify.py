@@ -26,12 +26,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, RunError
-from ..metrics import confusion_matrix
-from ..model import CNN
-from ..optimizers import Optimizer
-from .activations import capture
-from .common import evaluating
+from cnnscope.base.errors import ConfigError, RunError
+from cnnscope.base.metrics import confusion_matrix
+from cnnscope.inspect.activations import capture
+from cnnscope.inspect.common import evaluating
+from cnnscope.model.network import CNN
+from cnnscope.runs.load import predict_proba
+from cnnscope.trainer.rules_torch import Optimizer
 
 log = logging.getLogger("cnnscope")
 
@@ -264,8 +265,6 @@ def classify_by_patterns(model: CNN, train_x: np.ndarray, train_y: np.ndarray, t
     whole output ("pattern", pooled to at most `max_features` values) and the per-map means ("profile"); beside
     the whole model's test accuracy, chance (1/classes) and the majority class's share. Leaves the model as it
     was; memory: one layer's training features at a time."""
-    from ..runs import predict_proba
-
     classes = model.spec.num_classes
     train_y = _check_labelled(train_x, train_y, classes, "training")
     test_y = _check_labelled(test_x, test_y, classes, "test")

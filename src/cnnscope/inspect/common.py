@@ -10,8 +10,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-from ..model import CNN
+from cnnscope.base.errors import ConfigError
+from cnnscope.model.network import CNN
 
 Target = int | Sequence[int] | np.ndarray | None
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import RunError, SpecError
-from ..model import CNN
-from .activations import activations, conv_layers, layer_output_shape
+from cnnscope.base.errors import RunError, SpecError
+from cnnscope.inspect.activations import activations, capture, conv_layers, layer_output_shape
+from cnnscope.model.network import CNN
 
 MAX_MAPS = 1024  # the assignment is O(n³); beyond this a layer is not a sensible thing to match map by map
 THRESHOLD = 0.9
@@ -306,7 +306,6 @@ def _outputs(model: CNN, layers: Sequence[str], x: np.ndarray) -> dict[str, np.n
     """The outputs of `layers` for one batch, in one forward pass (eval mode, no gradients; mode restored)."""
     import torch
 
-    from .activations import capture
 
     was_training = model.training
     model.eval()

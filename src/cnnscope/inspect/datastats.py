@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Preprocessor, to_nchw
-from ..errors import DataError, RunError
+from cnnscope.base.errors import DataError, RunError
+from cnnscope.data.dataset import Preprocessor, to_nchw
+from cnnscope.inspect.activations import activations, layer_output_shape
 
 FAR_LIMIT = 10.0  # preprocessed values beyond ±10 (10 σ for the standard kinds) are far outside normal input
 
@@ -170,8 +171,6 @@ def top_edge_share(model, layer: str, images: np.ndarray, k: int = 16, margin: i
     """Top-k images of every map of a conv/pool `layer` (preprocessed images, chosen as profile.top_images does:
     by peak, ties to the lower index): the share of their peak positions within `margin` px of the edge, and the
     largest peak. One pass over the images for all maps."""
-    from .activations import activations, layer_output_shape
-
     shape = layer_output_shape(model, layer)
     if len(shape) != 3:
         raise RunError(f"top_edge_share needs a layer with maps; {layer} has units")

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-from ..model import CNN
-from .common import Target, class_targets, evaluating, input_batch, target_scores
+from cnnscope.base.errors import ConfigError
+from cnnscope.inspect.common import Target, class_targets, evaluating, input_batch, target_scores
+from cnnscope.model.network import CNN
 
 FRACTIONS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(11))  # 0, 5 %, …, 50 % of the pixels
 # A method beats another ranking on an image when its deletion AUC is lower by at least this much (one percentage

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError, SpecError
-from ..model import CNN
-from .activations import conv_layers
+from cnnscope.base.errors import ConfigError, SpecError
+from cnnscope.inspect.activations import conv_layers
+from cnnscope.model.network import CNN
 
 CHANNEL_VIEWS = ("strongest", "rgb", "split", "mean")  # how a filter with several input channels is shown
 

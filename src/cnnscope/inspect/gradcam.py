@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import SpecError
-from ..layers import CONV
-from ..model import CNN
-from .common import Target, evaluating, gradient_inputs
+from cnnscope.base.errors import SpecError
+from cnnscope.inspect.common import Target, evaluating, gradient_inputs
+from cnnscope.model.layers import CONV
+from cnnscope.model.network import CNN
 
 Grid = tuple[tuple[float, float, float], ...]
 

@@ -9,11 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError, choice_error
-from ..model import CNN
-from .attribution import (
+from cnnscope.base.errors import ConfigError, choice_error
+from cnnscope.inspect.attribution import (
     Baseline,
-    Target,
     deeplift,
     guided_backprop,
     input_x_gradient,
@@ -22,7 +20,9 @@ from .attribution import (
     saliency,
     smoothgrad,
 )
-from .gradcam import grad_cam, guided_grad_cam
+from cnnscope.inspect.common import Target
+from cnnscope.inspect.gradcam import grad_cam, guided_grad_cam
+from cnnscope.model.network import CNN
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, RunError
-from ..model import CNN
-from ..optimizers import Optimizer
-from .activations import activations, capture, layer_output_shape
-from .common import model_device
+from cnnscope.base.errors import ConfigError, RunError
+from cnnscope.inspect.activations import activations, capture, layer_output_shape
+from cnnscope.inspect.common import model_device
+from cnnscope.model.network import CNN
+from cnnscope.trainer.rules_torch import Optimizer
 
 log = logging.getLogger("cnnscope")
 

@@ -10,13 +10,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import RunError
-from ..geometry import Geometry
-from ..metrics import confusion_matrix
-from ..model import CNN
-from ..spec import ModelSpec
-from .activations import activations, layer_output_shape
-from .common import evaluating
+from cnnscope.base.errors import RunError
+from cnnscope.base.metrics import confusion_matrix
+from cnnscope.inspect.activations import activations, capture, layer_output_shape
+from cnnscope.inspect.common import evaluating
+from cnnscope.model.geometry import Geometry
+from cnnscope.model.network import CNN
+from cnnscope.model.spec import ModelSpec
+from cnnscope.runs.load import predict_proba
 
 
 def _batches(n: int, batch_size: int):
@@ -103,8 +104,6 @@ def layer_summary(model: CNN, layers: list[str], images: np.ndarray, batch_size:
                   ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """`layer_means` and, from the same pass, {layer: each map's largest |value| over every image and position
     (maps,)} (`dead_maps` reads it)."""
-    from .activations import capture
-
     for name in layers:
         layer_output_shape(model, name)  # SpecError listing the valid names
     probs: list[np.ndarray] = []
@@ -251,8 +250,6 @@ def map_peak_batches(model: CNN, layers: list[str], images: np.ndarray,
     """Per batch of preprocessed images: {layer: (each image's spatial maximum of every map (b, maps), its
     row-major position (b, maps) int32, each image's largest |value| of every map (b, maps): 0 in every image
     for a dead map)}. A generator, so a caller may pause or take a lock between batches."""
-    from .activations import capture
-
     for start, stop in _batches(len(images), batch_size):
         batch = torch.as_tensor(images[start:stop]).contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), evaluating(model):
@@ -278,8 +275,6 @@ def map_peaks(model: CNN, layers: list[str], images: np.ndarray,
 def readout_batches(model: CNN, layer: str, images: np.ndarray, batch_size: int = 64) -> Iterator[np.ndarray]:
     """Per batch: (classes, maps) sums over its images of d logit_c / d (spatial sum of map m) — the gradient of
     each class logit through the layers after `layer`. A generator (pause or lock between batches)."""
-    from .activations import capture
-
     names = list(model.layers.keys())
     rest = [model.layers[name] for name in names[names.index(layer) + 1:]]
     for start, stop in _batches(len(images), batch_size):
@@ -355,8 +350,6 @@ def mistakes(probs: np.ndarray, labels: np.ndarray) -> Misclassified:
 @torch.no_grad()
 def misclassified(model: CNN, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> Misclassified:
     """Predict preprocessed images and return the wrong ones sorted by confidence (highest first; ties by index)."""
-    from ..runs import predict_proba
-
     labels = np.asarray(labels).astype(np.int64).ravel()
     if len(labels) != len(images):
         raise RunError(f"misclassified: {len(images)} images but {len(labels)} labels")

@@ -6,13 +6,13 @@ Loading a run and choosing what to draw is the job of cnnscope.views.
 
 from __future__ import annotations
 
-from .activations import Prediction, activations_figure, filters_figure, overview_figure, vector_figure
-from .attribution import explain_figure, explanation_figure, methods_figure
-from .compare import compare_figure
-from .figures import check_figure_path, get_cmap, save_figure, save_figure_as, slug, write_figure
-from .patterns import pattern_pixels, patterns_figure
-from .profile import errors_figure, profile_figure, top_images_figure
-from .training import LivePlot, confusion_figure, curves_figure, plot_curves
+from cnnscope.plots.activations import Prediction, activations_figure, filters_figure, overview_figure, vector_figure
+from cnnscope.plots.attribution import explain_figure, explanation_figure, methods_figure
+from cnnscope.plots.compare import compare_figure
+from cnnscope.plots.figures import check_figure_path, get_cmap, save_figure, save_figure_as, slug, write_figure
+from cnnscope.plots.patterns import pattern_pixels, patterns_figure
+from cnnscope.plots.profile import errors_figure, profile_figure, top_images_figure
+from cnnscope.plots.training import LivePlot, confusion_figure, curves_figure, plot_curves
 
 __all__ = ["LivePlot", "confusion_figure", "curves_figure", "plot_curves", "save_figure"]
 __all__ += ["Prediction", "activations_figure", "filters_figure", "overview_figure", "vector_figure"]

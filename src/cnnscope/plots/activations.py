@@ -12,12 +12,12 @@ from matplotlib.collections import PatchCollection
 from matplotlib.colors import Colormap, Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from ..errors import ConfigError, choice_error
-from ..imaging import rgb_kernels
-from ..inspect.activations import MapDisplay, activation_grid, as_maps, display_maps
-from ..inspect.filters import Filters
-from . import backend  # noqa: F401  (Agg, except in a notebook)
-from .figures import DIVERGING, get_cmap, show_picture
+from cnnscope.base.errors import ConfigError, choice_error
+from cnnscope.base.imaging import rgb_kernels
+from cnnscope.inspect.activations import MapDisplay, activation_grid, as_maps, display_maps
+from cnnscope.inspect.filters import Filters
+from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.plots.figures import DIVERGING, get_cmap, show_picture
 
 _TAG = {"boxstyle": "square,pad=0.12", "facecolor": (0, 0, 0, 0.55), "edgecolor": "none"}
 

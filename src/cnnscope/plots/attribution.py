@@ -14,16 +14,15 @@ from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ..errors import ConfigError
-from . import backend  # noqa: F401  (Agg, except in a notebook)
-from .figures import show_picture
+from cnnscope.base.errors import ConfigError
+from cnnscope.inspect.methods import METHODS
+from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.plots.figures import show_picture
 
 NOT_SEEN = "#b8c4cc"  # pixels no cell of Grad-CAM's layer sees: drawn grey, not as a zero
 
 
 def _title(method: str) -> str:
-    from ..inspect.methods import METHODS
-
     return METHODS[method].title if method in METHODS else method
 
 
@@ -167,8 +166,6 @@ def methods_figure(image: np.ndarray, heats: dict[str, np.ndarray], captions: di
                    title: str = "", layer: str | None = None, cols: int = 5) -> Figure:
     """The input and one overlay per method side by side, each with its colour bar and captioned with its
     deletion result; one legend below for the colours of signed and unsigned methods."""
-    from ..inspect.methods import METHODS
-
     image = np.asarray(image, np.float32)
     rows = -(-(len(heats) + 1) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols, 3.9 * rows + 0.4), squeeze=False)
@@ -213,8 +210,6 @@ def explanation_figure(method: str, raw: np.ndarray, results: dict[str, tuple[np
     method gives input, heat map, overlay and its deletion and insertion curves with the verdict; method 'all'
     every method's overlay side by side, each with its verdict. `note` (e.g. how a colour image's channels became
     one value per pixel) goes on a second title line."""
-    from ..inspect.methods import METHODS
-
     if method == "all":
         captions = {name: deletion_caption(summary) for name, (_, summary) in results.items()}
         passed = sum(summary["passes"] for _, summary in results.values())

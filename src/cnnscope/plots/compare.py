@@ -12,9 +12,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ..inspect.activations import as_maps
-from ..inspect.compare import THRESHOLD
-from . import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.inspect.activations import as_maps
+from cnnscope.inspect.compare import THRESHOLD
+from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
 
 
 def pick_pairs(matching: Sequence[Sequence[float]], count: int, skip: Sequence[bool] | None = None) -> list[int]:

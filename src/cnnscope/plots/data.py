@@ -10,8 +10,9 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from ..errors import DataError
-from . import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.base.errors import DataError
+from cnnscope.inspect.datastats import class_examples, preprocessing_arrays
+from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
 
 PANELS = (("mean", "per-pixel mean (0–255)", "magma"), ("scale", "deviation divided by (0–255)", "magma"),
           ("white", "a white pixel becomes", "magma"))
@@ -125,8 +126,6 @@ def preprocessing_section_figure(preprocessor, train_raw: np.ndarray, images: np
                                  class_names: Sequence[str], per_class: int = 1, title: str | None = None) -> Figure:
     """The whole preprocessing figure in one call (report, `cnnscope data`): statistics from raw training images
     `train_raw`, then the first `per_class` raw `images` of each class (by `labels`) before and after."""
-    from ..inspect.datastats import class_examples, preprocessing_arrays
-
     picks = class_examples(labels, len(class_names), per_class)
     order = np.argsort([rank for c in range(len(class_names))  # the first of each class, then the second, …
                         for rank in range(int((np.asarray(labels)[picks] == c).sum()))], kind="stable")

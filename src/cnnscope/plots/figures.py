@@ -10,9 +10,10 @@ import matplotlib.pyplot as plt
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 
-from ..errors import ConfigError, OutputError
-from ..fileio import atomic_write
-from . import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.base.errors import ConfigError, OutputError
+from cnnscope.base.fileio import atomic_write
+from cnnscope.base.imaging import picture_pixels
+from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
 
 FORMATS = (".png", ".svg", ".pdf")
 SEQUENTIAL = "magma"  # default for non-negative data (the series' choice)
@@ -31,8 +32,6 @@ def get_cmap(name: str | None, signed: bool) -> Colormap:
 def show_picture(ax, raw, **imshow) -> None:
     """Draw a raw picture on `ax` as it looks: (H, W) in grey, 0 black to 255 white, or (H, W, 3) in colour
     (values outside 0..255 clipped); extra keywords go to imshow."""
-    from ..imaging import picture_pixels
-
     pixels = picture_pixels(raw)
     imshow.setdefault("interpolation", "nearest")
     if pixels.ndim == 2:

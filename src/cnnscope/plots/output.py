@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from . import backend  # noqa: F401  (Agg, except in a notebook)
-from .activations import Prediction, draw_input
+from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.plots.activations import Prediction, draw_input
 
 POSITIVE, NEGATIVE, PLAIN, BEST, TRUE = "#b2182b", "#2166ac", "#9e9ac8", "#54278f", "#1b7837"
 

@@ -9,10 +9,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..errors import ConfigError
-from ..imaging import pictures
-from . import backend  # noqa: F401  (Agg, except in a notebook)
-from .figures import get_cmap
+from cnnscope.base.errors import ConfigError
+from cnnscope.base.imaging import pictures
+from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.plots.figures import get_cmap
 
 
 def pattern_pixels(patterns: np.ndarray, preprocessor) -> np.ndarray:

@@ -13,12 +13,12 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from ..errors import ConfigError
-from ..inspect.classify import PatternClassification
-from ..inspect.profile import Misclassified, TopImages
-from . import backend  # noqa: F401  (Agg, except in a notebook)
-from .figures import show_picture
-from .training import confusion_figure
+from cnnscope.base.errors import ConfigError
+from cnnscope.inspect.classify import PatternClassification
+from cnnscope.inspect.profile import Misclassified, TopImages
+from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.plots.figures import show_picture
+from cnnscope.plots.training import confusion_figure
 
 PROFILE_NORMS = ("map", "layer")
 PROFILE_ORDERS = ("index", "class")

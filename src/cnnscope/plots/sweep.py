@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from . import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
 
 MAX_PANELS = 12
 

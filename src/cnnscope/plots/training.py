@@ -13,11 +13,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ..errors import OutputError
-from ..fileio import atomic_write
-from ..runs import CURVES
-from . import backend  # noqa: F401  (Agg, except in a notebook)
-from .figures import save_figure
+from cnnscope.base.errors import OutputError
+from cnnscope.base.fileio import atomic_write
+from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.plots.figures import save_figure
+from cnnscope.runs.layout import CURVES
 
 log = logging.getLogger("cnnscope")
 

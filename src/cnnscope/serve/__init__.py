@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from .app import create_app
-from .server import serve
-from .viewer import RequestError, Viewer
+from cnnscope.base.errors import RequestError
+from cnnscope.serve.app import create_app
+from cnnscope.serve.server import serve
+from cnnscope.serve.viewer import Viewer
 
 __all__ = ["RequestError", "Viewer", "create_app", "serve"]

@@ -1,7 +1,7 @@
 """The viewer's ASGI app (Starlette): one static page and a small JSON/PNG API over a loaded run.
 
 Nothing is written to disk: uploads are read into memory (capped), decoded with Pillow by the same safe
-preparation as the CLI's --image (cnnscope.inspect.images.prepare_picture), at most MAX_DECODES at a time,
+preparation as the CLI's --image (cnnscope.data.picture_input.prepare_picture), at most MAX_DECODES at a time,
 and forgotten. Every answer to a bad request is a 4xx with {"error": …}; JSON answers never carry NaN.
 """
 
@@ -29,14 +29,14 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .. import imaging
-from ..errors import CnnscopeError, RequestError, choice_error
-from ..inspect.datastats import range_warnings
-from ..inspect.images import prepare_picture
-from ..inspect.methods import DEFAULT_METHOD, METHODS
-from .bodies import Posted, brief, posted
-from .guard import HostGuard, SafeJSONResponse
-from .viewer import Viewer
+from cnnscope.base import imaging
+from cnnscope.base.errors import CnnscopeError, RequestError, choice_error
+from cnnscope.data.picture_input import prepare_picture
+from cnnscope.inspect.datastats import range_warnings
+from cnnscope.inspect.methods import DEFAULT_METHOD, METHODS
+from cnnscope.serve.bodies import Posted, brief, posted
+from cnnscope.serve.guard import HostGuard, SafeJSONResponse
+from cnnscope.serve.viewer import Viewer
 
 log = logging.getLogger("cnnscope")
 

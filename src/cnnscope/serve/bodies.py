@@ -2,7 +2,7 @@
 malformed is a RequestError (400).
 
 Everything stays in memory: the body is read with a byte cap, multipart files are never spooled to disk, and
-nothing is decoded here (decoding is `cnnscope.inspect.images.prepare_picture`, run by the app with a limit on
+nothing is decoded here (decoding is `cnnscope.data.picture_input.prepare_picture`, run by the app with a limit on
 how many run at once).
 """
 
@@ -18,8 +18,8 @@ import numpy as np
 from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from ..errors import RequestError
-from ..inspect.images import sniff_picture
+from cnnscope.base.errors import RequestError
+from cnnscope.data.picture_input import sniff_picture
 
 PICTURE_HELP = ("send a picture (PNG, JPEG, GIF, BMP, WebP) as the body or as a multipart file field 'image', "
                 'or JSON {"pixels": …} or {"image": "data:image/png;base64,…"}')

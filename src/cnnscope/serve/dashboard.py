@@ -34,10 +34,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..catalog import LIVE_SECONDS, Catalog, Listing
-from ..errors import CnnscopeError, RequestError, brief
-from ..threads import BACKGROUND
-from .guard import HostGuard, SafeJSONResponse
+from cnnscope.base.errors import CnnscopeError, RequestError, brief
+from cnnscope.base.threads import BACKGROUND
+from cnnscope.runs.catalog import LIVE_SECONDS, Catalog, Listing
+from cnnscope.serve.guard import HostGuard, SafeJSONResponse
 
 STATIC = Path(__file__).parent / "static"
 MAX_OPEN = 4  # single-run viewers kept loaded (each holds a model and its data set)
@@ -141,8 +141,8 @@ class Dashboard:
 
     def compare_trials(self, name: str) -> tuple[list[Path], list[str], tuple]:
         """(completed trial folders, notes on the others, cache stamp of their weight files) of study `name`."""
-        from ..runs import INITIAL, WEIGHTS
-        from ..views.compare import is_study, study_runs
+        from cnnscope.runs.layout import INITIAL, WEIGHTS
+        from cnnscope.views.compare import is_study, study_runs
 
         self.entry(name, "study")
         folder = self.catalog.root / name
@@ -188,8 +188,11 @@ class Dashboard:
         Viewers of the same data share one copy of it; the least recently used beyond `max_open` is dropped, its
         warm-up stopped and its memory handed back (see `give_back_memory`: without it, under uvicorn, every
         dropped viewer's model and data stayed until a rare full collection: 0.27 → 7.7 GB in 3 rounds of 8)."""
-        from .app import create_app, give_back_memory  # torch and the model code load only when a run is opened
-        from .viewer import Viewer
+        from cnnscope.serve.app import (  # torch and the model code load only when a run is opened
+            create_app,
+            give_back_memory,
+        )
+        from cnnscope.serve.viewer import Viewer
 
         with self._open_lock:
             if name in self.viewers:
@@ -262,8 +265,8 @@ def compute_matrix(trials: list[Path], runs: list[str], layer: str | None, image
                    data_dir: str | os.PathLike | None) -> dict[str, Any]:
     """cnnscope.views.compare.study_matrix (the trials' matrix, its baseline at initialisation, "seeds" or
     "trials"), with the seconds it took; RequestError for a layer that is not a conv layer."""
-    from ..errors import SpecError
-    from ..views.compare import study_matrix
+    from cnnscope.base.errors import SpecError
+    from cnnscope.views.compare import study_matrix
 
     started = time.perf_counter()
     try:
@@ -390,7 +393,7 @@ def create_dashboard_app(root: str | os.PathLike, data_dir: str | os.PathLike | 
                          hosts: Iterable[str] = (), live_seconds: float = LIVE_SECONDS,
                          board: Dashboard | None = None) -> ASGIApp:
     """The dashboard of the runs and studies under `root` (see this module's docstring and README's API)."""
-    from .app import http_error, request_error, server_error
+    from cnnscope.serve.app import http_error, request_error, server_error
 
     board = board or Dashboard(root, data_dir, hosts=hosts, live_seconds=live_seconds)
     api = Routes(board)

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from ..errors import RenderError
-from ..imaging import COLORMAPS, EMPTY_RGB, colorize, colormap, colormap_strip, data_uri, grey_png, layout, png_bytes
+from cnnscope.base.errors import RenderError
+from cnnscope.base.imaging import (
+           COLORMAPS,
+           EMPTY_RGB,
+           colorize,
+           colormap,
+           colormap_strip,
+           data_uri,
+           grey_png,
+           layout,
+           png_bytes,
+)
 
 __all__ = ["COLORMAPS", "EMPTY_RGB", "RenderError", "colorize", "colormap", "colormap_strip", "data_uri", "grey_png",
            "layout", "png_bytes"]

@@ -9,10 +9,10 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import CnnscopeError
-from ..progress import say
-from .app import create_app
-from .viewer import Viewer
+from cnnscope.base.errors import CnnscopeError
+from cnnscope.base.progress import say
+from cnnscope.serve.app import create_app
+from cnnscope.serve.viewer import Viewer
 
 RUN_MARK = "config.toml"
 
@@ -108,7 +108,7 @@ def serve_dashboard(root: str | os.PathLike, host: str = "127.0.0.1", port: int 
                     data_dir: str | os.PathLike | None = None, on_ready: Callable[[str], None] | None = None) -> None:
     """The dashboard of the runs and studies under `root`: bind, scan, call on_ready(url), serve until interrupted;
     the single-run viewers it opened stop their warm-up threads on every way out."""
-    from .dashboard import Dashboard, create_dashboard_app
+    from cnnscope.serve.dashboard import Dashboard, create_dashboard_app
 
     sock = bind_socket(host, port)
     board = None

@@ -16,17 +16,17 @@ from urllib.parse import urlencode
 import numpy as np
 from torch import nn
 
-from ..data import Dataset
-from ..errors import CnnscopeError, RequestError, SpecError, WarmUpStopped, choice_error
-from ..inspect import patterns as search
-from ..inspect.images import picture_target
-from ..inspect.methods import DEFAULT_METHOD, METHODS
-from ..inspect.profile import map_peak_batches, readout_batches
-from ..layers import CONV, DENSE
-from ..runs import Run, load_run, predict_proba
-from ..spec import LayerInfo
-from ..threads import BACKGROUND
-from ..views import panels
+from cnnscope.base.errors import CnnscopeError, RequestError, SpecError, WarmUpStopped, choice_error
+from cnnscope.base.threads import BACKGROUND
+from cnnscope.data.dataset import Dataset
+from cnnscope.data.picture_input import picture_target
+from cnnscope.inspect import patterns as search
+from cnnscope.inspect.methods import DEFAULT_METHOD, METHODS
+from cnnscope.inspect.profile import map_peak_batches, readout_batches
+from cnnscope.model.layers import CONV, DENSE
+from cnnscope.model.spec import LayerInfo
+from cnnscope.runs.load import Run, load_run, predict_proba
+from cnnscope.views import panels
 
 log = logging.getLogger("cnnscope")
 
@@ -141,7 +141,7 @@ class Viewer:
 
     def maps(self, layer: str, raw: np.ndarray) -> np.ndarray:
         """Activation maps (maps, h, w) of a conv/pool layer for one raw image."""
-        from ..inspect import activations
+        from cnnscope.inspect import activations
 
         self.grid_layer(layer)
         x = self.run.preprocessor(self.check_raw(raw)[None])
@@ -163,7 +163,7 @@ class Viewer:
         (cnnscope.views.panels.units_panel). RequestError for a layer that is not dense."""
         import torch
 
-        from ..inspect.activations import capture
+        from cnnscope.inspect.activations import capture
 
         try:
             info = self.run.spec.layer(layer)

@@ -45,9 +45,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..errors import SweepError
-from .definition import IDENTITY, SweepSpec, difference, read_study, save_study, spec_from_options, spec_from_study
-from .params import Param, parse_param
+from cnnscope.base.errors import SweepError
+from cnnscope.sweep.definition import (
+    IDENTITY,
+    SweepSpec,
+    difference,
+    read_study,
+    save_study,
+    spec_from_options,
+    spec_from_study,
+)
+from cnnscope.sweep.params import Param, parse_param
 
 __all__ = ["Param", "SweepSpec", "parse_param", "resolve_spec", "run_sweep"]
 log = logging.getLogger("cnnscope")
@@ -80,7 +88,7 @@ def resolve_spec(study_dir: str | Path, config_file: str | Path | None, params: 
 
 def _base_epochs(spec: SweepSpec) -> int:
     """The most epochs a trial trains (for Hyperband's maximum resource)."""
-    from ..config import RunConfig
+    from cnnscope.trainer.config import RunConfig
 
     epochs = RunConfig.from_dict({"model": {"preset": "seed-iv"}, **spec.config}).train.epochs
     swept = next((p for p in spec.params if p.key == "train.epochs"), None)
@@ -96,8 +104,8 @@ def run_sweep(study_dir: str | Path, spec: SweepSpec, *, pruner: Any = None) -> 
     require("optuna")
     if spec.engine == "ray":
         require("ray")
-    from .driver import Driver, make_pruner, open_study, study_lock
-    from .results import FIGURES, write_results
+    from cnnscope.sweep.driver import Driver, make_pruner, open_study, study_lock
+    from cnnscope.sweep.results import FIGURES, write_results
 
     study_dir = Path(study_dir)
     with study_lock(study_dir):
@@ -140,9 +148,9 @@ def driver_prunes(pruner: Any) -> bool:
 
 def _engine(spec: SweepSpec, wait: bool) -> Any:
     if spec.engine == "ray":
-        from .rayengine import RayEngine
+        from cnnscope.sweep.rayengine import RayEngine
 
         return RayEngine(spec.workers, wait, spec.ray_address)
-    from .local import LocalEngine
+    from cnnscope.sweep.local import LocalEngine
 
     return LocalEngine(spec.workers, wait)

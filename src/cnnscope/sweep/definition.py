@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig
-from ..errors import CnnscopeError, SweepError, brief, choice_error
-from ..fileio import read_toml, write_toml
-from .params import Param, param_from, parse_param
+from cnnscope.base.errors import CnnscopeError, SweepError, brief, choice_error
+from cnnscope.base.fileio import read_toml, write_toml
+from cnnscope.sweep.params import Param, param_from, parse_param
+from cnnscope.trainer.config import RunConfig
 
 SAMPLERS = ("tpe", "random", "grid")
 METRICS = ("val_accuracy", "test_accuracy", "val_loss")

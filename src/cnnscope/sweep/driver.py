@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import SweepError
-from .definition import SweepSpec
-from .results import RESULT_ATTRS, write_results
-from .trial import TrialTask, read_run_files, recover_run_dirs, write_run_files
+from cnnscope.base.errors import SweepError
+from cnnscope.sweep.definition import SweepSpec
+from cnnscope.sweep.results import RESULT_ATTRS, write_results
+from cnnscope.sweep.trial import TrialTask, read_run_files, recover_run_dirs, write_run_files
 
 log = logging.getLogger("cnnscope")
 STUDY_NAME = "cnnscope"

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .trial import TrialTask, run_trial
+from cnnscope.sweep.trial import TrialTask, run_trial
 
 log = logging.getLogger("cnnscope")
 

@@ -18,10 +18,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import TrainConfig
-from ..data import DataConfig
-from ..errors import SweepError, brief
-from ..spec import ModelSpec, get_preset
+from cnnscope.base.errors import SweepError, brief
+from cnnscope.data.dataset import DataConfig
+from cnnscope.model.spec import ModelSpec
+from cnnscope.model.zoo import get_preset
+from cnnscope.trainer.config import TrainConfig
 
 KINDS = ("choice", "range", "int", "uniform", "loguniform")
 MAX_CHOICES = 1000

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import SweepError
-from .trial import TrialTask, read_run_files, run_trial, write_run_files
+from cnnscope.base.errors import SweepError
+from cnnscope.sweep.trial import TrialTask, read_run_files, run_trial, write_run_files
 
 log = logging.getLogger("cnnscope")
 POLL_SECONDS = 0.05

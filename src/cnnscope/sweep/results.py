@@ -10,8 +10,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_write_text, write_json
-from .definition import TEST_WARNING, SweepSpec
+from cnnscope.base.fileio import atomic_write_text, write_json
+from cnnscope.plots.figures import save_figure_as
+from cnnscope.plots.sweep import history_figure, importance_figure, params_figure
+from cnnscope.sweep.definition import TEST_WARNING, SweepSpec
 
 log = logging.getLogger("cnnscope")
 RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
@@ -117,9 +119,6 @@ def importances(study: Any, spec: SweepSpec, rows: list[dict[str, Any]]) -> tupl
 def write_figures(study_dir: Path, study: Any, spec: SweepSpec, rows: list[dict[str, Any]]
                   ) -> tuple[list[str], list[str]]:
     """The study's figures in STUDY/: metric against each parameter, history, importances (or a note why not)."""
-    from ..plots.figures import save_figure_as
-    from ..plots.sweep import history_figure, importance_figure, params_figure
-
     keys = [p.key for p in spec.params]
     done = [r for r in rows if isinstance(r.get("value"), (int, float)) and r["status"] in ("completed", "pruned")]
     if not done:

@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CnnscopeError, StopTraining
+from cnnscope.base.errors import CnnscopeError, StopTraining
+from cnnscope.data.dataset import load_dataset
+from cnnscope.runs.checkpoint import saved_epoch
+from cnnscope.runs.layout import CONFIG, METRICS
+from cnnscope.runs.load import load_run, read_run_config
+from cnnscope.runs.records import read_history, read_metrics
+from cnnscope.sweep.params import apply_params
+from cnnscope.trainer.config import RunConfig
+from cnnscope.training import api as training
+from cnnscope.training.tensorboard import TensorBoardLogger
 
 MAX_SHIPPED_BYTES = 2**30  # a run directory that comes back from a Ray task
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,120}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,120}){0,3}")
@@ -114,23 +123,16 @@ def _finite(value: Any) -> float | None:
 
 def _train(task: TrialTask, callback: TrialCallback) -> Any:
     """A new training of the trial's configuration, or its interrupted run directory resumed from the last epoch."""
-    from .. import runs, training
-    from ..config import RunConfig
-    from ..data import load_dataset
-    from .params import apply_params
-
     run_dir = Path(task.run_dir)
     callbacks: list[Any] = [callback]
     if task.tensorboard:
-        from ..tboard import TensorBoardLogger
-
         callbacks.append(TensorBoardLogger(task.tensorboard))
     options = {"callbacks": callbacks, "progress": False, "verbose": False}
-    if (run_dir / runs.CONFIG).is_file() and runs.saved_epoch(run_dir) > 0:
-        saved = runs.read_run_config(run_dir)
-        if runs.saved_epoch(run_dir) >= saved.train.epochs and (run_dir / runs.METRICS).is_file():
-            run = runs.load_run(run_dir, allow_nonfinite=True)  # finished before the driver recorded it
-            run.metrics, run.history = runs.read_metrics(run_dir), runs.read_history(run_dir)
+    if (run_dir / CONFIG).is_file() and saved_epoch(run_dir) > 0:
+        saved = read_run_config(run_dir)
+        if saved_epoch(run_dir) >= saved.train.epochs and (run_dir / METRICS).is_file():
+            run = load_run(run_dir, allow_nonfinite=True)  # finished before the driver recorded it
+            run.metrics, run.history = read_metrics(run_dir), read_history(run_dir)
             return run
         return training.resume(run_dir, **options)
     config = RunConfig.from_dict(apply_params(task.config, task.values), "trial")

@@ -17,6 +17,6 @@ profile`); this package only exports ViewResult, so a module is never shadowed b
 
 from __future__ import annotations
 
-from .common import ViewResult
+from cnnscope.views.common import ViewResult
 
 __all__ = ["ViewResult"]

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, choice_error
-from ..inspect.activations import ACTIVATED, capture, display_maps, map_layers
-from ..inspect.filters import CHANNEL_VIEWS, conv_filters, default_channels
-from ..plots.activations import (
+from cnnscope.base.errors import ConfigError, choice_error
+from cnnscope.inspect.activations import ACTIVATED, capture, display_maps, map_layers
+from cnnscope.inspect.filters import CHANNEL_VIEWS, conv_filters, default_channels
+from cnnscope.plots.activations import (
     DEFAULT_CLIP,
     FILTER_NORMS,
     Prediction,
@@ -18,8 +18,9 @@ from ..plots.activations import (
     filters_figure,
     overview_figure,
 )
-from ..plots.figures import get_cmap
-from .common import PathLike, ViewResult, class_names, image_slug, load, pick_image, save
+from cnnscope.plots.figures import get_cmap
+from cnnscope.plots.output import output_figure
+from cnnscope.views.common import PathLike, ViewResult, class_names, image_slug, load, pick_image, save
 
 
 def check_display(norm: str | None, fixed: tuple[float, float] | None, scale: bool, cmap: str | None,
@@ -94,8 +95,6 @@ def activations(run_dir: PathLike, layer: str, *, index: int | None = None, spli
 def _output(run, picked, logits: np.ndarray, probs: np.ndarray, prediction: Prediction, out: PathLike | None,
             svg: bool, image: PathLike | None) -> ViewResult:
     """The output layer's figure (plots.output) and data: the logits and the probabilities per class."""
-    from ..plots.output import output_figure
-
     layer, names = run.spec.output_layer_name, class_names(run)
     fig = output_figure(picked.raw, logits, probs, names, layer=layer, activation=run.spec.output_activation,
                         source=picked.source, prediction=prediction, true_class=picked.label)

@@ -9,9 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..plots.figures import save_figure_as, slug
-from ..progress import say
+from cnnscope.base.errors import ConfigError
+from cnnscope.base.progress import say
+from cnnscope.data.picture_input import select_image
+from cnnscope.data.sources import class_names_of
+from cnnscope.inspect.datastats import range_warnings
+from cnnscope.plots.figures import save_figure_as, slug
+from cnnscope.runs.load import load_run
 
 PathLike = str | os.PathLike
 
@@ -37,25 +41,18 @@ class ViewResult:
 
 def load(run_dir: PathLike):
     """The run in `run_dir` (cnnscope.runs.load_run: RunError saying what is missing or wrong)."""
-    from ..runs import load_run
-
     say("loading the run %s", run_dir)
     return load_run(run_dir)
 
 
 def class_names(run) -> list[str]:
     """The class names of the data set the run was trained on."""
-    from ..data import class_names_of
-
     return list(class_names_of(run.data_config))
 
 
 def pick_image(run, index: int | None, split: str, image: PathLike | None, data_dir: PathLike | None):
     """The image a view looks at: image `index` of the run's `split` set, or a user's picture file `image`
-    (cnnscope.inspect.images.InputImage, with its raw pixels, label, source and conversion notes)."""
-    from ..inspect.datastats import range_warnings
-    from ..inspect.images import select_image
-
+    (cnnscope.data.picture_input.InputImage, with its raw pixels, label, source and conversion notes)."""
     say("loading %s", f"the picture {image}" if image is not None else f"{split} image {index}")
     picked = select_image(run, index, split, image, data_dir)
     if image is not None:  # a stranger's picture: say when the model has never seen inputs like it

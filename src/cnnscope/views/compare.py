@@ -10,14 +10,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DataError, RunError, SpecError, brief
-from ..inspect.activations import activations, conv_layers
-from ..inspect.compare import THRESHOLD, check_pair, check_runs, compare_many, compare_runs
-from ..inspect.filters import conv_filters
-from ..plots.compare import compare_figure, found_figure, matrix_figure
-from ..progress import bar, say
-from ..runs import INITIAL, load_run
-from .common import PathLike, ViewResult, check_positive, load, save
+from cnnscope.base.errors import ConfigError, DataError, RunError, SpecError, brief
+from cnnscope.base.progress import bar, say
+from cnnscope.inspect.activations import activations, conv_layers
+from cnnscope.inspect.compare import THRESHOLD, check_pair, check_runs, compare_many, compare_runs
+from cnnscope.inspect.filters import conv_filters
+from cnnscope.plots.compare import compare_figure, found_figure, matrix_figure
+from cnnscope.runs.layout import INITIAL
+from cnnscope.runs.load import load_run
+from cnnscope.runs.records import read_metrics
+from cnnscope.views.common import PathLike, ViewResult, check_positive, load, save
 
 log = logging.getLogger("cnnscope")
 
@@ -185,8 +187,6 @@ def is_study(path: PathLike) -> bool:
 def study_runs(study: PathLike) -> tuple[list[Path], list[str]]:
     """The completed trials of a study (trials/*/ whose metrics.json says completed, in name order) and a note
     for each one left out; links are not followed."""
-    from ..runs import read_metrics
-
     runs, notes = [], []
     for trial in sorted(Path(study, "trials").iterdir()):
         if trial.is_symlink() or not trial.is_dir():

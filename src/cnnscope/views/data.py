@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from ..data import raw_channels
-from ..datasets import checksum_note
-from ..inspect.datastats import outside_training_range, pixel_stats
-from ..plots.data import preprocessing_section_figure
-from .common import PathLike, ViewResult, save
+from cnnscope.data.dataset import DataConfig, load_dataset, raw_channels
+from cnnscope.data.sources import checksum_note
+from cnnscope.inspect.datastats import outside_training_range, pixel_stats
+from cnnscope.plots.data import preprocessing_section_figure
+from cnnscope.views.common import PathLike, ViewResult, save
 
 
 def summarize(dataset) -> dict[str, Any]:
@@ -51,8 +51,6 @@ def data(name: str, *, preprocess: str | None = None, data_dir: PathLike | None 
     """`cnnscope data NAME`: the summary (data) of a built-in dataset, npz:FILE or folder:PATH and its
     preprocessing figure, written to `out` or to NAME-KIND-preprocessing.png in the current directory.
     `folder` holds DataConfig's folder options (image_size, channels, skip_bad, test_size)."""
-    from ..data import DataConfig, load_dataset
-
     config = DataConfig(name, **({} if preprocess is None else {"preprocess": preprocess}),
                         data_dir=None if data_dir is None else str(data_dir), **folder)
     dataset = load_dataset(config=config)

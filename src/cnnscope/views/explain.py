@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..inspect.deletion import deletion_scores
-from ..inspect.gradcam import last_conv_layer
-from ..inspect.methods import DEFAULT_METHOD, METHODS, attribute, channel_note
-from ..plots.attribution import explanation_figure, input_caption
-from .common import PathLike, ViewResult, class_names, image_slug, load, pick_image, probabilities, save
+from cnnscope.base.errors import ConfigError
+from cnnscope.inspect.deletion import deletion_scores
+from cnnscope.inspect.gradcam import last_conv_layer
+from cnnscope.inspect.methods import DEFAULT_METHOD, METHODS, attribute, channel_note
+from cnnscope.plots.attribution import explanation_figure, input_caption
+from cnnscope.views.common import PathLike, ViewResult, class_names, image_slug, load, pick_image, probabilities, save
 
 
 def resolve_class(value: int | str | None, names: Sequence[str]) -> int | None:

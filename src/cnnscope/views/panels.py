@@ -13,13 +13,18 @@ from typing import Any
 
 import numpy as np
 
-from ..geometry import Geometry
-from ..imaging import COLORMAPS, colorize, data_uri, picture_png, png_bytes, rgb_kernels
-from ..inspect.filters import colour_layer
-from ..inspect.profile import dead_maps, rank_images
-from ..layers import CONV, POOL, POOL_TYPES
-from .common import ViewResult
-from .tiles import grid_png
+from cnnscope.base.imaging import COLORMAPS, colorize, data_uri, picture_png, png_bytes, rgb_kernels
+from cnnscope.inspect.filters import colour_layer
+from cnnscope.inspect.gradcam import last_conv_layer
+from cnnscope.inspect.methods import DEFAULT_METHOD, METHODS, channel_note
+from cnnscope.inspect.profile import dead_maps, rank_images
+from cnnscope.model.geometry import Geometry
+from cnnscope.model.layers import CONV, POOL, POOL_TYPES
+from cnnscope.plots.patterns import pattern_pixels
+from cnnscope.views.activations import stage_words
+from cnnscope.views.common import ViewResult, probabilities
+from cnnscope.views.explain import explain_one
+from cnnscope.views.tiles import grid_png
 
 TOP_IMAGES = 8
 READOUT_METHOD = "gradient of each class logit w.r.t. the map's spatial mean, averaged over test images"
@@ -100,8 +105,6 @@ def units_panel(run, layer: str, values: np.ndarray, probabilities: np.ndarray,
                 class_names: Sequence[str]) -> ViewResult:
     """A dense layer's units for one image: their values (the output layer's are the logits, given with the class
     names and the probabilities they become), what the values are, and their range."""
-    from .activations import stage_words
-
     output = layer == run.spec.output_layer_name
     values = np.asarray(values, np.float64).reshape(-1)
     data = {"layer": layer, "type": run.spec.layer(layer).type, "units": int(len(values)), "output": output,
@@ -175,8 +178,6 @@ def readout_panel(readout: np.ndarray, index: int, class_names: Sequence[str], i
 def pattern_png(pattern: np.ndarray, preprocessor, cmap: str = "gray") -> bytes:
     """A maximising pattern ((H, W) or (C, H, W), preprocessed units) as a PNG of pixels 0..255, as an input image
     holds them: grey through `cmap`, colour as it is (the colour map does not apply)."""
-    from ..plots.patterns import pattern_pixels  # loaded on the first pattern only
-
     pixels = pattern_pixels(np.asarray(pattern)[None], preprocessor)[0]
     if pixels.ndim == 3:
         return picture_png(pixels)
@@ -186,8 +187,6 @@ def pattern_png(pattern: np.ndarray, preprocessor, cmap: str = "gray") -> bytes:
 
 def explain_methods() -> list[dict[str, str]]:
     """The attribution methods the viewer offers (cnnscope.inspect.methods.METHODS), the default first."""
-    from ..inspect.methods import DEFAULT_METHOD, METHODS
-
     order = [DEFAULT_METHOD, *(name for name in METHODS if name != DEFAULT_METHOD)]
     return [{"name": name, "title": METHODS[name].title} for name in order]
 
@@ -198,11 +197,6 @@ def explain_panel(run, raw: np.ndarray, method: str, class_names: Sequence[str],
     grey where no cell sees) and its deletion test: deletion and insertion curves over 0–50 % of the pixels for
     the method, the brightness ranking (no model) and random ones, their AUCs and the verdict (pass: a lower
     deletion AUC than brightness)."""
-    from ..inspect.gradcam import last_conv_layer
-    from ..inspect.methods import METHODS, channel_note
-    from .common import probabilities
-    from .explain import explain_one
-
     chosen = METHODS[method]
     x = run.preprocessor(np.asarray(raw)[None])
     blank = run.preprocessor(np.zeros_like(raw)[None])[0]

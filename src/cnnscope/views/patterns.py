@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..inspect.activations import layer_output_shape
-from ..inspect.patterns import input_bounds, map_statistics, maximize_activation_result, parse_maps
-from ..inspect.profile import dead_maps
-from ..plots.patterns import pattern_pixels, patterns_figure
-from .common import PathLike, ViewResult, load, save
+from cnnscope.base.errors import ConfigError
+from cnnscope.inspect.activations import layer_output_shape
+from cnnscope.inspect.patterns import input_bounds, map_statistics, maximize_activation_result, parse_maps
+from cnnscope.inspect.profile import dead_maps
+from cnnscope.plots.patterns import pattern_pixels, patterns_figure
+from cnnscope.views.common import PathLike, ViewResult, load, save
 
 log = logging.getLogger("cnnscope")
 

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..inspect.classify import TRAIN_IMAGES, Readout, classifiable, classify_by_patterns, sample_indices
-from ..inspect.profile import check_map, class_profile_dead, misclassified
-from ..inspect.profile import top_images as find_top_images
-from ..plots.profile import check_profile_options, classify_figure, errors_figure, profile_figure, top_images_figure
-from .common import PathLike, ViewResult, check_positive, load, save, split_images
+from cnnscope.base.errors import ConfigError
+from cnnscope.inspect.classify import TRAIN_IMAGES, Readout, classifiable, classify_by_patterns, sample_indices
+from cnnscope.inspect.profile import check_map, class_profile_dead, misclassified
+from cnnscope.inspect.profile import top_images as find_top_images
+from cnnscope.plots.profile import (
+    check_profile_options,
+    classify_figure,
+    errors_figure,
+    profile_figure,
+    top_images_figure,
+)
+from cnnscope.views.common import PathLike, ViewResult, check_positive, load, save, split_images
 
 
 def preferred_classes(profile: np.ndarray) -> list[int | None]:

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..imaging import data_uri, picture_png
-from .common import ViewResult
+from cnnscope.base.imaging import data_uri, picture_png
+from cnnscope.views.common import ViewResult
 
 
 def esc(value: Any) -> str:

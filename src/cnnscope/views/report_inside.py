@@ -7,20 +7,28 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..imaging import colorize, layout, png_bytes
-from ..inspect.profile import class_means
-from ..progress import bar
-from .report_html import esc, figure_uri, img, picture_uri, png_img, section
-from .report_sections import EXPLAINED, TestSet
-from .tiles import tiles_png
+from cnnscope.base.imaging import colorize, layout, png_bytes
+from cnnscope.base.progress import bar
+from cnnscope.inspect.activations import capture
+from cnnscope.inspect.classify import TRAIN_IMAGES, classify_by_patterns, sample_indices
+from cnnscope.inspect.deletion import deletion_score
+from cnnscope.inspect.filters import conv_filters, default_channels
+from cnnscope.inspect.methods import DEFAULT_METHOD, attribute, channel_note, get_method
+from cnnscope.inspect.patterns import input_bounds, maximize_activation_result
+from cnnscope.inspect.profile import class_means
+from cnnscope.plots.activations import filters_figure
+from cnnscope.plots.attribution import deletion_curves_figure
+from cnnscope.plots.patterns import pattern_pixels, patterns_figure
+from cnnscope.plots.profile import classify_figure, profile_figure
+from cnnscope.views.report_html import esc, figure_uri, img, picture_uri, png_img, section
+from cnnscope.views.report_sections import EXPLAINED, TestSet
+from cnnscope.views.tiles import tiles_png
 
 PATTERN_MAPS = 32  # maximising patterns of the first 32 maps of each conv layer
 
 
 def activations_section(run, tested: TestSet, layers: list[str]):
     """The first test image of each class and its maps in every conv and pooling layer."""
-    from ..inspect.activations import capture
-
     picks = tested.firsts()
     with torch.no_grad():
         outputs, _ = capture(run.model, layers, torch.as_tensor(tested.x[picks]))
@@ -50,8 +58,6 @@ def _cell(p: float, logit: float, predicted: bool) -> str:
 def output_section(run, tested: TestSet):
     """The output layer for the first test image of each class: each class's logit and the probability the
     output activation makes of it."""
-    from ..inspect.activations import capture
-
     layer, names = run.spec.output_layer_name, tested.class_names
     picks = tested.firsts()
     with torch.no_grad():
@@ -76,9 +82,6 @@ def output_section(run, tested: TestSet):
 def filters_section(run, first_conv: str):
     """The first conv layer's kernels on one diverging scale (a colour model's: each filter as one RGB picture),
     with their biases."""
-    from ..inspect.filters import conv_filters, default_channels
-    from ..plots.activations import filters_figure
-
     channels = default_channels(run.model, first_conv)
     fig = filters_figure(conv_filters(run.model, first_conv, channels=channels))
     note = ("Each filter's red, green and blue kernels as one RGB picture, scaled jointly per filter (mid-grey is "
@@ -97,9 +100,6 @@ def patterns_section(run, convs: list[str], train_x: np.ndarray, tested: TestSet
     """Inputs found by gradient ascent that maximise the first PATTERN_MAPS maps of each conv layer, each with
     its map number, the mean activation it reached and the map's 99th percentile over the test images ("dead"
     for a map that is 0 on every test image, left out of the share that beats every test image)."""
-    from ..inspect.patterns import input_bounds, maximize_activation_result
-    from ..plots.patterns import pattern_pixels, patterns_figure
-
     lo, hi = input_bounds(train_x)
     parts, shares = [], {}
     for layer in bar(convs, desc="report: maximising patterns, layer by layer", unit="layer"):
@@ -130,8 +130,6 @@ def profiles_section(run, train: tuple[np.ndarray, np.ndarray], tested: TestSet,
     """Each conv layer's class profile (cnnscope.inspect.profile.class_means of the one pass's spatial means),
     its dead maps, and series part VI: does the layer's class-mean pattern already classify
     (cnnscope.inspect.classify_by_patterns, the figure of `cnnscope profile --classify` for the last conv layer)."""
-    from ..plots.profile import profile_figure
-
     parts = []
     for layer in convs:
         profile = class_means(tested.means[layer], tested.labels, len(tested.class_names))
@@ -147,9 +145,6 @@ def profiles_section(run, train: tuple[np.ndarray, np.ndarray], tested: TestSet,
 def classification_part(run, train: tuple[np.ndarray, np.ndarray], tested: TestSet, layer: str):
     """Series part VI in the report: the table and figure of `cnnscope profile --layer LAYER --classify` (the
     same defaults: a seeded sample of TRAIN_IMAGES training images, every test image)."""
-    from ..inspect.classify import TRAIN_IMAGES, classify_by_patterns, sample_indices
-    from ..plots.profile import classify_figure
-
     pick = sample_indices(len(train[1]), TRAIN_IMAGES)
     found = classify_by_patterns(run.model, train[0][pick], train[1][pick], tested.x, tested.labels)
     rows = "".join(
@@ -181,10 +176,6 @@ def explanation_section(run, tested: TestSet, method_name: str | None = None):
     """Why the model predicts its class for the first test image of each class: heat maps of an attribution
     method (default: cnnscope's default) and the deletion test against a ranking that knows no model (brightness)
     and random rankings: deletion and insertion curves over 0–50 % of the pixels, their AUCs and the verdict."""
-    from ..inspect.deletion import deletion_score
-    from ..inspect.methods import DEFAULT_METHOD, attribute, channel_note, get_method
-    from ..plots.attribution import deletion_curves_figure
-
     method_name = method_name or DEFAULT_METHOD
     method = get_method(method_name)  # ConfigError listing the valid names
     picks = tested.firsts()[:EXPLAINED]

@@ -13,9 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..inspect.profile import dead_maps, layer_summary, mistakes
-from .report_html import esc, figure_uri, img, picture_uri, png_img, section, table
-from .tiles import pictures_png, tiles_png
+from cnnscope.inspect.profile import dead_maps, layer_summary, mistakes
+from cnnscope.model.summary import summary_table
+from cnnscope.plots.training import confusion_figure, curves_figure
+from cnnscope.runs.probe import read_probe
+from cnnscope.trainer.loop import pick_device
+from cnnscope.views.data import preprocessing_figure, summarize
+from cnnscope.views.report_html import esc, figure_uri, img, picture_uri, png_img, section, table
+from cnnscope.views.tiles import pictures_png, tiles_png
 
 WORST = 24  # misclassified images shown
 PROBE_ROWS = 12  # epochs shown in the probe strip (evenly spaced, first and last always)
@@ -55,8 +60,6 @@ def device_used(run) -> str:
     recorded = run.metrics.get("device") if isinstance(run.metrics, dict) else None
     if isinstance(recorded, str) and recorded:
         return recorded
-    from ..loop import pick_device
-
     return str(pick_device(run.config.device))
 
 
@@ -76,8 +79,6 @@ def training_settings(run) -> list[tuple[str, object]]:
 
 def config_section(run):
     """Training settings, data settings and the Keras-like model summary."""
-    from ..spec import summary_table
-
     data = [(k, v) for k, v in dataclasses.asdict(run.data_config).items() if v is not None]
     settings = training_settings(run)
     return section("config", "Configuration and model", (
@@ -90,8 +91,6 @@ def preprocessing_section(run, dataset):
     """What the run's preprocessing does to its data: the per-pixel mean and deviation, what a white pixel
     becomes, one test picture per class before and after, and how many test images lie far outside the
     training range."""
-    from .data import preprocessing_figure, summarize
-
     info = summarize(dataset)
     far = info["test_far"]
     lo, hi = info["splits"]["test"]["preprocessed_range"]
@@ -127,8 +126,6 @@ def _probe_filters_png(weights: np.ndarray, peak: float) -> bytes:
 
 def probe_html(run, class_names: list[str]) -> str:
     """The 'watching it learn' strip of a run recorded with --probe (empty without one)."""
-    from ..probe import read_probe
-
     probe = read_probe(run.path)
     if probe is None or not probe.epochs:
         return ""
@@ -181,8 +178,6 @@ def validation_note(run) -> str:
 def training_section(run, class_names: list[str]):
     """Loss, accuracy and learning-rate curves (with the images their validation figures came from), and the
     probe strip when the run has one."""
-    from ..plots import curves_figure
-
     history = run.history
     if not history.get("epoch"):
         body = "<p>No completed epoch was recorded.</p>"
@@ -212,8 +207,6 @@ def _gallery(tested: TestSet, found) -> str:
 def results_section(tested: TestSet):
     """Test accuracy, per-class accuracy, the confusion matrix and the most confident mistakes
     (cnnscope.inspect.profile.mistakes, on the one pass's probabilities)."""
-    from ..plots import confusion_figure
-
     found = mistakes(tested.probs, tested.labels)
     bars, per_class = _accuracy_rows(tested.class_names, found.confusion)
     shown = min(WORST, len(found.indices))

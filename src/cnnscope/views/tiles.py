@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ..imaging import EMPTY_RGB, colorize, layout, picture_pixels, png_bytes
-from ..inspect.activations import activation_grid
+from cnnscope.base.imaging import EMPTY_RGB, colorize, layout, picture_pixels, png_bytes
+from cnnscope.inspect.activations import activation_grid
 
 
 def tiles_png(maps: np.ndarray, cols: int | None = None, scale: bool = False, cmap: str = "magma",

@@ -1,0 +1,1 @@
+"""Keras .h5/.keras files read without TensorFlow, converted to a cnnscope spec and weights."""

@@ -1,0 +1,1 @@
+"""A run directory: its file names (layout), checkpoints, loading a Run, and the catalog of many runs."""
