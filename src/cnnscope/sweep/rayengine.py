@@ -45,6 +45,7 @@ class Coordinator:
 
     def __init__(self) -> None:
         self.messages: list[tuple] = []
+        self.seen = 0  # the number of messages[0]
         self.decisions: dict[tuple[int, int], bool] = {}
 
     def started(self, number: int, node: str) -> None:
@@ -55,10 +56,12 @@ class Coordinator:
         """A task finished an epoch: its metric and its run directory's files."""
         self.messages.append(("epoch", number, (epoch, value), files))
 
-    def drain(self) -> list[tuple]:
-        """Every message since the last drain."""
-        messages, self.messages = self.messages, []
-        return messages
+    def drain(self, seen: int) -> list[tuple]:
+        """The messages from number `seen` on; those before it reached the driver and are forgotten (a drain whose
+        answer was lost is answered again)."""
+        del self.messages[:seen - self.seen]
+        self.seen = seen
+        return list(self.messages)
 
     def decide(self, number: int, epoch: int, prune: bool) -> None:
         """The driver's answer to a report."""
@@ -113,6 +116,7 @@ class RayEngine:
         self.nodes: dict[int, str] = {}  # trial number -> the node its task runs on
         self.data: dict[DataConfig, Any] = {}  # a trial's data configuration -> its object in the store
         self.coordinator: Any = None
+        self.seen = 0  # the coordinator's messages received
         self.remote: Any = None
 
     def start(self) -> None:
@@ -127,11 +131,16 @@ class RayEngine:
                      ignore_reinit_error=True)
         except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError, ValueError
             raise SweepError(connect_error(exc, self.address)) from None
-        check_nodes()
+        try:
+            check_nodes()
+        except SweepError:
+            self.close()
+            raise
         here_options: dict[str, Any] = {}
-        with contextlib.suppress(Exception):  # Ray Client has no local node: Ray places the actor
+        with contextlib.suppress(Exception):  # pinned here (not soft: Ray would place it on any node, which may die);
+            # Ray Client has no local node: then Ray places it
             node_id = ray.get_runtime_context().get_node_id()
-            here_options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=True)
+            here_options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
         self.coordinator = ray.remote(num_cpus=0)(Coordinator).options(**here_options).remote()
         self.remote = ray.remote(num_cpus=1, max_retries=0)(ray_trial)
 
@@ -169,7 +178,7 @@ class RayEngine:
 
         done, _ = ray.wait(list(self.refs), num_returns=1, timeout=timeout) if self.refs else ([], [])
         ready, _ = ray.wait(list(self.refs), num_returns=len(self.refs), timeout=0) if self.refs else ([], [])
-        messages = ray.get(self.coordinator.drain.remote())
+        messages = self._drain()
         self.nodes.update({m[1]: m[2] for m in messages if m[0] == "node"})
         for ref in set(done) | set(ready):
             number = self.refs.pop(ref)
@@ -180,6 +189,20 @@ class RayEngine:
                 kind, reason = failure(exc, self.nodes.get(number))
                 result = {"number": number, "status": "failed", "reason": reason}
                 messages.append((kind, number, reason if kind == "lost" else result, None))
+        return messages
+
+    def _drain(self, timeout: float | None = None) -> list[tuple]:
+        """The coordinator's new messages ([] when it is briefly unreachable: they come with the next drain)."""
+        import ray  # optional dependency
+
+        try:
+            messages = ray.get(self.coordinator.drain.remote(self.seen), timeout=timeout)
+        except ray.exceptions.ActorUnavailableError:
+            return []
+        except ray.exceptions.RayError as exc:
+            raise SweepError(f"the sweep's coordinator (a Ray actor on this driver's node) is gone "
+                             f"({' '.join(str(exc).split())[:200]})") from None
+        self.seen += len(messages)
         return messages
 
     def decide(self, number: int, epoch: int, prune: bool) -> None:
@@ -198,10 +221,8 @@ class RayEngine:
 
     def drain_reports(self) -> list[tuple]:
         """The last messages (after interrupt)."""
-        import ray  # optional dependency
-
         with contextlib.suppress(Exception):
-            return ray.get(self.coordinator.drain.remote(), timeout=10)
+            return self._drain(timeout=10)
         return []
 
     def close(self) -> None:
