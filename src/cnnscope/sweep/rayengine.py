@@ -117,6 +117,7 @@ class RayEngine:
         self.data: dict[DataConfig, Any] = {}  # a trial's data configuration -> its object in the store
         self.coordinator: Any = None
         self.seen = 0  # the coordinator's messages received
+        self.shipped = {"data": 0, "out": 0, "back": 0}  # bytes: data put once, run files sent out and back
         self.remote: Any = None
 
     def start(self) -> None:
@@ -156,6 +157,7 @@ class RayEngine:
         """Start a trial as a Ray task with its data (loaded here, shipped once) and, when it resumes, its run
         directory's files. CnnscopeError when the trial's data cannot be loaded (the trial fails, named)."""
         data = self._data(trial_data_config(task.config, task.values))
+        self.shipped["out"] += sum(len(b) for b in (files or {}).values())
         ref = self.remote.remote(task, files or {}, data, self.coordinator, self.wait, version.__version__)
         self.refs[ref] = task.number
 
@@ -166,6 +168,7 @@ class RayEngine:
         if config not in self.data:
             parcel = load_parcel(config)
             self.data[config] = ray.put(parcel)
+            self.shipped["data"] += parcel.nbytes
             log.info("data loaded here and shipped through Ray's object store: %s, %d training, %d validation, "
                      "%d test images, %.1f MB", parcel.config.dataset, len(parcel.train_y),
                      0 if parcel.val_y is None else len(parcel.val_y), len(parcel.test_y), parcel.nbytes / 1e6)
@@ -180,11 +183,13 @@ class RayEngine:
         ready, _ = ray.wait(list(self.refs), num_returns=len(self.refs), timeout=0) if self.refs else ([], [])
         messages = self._drain()
         self.nodes.update({m[1]: m[2] for m in messages if m[0] == "node"})
+        self.shipped["back"] += sum(len(b) for m in messages if m[0] == "epoch" for b in m[3].values())
         for ref in set(done) | set(ready):
             number = self.refs.pop(ref)
             try:
                 out = ray.get(ref)
                 messages.append(("done", number, out["result"], out["files"]))
+                self.shipped["back"] += sum(len(b) for b in out["files"].values())
             except Exception as exc:  # the task's node or process died, or it could not run there
                 kind, reason = failure(exc, self.nodes.get(number))
                 result = {"number": number, "status": "failed", "reason": reason}
@@ -226,8 +231,12 @@ class RayEngine:
         return []
 
     def close(self) -> None:
-        """Shut down the local Ray (or disconnect from the cluster)."""
+        """Say what travelled; shut down the local Ray (or disconnect from the cluster)."""
         import ray  # optional dependency
 
+        if self.coordinator is not None:
+            mb = {key: value / 1e6 for key, value in self.shipped.items()}
+            log.info("Ray: %.2f MB of data put once in the object store (each node fetches it once), run "
+                     "directories %.2f MB back and %.2f MB out", mb["data"], mb["back"], mb["out"])
         with contextlib.suppress(Exception):
             ray.shutdown()
