@@ -1,7 +1,7 @@
 """Sweeps on a real two-node Ray cluster (issue 22): 12 trials of the tiny model on a head and a worker node started
 with `ray start` on this machine (1 CPU each, token authentication, no data on the nodes: the driver ships it),
-against the same study with `--engine local --workers 2`. Wall time, what travelled (the driver's last log line),
-and Ray's overhead per trial = (cluster wall − local wall) / 12.
+against the same study with `--engine local --workers 2` (run first). Wall time, what travelled (the driver's
+last log line), and Ray's overhead per trial = (cluster wall − local wall) / 12.
 
     .venv/bin/python benchmarks/bench_cluster.py --data-dir ../shared/data
     .venv/bin/python benchmarks/bench_cluster.py --data-dir ../shared/data --limit-train 2000   # a quick check
@@ -65,15 +65,15 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     lines = ["| engine | wall (12 trials) | per trial | training seconds summed | completed |",
              "| --- | --- | --- | --- | --- |"]
+    local_env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    local_env["CNNSCOPE_DATA_DIR"] = str(data_dir)
+    local_seconds, local_results, _ = sweep(out / "local", args, local_env, ["--engine", "local"])
+    lines.append(row("local, 2 workers", local_seconds, local_results))
     with running_cluster() as cluster:
         env = cluster.driver_env(data_dir)
         ray_flags = ["--engine", "ray", "--ray-address", f"127.0.0.1:{cluster.port}"]
         ray_seconds, results, log = sweep(out / "ray", args, env, ray_flags)
     lines.append(row("Ray, 2 nodes (`ray start`, 1 CPU each)", ray_seconds, results))
-    local_env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    local_env["CNNSCOPE_DATA_DIR"] = str(data_dir)
-    local_seconds, local_results, _ = sweep(out / "local", args, local_env, ["--engine", "local"])
-    lines.append(row("local, 2 workers", local_seconds, local_results))
     print("\n".join(lines))
     print(f"\nRay's overhead per trial: {(ray_seconds - local_seconds) / TRIALS:+.2f} s")
     for pattern in (r"data loaded here[^\n]*", r"Ray: [\d.]+ MB of data[^\n]*", r"Ray: \d+ node\(s\)[^\n]*"):

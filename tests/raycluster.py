@@ -1,5 +1,7 @@
 """A real two-node Ray cluster on this machine for tests and benchmarks (issue 22): a head and a worker node
-started with `ray start --block`, each in its own process group with its own HOME, cache, TMPDIR and Ray folders,
+started with `ray start --block`, each in its own process group (not its own session: Linux's autogroup scheduler
+would give each session its own share of a busy machine's CPU, and a node twice the share of the driver's local
+workers) with its own HOME, cache, TMPDIR and Ray folders,
 token authentication on (RAY_AUTH_MODE=token, RAY_AUTH_TOKEN_PATH), no CNNSCOPE_* variable. Stopping kills the
 nodes' process groups: only the processes this helper started (`ray stop` would end every Ray on the machine).
 """
@@ -76,7 +78,7 @@ class Cluster:
                    str(self.root / name / "ray"), "--dashboard-agent-listen-port", str(free_port()), *args]
         with open(log, "w") as out:
             self.nodes[name] = subprocess.Popen(command, env=self.env(name), stdout=out, stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                                stdin=subprocess.DEVNULL, preexec_fn=os.setpgrp)
         proc = self.nodes[name]
         wait_for(lambda: "Ray runtime started" in log.read_text(errors="replace") or proc.poll() is not None,
                  f"'Ray runtime started' from the {name} node", [log])
