@@ -236,7 +236,7 @@ class RayEngine:
 
         if self.coordinator is not None:
             mb = {key: value / 1e6 for key, value in self.shipped.items()}
-            log.info("Ray: %.2f MB of data put once in the object store (each node fetches it once), run "
+            log.info("Ray: %.2f MB of data put once in the object store (each node fetches a copy), run "
                      "directories %.2f MB back and %.2f MB out", mb["data"], mb["back"], mb["out"])
         with contextlib.suppress(Exception):
             ray.shutdown()
