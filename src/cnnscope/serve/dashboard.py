@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cnnscope.base.errors import CnnscopeError, RequestError, brief
 from cnnscope.base.threads import BACKGROUND
 from cnnscope.runs.catalog import LIVE_SECONDS, Catalog, Listing
+from cnnscope.runs.layout import CONFIG, HISTORY, INITIAL, WEIGHTS
 from cnnscope.serve.guard import HostGuard, SafeJSONResponse
 
 STATIC = Path(__file__).parent / "static"
@@ -106,7 +107,7 @@ class Dashboard:
     def history(self, name: str) -> tuple[str, Any]:
         """(ETag, history.json as parsed) of the run `name`; {} before its first epoch."""
         self.entry(name)
-        path = self.catalog.root / name / "history.json"
+        path = self.catalog.root / name / HISTORY
         key, history = self.catalog.files.get(path, "json")
         return (f'"{key[0]:x}-{key[1]:x}"' if key else '"none"'), (history if history is not None else {})
 
@@ -114,7 +115,7 @@ class Dashboard:
         """The ETag history() would give, from the file's mtime and size alone (no read)."""
         self.entry(name)
         try:
-            info = os.lstat(self.catalog.root / name / "history.json")
+            info = os.lstat(self.catalog.root / name / HISTORY)
         except OSError:
             return '"none"'
         return f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
@@ -141,7 +142,6 @@ class Dashboard:
 
     def compare_trials(self, name: str) -> tuple[list[Path], list[str], tuple]:
         """(completed trial folders, notes on the others, cache stamp of their weight files) of study `name`."""
-        from cnnscope.runs.layout import INITIAL, WEIGHTS
         from cnnscope.views.compare import is_study, study_runs
 
         self.entry(name, "study")
@@ -218,7 +218,7 @@ class Dashboard:
             if not _inside(entry, real):
                 raise RequestError(f"{name}/{entry.name} leads outside {self.catalog.root.name or real}; the "
                                    f"dashboard reads only files inside the folder it serves", status=403)
-        _, config = self.catalog.files.get(folder / "config.toml", "toml")
+        _, config = self.catalog.files.get(folder / CONFIG, "toml")
         data = config.get("data") if isinstance(config, dict) else None
         source = str(data.get("dataset", "")) if isinstance(data, dict) else ""
         kind, _, where = source.partition(":")

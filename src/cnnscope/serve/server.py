@@ -11,10 +11,9 @@ from pathlib import Path
 
 from cnnscope.base.errors import CnnscopeError
 from cnnscope.base.progress import say
+from cnnscope.runs.layout import CONFIG
 from cnnscope.serve.app import create_app
 from cnnscope.serve.viewer import Viewer
-
-RUN_MARK = "config.toml"
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -86,7 +85,7 @@ def serve(run_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000
 def is_dashboard(path: str | os.PathLike) -> bool:
     """Whether `cnnscope serve PATH` opens the dashboard: PATH is a folder but not a run directory."""
     path = Path(path)
-    return path.is_dir() and not (path / RUN_MARK).exists()
+    return path.is_dir() and not (path / CONFIG).exists()
 
 
 def _uvicorn_server(app, host: str, sock: socket.socket, on_ready: Callable[[str], None] | None):

@@ -16,7 +16,7 @@ from cnnscope.inspect.activations import activations, conv_layers
 from cnnscope.inspect.compare import THRESHOLD, check_pair, check_runs, compare_many, compare_runs
 from cnnscope.inspect.filters import conv_filters
 from cnnscope.plots.compare import compare_figure, found_figure, matrix_figure
-from cnnscope.runs.layout import INITIAL
+from cnnscope.runs.layout import INITIAL, STUDY, TRIALS
 from cnnscope.runs.load import load_run
 from cnnscope.runs.records import read_metrics
 from cnnscope.views.common import PathLike, ViewResult, check_positive, load, save
@@ -181,14 +181,14 @@ def describe_runs(runs: Sequence, names: Sequence[str]) -> dict[str, Any]:
 def is_study(path: PathLike) -> bool:
     """Whether `path` is a study directory (study.toml and trials/, as `cnnscope sweep` writes them)."""
     path = Path(path)
-    return (path / "study.toml").is_file() and (path / "trials").is_dir()
+    return (path / STUDY).is_file() and (path / TRIALS).is_dir()
 
 
 def study_runs(study: PathLike) -> tuple[list[Path], list[str]]:
     """The completed trials of a study (trials/*/ whose metrics.json says completed, in name order) and a note
     for each one left out; links are not followed."""
     runs, notes = [], []
-    for trial in sorted(Path(study, "trials").iterdir()):
+    for trial in sorted(Path(study, TRIALS).iterdir()):
         if trial.is_symlink() or not trial.is_dir():
             continue
         try:
