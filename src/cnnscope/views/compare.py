@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -340,7 +341,11 @@ def study_matrix(trials: Sequence[Path], names: Sequence[str], layer: str | None
     matrix (null where no map varies), matched_above, mean_correlation, counts (per map of the first trial: the
     other trials that find it), found_by_all, constant_maps, baseline (the same at initialisation, or None),
     baseline_note, kind ("seeds" or "trials", see describe_runs), seeds, differ_in, notes (shared initial weights,
-    a missing baseline). SpecError for a layer that is not a conv layer."""
+    a missing baseline), seconds (the time it took). With fewer than two trials: no matrix, and a note saying
+    why. SpecError for a layer that is not a conv layer."""
+    if len(trials) < 2:
+        return _no_matrix(names, layer)
+    started = time.perf_counter()
     loaded = [load(t) for t in trials]
     layers = conv_layers(loaded[0].model)
     layer = layers[0] if layer is None and layers else layer
@@ -359,4 +364,12 @@ def study_matrix(trials: Sequence[Path], names: Sequence[str], layer: str | None
             "threshold": result["threshold"], "matrix": _nullable(result["matrix"]),
             "matched_above": result["matched_above"], "mean_correlation": result["mean_correlation"],
             "counts": [m["found_by"] for m in result["first_run_maps"]], "found_by_all": result["found_by_all"],
-            "constant_maps": result["constant_maps"], "baseline": base, "baseline_note": note, **described}
+            "constant_maps": result["constant_maps"], "baseline": base, "baseline_note": note, **described,
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _no_matrix(names: Sequence[str], layer: str | None) -> dict[str, Any]:
+    """study_matrix's answer for a study with fewer than two completed trials."""
+    return {"layer": layer, "layers": [], "runs": list(names), "matrix": None, "found_by_all": None, "counts": None,
+            "threshold": None, "baseline": None, "kind": "trials", "notes": [],
+            "note": f"the compare matrix needs at least two completed trials; this study has {len(names)} so far"}
