@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,8 +144,6 @@ def activations_figure(image: np.ndarray, display: MapDisplay, *, layer: str, so
 def _titles(fig: Figure, left: float, height: float, title: str, lines: list[str], most: int = 3) -> None:
     """Title and subtitle lines, wrapped to the figure's width (about 0.062 inch a character at 8.5 pt) so that no
     word is cut off at the edge; at most `most` subtitle lines fit above the panels."""
-    import textwrap
-
     width = fig.get_size_inches()[0]
     chars = max(40, int((width - left - 0.1) / 0.062))
     wrapped = [part for line in lines if line for part in textwrap.wrap(line, chars)]
@@ -359,8 +358,6 @@ def filters_figure(filters: Filters, cols: int = 8, cmap: str | None = None, nor
 
 def _wrapped_note(fig: Figure, left: float, height: float, text: str) -> None:
     """The figure's subtitle, wrapped to its width (at most four lines)."""
-    import textwrap
-
     width = fig.get_size_inches()[0]
     lines = textwrap.wrap(text, max(40, int((width - left - 0.1) / 0.075)))[:4]
     fig.text(left / width, (height - 0.45) / height, "\n".join(lines), fontsize=10, va="top", color="#444444",

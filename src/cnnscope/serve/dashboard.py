@@ -1,7 +1,7 @@
 """The dashboard: `cnnscope serve DIR` on a folder of runs or a study.
 
 `GET /` is the home page (runs table, overlaid curves, studies); `GET /api/runs` the catalog
-(cnnscope.catalog), `GET /api/runs/NAME/history` a run's history.json as it stands, `GET /api/studies/NAME` a
+(cnnscope.runs.catalog), `GET /api/runs/NAME/history` a run's history.json as it stands, `GET /api/studies/NAME` a
 study's trials, `GET /api/studies/NAME/compare?layer=L&images=N` the matrix of mean matched correlation between
 its completed trials beside the same matrix at their initial weights (cnnscope.views.compare.study_matrix,
 computed in a worker thread, one at a time, and cached by the trials' weight files). The runs and history

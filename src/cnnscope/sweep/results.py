@@ -13,7 +13,7 @@ from typing import Any
 from cnnscope.base.fileio import atomic_write_text, write_json
 from cnnscope.plots.figures import save_figure_as
 from cnnscope.plots.sweep import history_figure, importance_figure, params_figure
-from cnnscope.runs.layout import RESULTS, RESULTS_CSV, STUDY_FIGURES
+from cnnscope.runs.layout import RESULTS, RESULTS_CSV, STUDY_FIGURES, TRIALS
 from cnnscope.sweep.definition import TEST_WARNING, SweepSpec
 
 log = logging.getLogger("cnnscope")
@@ -41,7 +41,7 @@ def trial_rows(study: Any, running: set[int]) -> list[dict[str, Any]]:
         row = {"number": t.number, "params": dict(t.params), "status": status,
                "value": t.value if t.state == TrialState.COMPLETE else _last(t),
                **{key: attrs.get(key) for key in RESULT_ATTRS}}
-        row.update(run_dir=f"trials/{t.number:04d}", reason=attrs.get("reason") or "")
+        row.update(run_dir=f"{TRIALS}/{t.number:04d}", reason=attrs.get("reason") or "")
         rows.append({key: row[key] for key in ROW_KEYS})
     return rows
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from cnnscope.base.errors import ConfigError, choice_error
 from cnnscope.inspect.activations import ACTIVATED, capture, map_layers
@@ -48,8 +49,6 @@ def stage_words(model, layer: str, pre_activation: bool) -> str:
 def _outputs(run, layers: list[str], raw: np.ndarray, pre_activation: bool) -> tuple[dict[str, np.ndarray],
                                                                                       np.ndarray]:
     """Each layer's output for one raw image, and the class probabilities (one forward pass)."""
-    import torch
-
     x = torch.from_numpy(run.preprocessor(raw[None]))
     with torch.no_grad():
         outputs, logits = capture(run.model, layers, x, pre_activation=pre_activation)

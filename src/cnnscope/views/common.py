@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from cnnscope.base.errors import ConfigError
 from cnnscope.base.progress import say
@@ -92,8 +93,6 @@ def split_images(run, split: str, limit: int | None,
 
 def probabilities(model, x: np.ndarray) -> np.ndarray:
     """The model's class probabilities for preprocessed images x (N, C, H, W), without gradients: (N, classes)."""
-    import torch
-
     with torch.no_grad():
         device = next(model.parameters()).device
         return model.probabilities(model(torch.from_numpy(x).to(device))).cpu().numpy()
