@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from collections.abc import Sequence
@@ -150,8 +151,6 @@ class LivePlot:
                         "in its .png %s", instead)
 
     def __call__(self, entry: Any) -> None:
-        import io
-
         fig = curves_figure(entry.history)
         buffer = io.BytesIO()
         try:

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnscope.base.errors import SweepError
+from cnnscope.runs.layout import STUDY_FIGURES
 from cnnscope.sweep.definition import (
     IDENTITY,
     SweepSpec,
@@ -107,7 +108,7 @@ def run_sweep(study_dir: str | Path, spec: SweepSpec, *, pruner: Any = None) -> 
     if spec.engine == "ray":
         require("ray")
     from cnnscope.sweep.driver import Driver, make_pruner, open_study, study_lock
-    from cnnscope.sweep.results import FIGURES, write_results
+    from cnnscope.sweep.results import write_results
 
     study_dir = Path(study_dir)
     with study_lock(study_dir):
@@ -127,7 +128,7 @@ def run_sweep(study_dir: str | Path, spec: SweepSpec, *, pruner: Any = None) -> 
         study = open_study(study_dir, spec, pruner)
         if finished(study, spec.trials):  # nothing to train: no workers, no data, no figures redrawn
             return {**write_results(study_dir, study, spec, running=set()), "nothing_to_do": True,
-                    "figures": [str(study_dir / name) for name in FIGURES if (study_dir / name).is_file()]}
+                    "figures": [str(study_dir / name) for name in STUDY_FIGURES if (study_dir / name).is_file()]}
         driver = Driver(study_dir, spec, study, _engine(spec, driver_prunes(pruner)))
         driver.run()
         return driver.results

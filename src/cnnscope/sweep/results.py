@@ -13,10 +13,10 @@ from typing import Any
 from cnnscope.base.fileio import atomic_write_text, write_json
 from cnnscope.plots.figures import save_figure_as
 from cnnscope.plots.sweep import history_figure, importance_figure, params_figure
+from cnnscope.runs.layout import RESULTS, RESULTS_CSV, STUDY_FIGURES, TRIALS
 from cnnscope.sweep.definition import TEST_WARNING, SweepSpec
 
 log = logging.getLogger("cnnscope")
-RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
 ROW_KEYS = ("number", "params", "status", "value", "val_accuracy", "test_accuracy", "val_loss", "test_loss",
             "val_source", "best_val_accuracy", "best_val_loss", "epochs", "seconds", "run_dir", "reason")
 # what a trial's result leaves in Optuna's storage (user attributes), besides its value
@@ -24,7 +24,6 @@ RESULT_ATTRS = ("val_accuracy", "test_accuracy", "val_loss", "test_loss", "val_s
                 "best_val_loss", "epochs", "seconds", "reason")
 CSV_NUMBERS = ("value", "val_accuracy", "test_accuracy", "val_loss", "test_loss", "best_val_accuracy", "epochs",
                "seconds")
-FIGURES = ("sweep-params.png", "sweep-history.png", "sweep-importance.png")
 
 
 def trial_rows(study: Any, running: set[int]) -> list[dict[str, Any]]:
@@ -42,7 +41,7 @@ def trial_rows(study: Any, running: set[int]) -> list[dict[str, Any]]:
         row = {"number": t.number, "params": dict(t.params), "status": status,
                "value": t.value if t.state == TrialState.COMPLETE else _last(t),
                **{key: attrs.get(key) for key in RESULT_ATTRS}}
-        row.update(run_dir=f"trials/{t.number:04d}", reason=attrs.get("reason") or "")
+        row.update(run_dir=f"{TRIALS}/{t.number:04d}", reason=attrs.get("reason") or "")
         rows.append({key: row[key] for key in ROW_KEYS})
     return rows
 
@@ -85,7 +84,7 @@ def write_results(study_dir: Path, study: Any, spec: SweepSpec, running: set[int
             "selected_on": spec.selected_on, "validation": spec.selection_text(), "trials": rows}
     if spec.selected_on == "test":
         data["warning"] = TEST_WARNING
-    write_json(study_dir / RESULTS_JSON, _json_safe(data))
+    write_json(study_dir / RESULTS, _json_safe(data))
     atomic_write_text(study_dir / RESULTS_CSV, csv_text(rows, [p.key for p in spec.params]))
     if figures:
         data["figures"], data["notes"] = write_figures(study_dir, study, spec, rows)
@@ -130,14 +129,14 @@ def write_figures(study_dir: Path, study: Any, spec: SweepSpec, rows: list[dict[
     columns = {k: [r["params"].get(k) for r in done] for k in keys}
     log_keys = [p.key for p in spec.params if p.kind == "loguniform"]
     paths = save_figure_as(params_figure(columns, values, statuses, spec.metric, log_keys, tests),
-                           study_dir / FIGURES[0])
+                           study_dir / STUDY_FIGURES[0])
     numbers = [r["number"] for r in done]
     paths += save_figure_as(history_figure(numbers, values, statuses, spec.metric, spec.direction, tests),
-                            study_dir / FIGURES[1])
+                            study_dir / STUDY_FIGURES[1])
     found, note = importances(study, spec, rows)
     notes = [note] if note else []
     if found:
-        paths += save_figure_as(importance_figure(found, spec.metric), study_dir / FIGURES[2])
+        paths += save_figure_as(importance_figure(found, spec.metric), study_dir / STUDY_FIGURES[2])
     else:
-        (study_dir / FIGURES[2]).unlink(missing_ok=True)
+        (study_dir / STUDY_FIGURES[2]).unlink(missing_ok=True)
     return [str(p) for p in paths], notes

@@ -8,7 +8,9 @@ it found (`data`; `to_json()` adds "figures") and notes for the reader.
     views.explain:     explain (heat maps with a deletion test)
     views.patterns:    patterns (inputs that maximise maps)
     views.profile:     profile (class profile), top_images, errors
-    views.compare:     compare (two runs, maps matched one-to-one)
+    views.compare:     compare (two runs, maps matched one-to-one), study_matrix (the dashboard's)
+    views.panels:      the web viewer's panels (run, layers, grids, map cards, explanations) as JSON
+    views.panel_data:  the arrays behind them (maps, units, peak and read-out tables, patterns)
     views.common:      ViewResult and what the views share (run loading, image selection, figure files)
 
 Each function lives in the module of the same family (import it from there: `from cnnscope.views.profile import

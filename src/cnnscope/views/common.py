@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from cnnscope.base.errors import ConfigError
 from cnnscope.base.progress import say
@@ -55,9 +56,15 @@ def pick_image(run, index: int | None, split: str, image: PathLike | None, data_
     (cnnscope.data.picture_input.InputImage, with its raw pixels, label, source and conversion notes)."""
     say("loading %s", f"the picture {image}" if image is not None else f"{split} image {index}")
     picked = select_image(run, index, split, image, data_dir)
-    if image is not None:  # a stranger's picture: say when the model has never seen inputs like it
-        picked.notes[:0] = range_warnings(run.preprocessor, picked.raw)
+    if image is not None:
+        picked.notes[:0] = stranger_warnings(run.preprocessor, picked.raw)
     return picked
+
+
+def stranger_warnings(preprocessor, raw: np.ndarray) -> list[str]:
+    """Warnings for a picture from outside the data set (a file, an upload, a drawing): when its pixels lie
+    where the model has never seen inputs (cnnscope.inspect.datastats.range_warnings)."""
+    return range_warnings(preprocessor, raw)
 
 
 def image_slug(picked, image: PathLike | None) -> str:
@@ -86,8 +93,6 @@ def split_images(run, split: str, limit: int | None,
 
 def probabilities(model, x: np.ndarray) -> np.ndarray:
     """The model's class probabilities for preprocessed images x (N, C, H, W), without gradients: (N, classes)."""
-    import torch
-
     with torch.no_grad():
         device = next(model.parameters()).device
         return model.probabilities(model(torch.from_numpy(x).to(device))).cpu().numpy()

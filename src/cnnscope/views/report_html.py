@@ -10,9 +10,11 @@ import html
 import io
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from cnnscope.base.imaging import data_uri, picture_png
+from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
 from cnnscope.views.common import ViewResult
 
 
@@ -23,8 +25,6 @@ def esc(value: Any) -> str:
 
 def figure_uri(fig, dpi: int = 100) -> str:
     """A matplotlib figure as a PNG data URI (closed afterwards)."""
-    import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
     try:
         fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
