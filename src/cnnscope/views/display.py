@@ -162,7 +162,7 @@ def figure_html(path: Path) -> str:
     except OSError as exc:
         return f"<p>{esc(path)}: cannot be read ({esc(exc.strerror or exc)})</p>"
     uri = f"data:{FIGURE_TYPES[path.suffix.lower()]};base64," + base64.b64encode(data).decode("ascii")
-    return f"<div>{img(uri, path.name)}</div>"
+    return f'<div><img src="{uri}" alt="{esc(path.name)}" style="max-width: 100%"></div>'
 
 
 # --- a study -------------------------------------------------------------------------------------------------------
