@@ -52,3 +52,23 @@ def test_the_notebook_runs_from_top_to_bottom(path, real_data_dir, tmp_path, mon
         assert not any(bad in text for text in shown), (bad, [t for t in shown if bad in t][:2])
     last = notebook.cells[-1]
     assert any(out["output_type"] in ("execute_result", "display_data") for out in last.outputs), "no result"
+
+
+@pytest.mark.notebooks
+def test_in_a_kernel_a_returned_figure_shows_once_and_a_loop_leaves_none_open(tmp_path):
+    nbclient = pytest.importorskip("nbclient", reason="the notebook extra is not installed")
+    nbformat = pytest.importorskip("nbformat", reason="the notebook extra is not installed")
+    history = {"epoch": [1, 2], "loss": [1.0, 0.5], "accuracy": [0.6, 0.8], "val_loss": [0.8, 0.6],
+               "val_accuracy": [0.7, 0.85], "lr": [1e-3] * 4}
+    cells = [f"from cnnscope.plots import curves_figure\ncurves_figure({history!r})",
+             "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()",  # the inline backend now runs
+             f"curves_figure({history!r})",
+             f"for _ in range(25):\n    curves_figure({history!r})\nplt.get_fignums()"]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [cell.outputs for cell in notebook.cells]
+    for shown in (outputs[0], outputs[2]):  # once, as a picture, before and after pyplot started
+        assert [("image/png" in out.get("data", {})) for out in shown] == [True]
+    assert [out["output_type"] for out in outputs[3]] == ["execute_result"]  # no warning, no figure
+    assert outputs[3][0]["data"]["text/plain"] == "[]"
