@@ -19,17 +19,16 @@ only exports ViewResult, so a module is never shadowed by a function of its name
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Any
 
 from cnnscope.views.common import ViewResult
 
 __all__ = ["ViewResult"]
-MODULES = ("activations", "common", "compare", "data", "display", "explain", "panels", "patterns", "profile",
-           "report_html", "report_inside", "report_sections", "tiles")
 
 
 def __getattr__(name: str) -> Any:
     """A module of views on first use (PEP 562): cnnscope.views.activations.activations(...) after `import cnnscope`."""
-    if name in MODULES:
+    if name in {module.name for module in pkgutil.iter_modules(__path__)}:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'cnnscope.views' has no attribute {name!r}")
