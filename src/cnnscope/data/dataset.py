@@ -288,11 +288,11 @@ class Dataset(RichDisplay):
         self.val_x = None if self.val_raw is None else self.preprocessor(self.val_raw)
 
     def __repr__(self) -> str:
-        sizes = ", ".join(f"{split} {len(labels):,}" for split, labels in self.sizes().items())
+        sizes = ", ".join(f"{split} {len(labels):,}" for split, labels in self.split_labels().items())
         c, h, w = self.input_shape
         return f"Dataset({self.name!r}: {sizes} images of {c}×{h}×{w}, {len(self.class_names)} classes)"
 
-    def sizes(self) -> dict[str, np.ndarray]:
+    def split_labels(self) -> dict[str, np.ndarray]:
         """The labels of each split there is: {"train": …, "val": … (when held out), "test": …}."""
         found = {"train": self.train_y, "val": self.val_y, "test": self.test_y}
         return {split: labels for split, labels in found.items() if labels is not None}

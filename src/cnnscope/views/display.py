@@ -107,7 +107,7 @@ def spec_html(spec: ModelSpec) -> str:
 @html_of.register(Dataset)
 def dataset_html(dataset: Dataset) -> str:
     """Sizes, input shape, preprocessing, notes, and per class its counts and a strip of training pictures."""
-    splits = dataset.sizes()
+    splits = dataset.split_labels()
     c, h, w = dataset.input_shape
     sizes = " · ".join(f"{split} {len(labels):,}" for split, labels in splits.items())
     head = (f"<p>{esc(sizes)} images of {c}×{h}×{w} ({'colour' if c == 3 else 'grey'}), "
