@@ -1,4 +1,6 @@
-"""The `cnnscope` command: parse, call one library function, print. Every mistake is one line and exit 2."""
+"""The `cnnscope` command: parse, call one library function, print. Every mistake is one line and exit 2.
+
+Imports inside the command functions: `cnnscope --help` and a mistyped flag must not load torch."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import threading
 import traceback
 
 from cnnscope.base.errors import CnnscopeError, UsageError
-from cnnscope.cli import analyze, data, explain, interop, maps, report, runs, sweep, train
+from cnnscope.cli import analyze, data, explain, interop, maps, report, runs, serve, sweep, train
 
 GLOBAL_HELP = {"--debug": "show the full traceback of an error (default: one line)",
                "--quiet": "only warnings and errors on stderr (default: progress and results too)"}
@@ -45,7 +47,7 @@ def _suggest(message: str) -> str:
 
 def _command_modules() -> list:
     """The modules that register commands, in the order of `cnnscope --help` (each has register(subparsers))."""
-    return [train, data, maps, explain, analyze, report, runs, interop, sweep]
+    return [train, data, maps, explain, analyze, report, serve, runs, interop, sweep]
 
 
 class _HumanFormatter(logging.Formatter):
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input, 130 interrupted, also during start-up)."""
     from cnnscope.base.threads import configure
 
-    configure()  # before numpy and torch load: one thread budget (cnnscope.threads)
+    configure()  # before numpy and torch load: one thread budget (cnnscope.base.threads)
     try:
         return _main(sys.argv[1:] if argv is None else [str(a) for a in argv])
     except KeyboardInterrupt:  # anywhere: while importing torch, parsing, training or printing
