@@ -7,18 +7,19 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.cm import ScalarMappable
 from matplotlib.collections import PatchCollection
 from matplotlib.colors import Colormap, Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from cnnscope.base.errors import ConfigError, choice_error
 from cnnscope.base.imaging import rgb_kernels
 from cnnscope.inspect.activations import activation_grid
 from cnnscope.inspect.display import MapDisplay
 from cnnscope.inspect.filters import Filters
-from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.plots.backend import new_figure
 from cnnscope.plots.figures import DIVERGING, get_cmap, show_picture
 
 MIN_PT = 9.0  # the smallest text of a figure at its default size: readable from a projector's back row (issue 23)
@@ -60,7 +61,7 @@ def _draw_grid(ax, display: MapDisplay, cols: int, cmap: Colormap, cell_in: floa
     ax.vlines(np.arange(1, cols) * w, 0, rows * h, colors=line_colour, linewidth=line)
     ax.hlines(np.arange(1, rows) * h, 0, cols * w, colors=line_colour, linewidth=line)
     if display.signed:
-        ax.add_patch(plt.Rectangle((0, 0), cols * w, rows * h, fill=False, edgecolor=line_colour, linewidth=line))
+        ax.add_patch(Rectangle((0, 0), cols * w, rows * h, fill=False, edgecolor=line_colour, linewidth=line))
     ax.set_xlim(0, cols * w)
     ax.set_ylim(rows * h, 0)
     ax.set_xticks([])
@@ -70,7 +71,7 @@ def _draw_grid(ax, display: MapDisplay, cols: int, cmap: Colormap, cell_in: floa
     flat_values = display.values.reshape(n, -1)
     flat = np.flatnonzero(flat_values.min(axis=1) == flat_values.max(axis=1)) if h * w > 1 else []
     if len(flat):  # one value everywhere (e.g. a map that is zero for this image): hatched, one artist for all
-        boxes = [plt.Rectangle((k % cols * w, k // cols * h), w, h) for k in flat]
+        boxes = [Rectangle((k % cols * w, k // cols * h), w, h) for k in flat]
         ax.add_collection(PatchCollection(boxes, facecolor="none", edgecolor=(1, 1, 1, 0.45), hatch="///",
                                           linewidth=0))
     if numbers and cell_in * 72 * 0.22 >= MIN_PT:
@@ -110,7 +111,7 @@ def draw_input(ax, image: np.ndarray, source: str, prediction: Prediction | None
 
 
 def _colorbar(fig: Figure, rect: list[float], display: MapDisplay, cmap: Colormap, orientation: str) -> None:
-    mappable = plt.cm.ScalarMappable(_norm(display.vmin, display.vmax, display.signed), cmap)
+    mappable = ScalarMappable(_norm(display.vmin, display.vmax, display.signed), cmap)
     cax = fig.add_axes(rect, label="colorbar")
     bar = fig.colorbar(mappable, cax=cax, orientation=orientation, extend=display.extend)
     bar.set_label(display.label, fontsize=9)
@@ -137,7 +138,7 @@ def activations_figure(image: np.ndarray, display: MapDisplay, *, layer: str, so
     side, top, bottom, left = 2.4, 1.25, 0.25, 0.25
     height = max(grid_h, side + 0.9) + top + bottom
     width = left + side + 0.45 + grid_w + 0.15 + 0.14 + 0.9
-    fig = plt.figure(figsize=(width, height))
+    fig = new_figure(figsize=(width, height))
     y_top = height - top
     ax_in = fig.add_axes(_inches_to_fig(fig, left, y_top - side, side, side))
     draw_input(ax_in, image, source, prediction)
@@ -181,7 +182,7 @@ def vector_figure(image: np.ndarray, values: np.ndarray, *, layer: str, source: 
     side, top, bottom, left = 2.4, 1.0, 0.2, 0.25
     plot_w = min(9.0, max(4.0, 0.09 * n))
     width, height = left + side + 0.9 + plot_w + 0.3, side + 0.9 + top + bottom
-    fig = plt.figure(figsize=(width, height))
+    fig = new_figure(figsize=(width, height))
     y_top = height - top
     draw_input(fig.add_axes(_inches_to_fig(fig, left, y_top - side, side, side)), image, source, prediction)
     ax = fig.add_axes(_inches_to_fig(fig, left + side + 0.9, y_top - side, plot_w, side))
@@ -227,7 +228,7 @@ def overview_figure(image: np.ndarray, outputs: dict[str, np.ndarray], displays:
     side, gap_x, gap_y, top, bottom = 3.0, 0.35, 0.75, 0.8, 0.85
     width = per_row * side + (per_row - 1) * gap_x + 0.5
     height = top + n_rows * side + (n_rows - 1) * gap_y + bottom
-    fig = plt.figure(figsize=(width, height))
+    fig = new_figure(figsize=(width, height))
 
     def slot(i: int) -> tuple[float, float]:
         r, c = divmod(i, per_row)
@@ -341,7 +342,7 @@ def filters_figure(filters: Filters, cols: int = 8, cmap: str | None = None, nor
     block_h = head + rows * (cell_h + label_h)
     width = max(left + cols * cell + (0.2 + 0.14 + 1.0 if not rgb else 0.2), 6.0)
     height = top + len(blocks) * block_h + 0.2
-    fig = plt.figure(figsize=(width, height))
+    fig = new_figure(figsize=(width, height))
     for b, kernels in enumerate(blocks):
         y0 = height - top - b * block_h - head
         if split:

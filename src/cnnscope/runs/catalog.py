@@ -34,6 +34,7 @@ from typing import Any
 
 from cnnscope.base.errors import CnnscopeError, RunError, choice_error
 from cnnscope.base.fileio import read_json, read_toml
+from cnnscope.model.spec import describe_model
 from cnnscope.runs.layout import CONFIG, HISTORY, INITIAL, METRICS, RESULTS, STUDY
 
 log = logging.getLogger("cnnscope")
@@ -156,14 +157,6 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
             out.update(flatten(value, f"{prefix}[{i}]"))
         return out
     return {prefix: data}
-
-
-def describe_model(model: dict[str, Any]) -> str:
-    """A short description of a [model] table: 'conv 8-16 · dense 32'."""
-    conv = [str(c.get("filters", "?")) for c in model.get("conv", []) if isinstance(c, dict)]
-    dense = [str(d.get("units", "?")) for d in model.get("dense", []) if isinstance(d, dict)]
-    parts = [f"conv {'-'.join(conv)}" if conv else "", f"dense {'-'.join(dense)}" if dense else ""]
-    return " · ".join(p for p in parts if p) or "?"
 
 
 def _list(table: dict[str, Any], key: str) -> list:

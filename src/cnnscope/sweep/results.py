@@ -26,6 +26,24 @@ CSV_NUMBERS = ("value", "val_accuracy", "test_accuracy", "val_loss", "test_loss"
                "seconds")
 
 
+class StudyResults(dict):
+    """A study's results (results.json's content, a plain dict to code and JSON); a notebook shows its goal, best
+    trial and one row per trial (cnnscope.views.display), repr() says it in one line."""
+
+    def __repr__(self) -> str:
+        trials = self.get("trials") or []
+        done = sum(1 for r in trials if isinstance(r, dict) and r.get("status") == "completed")
+        best = self.get("best")
+        return (f"StudyResults({self.get('metric')} {self.get('direction')}, {len(trials)} trials, {done} completed, "
+                f"best: {'trial ' + str(best) if best is not None else 'none yet'})")
+
+    def _repr_html_(self) -> str:
+        # views/ loads runs and torch, which the sweep's driver never needs: imported when a notebook shows it
+        from cnnscope.views.display import study_html
+
+        return study_html(self)
+
+
 def trial_rows(study: Any, running: set[int]) -> list[dict[str, Any]]:
     """One row per trial (ROW_KEYS): value (the study's metric), validation and test figures side by side, where
     the validation figures came from, epochs, seconds, run_dir, reason. A RUNNING trial not in `running` was
@@ -76,12 +94,13 @@ def _cell(value: Any) -> Any:
     return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
 
 
-def write_results(study_dir: Path, study: Any, spec: SweepSpec, running: set[int], figures: bool = False) -> dict:
+def write_results(study_dir: Path, study: Any, spec: SweepSpec, running: set[int],
+                  figures: bool = False) -> StudyResults:
     """Rewrite results.json and results.csv (atomically); with `figures`, the study's figures too."""
     rows = trial_rows(study, running)
     best = best_row(rows, spec.direction)
-    data = {"metric": spec.metric, "direction": spec.direction, "best": best["number"] if best else None,
-            "selected_on": spec.selected_on, "validation": spec.selection_text(), "trials": rows}
+    data = StudyResults({"metric": spec.metric, "direction": spec.direction, "best": best["number"] if best else None,
+            "selected_on": spec.selected_on, "validation": spec.selection_text(), "trials": rows})
     if spec.selected_on == "test":
         data["warning"] = TEST_WARNING
     write_json(study_dir / RESULTS, _json_safe(data))

@@ -14,11 +14,23 @@ it found (`data`; `to_json()` adds "figures") and notes for the reader.
     views.common:      ViewResult and what the views share (run loading, image selection, figure files)
 
 Each function lives in the module of the same family (import it from there: `from cnnscope.views.profile import
-profile`); this package only exports ViewResult, so a module is never shadowed by a function of its name.
+profile`, or after `import cnnscope` as cnnscope.views.profile.profile: the modules load on first use); this package
+only exports ViewResult, so a module is never shadowed by a function of its name.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+from typing import Any
+
 from cnnscope.views.common import ViewResult
 
 __all__ = ["ViewResult"]
+
+
+def __getattr__(name: str) -> Any:
+    """A module of views on first use (PEP 562): cnnscope.views.activations.activations(...) after `import cnnscope`."""
+    if name in {module.name for module in pkgutil.iter_modules(__path__)}:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'cnnscope.views' has no attribute {name!r}")

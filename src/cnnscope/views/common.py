@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnscope.base.display import RichDisplay
 from cnnscope.base.errors import ConfigError
 from cnnscope.base.progress import say
 from cnnscope.data.picture_input import select_image
@@ -21,14 +22,21 @@ from cnnscope.runs.load import load_run
 PathLike = str | os.PathLike
 
 
-@dataclass
-class ViewResult:
+@dataclass(repr=False)
+class ViewResult(RichDisplay):
     """What a view did: the figure files it wrote, what it found (JSON-ready) and notes for the reader
-    (e.g. how a user's picture was converted)."""
+    (e.g. how a user's picture was converted). A notebook shows its figures and notes; repr() is one line."""
 
     paths: list[Path]
     data: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        figures = ", ".join(p.name for p in self.paths) or "no figure"
+        notes = f", {len(self.notes)} note{'s' * (len(self.notes) != 1)}" if self.notes else ""
+        keys = [str(k) for k in self.data]
+        data = ", ".join(keys[:6]) + (f", … ({len(keys)} keys)" if len(keys) > 6 else "") if keys else "none"
+        return f"ViewResult({figures}{notes}; data: {data})"
 
     @property
     def figures(self) -> list[str]:
@@ -99,7 +107,7 @@ def probabilities(model, x: np.ndarray) -> np.ndarray:
 
 
 def save(fig, out: PathLike | None, default: Path, svg: bool) -> list[Path]:
-    """Write `fig` to `out`, or to `default` (a file inside the run directory) when out is not given; closes
-    it and returns the paths written (an SVG beside a PNG with svg=True)."""
+    """Write `fig` to `out`, or to `default` (a file inside the run directory) when out is not given, and
+    return the paths written (an SVG beside a PNG with svg=True)."""
     return save_figure_as(fig, out if out else default, svg)
 

@@ -160,7 +160,7 @@ def describe_runs(runs: Sequence, names: Sequence[str]) -> dict[str, Any]:
     same_model = all(r.spec == runs[0].spec for r in runs)
     starts: dict[Any, list[str]] = {}
     for name, run in zip(names, runs, strict=True):  # without the file: same seed and model, same start
-        starts.setdefault(_digest(run) or (run.config.seed, repr(run.spec)), []).append(name)
+        starts.setdefault(_digest(run) or (run.config.seed, run.spec), []).append(name)
     shared = [group for group in starts.values() if len(group) > 1]
     kind = "seeds" if len(set(seeds)) == len(seeds) and same_model and not shared else "trials"
     other = _differing(runs)
