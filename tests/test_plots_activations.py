@@ -240,10 +240,12 @@ def test_activation_figures_are_readable_from_the_back_row(n):
     row and column numbers instead of tags), in the overview and in a dense layer's bars."""
     from cnnscope.plots.activations import vector_figure
 
-    fig = activations_figure(_image(), _maps(n), layer="L", source="test image 0", prediction=Prediction("1", 0.5))
+    fig = activations_figure(_image(), layer_display(_maps(n)), layer="L", source="test image 0",
+                             prediction=Prediction("1", 0.5))
     assert smallest_text_pt(fig) >= 9
     labels = [t.get_text() for t in _grid_axes(fig)[0].get_yticklabels()]
     assert labels == [] or labels[:2] == ["0", "8"]  # 8 columns: row labels count maps
     outputs = {"Conv2D_1": _maps(32, 26, 26), "MaxPool2D_1": _maps(32, 13, 13), "Conv2D_3": _maps(128, 3, 3)}
-    assert smallest_text_pt(overview_figure(_image(), outputs, source="test image 0")) >= 9
+    displays, shared = overview_displays(outputs)
+    assert smallest_text_pt(overview_figure(_image(), outputs, displays, shared, source="test image 0")) >= 9
     assert smallest_text_pt(vector_figure(_image(), np.linspace(-1, 1, 100), layer="Dense_1")) >= 9

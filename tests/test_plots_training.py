@@ -48,7 +48,7 @@ def test_curves_file_callback_warns_when_curves_png_cannot_be_written(tmp_path, 
     from cnnscope.plots.training import CurvesFile
 
     (tmp_path / "curves.png").mkdir()  # a directory where the file goes: the write fails
-    CurvesFile()(types.SimpleNamespace(history=HISTORY, run_dir=tmp_path))
+    CurvesFile("curves.png")(types.SimpleNamespace(history=HISTORY, run_dir=tmp_path))
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     assert caplog.records[0].getMessage().startswith(f"{tmp_path / 'curves.png'} not updated (")
 

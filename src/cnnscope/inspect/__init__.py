@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from cnnscope.data.picture_input import InputImage, load_picture, mnist_format, read_picture, select_image
 from cnnscope.inspect.activations import (
             activation_grid,
             activations,
@@ -68,9 +67,8 @@ from cnnscope.inspect.profile import (
 )
 
 __all__ = ["activations", "layer_output_shape"]
-__all__ += ["Filters", "InputImage", "MapDisplay", "activation_grid", "as_maps", "capture", "conv_filters",
-            "conv_layers", "display_maps", "load_picture", "map_layers", "mnist_format", "read_picture",
-            "select_image", "standardize_maps", "layer_display", "overview_displays"]
+__all__ += ["Filters", "MapDisplay", "activation_grid", "as_maps", "capture", "conv_filters",
+            "conv_layers", "display_maps", "map_layers", "standardize_maps", "layer_display", "overview_displays"]
 __all__ += ["PatternResult", "input_bounds", "map_statistics", "maximize_activation", "maximize_activation_result",
             "parse_maps"]
 __all__ += ["DEFAULT_METHOD", "METHODS", "AttributionMethod", "DeletionResult", "attribute", "brightness_map",

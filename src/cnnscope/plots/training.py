@@ -16,7 +16,6 @@ from cnnscope.base.fileio import atomic_write
 from cnnscope.base.jupyter import in_ipython
 from cnnscope.plots.backend import figure_png, new_figure
 from cnnscope.plots.figures import save_figure
-from cnnscope.runs.layout import CURVES
 
 log = logging.getLogger("cnnscope")
 
@@ -88,13 +87,17 @@ def plot_curves(history: dict[str, Any], path: str | Path) -> Path:
 
 
 class CurvesFile:
-    """Training callback: rewrite the run's curves.png after every epoch (what train(plot=True) adds).
+    """Training callback: rewrite the curves picture (`name`, inside the run directory) after every epoch (what
+    train(plot=True) adds, with the run's own file name).
 
     A failed write (disk full) is a warning: the checkpoint, already saved, is what matters.
     """
 
+    def __init__(self, name: str) -> None:
+        self.name = name
+
     def __call__(self, entry: Any) -> None:
-        path = Path(entry.run_dir) / CURVES
+        path = Path(entry.run_dir) / self.name
         try:
             plot_curves(entry.history, path)
         except (OSError, OutputError) as exc:

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from cnnscope.base.fileio import atomic_write_text, write_json
-from cnnscope.plots.figures import save_figure_as
-from cnnscope.plots.sweep import history_figure, importance_figure, params_figure
 from cnnscope.runs.layout import RESULTS, RESULTS_CSV, STUDY_FIGURES, TRIALS
 from cnnscope.sweep.definition import TEST_WARNING, SweepSpec
 
@@ -137,6 +135,10 @@ def importances(study: Any, spec: SweepSpec, rows: list[dict[str, Any]]) -> tupl
 def write_figures(study_dir: Path, study: Any, spec: SweepSpec, rows: list[dict[str, Any]]
                   ) -> tuple[list[str], list[str]]:
     """The study's figures in STUDY/: metric against each parameter, history, importances (or a note why not)."""
+    # matplotlib (and plots' package) load here: a finished study's "nothing to do" draws nothing and needs no torch
+    from cnnscope.plots.figures import save_figure_as
+    from cnnscope.plots.sweep import history_figure, importance_figure, params_figure
+
     keys = [p.key for p in spec.params]
     done = [r for r in rows if isinstance(r.get("value"), (int, float)) and r["status"] in ("completed", "pruned")]
     if not done:

@@ -1,8 +1,9 @@
 """The training loop, read like pytorch/examples: a step, an epoch, evaluation and a checkpoint, each a function.
 
 `fit` loops over epochs: `train_epoch` (one `train_step` per batch), `evaluate_arrays` on the validation images,
-`save_checkpoint`, then the callbacks (curves.png is drawn by one, `plots.CurvesFile`, so the loop loads
-no matplotlib). Per-epoch lines go to the "cnnscope" logger. `training` sets runs up and calls `fit`.
+`save_checkpoint`, then the callbacks (curves.png is drawn by one, `plots.training.CurvesFile`, added by
+training.api, so the loop loads no matplotlib). Per-epoch lines go to the "cnnscope" logger. `training` sets runs
+up and calls `fit`.
 """
 
 from __future__ import annotations

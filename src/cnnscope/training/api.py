@@ -20,18 +20,14 @@ from cnnscope.base.errors import CnnscopeError, ConfigError, RunError
 from cnnscope.data.dataset import Dataset, load_dataset
 from cnnscope.model.network import build_model
 from cnnscope.model.spec import ModelSpec
-from cnnscope.plots.figures import save_figure
-from cnnscope.plots.training import CurvesFile, confusion_figure
-from cnnscope.report import build_report
 from cnnscope.runs.checkpoint import check_run_dir, init_run_dir, load_weights, saved_epoch, start_run
-from cnnscope.runs.layout import INITIAL, WEIGHTS
+from cnnscope.runs.layout import CONFUSION, CURVES, INITIAL, WEIGHTS
 from cnnscope.runs.load import Run, load_run
 from cnnscope.trainer.config import RunConfig, TrainConfig, build_run_config, fit_model_to_data
-from cnnscope.trainer.loop import Callback, EpochLog, evaluate_arrays, pick_device
+from cnnscope.trainer.loop import Callback, evaluate_arrays
 from cnnscope.training.fit import fit
 
-__all__ = ["Callback", "EpochLog", "evaluate_arrays", "evaluate_run", "pick_device", "resume", "train",
-           "train_from_settings", "write_report"]
+__all__ = ["evaluate_run", "resume", "train", "train_from_settings", "write_report"]
 log = logging.getLogger("cnnscope")
 
 
@@ -105,7 +101,9 @@ def _callbacks(callbacks: Iterable[Callback], spec: ModelSpec, dataset: Dataset,
 def _write_curves(entry: Any) -> None:
     """Callback: rewrite curves.png. matplotlib (0.5 s) is imported when the first epoch ends, not before the
     first step (benchmarks/README.md, "Start-up")."""
-    CurvesFile()(entry)
+    from cnnscope.plots.training import CurvesFile  # matplotlib: at the first epoch's end, not at start
+
+    CurvesFile(CURVES)(entry)
 
 
 def _interactive() -> bool:
@@ -146,6 +144,8 @@ def feedback(verbose: bool | None) -> Iterator[None]:
 def write_report(run: Run, data_dir: str | Path | None = None) -> Path | None:
     """Write RUN/report.html (the CLI's default after training); a failure is a warning and returns None."""
     try:
+        from cnnscope.report import build_report  # matplotlib and the views: only when a report is asked for
+
         return build_report(run.path, data_dir=data_dir)
     except CnnscopeError as exc:  # the run is saved whatever happens here
         log.warning("report not written (%s); retry with 'cnnscope report %s'", exc, run.path)
@@ -193,7 +193,10 @@ def evaluate_run(path: str | Path, data_dir: str | Path | None = None,
     run = load_run(path)
     dataset = run.dataset(data_dir)
     result = evaluate_arrays(run.model, dataset.test_x, dataset.test_y, label_smoothing=run.config.label_smoothing)
-    figure = Path(figure) if figure else run.path / "confusion.png"
+    figure = Path(figure) if figure else run.path / CONFUSION
+    from cnnscope.plots.figures import save_figure  # matplotlib: only when a figure is asked for
+    from cnnscope.plots.training import confusion_figure
+
     save_figure(confusion_figure(result["confusion"], dataset.class_names), figure)
     return {"run": str(run.path), "dataset": dataset.name, "test_images": len(dataset.test_y),
             "test_loss": result["data_loss"], "test_objective": result["loss"], "test_accuracy": result["accuracy"],
