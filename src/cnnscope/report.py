@@ -23,7 +23,7 @@ from cnnscope.base.progress import say
 from cnnscope.base.version import __version__
 from cnnscope.inspect.methods import get_method
 from cnnscope.model.layers import CONV
-from cnnscope.runs.layout import HISTORY, METRICS
+from cnnscope.runs.layout import HISTORY, METRICS, REPORT
 from cnnscope.runs.load import Run, load_run
 from cnnscope.views import report_inside as inside
 from cnnscope.views import report_sections as sections
@@ -33,7 +33,6 @@ from cnnscope.views.tiles import tiles_png
 
 log = logging.getLogger("cnnscope")
 
-REPORT = "report.html"
 PATTERN_MAPS = inside.PATTERN_MAPS
 NAV = (("config", "configuration"), ("preprocessing", "preprocessing"), ("training", "training"),
        ("results", "test results"), ("activations", "activations"), ("output", "output layer"),
