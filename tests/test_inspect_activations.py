@@ -10,16 +10,14 @@ import torch
 
 import cnnscope
 from cnnscope.base.errors import ConfigError, DataError, SpecError
-from cnnscope.data.picture_input import dataset_image
+from cnnscope.data.picture_input import dataset_image, load_picture, mnist_format
 from cnnscope.inspect import (
     activation_grid,
     activations,
     capture,
     conv_filters,
     display_maps,
-    load_picture,
     map_layers,
-    mnist_format,
     standardize_maps,
 )
 
