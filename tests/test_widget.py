@@ -220,3 +220,22 @@ def test_the_widget_draws_predicts_and_opens_a_card_in_a_browser(dispatcher, cli
         page.select_option("#method", "gradcam")
         wait_until(page, f"{shadow}.getElementById('explain-text').textContent.startsWith('Grad-CAM')")
     assert not errors, errors
+
+
+def test_the_widget_answers_a_page_message_through_its_comm(app, dispatcher):
+    pytest.importorskip("anywidget", reason="the notebook extra is not installed")
+    from cnnscope.serve.widget import widget_class
+
+    view = widget_class()(dispatcher, app.state.viewer)
+    sent, arrived = [], threading.Event()
+
+    def comm_send(data=None, buffers=None, **kwargs):
+        if data and data.get("method") == "custom":
+            sent.append((data["content"], buffers))
+            arrived.set()
+
+    view.comm.send = comm_send  # no kernel here: the comm's send is where a kernel would put the message
+    view._handle_custom_msg({"id": 5, "method": "GET", "path": "/api/info"}, [])
+    assert arrived.wait(60)
+    assert sent[0][0]["id"] == 5 and sent[0][0]["json"]["run"]
+    assert "function startViewer(window, document)" in view._esm

@@ -215,9 +215,9 @@ def widget_class() -> type:
         def __init__(self, dispatcher: Dispatcher, viewer: Any) -> None:
             super().__init__()
             self.dispatcher, self.viewer = dispatcher, viewer
-            self.on_msg(lambda _, content, buffers: self.dispatcher.submit(content, self._send))
+            self.on_msg(lambda _, content, buffers: self.dispatcher.submit(content, self._reply))
 
-        def _send(self, message: dict[str, Any], buffers: list[bytes]) -> None:
+        def _reply(self, message: dict[str, Any], buffers: list[bytes]) -> None:  # not _send: ipywidgets has one
             self.send(message, buffers)
 
         def close(self) -> None:
