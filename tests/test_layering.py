@@ -39,6 +39,9 @@ SKIPS["sweep"] = {"inspect"}  # a study draws its own figures (plots/sweep.py); 
 # The one import against the layering: the notebook display hook (base/display.py, inherited by Run, ModelSpec,
 # Dataset, ViewResult) asks views/ for their HTML inside `_repr_html_`, when a notebook shows one, never at import.
 DISPLAY_HOOK = ("cnnscope.base.display", "_repr_html_", "cnnscope.views.display")
+# The other: `Run.widget()` opens the notebook viewer (serve/widget.py) inside the method, never at import.
+WIDGET_HOOK = ("cnnscope.runs.load", "widget", "cnnscope.serve.widget")
+HOOKS = (DISPLAY_HOOK, WIDGET_HOOK)
 
 
 def folder_of(module: str) -> str:
@@ -83,11 +86,9 @@ def imports(path: Path, top_only: bool = False) -> list[tuple[int, str]]:
 
 
 def _hook_imports(module: str, tree: ast.Module) -> list[ast.AST]:
-    """The import nodes inside the display hook's `_repr_html_` (none outside base/display.py)."""
-    hook_module, method, _ = DISPLAY_HOOK
-    if module != hook_module:
-        return []
-    return [node for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef) and fn.name == method
+    """The import nodes inside a hook's method (HOOKS: the display hook's `_repr_html_`, `Run.widget`)."""
+    return [node for hook_module, method, _ in HOOKS if module == hook_module
+            for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef) and fn.name == method
             for node in ast.walk(fn) if isinstance(node, (ast.Import, ast.ImportFrom))]
 
 
@@ -165,6 +166,15 @@ def test_the_display_hook_is_the_one_exception():
     hidden = _hook_imports(hook_module, tree)
     assert [node.module for node in hidden] == [target]
     assert imports(path) == [] and module_name(path)[0] == hook_module
+
+
+def test_run_widget_is_the_other_exception():
+    # Guard it too: runs/load.py imports serve/ only inside `Run.widget`, and only serve.widget.
+    hook_module, method, target = WIDGET_HOOK
+    path = ROOT / "runs" / "load.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    assert [node.module for node in _hook_imports(hook_module, tree)] == [target]
+    assert all(not name.startswith("cnnscope.serve") for _, name in imports(path))
 
 
 def test_the_checker_sees_relative_and_absolute_imports(tmp_path):

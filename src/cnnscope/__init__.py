@@ -8,7 +8,8 @@ How to start (in a notebook, the value of each line shows itself: a table, pictu
 
 More: cnnscope.inspect (arrays from a model: activations, patterns, attributions), cnnscope.plots (figures of
 them), cnnscope.views (a run in, figures and findings out, as the commands do), cnnscope.load_run (an earlier
-run), the command line (`cnnscope --help`), README.md and the notebooks in examples/.
+run), cnnscope.widget(run) (the viewer in a notebook cell), the command line (`cnnscope --help`), README.md
+and the notebooks in examples/.
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ _WHERE = {  # public name -> the submodule that defines it
     "import_keras": "interop.keras.importer",
     "resume": "training.api", "train": "training.api",
     "LivePlot": "plots.training",  # matplotlib
+    "widget": "serve.widget",  # the viewer in a notebook cell (anywidget, the notebook extra)
 }
 
 __all__ = [
     "CNN", "CnnscopeError", "ConfigError", "ConvSpec", "DataConfig", "DataError", "Dataset", "DenseSpec",
     "EpochLog", "LivePlot", "ModelSpec", "PoolSpec", "Preprocessor", "RegularizerSpec", "Run", "RunConfig", "RunError",
     "SpecError", "TrainConfig", "build_model", "build_run_config", "import_keras", "load_dataset", "load_run",
-    "make_optimizer", "presets", "resume", "summary_table", "train",
+    "make_optimizer", "presets", "resume", "summary_table", "train", "widget",
 ]
 
 
@@ -76,6 +78,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from cnnscope.model.zoo import presets
     from cnnscope.plots.training import LivePlot
     from cnnscope.runs.load import Run, load_run
+    from cnnscope.serve.widget import widget
     from cnnscope.trainer.config import RunConfig, TrainConfig, build_run_config
     from cnnscope.trainer.loop import EpochLog
     from cnnscope.trainer.optim import make_optimizer

@@ -80,6 +80,12 @@ class Run(RichDisplay):
         """Predicted class (n,) for raw pixel images (n, H, W) in 0..255."""
         return self.predict(images).argmax(axis=1)
 
+    def widget(self, data_dir: str | os.PathLike | None = None) -> Any:
+        """The interactive viewer of this run in a notebook cell (cnnscope.widget: the notebook extra)."""
+        from cnnscope.serve.widget import widget  # the one front end a run opens itself; never at import
+
+        return widget(self, data_dir)
+
     def reset_weights(self) -> None:
         """Put the model back to the initial weights saved when it was built."""
         load_weights(self.path / INITIAL, self.model)

@@ -25,9 +25,10 @@ const state = {
 
 // --- the back end -----------------------------------------------------------------------------
 // Every request of the page goes through `backend`. Here it is the HTTP API of `cnnscope serve`; a page that
-// computes in the browser sets window.cnnscopeBackend, before this file loads, to an object with the same methods
-// giving the same answers. `where` names the image: {set, index} (a data-set image), {blob} (a picture to prepare)
-// or {pixels} (base64 of the model's input, as an earlier answer gave it).
+// computes in the browser (or the notebook widget, serve/static/widget.js) sets window.cnnscopeBackend, before this
+// file loads, to an object with the same methods giving the same answers (patternUrl and colormapUrl may answer a
+// promise of the URL). `where` names the image: {set, index} (a data-set image), {blob} (a picture to prepare) or
+// {pixels} (base64 of the model's input, as an earlier answer gave it).
 const backend = window.cnnscopeBackend || httpBackend();
 
 function httpBackend() {
@@ -320,7 +321,9 @@ function showLayerInfo(meta) {
   $("layer-info").replaceChildren(el("b", {}, info.name), " ", el("span", { class: "muted" }, `(${info.type})`),
     ` · ${shape[0]} maps of ${shape[1]}×${shape[2]} · receptive field ${rf} px · values ` +
     `${fmt(meta["value-min"])} … ${fmt(meta["value-max"])}`);
-  $("cbar").style.backgroundImage = `url(${backend.colormapUrl(state.cmap)})`;
+  // a URL, or a promise of one (a back end without a server answers with a data URI once it has the picture)
+  Promise.resolve(backend.colormapUrl(state.cmap)).then((src) => { $("cbar").style.backgroundImage = `url(${src})`; },
+    () => { $("cbar").style.backgroundImage = ""; });
   $("cbar-min").textContent = state.scale ? "−2σ" : fmt(meta.min);
   $("cbar-max").textContent = state.scale ? "+2σ" : fmt(meta.max);
 }
@@ -646,7 +649,7 @@ function patternSection(card) {
   const note = el("p", {}, `computing… ${words}`);
   img.onload = () => { note.textContent = words; };
   img.onerror = () => { note.textContent = "could not compute the pattern"; };
-  img.src = backend.patternUrl(card);
+  Promise.resolve(backend.patternUrl(card)).then((src) => { img.src = src; }, img.onerror); // a URL or its promise
   return section("Maximising pattern", el("div", { class: "pair" }, img, note));
 }
 
