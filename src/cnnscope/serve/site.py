@@ -70,24 +70,26 @@ def _replace(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _fill(tmp: Path, run, dataset, runtime: dict[str, Path], images: int) -> dict[str, Any]:
+def _fill(tmp: Path, run, dataset, runtime: dict[str, Path], images: int, patterns: dict | None) -> dict[str, Any]:
     """Write everything into the temporary folder; returns what the marker records."""
     copy_page(tmp)
     say("exporting the model to ONNX with every layer's output")
     graph = export_onnx(run, tmp / "model.onnx", with_layers=True)
     ortweb.copy_runtime(runtime, tmp / "ort")
     say("computing the site's facts and map cards")
-    found = site_data(run, dataset, tmp, images)
+    found = site_data(run, dataset, tmp, images, patterns)
     return {"cnnscope": __version__, "run": run.path.name, "onnxruntime_web": ortweb.VERSION,
             "integrity": ortweb.INTEGRITY, "onnx_outputs": graph["outputs"], **found.data}
 
 
 def export_site(run_dir: str | os.PathLike, out: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
-                ort_dir: str | os.PathLike | None = None, images: int = ATLAS_IMAGES) -> dict[str, Any]:
+                ort_dir: str | os.PathLike | None = None, images: int = ATLAS_IMAGES,
+                patterns: dict | None = None) -> dict[str, Any]:
     """Write the static viewer of a run into the folder `out`; returns what was written (files, bytes, seconds).
 
     `ort_dir`: a local copy of onnxruntime-web (see cnnscope.interop.ortweb) instead of the cache and the npm
-    registry. `images`: the test images shipped for picking."""
+    registry. `images`: the test images shipped for picking. `patterns`: options of the maximising patterns'
+    search other than cnnscope.inspect.maximize_activation's defaults (fewer steps for a quick look)."""
     started = time.perf_counter()
     out = Path(out)
     check_out(out)
@@ -101,7 +103,7 @@ def export_site(run_dir: str | os.PathLike, out: str | os.PathLike, *, data_dir:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        record = _fill(tmp, run, dataset, runtime, images)
+        record = _fill(tmp, run, dataset, runtime, images, patterns)
         record["bytes"] = folder_bytes(tmp)
         (tmp / MARKER).write_text(json.dumps(record, indent=2) + "\n", "utf-8")
         _replace(tmp, out)

@@ -159,16 +159,17 @@ def write_facts(folder: Path, run, dataset) -> tuple[dict[str, Any], list[Path]]
     return facts, paths
 
 
-def site_data(run, dataset, folder: str | Path, images: int = ATLAS_IMAGES) -> ViewResult:
+def site_data(run, dataset, folder: str | Path, images: int = ATLAS_IMAGES, patterns: dict | None = None) -> ViewResult:
     """Write the site's data and pictures into `folder` (data/*.json, img/…); returns the paths written and, in
-    `data`, what was shipped (atlas images, layers with cards, maps)."""
+    `data`, what was shipped (atlas images, layers with cards, maps). `patterns`: options of the maximising
+    patterns' search (cnnscope.inspect.maximize_activation) other than its defaults."""
     folder = Path(folder)
     atlas, paths = write_atlas(folder, dataset, images)
     tables, more = write_colormaps(folder)
     paths += more
     facts, more = write_facts(folder, run, dataset)
     paths += more
-    cards, more = write_cards(folder, run, dataset)
+    cards, more = write_cards(folder, run, dataset, patterns)
     paths += more
     info = info_data(run, dataset, atlas)
     documents = {"info": info, "layers": panels.layers_panel(run.spec).data, "colormaps": tables, "facts": facts,

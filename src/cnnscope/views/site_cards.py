@@ -77,15 +77,15 @@ def tops_png(pictures: list[np.ndarray], shape: tuple[int, ...]) -> bytes:
     return png_bytes(cells.swapaxes(1, 2).reshape(m * h, k * w, *shape[2:]))
 
 
-def pattern_files(folder: Path, run, layer: str, position: int, maps: int, bounds: dict) -> list[Path]:
+def pattern_files(folder: Path, run, layer: str, position: int, maps: int, options: dict) -> list[Path]:
     """Every map's maximising pattern (cnnscope.inspect.maximize_activation inside the training data's pixel
-    range, grey PNG as the viewer's /api/pattern gives it)."""
-    found = np.asarray(search.maximize_activation(run.model, layer, list(range(maps)), **bounds), np.float32)
+    range, with its defaults unless `options` say otherwise; grey PNG as the viewer's /api/pattern gives it)."""
+    found = np.asarray(search.maximize_activation(run.model, layer, list(range(maps)), **options), np.float32)
     return [_write(folder, f"img/patterns/{position}-{m}.png", panels.pattern_png(found[m], run.preprocessor))
             for m in range(maps)]
 
 
-def layer_cards(folder: Path, run, dataset, layer: str, position: int, peaks, bounds: dict,
+def layer_cards(folder: Path, run, dataset, layer: str, position: int, peaks, patterns: dict,
                 readout: np.ndarray | None) -> tuple[dict[str, Any], list[Path]]:
     """The cards of every map of one layer, and the files written for them."""
     info = run.spec.layer(layer)
@@ -101,24 +101,25 @@ def layer_cards(folder: Path, run, dataset, layer: str, position: int, peaks, bo
                       "readout": None if readout is None else
                       panels.readout_panel(readout, index, names, min(READOUT_IMAGES, len(dataset.test_x))).data})
     paths.append(_write(folder, f"img/tops/{position}.png", tops_png(pictures, dataset.test_raw.shape[1:])))
-    paths += pattern_files(folder, run, layer, position, maps, bounds)
+    paths += pattern_files(folder, run, layer, position, maps, patterns)
     return {"layer": layer, "position": position, "pool": pool.data if pool else None,
             "tops": f"img/tops/{position}.png", "maps": cards}, paths
 
 
-def write_cards(folder: Path, run, dataset) -> tuple[dict[str, Any], list[Path]]:
-    """Every conv and pool layer's cards (cards.json's content) and the pictures written for them."""
+def write_cards(folder: Path, run, dataset, patterns: dict | None = None) -> tuple[dict[str, Any], list[Path]]:
+    """Every conv and pool layer's cards (cards.json's content) and the pictures written for them; `patterns`:
+    options of cnnscope.inspect.maximize_activation (steps, restarts, …) other than its defaults."""
     names = run.spec.map_layer_names()
     say("finding the top test images of %d layers", len(names))
     peaks = map_peaks(run.model.eval(), names, dataset.test_x)
     lo, hi = search.input_bounds(dataset.train_x)
-    bounds = {"lo": lo, "hi": hi}
+    options = {"lo": lo, "hi": hi, **(patterns or {})}
     readouts = {name: class_readout(run.model, name, dataset.test_x[:READOUT_IMAGES])
                 for name in readout_layers(run.spec)}
     layers, paths = [], []
     all_names = run.spec.layer_names()
     for layer in bar(names, desc="map cards (kernels, top images, patterns)", unit="layer"):
-        card, written = layer_cards(folder, run, dataset, layer, all_names.index(layer), peaks[layer], bounds,
+        card, written = layer_cards(folder, run, dataset, layer, all_names.index(layer), peaks[layer], options,
                                     readouts.get(layer))
         layers.append(card)
         paths += written
