@@ -51,12 +51,13 @@ async function refreshNow(mine) {
   state.pixels = prediction.pixels;
   state.input = prediction.image;
   showPrediction(prediction);
-  state.timing.predict = performance.now() - started;
+  recordTime("predict", performance.now() - started);
+  if (src.kind === "drawing" && state.timing.strokeEnd) recordTime("stroke", performance.now() - state.timing.strokeEnd);
   if (src.kind === "dataset") { state.notes = null; showOnCanvas(prediction.image, `test image ${src.index}`); }
   showNotes();
   explain(state.pixels);
   await showLayer();
-  state.timing.grid = performance.now() - started;
+  recordTime("grid", performance.now() - started);
   showTiming();
   const card = cardState();
   if (card) openCard(card.layer, card.map, true);
@@ -71,12 +72,17 @@ async function showLayer() {
   drawGrid(image, meta);
 }
 
+// How long the last interaction took in this browser: shown, and kept in data-*-ms attributes for measurements.
+export function recordTime(name, ms) {
+  state.timing[name] = ms;
+  document.body.dataset[`${name}Ms`] = ms.toFixed(1);
+}
+
 function showTiming() {
   const t = state.timing, parts = [];
   if (t.prepare !== undefined && state.source.kind !== "dataset") parts.push(`picture ${t.prepare.toFixed(0)} ms`);
   parts.push(`prediction ${t.predict.toFixed(0)} ms`, `grid ${t.grid.toFixed(0)} ms`);
   $("timing").textContent = `in this browser: ${parts.join(" · ")}`;
-  document.body.dataset.predictMs = t.predict.toFixed(1);
 }
 
 // --- prediction -------------------------------------------------------------------------------
@@ -234,7 +240,7 @@ export function usePicture(kind, source, name) {
   const started = performance.now();
   try {
     const { pixels, notes, warnings } = backend.prepare(source);
-    state.timing.prepare = performance.now() - started;
+    recordTime("prepare", performance.now() - started);
     state.source = { kind, name };
     state.pixels = pixels;
     state.notes = { kind, notes, warnings };
@@ -336,6 +342,7 @@ async function start() {
   setupCard();
   showFacts().catch(showError);
   await refresh();
+  recordTime("ready", performance.now()); // since the page's navigation started
   document.body.dataset.ready = "1";
   return backend;
 }

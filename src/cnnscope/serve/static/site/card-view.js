@@ -2,7 +2,7 @@
 // kernel or pooling rule, the maximising pattern, the top test images and the class read-out.
 "use strict";
 
-import { backend, setDatasetImage, state } from "./app.js";
+import { backend, recordTime, setDatasetImage, state } from "./app.js";
 import { $, drawable, el, fmt } from "./dom.js";
 
 let current = null; // {layer, map} of the open card
@@ -10,6 +10,7 @@ let current = null; // {layer, map} of the open card
 export const cardState = () => current;
 
 export async function openCard(layer, map, quiet = false) {
+  const started = performance.now();
   current = { layer, map };
   $("card").hidden = false;
   $("card-backdrop").hidden = false;
@@ -25,6 +26,7 @@ export async function openCard(layer, map, quiet = false) {
   }
   if (!current || current.layer !== layer || current.map !== map) return;
   await renderCard(card);
+  recordTime("card", performance.now() - started);
 }
 
 export function closeCard() {

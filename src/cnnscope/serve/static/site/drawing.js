@@ -76,7 +76,12 @@ function listenStrokes(c) {
     for (const ev of events.length ? events : [e]) strokeTo(canvasPoint(ev));
     scheduleUpdate();
   });
-  const end = () => { if (draw.down) { Object.assign(draw, { down: false, last: null }); scheduleUpdate(30); } };
+  const end = () => {
+    if (!draw.down) return;
+    Object.assign(draw, { down: false, last: null });
+    state.timing.strokeEnd = performance.now(); // the stroke's end: where draw -> prediction is measured from
+    scheduleUpdate(30);
+  };
   c.addEventListener("pointerup", end);
   c.addEventListener("pointercancel", end);
 }

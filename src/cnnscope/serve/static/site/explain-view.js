@@ -1,14 +1,14 @@
 // "Why this class?": the occlusion heat map, computed in the page (no deletion test here: the HTTP viewer has it).
 "use strict";
 
-import { backend } from "./app.js";
+import { backend, recordTime } from "./app.js";
 import { $, paint } from "./dom.js";
 
 let sequence = 0;
 const pct = (v) => `${(100 * v).toFixed(1)} %`;
 
 export async function explain(pixels) {
-  const mine = ++sequence, text = $("explain-text");
+  const mine = ++sequence, text = $("explain-text"), started = performance.now();
   text.textContent = "computing…";
   try {
     const e = await backend.explain(pixels, $("method").value);
@@ -18,7 +18,7 @@ export async function explain(pixels) {
     text.textContent = `${e.title}, class ${e.class_name} (${pct(e.probability)}): how much the class's score ` +
       `(its logit) drops when a ${o.window}×${o.window} patch around each pixel is blacked out (moved by ${o.stride} ` +
       `pixels, averaged over the patches that cover it). Red raises the score, blue lowers it.`;
-    $("explain-img").dataset.renders = String(Number($("explain-img").dataset.renders || 0) + 1);
+    recordTime("explain", performance.now() - started);
   } catch (error) {
     if (mine === sequence) text.textContent = String(error.message || error);
   }
