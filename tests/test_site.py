@@ -152,6 +152,14 @@ def test_a_missing_or_empty_ort_dir_is_one_line(capsys, trained_run, tmp_path):
     assert not (tmp_path / "site").exists()
 
 
+def test_a_wrong_run_fails_before_anything_is_downloaded(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("CNNSCOPE_NPM_REGISTRY", "http://127.0.0.1:9")  # would fail loudly if asked
+    code, _, err = run_cli(capsys, "export-site", tmp_path / "no-run", "--out", tmp_path / "site")
+    assert code == 2 and "could not download" not in one_line_error(err)
+    assert not (tmp_path / "site").exists() and not (tmp_path / "cache").exists()
+
+
 def test_a_folder_of_other_files_is_never_overwritten(capsys, trained_run, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")

@@ -95,8 +95,8 @@ def export_site(run_dir: str | os.PathLike, out: str | os.PathLike, *, data_dir:
     check_out(out)
     if isinstance(images, bool) or not isinstance(images, int) or not 1 <= images <= 10_000:
         raise SiteError(f"images must be an integer from 1 to 10000, received {images!r}")
+    run = load_run(run_dir)  # a wrong run directory fails before anything is downloaded
     runtime = ortweb.runtime_files(ort_dir)  # before the slow work: a missing runtime fails at once
-    run = load_run(run_dir)
     dataset = run.dataset(data_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
