@@ -310,6 +310,7 @@ def test_a_drawing_is_prepared_as_python_prepares_it_and_predicted(page, trained
     assert np.abs(got.astype(int) - expected).max() <= 1  # Pillow's resampling, ported: the same pixels
     probs, _ = torch_outputs(run, got[None])
     assert drawn["predicted"] == class_names_of(run.data_config)[int(probs[0].argmax())]
+    wait_until(tab, "document.body.dataset.strokeMs !== undefined")
     assert float(tab.evaluate("document.body.dataset.strokeMs")) < 10_000  # a sanity bound: benchmarks/ measures
     assert not errors, errors
 

@@ -52,13 +52,17 @@ async function refreshNow(mine) {
   state.input = prediction.image;
   showPrediction(prediction);
   recordTime("predict", performance.now() - started);
-  if (src.kind === "drawing" && state.timing.strokeEnd) recordTime("stroke", performance.now() - state.timing.strokeEnd);
+  const strokeEnd = src.kind === "drawing" ? state.timing.strokeEnd : null;
+  if (strokeEnd) { // draw -> prediction: to the frame that shows it
+    state.timing.strokeEnd = null;
+    requestAnimationFrame(() => recordTime("stroke", performance.now() - strokeEnd));
+  }
   if (src.kind === "dataset") { state.notes = null; showOnCanvas(prediction.image, `test image ${src.index}`); }
   showNotes();
-  explain(state.pixels);
   await showLayer();
   recordTime("grid", performance.now() - started);
   showTiming();
+  explain(state.pixels); // in the background, once the image stays: the grid does not wait for the heat map
   const card = cardState();
   if (card) openCard(card.layer, card.map, true);
 }

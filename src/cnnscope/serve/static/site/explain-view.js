@@ -1,15 +1,24 @@
 // "Why this class?": the occlusion heat map, computed in the page (no deletion test here: the HTTP viewer has it).
+// One batch of occluded images blocks the page while it runs, so it starts only once the image has stayed the
+// same for a moment (the prediction and the grid are painted first; a drawing in progress is not slowed down).
 "use strict";
 
 import { backend, recordTime } from "./app.js";
 import { $, paint } from "./dom.js";
 
-let sequence = 0;
+const IDLE_MS = 150;
+let sequence = 0, timer = null;
 const pct = (v) => `${(100 * v).toFixed(1)} %`;
 
-export async function explain(pixels) {
-  const mine = ++sequence, text = $("explain-text"), started = performance.now();
-  text.textContent = "computing…";
+export function explain(pixels) {
+  const mine = ++sequence;
+  $("explain-text").textContent = "computing…";
+  clearTimeout(timer);
+  timer = setTimeout(() => explainNow(pixels, mine), IDLE_MS);
+}
+
+async function explainNow(pixels, mine) {
+  const text = $("explain-text"), started = performance.now();
   try {
     const e = await backend.explain(pixels, $("method").value);
     if (mine !== sequence) return; // a newer image was asked for meanwhile
