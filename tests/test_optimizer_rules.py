@@ -70,7 +70,7 @@ def test_new_configs_default_to_keras_and_record_it(ds, tiny_spec, tmp_path):
 def test_bad_rules_are_one_clear_error(capsys, data_dir, tmp_path):
     with pytest.raises(ConfigError, match="unknown rules 'tf'; valid: keras, torch"):
         cnnscope.TrainConfig(rules="tf")
-    with pytest.raises(ConfigError, match="unknown optimizer rules 'tf'; valid: keras, torch"):
+    with pytest.raises(ConfigError, match="unknown rules 'tf'; valid: keras, torch"):
         make_optimizer("adam", [torch.nn.Parameter(torch.ones(2))], 0.1, rules="tf")
     code, _, err = run_cli(capsys, "train", "--preset", "tiny", "--data-dir", data_dir, "--epochs", 1,
                            "--optimizer-rules", "tf", "--out", tmp_path / "r")

@@ -228,3 +228,18 @@ def test_cli_figure_formats_match_the_library():
     from cnnscope.plots.figures import FORMATS
 
     assert FIGURE_FORMATS == FORMATS and DEFAULT_CLIP == LIBRARY_CLIP
+
+
+@pytest.mark.parametrize("n", [8, 32, 128])
+def test_activation_figures_are_readable_from_the_back_row(n):
+    """Projector check (issue 23): no text under 9 pt in the maps' figure, however many maps (small cells get
+    row and column numbers instead of tags), in the overview and in a dense layer's bars."""
+    from cnnscope.plots.activations import vector_figure
+
+    fig = activations_figure(_image(), _maps(n), layer="L", source="test image 0", prediction=Prediction("1", 0.5))
+    assert smallest_text_pt(fig) >= 9
+    labels = [t.get_text() for t in _grid_axes(fig)[0].get_yticklabels()]
+    assert labels == [] or labels[:2] == ["0", "8"]  # 8 columns: row labels count maps
+    outputs = {"Conv2D_1": _maps(32, 26, 26), "MaxPool2D_1": _maps(32, 13, 13), "Conv2D_3": _maps(128, 3, 3)}
+    assert smallest_text_pt(overview_figure(_image(), outputs, source="test image 0")) >= 9
+    assert smallest_text_pt(vector_figure(_image(), np.linspace(-1, 1, 100), layer="Dense_1")) >= 9

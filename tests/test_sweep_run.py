@@ -3,6 +3,7 @@ pruning, Ctrl-C and kill then resume, Ray. Trials are 1-3 epochs of the tiny mod
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -130,6 +131,30 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 90) -> None:
         time.sleep(0.1)
 
 
+def _children(pid: int) -> list[int]:
+    """The live child processes of `pid` (Linux's /proc; empty elsewhere)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _wait_gone(pids: list[int], timeout: float = 60) -> None:
+    """Until every process in `pids` has exited (the event the next step needs, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid):
+            assert time.monotonic() < deadline, f"process {pid} outlived its driver"
+            time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/status").read_text().lower()
+    return "zombie"
+
+
 @pytest.mark.skipif(os.name != "posix", reason="signals to a process")
 @pytest.mark.parametrize("how", ["interrupt", "kill"])
 def test_stopped_mid_trial_then_resumed(tmp_path, data_dir, how):
@@ -138,6 +163,7 @@ def test_stopped_mid_trial_then_resumed(tmp_path, data_dir, how):
             "train.lr=loguniform:1e-3:1e-2", "--trials", "1"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(study / "trials" / "0000" / "history.json", proc)  # its first epoch is saved
+    workers = _children(proc.pid)
     proc.send_signal(signal.SIGINT if how == "interrupt" else signal.SIGKILL)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == (130 if how == "interrupt" else -9), err
@@ -145,7 +171,7 @@ def test_stopped_mid_trial_then_resumed(tmp_path, data_dir, how):
     assert 1 <= len(before["epoch"]) < 3
     if how == "interrupt":
         assert _results(study)["trials"][0]["status"] == "interrupted" and "interrupted" in err
-    time.sleep(0.5 if how == "kill" else 0)  # the worker dies with its driver
+    _wait_gone(workers)  # the workers die with their driver; the re-run starts when they have
     done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     assert "resuming 1 interrupted trial(s): 0" in done.stderr

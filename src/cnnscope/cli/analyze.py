@@ -1,4 +1,6 @@
-"""Analysis commands: class profiles, top images of a map, misclassified images, comparing two runs."""
+"""Analysis commands: class profiles, top images of a map, misclassified images, comparing two runs.
+
+Imports inside the command functions: `cnnscope --help` and a mistyped flag must not load torch."""
 
 from __future__ import annotations
 

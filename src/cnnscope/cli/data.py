@@ -1,4 +1,6 @@
-"""`cnnscope data NAME`: what a dataset holds and what preprocessing does to it."""
+"""`cnnscope data NAME`: what a dataset holds and what preprocessing does to it.
+
+Imports inside the command functions: `cnnscope --help` and a mistyped flag must not load torch."""
 
 from __future__ import annotations
 

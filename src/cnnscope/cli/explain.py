@@ -1,4 +1,6 @@
-"""Commands `patterns` (inputs that maximise a layer's maps) and `explain` (why this class: heat maps)."""
+"""Commands `patterns` (inputs that maximise a layer's maps) and `explain` (why this class: heat maps).
+
+Imports inside the command functions: `cnnscope --help` and a mistyped flag must not load torch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Interoperability commands: import-keras (a Keras .h5/.keras model -> run directory), export (run -> ONNX)."""
+"""Interoperability commands: import-keras (a Keras .h5/.keras model -> run directory), export (run -> ONNX).
+
+Imports inside the command functions: `cnnscope --help` and a mistyped flag must not load torch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Look-inside commands: activations (one layer's maps, or every conv/pool layer) and filters."""
+"""Look-inside commands: activations (one layer's maps, or every conv/pool layer) and filters.
+
+Imports inside the command functions: `cnnscope --help` and a mistyped flag must not load torch."""
 
 from __future__ import annotations
 

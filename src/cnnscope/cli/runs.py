@@ -1,4 +1,6 @@
-"""`cnnscope runs DIR`: every run and study under a folder, one line each (cnnscope.catalog)."""
+"""`cnnscope runs DIR`: every run and study under a folder, one line each (cnnscope.catalog).
+
+Imports inside the command functions: `cnnscope --help` and a mistyped flag must not load torch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The sweep command: search hyperparameters with Optuna, trials in local worker processes or on Ray."""
+"""The sweep command: search hyperparameters with Optuna, trials in local worker processes or on Ray.
+
+Imports inside the command functions: `cnnscope --help` and a mistyped flag must not load torch."""
 
 from __future__ import annotations
 

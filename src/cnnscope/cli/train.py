@@ -1,4 +1,6 @@
-"""Core commands: summary, train, evaluate."""
+"""Core commands: summary, train, evaluate.
+
+Imports inside the command functions: `cnnscope --help` and a mistyped flag must not load torch."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from cnnscope.inspect.filters import Filters
 from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
 from cnnscope.plots.figures import DIVERGING, get_cmap, show_picture
 
+MIN_PT = 9.0  # the smallest text of a figure at its default size: readable from a projector's back row (issue 23)
 _TAG = {"boxstyle": "square,pad=0.12", "facecolor": (0, 0, 0, 0.55), "edgecolor": "none"}
 
 
@@ -70,14 +71,25 @@ def _draw_grid(ax, display: MapDisplay, cols: int, cmap: Colormap, cell_in: floa
         boxes = [plt.Rectangle((k % cols * w, k // cols * h), w, h) for k in flat]
         ax.add_collection(PatchCollection(boxes, facecolor="none", edgecolor=(1, 1, 1, 0.45), hatch="///",
                                           linewidth=0))
-    if numbers:
-        size = max(4.5, min(8.0, cell_in * 72 * 0.22))
+    if numbers and cell_in * 72 * 0.22 >= MIN_PT:
         pad_x, pad_y = 0.06 * w, 0.06 * h
         for k in range(n):
             r, c = divmod(k, cols)
             # A dark tag keeps the number readable on every colour (faster to draw than an outline).
-            ax.text(c * w + pad_x, r * h + pad_y, str(k), color="white", fontsize=size, ha="left", va="top",
-                    bbox=_TAG)
+            ax.text(c * w + pad_x, r * h + pad_y, str(k), color="white", fontsize=min(11.0, cell_in * 72 * 0.22),
+                    ha="left", va="top", bbox=_TAG)
+    elif numbers:  # cells too small for a readable tag: number the rows (first map) and columns (+offset)
+        _edge_numbers(ax, rows, cols, h, w, cell_in)
+
+
+def _edge_numbers(ax, rows: int, cols: int, h: int, w: int, cell_in: float) -> None:
+    """Map k sits at row label + column label: rows on the left, column offsets on top, at MIN_PT."""
+    ax.set_yticks((np.arange(rows) + 0.5) * h, [str(r * cols) for r in range(rows)], fontsize=MIN_PT)
+    step = max(1, math.ceil(MIN_PT * 2.4 / (cell_in * 72)))  # "+15" is about 2.4 em wide
+    shown = np.arange(0, cols, step)
+    ax.xaxis.tick_top()
+    ax.set_xticks((shown + 0.5) * w, [f"+{c}" for c in shown], fontsize=MIN_PT)
+    ax.tick_params(length=0, pad=1.5, colors="#444444")
 
 
 def draw_input(ax, image: np.ndarray, source: str, prediction: Prediction | None) -> None:
@@ -187,18 +199,18 @@ def _scale_words(display: MapDisplay, norm: str, scale: bool) -> str:
 
 
 def _titles(fig: Figure, left: float, height: float, title: str, lines: list[str], most: int = 3) -> None:
-    """Title and subtitle lines, wrapped to the figure's width (about 0.062 inch a character at 8.5 pt) so that no
+    """Title and subtitle lines, wrapped to the figure's width (about 0.066 inch a character at 9 pt) so that no
     word is cut off at the edge; at most `most` subtitle lines fit above the panels."""
     import textwrap
 
     width = fig.get_size_inches()[0]
-    chars = max(40, int((width - left - 0.1) / 0.062))
+    chars = max(40, int((width - left - 0.1) / 0.066))
     wrapped = [part for line in lines if line for part in textwrap.wrap(line, chars)]
     if len(wrapped) > most:
         wrapped = wrapped[:most - 1] + [textwrap.shorten(" ".join(wrapped[most - 1:]), chars, placeholder=" …")]
     fig.text(left / width, (height - 0.22) / height, title, fontsize=13, fontweight="bold", va="top")
     for i, line in enumerate(wrapped):
-        fig.text(left / width, (height - 0.5 - 0.2 * i) / height, line, fontsize=8.5, va="top", color="#444444")
+        fig.text(left / width, (height - 0.5 - 0.2 * i) / height, line, fontsize=MIN_PT, va="top", color="#444444")
 
 
 def vector_figure(image: np.ndarray, values: np.ndarray, *, layer: str, source: str = "",
@@ -224,9 +236,9 @@ def vector_figure(image: np.ndarray, values: np.ndarray, *, layer: str, source: 
            edgecolor="none")
     ax.axhline(0, color="#444444", linewidth=0.6)
     ax.set_xlim(-0.6, n - 0.4)
-    ax.set_xlabel("unit", fontsize=8.5)
-    ax.set_ylabel("activation", fontsize=8.5)
-    ax.tick_params(labelsize=7)
+    ax.set_xlabel("unit", fontsize=MIN_PT)
+    ax.set_ylabel("activation", fontsize=MIN_PT)
+    ax.tick_params(labelsize=MIN_PT)
     if n <= 20:
         ax.set_xticks(np.arange(n))
     title = f"{layer}: {n} unit{'s' if n != 1 else ''}" + (f" ({stage})" if stage else "")
@@ -329,7 +341,7 @@ def _overview_panel(fig: Figure, corner: tuple[float, float], side: float, name:
     flat = _flat_maps(values=np.reshape(raw, (n, h, w)))
     lo, hi = float(np.min(raw)), float(np.max(raw))
     ax.text(0.5, 1.01, f"values {lo:.3g} … {hi:.3g}" + (f", {flat} flat (hatched)" if flat else ""),
-            transform=ax.transAxes, ha="center", va="bottom", fontsize=8, color="#444444")
+            transform=ax.transAxes, ha="center", va="bottom", fontsize=MIN_PT, color="#444444")
 
 
 def _widest(extends) -> str:

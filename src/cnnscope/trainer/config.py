@@ -13,7 +13,7 @@ from cnnscope.data.dataset import DataConfig
 from cnnscope.data.raw import MAX_SEED
 from cnnscope.model.spec import ModelSpec, check_model_size
 from cnnscope.model.zoo import get_preset, spec_from_any
-from cnnscope.trainer.optim import OPTIMIZER_RULES, OPTIMIZERS, SCHEDULES, schedule_params
+from cnnscope.trainer.optim import SCHEDULES, check_optimizer, schedule_params
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
@@ -50,21 +50,15 @@ class TrainConfig:
         _check_int("augment_shift", self.augment_shift, 0, MAX_SHIFT)
         _check_int("seed", self.seed, 0, MAX_SEED)
         _check_int("threads", self.threads, 0, MAX_THREADS)
-        check_number(ConfigError, "lr", self.lr, 0, low_open=True)
-        check_number(ConfigError, "momentum", self.momentum, 0, 1)
-        check_number(ConfigError, "weight_decay", self.weight_decay, 0)
+        check_optimizer(self.optimizer, self.rules, self.lr, self.momentum, self.nesterov, self.weight_decay)
         check_number(ConfigError, "label_smoothing", self.label_smoothing, 0, 1)
         check_number(ConfigError, "augment_erase", self.augment_erase, 0, 1, high_open=False)
-        for key in ("nesterov", "augment_flip"):
-            if not isinstance(getattr(self, key), bool):
-                raise ConfigError(f"{key} must be true or false, received {brief(getattr(self, key))}")
-        for key, valid in (("optimizer", OPTIMIZERS), ("rules", OPTIMIZER_RULES), ("device", DEVICES),
-                           ("precision", PRECISIONS), ("schedule", SCHEDULES)):
+        if not isinstance(self.augment_flip, bool):
+            raise ConfigError(f"augment_flip must be true or false, received {brief(self.augment_flip)}")
+        for key, valid in (("device", DEVICES), ("precision", PRECISIONS), ("schedule", SCHEDULES)):
             value = getattr(self, key)
             if not isinstance(value, str) or value not in valid:
                 raise choice_error(ConfigError, key, value, valid)
-        if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
-            raise ConfigError("sgd with nesterov needs momentum > 0; set momentum (e.g. 0.9) or nesterov = false")
         # Store the schedule's full parameter set so a saved config says exactly what ran.
         object.__setattr__(self, "schedule_args", schedule_params(self.schedule, self.schedule_args))
 

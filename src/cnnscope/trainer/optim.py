@@ -34,8 +34,6 @@ def _rmsprop(params: Iterable, lr: float, momentum: float, nesterov: bool, weigh
 
 
 def _sgd(params: Iterable, lr: float, momentum: float, nesterov: bool, weight_decay: float, rules: str) -> Optimizer:
-    if nesterov and momentum <= 0:
-        raise ConfigError("sgd with nesterov needs momentum > 0")
     return _make("sgd", rules, params, lr, weight_decay, momentum=momentum, nesterov=nesterov)
 
 
@@ -70,14 +68,23 @@ def make_optimizer(name: str, params: Iterable, lr: float, momentum: float = 0.0
 
     ConfigError for an unknown name or rules (listing the valid ones) or a bad value.
     """
+    check_optimizer(name, rules, lr, momentum, nesterov, weight_decay)
+    return OPTIMIZERS[name](params, lr, momentum, nesterov, weight_decay, rules)
+
+
+def check_optimizer(name: Any, rules: Any, lr: Any, momentum: Any, nesterov: Any, weight_decay: Any) -> None:
+    """ConfigError for the first bad optimizer setting (the one check of `[train]` and of make_optimizer)."""
     if not isinstance(name, str) or name not in OPTIMIZERS:
         raise choice_error(ConfigError, "optimizer", name, OPTIMIZERS)
     if not isinstance(rules, str) or rules not in OPTIMIZER_RULES:
-        raise choice_error(ConfigError, "optimizer rules", rules, OPTIMIZER_RULES)
+        raise choice_error(ConfigError, "rules", rules, OPTIMIZER_RULES)
     check_number(ConfigError, "lr", lr, 0, low_open=True)
     check_number(ConfigError, "momentum", momentum, 0, 1)
     check_number(ConfigError, "weight_decay", weight_decay, 0)
-    return OPTIMIZERS[name](params, lr, momentum, nesterov, weight_decay, rules)
+    if not isinstance(nesterov, bool):
+        raise ConfigError(f"nesterov must be true or false, received {brief(nesterov)}")
+    if name == "sgd" and nesterov and momentum == 0:
+        raise ConfigError("sgd with nesterov needs momentum > 0; set momentum (e.g. 0.9) or nesterov = false")
 
 
 # --- schedules --------------------------------------------------------------------------------------
