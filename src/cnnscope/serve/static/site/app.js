@@ -13,7 +13,7 @@ import { showFacts } from "./facts.js";
 const GAP = 3; // pixels between maps in the grid
 
 export const state = {
-  info: null, layers: [], layer: null, cmap: "magma", cols: 8, scale: false,
+  info: null, layers: [], layer: null, cmap: "magma", cols: 8, wantCols: 8, scale: false,
   source: { kind: "dataset", set: "test", index: 0 }, // or {kind: "drawing" | "upload", name}
   pixels: null, // the model's raw input (Uint8Array) of the image looked at
   input: null, // that input as a drawable
@@ -284,8 +284,12 @@ function fillControls(info) {
   $("index").max = info.sets.test - 1;
 }
 
+// The columns asked for (the slider) are kept: a layer with fewer maps shows fewer, the next one as many again
+// (a dense layer, which has no maps, changes nothing).
 function setCols(value) {
-  const maps = layerInfo(state.layer).maps || 1;
+  const maps = layerInfo(state.layer).maps;
+  if (!maps) return;
+  state.wantCols = value;
   $("cols").max = Math.min(32, maps);
   state.cols = Math.min(value, maps);
   $("cols").value = state.cols;
@@ -293,7 +297,7 @@ function setCols(value) {
 }
 
 function listen() {
-  $("layer").addEventListener("change", (e) => { state.layer = e.target.value; closeCard(); setCols(state.cols); refresh(); });
+  $("layer").addEventListener("change", (e) => { state.layer = e.target.value; closeCard(); setCols(state.wantCols); refresh(); });
   $("cmap").addEventListener("change", (e) => { state.cmap = e.target.value; refresh(); });
   $("scale").addEventListener("change", (e) => { state.scale = e.target.checked; refresh(); });
   $("cols").addEventListener("input", (e) => { setCols(Number(e.target.value)); refresh(); });
