@@ -136,3 +136,13 @@ def finite_readout(model, layer: str, x, m: int, eps: float = 1e-3):
         bumped = features.clone()
         bumped[:, m] += eps
         return ((head(bumped) - head(features)) / eps).mean(0).numpy()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--reverse", action="store_true",
+                     help="run the tests in reverse order (a check that no test depends on another's leftovers)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--reverse"):
+        items.reverse()

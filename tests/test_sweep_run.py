@@ -123,7 +123,7 @@ def test_pruning_stops_a_trial_after_its_epoch(tmp_path, data_dir):
     assert results["best"] is None
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 90) -> None:
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
         assert proc.poll() is None, proc.communicate()
@@ -140,7 +140,7 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _wait_gone(pids: list[int], timeout: float = 60) -> None:
+def _wait_gone(pids: list[int], timeout: float = 600) -> None:
     """Until every process in `pids` has exited (the event the next step needs, not a fixed sleep)."""
     deadline = time.monotonic() + timeout
     for pid in pids:

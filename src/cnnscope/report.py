@@ -2,7 +2,7 @@
 
 Every image is embedded as a data URI and the styling is inline, so the file opens anywhere without a network.
 The sections are views (cnnscope.views.report_sections and report_inside: they compute through cnnscope.inspect
-and draw through cnnscope.plots and cnnscope.imaging); this module checks the run's files, puts the sections on
+and draw through cnnscope.plots and cnnscope.base.imaging); this module checks the run's files, puts the sections on
 one page and writes it atomically. It imports no web framework.
 """
 

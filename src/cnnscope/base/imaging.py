@@ -115,7 +115,7 @@ grey_png = picture_png  # the former name: one encoder for grey and colour pictu
 
 def pictures(nchw: np.ndarray) -> np.ndarray:
     """Images as the model reads them, (n, C, H, W), back to raw pictures as they are drawn: (n, H, W) for one
-    channel, (n, H, W, C) otherwise (the inverse of cnnscope.data.to_nchw)."""
+    channel, (n, H, W, C) otherwise (the inverse of cnnscope.data.dataset.to_nchw)."""
     x = np.asarray(nchw)
     if x.ndim != 4:
         raise RenderError(f"expected images (n, C, H, W), received shape {x.shape}")

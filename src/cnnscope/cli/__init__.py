@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input, 130 interrupted, also during start-up)."""
     from cnnscope.base.threads import configure
 
-    configure()  # before numpy and torch load: one thread budget (cnnscope.threads)
+    configure()  # before numpy and torch load: one thread budget (cnnscope.base.threads)
     try:
         return _main(sys.argv[1:] if argv is None else [str(a) for a in argv])
     except KeyboardInterrupt:  # anywhere: while importing torch, parsing, training or printing

@@ -1,4 +1,4 @@
-"""`cnnscope runs DIR`: every run and study under a folder, one line each (cnnscope.catalog).
+"""`cnnscope runs DIR`: every run and study under a folder, one line each (cnnscope.runs.catalog).
 
 Imports inside the command functions: `cnnscope --help` and a mistyped flag must not load torch."""
 

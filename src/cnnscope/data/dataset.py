@@ -1,6 +1,6 @@
 """Datasets as the model sees them: DataConfig (which data, how prepared), preprocessing statistics and the
-loaded, split Dataset. Files and readers live in cnnscope.datafiles, the sources (built-in, npz:, folder:) and
-class names in cnnscope.datasets."""
+loaded, split Dataset. Files and readers live in cnnscope.data.formats, the sources (built-in, npz:, folder:) and
+class names in cnnscope.data.sources."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ def last_conv_layer(model: CNN) -> str:
 
 def _input_grid(model: CNN, layer: str) -> Grid:
     """Per axis (start, jump, rf): output cell i of `layer` is centred on input pixel start + jump·i and sees
-    an rf-pixel-wide window around it (the spec's geometry, cnnscope.geometry)."""
+    an rf-pixel-wide window around it (the spec's geometry, cnnscope.model.geometry)."""
     g = model.spec.geometry(layer)
     return tuple((float(g.start[d]), float(g.jump[d]), float(g.receptive_field[d])) for d in range(2))
 

@@ -128,7 +128,7 @@ def layer_summary(model: CNN, layers: list[str], images: np.ndarray, batch_size:
 @dataclass(frozen=True)
 class FieldGeometry:
     """A conv/pool layer's receptive field as top images use it: a view of the spec's `Geometry`
-    (cnnscope.geometry, which does all the maths), per axis (rows, cols).
+    (cnnscope.model.geometry, which does all the maths), per axis (rows, cols).
 
     Node i along an axis sees input pixels start + i·jump … start + i·jump + size − 1 (before clipping to the
     image; `start` is the top-left pixel, negative where `same` padding adds zeros before the first pixel).

@@ -2,8 +2,8 @@
 
 A conv or dense layer may normalise its outputs (`batch_norm = true`): inside the one named layer the order is
 conv (or dense) -> BatchNorm -> activation, so every view still shows one set of maps per conv layer, taken
-after the activation. The presets live in `cnnscope.zoo`, the summaries in `cnnscope.summary` (both still
-importable from here).
+after the activation. The presets live in `cnnscope.model.zoo` (which also reads a spec that names one), the
+summaries in `cnnscope.model.summary`.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ class RegularizerSpec:
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One resolved layer: name, Keras type name, kind (cnnscope.layers), output shape (C, H, W) or (units,),
+    """One resolved layer: name, Keras type name, kind (cnnscope.model.layers), output shape (C, H, W) or (units,),
     parameters and, for conv/pool layers, its window (kernel, stride, padding) and receptive-field geometry."""
 
     name: str
@@ -167,7 +167,7 @@ class LayerInfo:
     output_shape: tuple[int, ...]
     params: int
     kind: str  # conv, pool, flatten, dense, dropout
-    geometry: Geometry | None = None  # conv/pool layers: where each cell looks on the input (cnnscope.geometry)
+    geometry: Geometry | None = None  # conv/pool layers: where each cell looks on the input (cnnscope.model.geometry)
     kernel: tuple[int, int] | None = None  # conv kernel / pool window (h, w)
     stride: tuple[int, int] | None = None
     padding: Padding | None = None  # ((top, bottom), (left, right)) zeros added before the window slides
@@ -303,7 +303,7 @@ class ModelSpec:
         return out
 
     def layer_names(self, *kinds: str) -> list[str]:
-        """Names of the layers, in order; only those of the given kinds (cnnscope.layers) when any are given."""
+        """Names of the layers, in order; only those of the given kinds (cnnscope.model.layers) when any are given."""
         return [layer.name for layer in self.layers() if not kinds or layer.kind in kinds]
 
     def map_layer_names(self) -> list[str]:

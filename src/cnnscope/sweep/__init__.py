@@ -21,8 +21,10 @@ The study directory (what `cnnscope runs` and the dashboard read):
 How it runs: the driver (this process) is the only one that talks to Optuna (ask-and-tell on the storage). It
 hands each trial to an engine: `local` runs N spawned worker processes (torch threads split between them) that
 report each epoch's metric back over a queue and wait for the driver's go/prune answer (trial.report and
-should_prune run in the driver, so SQLite never sees two writers); `ray` runs each trial as a Ray task whose
-run directory comes back to the driver as bytes after every epoch (no shared filesystem). A trial's value is its
+should_prune run in the driver, so SQLite never sees two writers); `ray` runs each trial as a Ray task on any
+node of a cluster: the driver checks every node's cnnscope version first, loads the trial's data itself and ships
+it through Ray's object store (parcel.py), and the run directory comes back to the driver as bytes after every
+epoch (no shared filesystem, no data or paths on the nodes; rayengine.py). A trial's value is its
 validation accuracy (or validation data loss) at its last epoch, the weights that are saved and tested; per-epoch
 reports are the same metric (the validation accuracy when the metric is test_accuracy).
 

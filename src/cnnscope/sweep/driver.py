@@ -13,15 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cnnscope.base.errors import SweepError
+from cnnscope.base.errors import CnnscopeError, SweepError
+from cnnscope.runs.records import read_history
 from cnnscope.sweep.definition import SweepSpec
 from cnnscope.sweep.results import RESULT_ATTRS, write_results
-from cnnscope.sweep.trial import TrialTask, read_run_files, recover_run_dirs, write_run_files
+from cnnscope.sweep.task import TrialTask, one_line, read_run_files, recover_run_dirs, write_run_files
 
 log = logging.getLogger("cnnscope")
 STUDY_NAME = "cnnscope"
 TRIALS = "trials"
 INTERRUPT_WAIT = 120.0  # seconds to wait for interrupted workers to save and report
+MAX_LOST = 2  # times a trial is resumed elsewhere in one run when its node dies under it
 
 
 def trial_dir(study_dir: Path, number: int) -> Path:
@@ -106,6 +108,8 @@ class Driver:
     def __init__(self, study_dir: Path, spec: SweepSpec, study: Any, engine: Any) -> None:
         self.study_dir, self.spec, self.study, self.engine = study_dir, spec, study, engine
         self.live: dict[int, Any] = {}  # trial number -> optuna Trial
+        self.pending: list[Any] = []  # trials to start before asking for new ones (interrupted, or lost)
+        self.lost: dict[int, int] = {}  # trial number -> how often its node died under it in this run
         self.results: dict[str, Any] = {}
         self.pruning = not isinstance(study.pruner, _nop())
 
@@ -114,18 +118,19 @@ class Driver:
         import optuna
 
         recover_run_dirs(self.study_dir / TRIALS)
-        pending = [optuna.trial.Trial(self.study, t._trial_id) for t in self.study.get_trials(deepcopy=False)
-                   if t.state == optuna.trial.TrialState.RUNNING]
+        self.pending = [optuna.trial.Trial(self.study, t._trial_id) for t in self.study.get_trials(deepcopy=False)
+                        if t.state == optuna.trial.TrialState.RUNNING]
         to_ask = max(0, self.spec.trials - len(self.study.get_trials(deepcopy=False)))
-        if pending:
-            log.info("resuming %d interrupted trial(s): %s", len(pending), ", ".join(str(t.number) for t in pending))
+        if self.pending:
+            log.info("resuming %d interrupted trial(s): %s", len(self.pending),
+                     ", ".join(str(t.number) for t in self.pending))
         self.engine.start()
         try:
-            while pending or to_ask or self.engine.running():
-                while self.engine.free() > 0 and (pending or to_ask):
-                    if not pending:
+            while self.pending or to_ask or self.engine.running():
+                while self.engine.free() > 0 and (self.pending or to_ask):
+                    if not self.pending:
                         to_ask -= 1
-                    self._start(pending.pop(0) if pending else self._ask())
+                    self._start(self.pending.pop(0) if self.pending else self._ask())
                 for message in self.engine.poll(0.2):
                     self._handle(message)
         except KeyboardInterrupt:
@@ -140,14 +145,19 @@ class Driver:
         return self.study.ask({p.key: p.distribution() for p in self.spec.params})
 
     def _start(self, trial: Any) -> None:
-        """Hand a trial to the engine (its run directory's files too when it resumes on Ray)."""
+        """Hand a trial to the engine (its run directory's files too when it resumes on Ray); a trial whose data
+        cannot be loaded (the Ray engine loads it here) fails with that reason."""
         run_dir = trial_dir(self.study_dir, trial.number)
         files = read_run_files(run_dir) if self.engine.name == "ray" and run_dir.is_dir() else None
         values = dict(trial.params)
         board = str(Path(self.spec.tensorboard) / f"{trial.number:04d}") if self.spec.tensorboard else None
         task = TrialTask(trial.number, values, self.spec.config, str(run_dir), self.spec.metric, tensorboard=board)
         self.live[trial.number] = trial
-        self.engine.submit(task, files)
+        try:
+            self.engine.submit(task, files)
+        except CnnscopeError as exc:
+            self._finish(trial, {"number": trial.number, "status": "failed", "reason": one_line(exc)})
+            return
         log.info("trial %d started: %s", trial.number, _values(values))
         write_results(self.study_dir, self.study, self.spec, running=set(self.live))
 
@@ -158,12 +168,33 @@ class Driver:
             return
         if files is not None and kind in ("epoch", "done") and files:
             write_run_files(trial_dir(self.study_dir, number), files)
-        if kind == "epoch":
+        if kind == "node":
+            log.info("trial %d runs on node %s", number, payload)
+        elif kind == "epoch":
             epoch, value = payload
+            log.debug("trial %d epoch %d: %s %.4f", number, epoch, self.spec.metric, value)
             trial.report(value, epoch)
             self.engine.decide(number, epoch, self.pruning and trial.should_prune())
+        elif kind == "lost":
+            self._lost(trial, payload)
         else:
             self._finish(trial, payload)
+
+    def _lost(self, trial: Any, reason: str) -> None:
+        """The trial's node died under it: resume it from its last epoch on another node (MAX_LOST times in a
+        run), else leave it interrupted with the reason; running the command again resumes it."""
+        self.lost[trial.number] = self.lost.get(trial.number, 0) + 1
+        epoch = epochs_saved(trial_dir(self.study_dir, trial.number))
+        if self.lost[trial.number] <= MAX_LOST:
+            log.warning("trial %d: %s; resuming it from epoch %d on another node", trial.number, reason, epoch)
+            self.pending.insert(0, trial)
+            return
+        self.live.pop(trial.number, None)
+        trial.set_user_attr("reason", f"{reason} at epoch {epoch}, {MAX_LOST + 1} times; run the command again to "
+                                      f"resume it")
+        log.warning("trial %d interrupted: %s (%d times); run the command again to resume it", trial.number,
+                    reason, self.lost[trial.number])
+        write_results(self.study_dir, self.study, self.spec, running=set(self.live))
 
     def _finish(self, trial: Any, result: dict[str, Any]) -> None:
         """Tell Optuna how the trial ended (an interrupted one stays RUNNING, to be resumed next time)."""
@@ -203,6 +234,14 @@ class Driver:
             for message in getattr(self.engine, "drain_reports", list)():
                 if message[3]:
                     write_run_files(trial_dir(self.study_dir, message[1]), message[3])
+
+
+def epochs_saved(run_dir: Path) -> int:
+    """How many epochs the driver holds of a trial's run directory (0 when none, or unreadable)."""
+    try:
+        return len(read_history(run_dir).get("epoch", []))
+    except CnnscopeError:
+        return 0
 
 
 def _nop() -> type:

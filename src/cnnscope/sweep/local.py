@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnnscope.sweep.trial import TrialTask, run_trial
+from cnnscope.sweep.task import TrialTask
+from cnnscope.sweep.trial import run_trial
 
 log = logging.getLogger("cnnscope")
 

@@ -11,42 +11,26 @@ best_val_loss (over the epochs), epochs, seconds, reason.
 from __future__ import annotations
 
 import math
-import os
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnscope.base.errors import CnnscopeError, StopTraining
+from cnnscope.base.errors import StopTraining
 from cnnscope.data.dataset import load_dataset
 from cnnscope.runs.checkpoint import saved_epoch
 from cnnscope.runs.layout import CONFIG, METRICS
-from cnnscope.runs.load import load_run, read_run_config
+from cnnscope.runs.load import load_run, read_preprocessor, read_run_config
 from cnnscope.runs.records import read_history, read_metrics
 from cnnscope.sweep.params import apply_params
+from cnnscope.sweep.parcel import DataParcel
+from cnnscope.sweep.task import TrialTask, one_line
 from cnnscope.trainer.config import RunConfig
 from cnnscope.training import api as training
 from cnnscope.training.tensorboard import TensorBoardLogger
 
-MAX_SHIPPED_BYTES = 2**30  # a run directory that comes back from a Ray task
-SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,120}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,120}){0,3}")
 # reporter(number, epoch, value, run_dir) -> True when the trial is to be pruned
 Reporter = Callable[[int, int, float, Path], bool]
-
-
-@dataclass(frozen=True)
-class TrialTask:
-    """What a worker needs to run one trial: its number, values, the base tables, its run directory, the metric."""
-
-    number: int
-    values: dict[str, Any]
-    config: dict[str, Any]
-    run_dir: str
-    metric: str
-    threads: int = 0
-    tensorboard: str | None = None  # a TensorBoard log directory for this trial
 
 
 class TrialCallback:
@@ -67,14 +51,10 @@ class TrialCallback:
             raise StopTraining
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception as one short line for results.json."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if isinstance(exc, CnnscopeError) else f"{type(exc).__name__}: {text}"[:300]
+def run_trial(task: TrialTask, reporter: Reporter, data: DataParcel | None = None) -> dict[str, Any]:
+    """Train (or resume) the trial's run directory; never raises: failures come back as status "failed".
 
-
-def run_trial(task: TrialTask, reporter: Reporter) -> dict[str, Any]:
-    """Train (or resume) the trial's run directory; never raises: failures come back as status "failed"."""
+    `data`: the trial's data as the driver loaded it (the Ray engine); None: load it here (the local engine)."""
     if task.threads:
         import torch
 
@@ -83,7 +63,7 @@ def run_trial(task: TrialTask, reporter: Reporter) -> dict[str, Any]:
     t0 = time.perf_counter()
     base = {"number": task.number, "value": None, "reason": ""}
     try:
-        run = _train(task, callback)
+        run = _train(task, callback, data)
     except KeyboardInterrupt:  # a real Ctrl-C before the first epoch ended
         return {**base, "status": "interrupted", "epochs": 0, "seconds": time.perf_counter() - t0}
     except MemoryError:
@@ -121,8 +101,9 @@ def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def _train(task: TrialTask, callback: TrialCallback) -> Any:
-    """A new training of the trial's configuration, or its interrupted run directory resumed from the last epoch."""
+def _train(task: TrialTask, callback: TrialCallback, data: DataParcel | None) -> Any:
+    """A new training of the trial's configuration, or its interrupted run directory resumed from the last epoch
+    (with its saved preprocessing statistics); the data from `data` when given, never from this machine's files."""
     run_dir = Path(task.run_dir)
     callbacks: list[Any] = [callback]
     if task.tensorboard:
@@ -134,58 +115,8 @@ def _train(task: TrialTask, callback: TrialCallback) -> Any:
             run = load_run(run_dir, allow_nonfinite=True)  # finished before the driver recorded it
             run.metrics, run.history = read_metrics(run_dir), read_history(run_dir)
             return run
-        return training.resume(run_dir, **options)
+        dataset = None if data is None else data.dataset(read_preprocessor(run_dir, saved.model))
+        return training.resume(run_dir, dataset=dataset, **options)
     config = RunConfig.from_dict(apply_params(task.config, task.values), "trial")
-    dataset = load_dataset(config=config.data)
+    dataset = load_dataset(config=config.data) if data is None else data.dataset()
     return training.train(config.model, dataset, config.train, run_dir, overwrite=True, **options)
-
-
-# --- run directories as bytes (the Ray engine: no shared filesystem) -----------------------------------
-def read_run_files(run_dir: Path) -> dict[str, bytes]:
-    """The regular files of a run directory (and its folders, 3 deep) by relative name; links are skipped."""
-    files: dict[str, bytes] = {}
-    total = 0
-    for path in sorted(run_dir.rglob("*")):
-        name = path.relative_to(run_dir).as_posix()
-        if path.is_symlink() or not path.is_file() or not SAFE_NAME.fullmatch(name) or ".tmp" in path.name:
-            continue
-        data = path.read_bytes()
-        total += len(data)
-        if total > MAX_SHIPPED_BYTES:
-            raise CnnscopeError(f"{run_dir} holds more than {MAX_SHIPPED_BYTES:,} bytes; too large to send back")
-        files[name] = data
-    return files
-
-
-def write_run_files(target: Path, files: dict[str, bytes]) -> None:
-    """Replace the directory `target` by these files at once: written beside it, then renamed over it."""
-    import shutil
-
-    incoming, old = target.parent / f".{target.name}.incoming", target.parent / f".{target.name}.old"
-    shutil.rmtree(incoming, ignore_errors=True)
-    for name, data in files.items():
-        if not SAFE_NAME.fullmatch(name) or ".." in name.split("/"):
-            continue  # names come from a worker: never outside the run directory
-        path = incoming / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    incoming.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(incoming, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def recover_run_dirs(trials_dir: Path) -> None:
-    """After a crash between the two renames of write_run_files: put each run directory back."""
-    import shutil
-
-    if not trials_dir.is_dir():
-        return
-    for old in trials_dir.glob(".*.old"):
-        target = trials_dir / old.name[1:-4]
-        if not target.exists():
-            os.replace(old, target)
-        else:
-            shutil.rmtree(old, ignore_errors=True)

@@ -8,15 +8,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cnnscope.base.errors import ConfigError, brief, check_number, choice_error
-from cnnscope.trainer.rules_keras import KERAS_RULES
-from cnnscope.trainer.rules_torch import RULES, Optimizer
 
 if TYPE_CHECKING:  # the rules import torch: loaded when an optimizer is made, not when a config is read
     from cnnscope.trainer.rules_torch import Optimizer
 
 # --- optimizers ------------------------------------------------------------------------------------
-# Two sets of update rules for the same names. "keras" (the default): Keras 3's formulas (cnnscope.keras_optimizers;
-# the series trained with Keras). "torch": torch.optim's (cnnscope.optimizers: the same ops, without importing
+# Two sets of update rules for the same names. "keras" (the default): Keras 3's formulas (trainer/rules_keras.py;
+# the series trained with Keras). "torch": torch.optim's (trainer/rules_torch.py: the same ops, without importing
 # torch._dynamo), the rules of every run trained before they were a setting. Both with Keras' defaults (the series
 # used Keras): eps 1e-7, RMSprop rho 0.9.
 OPTIMIZER_RULES = ("keras", "torch")
@@ -25,6 +23,9 @@ OPTIMIZER_RULES = ("keras", "torch")
 def _make(name: str, rules: str, params: Iterable, lr: float, weight_decay: float, **hyper: Any) -> Optimizer:
     # imported here: torch is loaded when an optimizer is made, not when a config is read (a finished study's
     # "nothing to do" needs no torch)
+    from cnnscope.trainer.rules_keras import KERAS_RULES
+    from cnnscope.trainer.rules_torch import RULES, Optimizer
+
     return Optimizer((KERAS_RULES if rules == "keras" else RULES)[name], params, lr, weight_decay, **hyper)
 
 

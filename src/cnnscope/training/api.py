@@ -1,4 +1,4 @@
-"""Train or resume a run: check the inputs, write the run directory, run the loop (cnnscope.loop), report.
+"""Train or resume a run: check the inputs, write the run directory, run the loop (cnnscope.training.fit), report.
 
 Feedback from a script: `verbose` shows the per-epoch lines on stderr (default: when stderr is a terminal or in
 a notebook, unless logging is already set up); `report=True` writes report.html at the end, as the CLI does

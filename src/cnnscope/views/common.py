@@ -40,7 +40,7 @@ class ViewResult:
 
 
 def load(run_dir: PathLike):
-    """The run in `run_dir` (cnnscope.runs.load_run: RunError saying what is missing or wrong)."""
+    """The run in `run_dir` (cnnscope.runs.load.load_run: RunError saying what is missing or wrong)."""
     say("loading the run %s", run_dir)
     return load_run(run_dir)
 

@@ -20,7 +20,6 @@ from cnnscope.inspect.methods import DEFAULT_METHOD, METHODS, channel_note
 from cnnscope.inspect.profile import dead_maps, rank_images
 from cnnscope.model.geometry import Geometry
 from cnnscope.model.layers import CONV, POOL, POOL_TYPES
-from cnnscope.plots.patterns import pattern_pixels
 from cnnscope.views.activations import stage_words
 from cnnscope.views.common import ViewResult, probabilities
 from cnnscope.views.explain import explain_one
@@ -178,6 +177,8 @@ def readout_panel(readout: np.ndarray, index: int, class_names: Sequence[str], i
 def pattern_png(pattern: np.ndarray, preprocessor, cmap: str = "gray") -> bytes:
     """A maximising pattern ((H, W) or (C, H, W), preprocessed units) as a PNG of pixels 0..255, as an input image
     holds them: grey through `cmap`, colour as it is (the colour map does not apply)."""
+    from cnnscope.plots.patterns import pattern_pixels  # matplotlib: loaded on the first pattern, not at start
+
     pixels = pattern_pixels(np.asarray(pattern)[None], preprocessor)[0]
     if pixels.ndim == 3:
         return picture_png(pixels)

@@ -1,6 +1,6 @@
 """The small HTML pieces the report's sections share: escaping, embedded images, tables, section frames.
 
-Every picture becomes a data URI (cnnscope.imaging for arrays, matplotlib's PNG writer for figures), so a report
+Every picture becomes a data URI (cnnscope.base.imaging for arrays, matplotlib's PNG writer for figures), so a report
 is one file that opens anywhere without a network.
 """
 

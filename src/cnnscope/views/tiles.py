@@ -1,5 +1,5 @@
 """Maps as PNG tiles, for the report and the viewer: cnnscope.inspect.activation_grid lays the maps out,
-cnnscope.imaging colours, enlarges and encodes them (one grid renderer for both)."""
+cnnscope.base.imaging colours, enlarges and encodes them (one grid renderer for both)."""
 
 from __future__ import annotations
 
