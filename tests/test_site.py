@@ -22,8 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cnnscope.base.errors import SiteError
+from cnnscope.base.errors import DataError, SiteError
 from cnnscope.data.picture_input import mnist_format, picture_target, prepare_picture
 from cnnscope.data.sources import class_names_of
 from cnnscope.inspect.activations import capture
@@ -31,7 +33,7 @@ from cnnscope.inspect.attribution import occlusion
 from cnnscope.interop import ortweb
 from cnnscope.runs.load import load_run
 from cnnscope.serve.site import MARKER, export_site
-from conftest import one_line_error, run_cli
+from conftest import budget, one_line_error, run_cli
 from test_serve import CHROMIUM, CHROMIUM_ARGS, wait_until
 
 FAST_PATTERNS = {"steps": 4, "restarts": 1}  # the cards' patterns: enough to be drawn, quick to compute
@@ -332,6 +334,35 @@ def test_pictures_of_any_polarity_and_size_are_prepared_as_in_python(page):
     for picture, got in zip(pictures, found, strict=True):
         expected, _ = mnist_format(picture)
         assert np.abs(np.array(got, int).reshape(28, 28) - expected).max() <= 1
+
+
+PREPARE_IN_PAGE = """async ([grey, h, w]) => {
+  const { mnistFormat } = await import(new URL("static/prepare.js", document.baseURI).href);
+  const backend = await (await import(new URL("static/app.js", document.baseURI).href)).ready;
+  try { return Array.from(mnistFormat(Float32Array.from(grey), h, w, backend.info.picture).pixels); }
+  catch (error) { return String(error.message); }
+}"""
+
+
+@settings(max_examples=budget(15), deadline=None)
+@given(h=st.integers(12, 90), w=st.integers(12, 90), light=st.booleans(), seed=st.integers(0, 2**16),
+       blobs=st.integers(0, 3))
+def test_the_page_prepares_any_picture_as_python_does_property(page, h, w, light, seed, blobs):
+    tab = page[0]
+    rng = np.random.default_rng(seed)
+    grey = rng.normal(215 if light else 30, 8, (h, w))
+    for _ in range(blobs):  # strokes of ink: rectangles of random size and place
+        top, left = rng.integers(0, h - 2), rng.integers(0, w - 2)
+        grey[top:top + rng.integers(2, h // 2 + 3), left:left + rng.integers(2, w // 2 + 3)] = 20 if light else 235
+    grey = np.clip(grey, 0, 255).round().astype(np.float32)
+    got = tab.evaluate(PREPARE_IN_PAGE, [grey.ravel().tolist(), h, w])
+    try:
+        expected, _ = mnist_format(grey)
+    except DataError as exc:
+        assert got == str(exc)  # the same refusal, in the same words
+        return
+    assert not isinstance(got, str), got
+    assert np.abs(np.array(got, int).reshape(28, 28) - expected).max() <= 1
 
 
 def test_occlusion_in_the_page_is_the_library_s(page, trained_run, data_dir):

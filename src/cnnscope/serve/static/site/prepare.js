@@ -122,12 +122,40 @@ function cropAndScale(x, h, w, box, notes) {
   return { x: scaled, h: nh, w: nw };
 }
 
+// numpy's pairwise summation of a[lo, lo + n) (a loop below 8 values, 8 accumulators up to 128, halves at
+// multiples of 8 beyond), each step rounded by `round`: a centre of mass that is a tie in exact arithmetic is
+// decided by the float32 sum as in Python, so a symmetric picture lands on the same pixel.
+function pairwiseSum(a, lo, n, round) {
+  if (n < 8) {
+    let res = 0;
+    for (let i = 0; i < n; i++) res = round(res + a[lo + i]);
+    return res;
+  }
+  if (n <= 128) {
+    const r = Array.from({ length: 8 }, (_, j) => round(a[lo + j]));
+    let i = 8;
+    for (; i < n - (n % 8); i += 8) for (let j = 0; j < 8; j++) r[j] = round(r[j] + a[lo + i + j]);
+    let res = round(round(round(r[0] + r[1]) + round(r[2] + r[3])) + round(round(r[4] + r[5]) + round(r[6] + r[7])));
+    for (; i < n; i++) res = round(res + a[lo + i]);
+    return res;
+  }
+  const half = Math.floor(n / 2) - (Math.floor(n / 2) % 8);
+  return round(pairwiseSum(a, lo, half, round) + pairwiseSum(a, lo + half, n - half, round));
+}
+
+// (cy, cx, total) as numpy gives them for x float32 (h, w): (yy * x).sum() / x.sum() with yy int64.
+function centreOfMass(x, h, w) {
+  const total = pairwiseSum(x, 0, x.length, f32), same = (v) => v;
+  const sy = pairwiseSum(Float64Array.from(x, (v, i) => Math.floor(i / w) * v), 0, x.length, same);
+  const sx = pairwiseSum(Float64Array.from(x, (v, i) => (i % w) * v), 0, x.length, same);
+  return { cy: sy / total, cx: sx / total, total };
+}
+
 function place(s, centring, fh, fw, notes) {
   let top, left, how;
-  let total = 0, sy = 0, sx = 0;
-  for (let r = 0; r < s.h; r++) for (let c = 0; c < s.w; c++) { const v = s.x[r * s.w + c]; total += v; sy += r * v; sx += c * v; }
+  const { cy, cx, total } = centreOfMass(s.x, s.h, s.w);
   if (centring === "mass" && total > 0) {
-    top = roundHalfEven((fh - 1) / 2 - sy / total); left = roundHalfEven((fw - 1) / 2 - sx / total);
+    top = roundHalfEven((fh - 1) / 2 - cy); left = roundHalfEven((fw - 1) / 2 - cx);
     how = "centre of mass";
   } else {
     top = Math.floor((fh - s.h) / 2); left = Math.floor((fw - s.w) / 2);
