@@ -44,7 +44,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from cnnscope import load_run
-    from cnnscope.inspect import activation_grid, activations, map_layers
+    from cnnscope.inspect import activation_grid, activations, layer_display, map_layers
     from cnnscope.plots import activations_figure, save_figure_as
 
     run = load_run(args.run)
@@ -62,8 +62,8 @@ def main() -> None:
             lambda layer=layer: activation_grid(activations(model, layer, one)[0], scale=True), args.repeat)
 
         def png(layer=layer):
-            maps = activations(model, layer, one)[0]
-            fig = activations_figure(raw, maps, layer=layer, source=f"test image {args.index}", scale=True)
+            shown = layer_display(activations(model, layer, one)[0], scale=True)
+            fig = activations_figure(raw, shown, layer=layer, source=f"test image {args.index}")
             save_figure_as(fig, out_dir / f"{layer}.png")
 
         results["figure_png"][layer] = _time(png, args.repeat)

@@ -9,8 +9,9 @@ from matplotlib.colors import TwoSlopeNorm
 import cnnscope
 from cnnscope.base.errors import ConfigError, OutputError
 from cnnscope.inspect import activation_grid, conv_filters, display_maps
-from cnnscope.plots import activations_figure, filters_figure, overview_figure, save_figure_as
-from cnnscope.plots.activations import Prediction, clip_display
+from cnnscope.inspect.display import clip_display, is_vector, layer_display, overview_displays
+from cnnscope.plots import activations_figure, filters_figure, overview_figure, save_figure_as, vector_figure
+from cnnscope.plots.activations import Prediction
 from cnnscope.plots.figures import get_cmap
 from figure_checks import smallest_text_pt
 
@@ -39,7 +40,7 @@ def _colorbars(fig):
 @pytest.mark.parametrize("n", [13, 64])
 def test_activations_figure_draws_every_map_with_one_colour_scale(n):
     maps = _maps(n) * 3
-    fig = activations_figure(_image(), maps, layer="Conv2D_2", source="test image 4",
+    fig = activations_figure(_image(), layer_display(maps), layer="Conv2D_2", source="test image 4",
                              prediction=Prediction("4", 0.97, "4"), cols=8)
     grid_axes = _grid_axes(fig)
     assert len(grid_axes) == 1 and len(_colorbars(fig)) == 1
@@ -64,26 +65,26 @@ def test_activations_figure_draws_every_map_with_one_colour_scale(n):
 def test_clip_puts_the_colour_range_at_a_percentile_and_100_keeps_the_full_range():
     maps = _maps(16) * 3
     maps[5, 0, 0] = 100.0  # one very bright node
-    full = activations_figure(_image(), maps, layer="L", clip=100)
+    full = activations_figure(_image(), layer_display(maps, clip=100), layer="L")
     assert _grid_axes(full)[0].images[0].norm.vmax == pytest.approx(100.0)
     assert "its full range" in " ".join(t.get_text() for t in full.texts)
-    clipped = activations_figure(_image(), maps, layer="L", clip=95)
+    clipped = activations_figure(_image(), layer_display(maps, clip=95), layer="L")
     assert _grid_axes(clipped)[0].images[0].norm.vmax == pytest.approx(np.percentile(maps, 95))
-    display, words = clip_display(display_maps(maps, "layer"), 95)
-    assert display.extend == "max" and "of values share the end colour" in words
+    display = clip_display(display_maps(maps, "layer"), 95)
+    assert display.extend == "max" and "of values share the end colour" in display.words
     np.testing.assert_array_equal(display.values, maps)  # the numbers are unchanged, only the range moves
     signed = _maps(16, signed=True)
-    display, _ = clip_display(display_maps(signed, "layer"), 90)
+    display = clip_display(display_maps(signed, "layer"), 90)
     top = np.percentile(np.abs(signed), 90)
     assert (display.vmin, display.vmax) == (pytest.approx(-top), pytest.approx(top)) and display.extend == "both"
-    flat, words = clip_display(display_maps(np.zeros((3, 4, 4), np.float32), "layer"), 99)
-    assert words == "" and flat.extend == "neither"  # nothing to clip
+    flat = clip_display(display_maps(np.zeros((3, 4, 4), np.float32), "layer"), 99)
+    assert flat.words == "" and flat.extend == "neither"  # nothing to clip
 
 
 def test_scaled_figure_uses_the_0_255_scale_and_marks_flat_maps():
     maps = _maps(10)
     maps[3] = 0.0  # a dead map
-    fig = activations_figure(_image(), maps, layer="L", scale=True)
+    fig = activations_figure(_image(), layer_display(maps, scale=True), layer="L")
     image = _grid_axes(fig)[0].images[0]
     assert (image.norm.vmin, image.norm.vmax) == (0, 255)
     assert "hatched: 1 flat map" in " ".join(t.get_text() for t in fig.texts)
@@ -93,11 +94,11 @@ def test_scaled_figure_uses_the_0_255_scale_and_marks_flat_maps():
 
 def test_signed_maps_get_a_diverging_map_centred_on_zero():
     maps = _maps(8, signed=True) + 0.3
-    fig = activations_figure(_image(), maps, layer="Conv2D_1", stage="before its ReLU")
+    fig = activations_figure(_image(), layer_display(maps), layer="Conv2D_1", stage="before its ReLU")
     image = _grid_axes(fig)[0].images[0]
     assert image.cmap.name.startswith("RdBu_r")
     assert image.norm.vmin == -image.norm.vmax
-    fixed = activations_figure(_image(), maps, layer="Conv2D_1", norm="fixed", fixed=(-1.0, 3.0))
+    fixed = activations_figure(_image(), layer_display(maps, "fixed", (-1.0, 3.0)), layer="Conv2D_1")
     norm = _grid_axes(fixed)[0].images[0].norm
     assert isinstance(norm, TwoSlopeNorm) and norm.vcenter == 0 and (norm.vmin, norm.vmax) == (-1, 3)
 
@@ -106,12 +107,13 @@ def test_colour_maps_are_validated_by_name():
     assert get_cmap("viridis", False).name.startswith("viridis")
     assert get_cmap(None, False).name.startswith("magma")
     with pytest.raises(ConfigError, match=r"unknown colour map 'magmaa'; valid: .*magma.*viridis"):
-        activations_figure(_image(), _maps(4), layer="L", cmap="magmaa")
+        activations_figure(_image(), layer_display(_maps(4)), layer="L", cmap="magmaa")
 
 
 def test_overview_has_a_panel_per_layer_and_one_colour_bar():
     outputs = {"Conv2D_1": _maps(32, 26, 26) * 2, "Max_Pool_1": _maps(32, 13, 13), "Conv2D_3": _maps(128, 3, 3) * 9}
-    fig = overview_figure(_image(), outputs, source="test image 0", prediction=Prediction("1", 0.5))
+    fig = overview_figure(_image(), outputs, *overview_displays(outputs), source="test image 0",
+                          prediction=Prediction("1", 0.5))
     assert len(_grid_axes(fig)) == 3 and len(_colorbars(fig)) == 1
     titles = [ax.get_title() for ax in _grid_axes(fig)]
     assert titles == ["Conv2D_1  (32, 26, 26)", "Max_Pool_1  (32, 13, 13)", "Conv2D_3  (128, 3, 3)"]
@@ -119,7 +121,7 @@ def test_overview_has_a_panel_per_layer_and_one_colour_bar():
         drawn = ax.images[0].get_array()
         assert np.ma.count(drawn) == maps.size  # every value of every map is drawn
         assert (ax.images[0].norm.vmin, ax.images[0].norm.vmax) == (0.0, 1.0)
-    fixed = overview_figure(_image(), outputs, norm="fixed", fixed=(0.0, 2.0))
+    fixed = overview_figure(_image(), outputs, *overview_displays(outputs, "fixed", (0.0, 2.0)))
     assert all(ax.images[0].norm.vmax == 2.0 for ax in _grid_axes(fixed))
 
 
@@ -170,21 +172,23 @@ def test_filter_figures_are_readable(trained_run):
 
 
 def test_save_figure_as_png_and_svg(tmp_path):
-    paths = save_figure_as(activations_figure(_image(), _maps(5), layer="L"), tmp_path / "a.png", svg=True)
+    fig = activations_figure(_image(), layer_display(_maps(5)), layer="L")
+    paths = save_figure_as(fig, tmp_path / "a.png", svg=True)
     assert paths == [tmp_path / "a.png", tmp_path / "a.svg"]
     assert (tmp_path / "a.png").read_bytes()[:8] == PNG
     assert b"<svg" in (tmp_path / "a.svg").read_bytes()[:500]
-    save_figure_as(activations_figure(_image(), _maps(5), layer="L"), tmp_path / "b.svg")
+    save_figure_as(activations_figure(_image(), layer_display(_maps(5)), layer="L"), tmp_path / "b.svg")
     assert (tmp_path / "b.svg").is_file() and not (tmp_path / "b.png").exists()
     with pytest.raises(OutputError, match=r"cannot write a figure as '.jpg' \(.*c.jpg\); use .png, .svg, .pdf"):
-        save_figure_as(activations_figure(_image(), _maps(5), layer="L"), tmp_path / "c.jpg")
+        save_figure_as(activations_figure(_image(), layer_display(_maps(5)), layer="L"), tmp_path / "c.jpg")
     assert not list(tmp_path.glob(".*tmp"))
 
 
 @pytest.mark.parametrize("shape", [(100,), (100, 1, 1)])
 def test_a_vector_is_drawn_as_bars_with_its_own_shape(shape):
     values = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-    fig = activations_figure(_image(), values, layer="Dense_1", stage="before its ReLU")
+    assert is_vector(values)  # the views draw it as bars, not as 1×1 maps
+    fig = vector_figure(_image(), values, layer="Dense_1", stage="before its ReLU")
     assert not _grid_axes(fig) and not _colorbars(fig)  # no 1×1 maps and no colour scale: heights are the values
     bars = [ax for ax in fig.axes if ax.patches]
     assert len(bars) == 1 and len(bars[0].patches) == 100
@@ -204,13 +208,13 @@ def test_write_errors_name_the_path(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Figure, "savefig", full)
     with pytest.raises(OutputError, match=r"cannot write .*a.png: No space left on device"):
-        save_figure_as(activations_figure(_image(), _maps(5), layer="L"), tmp_path / "a.png")
+        save_figure_as(activations_figure(_image(), layer_display(_maps(5)), layer="L"), tmp_path / "a.png")
     assert not list(tmp_path.iterdir())  # no half-written file or temp file left
     blocker = tmp_path / "file"
     blocker.write_text("x")
     monkeypatch.undo()
     with pytest.raises(OutputError, match=r"cannot write .*file/b.png"):
-        save_figure_as(activations_figure(_image(), _maps(5), layer="L"), blocker / "b.png")
+        save_figure_as(activations_figure(_image(), layer_display(_maps(5)), layer="L"), blocker / "b.png")
 
 
 def test_training_save_figure_checks_the_format(tmp_path):
@@ -224,7 +228,7 @@ def test_training_save_figure_checks_the_format(tmp_path):
 def test_cli_figure_formats_match_the_library():
     from cnnscope.cli.maps import DEFAULT_CLIP
     from cnnscope.cli.train import FIGURE_FORMATS
-    from cnnscope.plots.activations import DEFAULT_CLIP as LIBRARY_CLIP
+    from cnnscope.inspect.display import DEFAULT_CLIP as LIBRARY_CLIP
     from cnnscope.plots.figures import FORMATS
 
     assert FIGURE_FORMATS == FORMATS and DEFAULT_CLIP == LIBRARY_CLIP

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import cnnscope
+from cnnscope.base import imaging
 from cnnscope.base.errors import ConfigError, RunError
 from cnnscope.cli import main
 from cnnscope.inspect.activations import capture
@@ -21,7 +22,6 @@ from cnnscope.runs.checkpoint import load_weights
 from cnnscope.runs.layout import PROBE
 from cnnscope.runs.load import load_run
 from cnnscope.runs.probe import ProbeData, read_probe, write_probe
-from cnnscope.serve import render
 from cnnscope.training.probe import Probe
 
 INDEX = 5
@@ -177,7 +177,7 @@ def test_report_shows_the_strip_across_epochs(probe_run, data_dir, dataset, tmp_
         assert len(uris) == 1 + len(MAP_LAYERS)
         # the filters picture is this epoch's stored weights on the strip's one colour scale
         filters = tiles_png(probe.filters[epoch][:, 0], cmap="RdBu_r", symmetric=True, vmax=peak)
-        assert uris[0] == render.data_uri(filters)
+        assert uris[0] == imaging.data_uri(filters)
         for uri, name in zip(uris[1:], MAP_LAYERS, strict=True):
             assert base64.b64decode(uri.split(",", 1)[1]) == tiles_png(probe.maps[epoch][name])
 

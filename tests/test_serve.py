@@ -291,8 +291,7 @@ def test_geometry_handles_same_padding_and_strides():
 
 def test_the_viewer_reads_geometry_and_kinds_from_the_spec():
     """No torch module is inspected to decide what a layer is: serve/ asks the spec."""
-    source = "".join((Path(__file__).parents[1] / "src/cnnscope/serve" / name).read_text()
-                     for name in ("viewer.py", "app.py", "render.py"))
+    source = "".join(path.read_text() for path in (Path(__file__).parents[1] / "src/cnnscope/serve").glob("*.py"))
     for needle in ("isinstance(module", "ConvBlock", "nn.MaxPool2d", "GRID_TYPES", "layer_geometry",
                    "pattern_available"):
         assert needle not in source

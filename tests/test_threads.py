@@ -25,7 +25,7 @@ def test_cores_follow_the_affinity():
 
 CHILD = """
 import os, sys
-from cnnscope.threads import configure
+from cnnscope.base.threads import configure
 if sys.argv[1] == "fixed":
     configure()
 import numpy as np, torch

@@ -1,8 +1,14 @@
-"""cnnscope: build, train and look inside small CNNs on MNIST-like data.
+"""Build, train and look inside small CNNs on MNIST-like data.
 
-The public names load on first use (PEP 562), so `import cnnscope` (and the `cnnscope` command's start-up,
-its --help and Ctrl-C) costs almost nothing until a name that needs torch is touched. The public training
-functions live in `cnnscope.training.api`; `cnnscope.train` is the function.
+How to start (in a notebook, the value of each line shows itself: a table, pictures, curves):
+    ds = cnnscope.load_dataset("mnist", limit_train=5000)           # the data, downloaded once
+    spec = cnnscope.presets["tiny"]                                  # a small CNN and its summary
+    run = cnnscope.train(spec, ds, cnnscope.TrainConfig(epochs=3))   # trained into runs/
+    cnnscope.views.activations.activations(run.path, "Conv2D_1", index=0)  # what a layer sees
+
+More: cnnscope.inspect (arrays from a model: activations, patterns, attributions), cnnscope.plots (figures of
+them), cnnscope.views (a run in, figures and findings out, as the commands do), cnnscope.load_run (an earlier
+run), the command line (`cnnscope --help`), README.md and the notebooks in examples/.
 """
 
 from __future__ import annotations
@@ -36,8 +42,18 @@ __all__ = [
 ]
 
 
+# The subpackages, as attributes after a plain `import cnnscope` (cnnscope.inspect, cnnscope.views, ...), imported
+# on first use as scipy's are. None has the name of a public name above: `cnnscope.train` is the function (the
+# trainer's package is cnnscope.trainer, the training functions' cnnscope.training).
+SUBMODULES = ("base", "cli", "data", "inspect", "interop", "model", "plots", "report", "runs", "serve", "sweep",
+              "trainer", "training", "views")
+
+
 def __getattr__(name: str) -> Any:
-    """Import the submodule that defines a public name on first use, and keep the name here."""
+    """Public names and subpackages load on first use (PEP 562), so `import cnnscope` (and the `cnnscope` command's
+    start-up, its --help and Ctrl-C) costs almost nothing until a name that needs torch is touched."""
+    if name in SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)  # the import system keeps it as an attribute
     if name not in _WHERE:
         raise AttributeError(f"module 'cnnscope' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
@@ -46,8 +62,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    """The public names (loaded or not) and what the module holds."""
-    return sorted(set(globals()) | set(__all__))
+    """The public names and subpackages (loaded or not) and what the module holds."""
+    return sorted(set(globals()) | set(__all__) | set(SUBMODULES))
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly

@@ -9,7 +9,7 @@ import argparse
 from cnnscope.cli.train import add_data_dir, add_figure_flags, positive_int, print_figures
 
 NORMS = ("layer", "map", "fixed")
-DEFAULT_CLIP = 99.0  # = plots.activations.DEFAULT_CLIP (a test keeps them equal; plots is slow to import)
+DEFAULT_CLIP = 99.0  # = inspect.display.DEFAULT_CLIP (a test keeps them equal; inspect loads torch)
 
 
 def percentile(text: str) -> float:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnscope.base.display import RichDisplay
 from cnnscope.base.errors import DataError, brief, choice_error
 from cnnscope.data.cache import cached_source
 from cnnscope.data.download import cache_dir, download, resolve_data_dir
@@ -255,9 +256,13 @@ class Preprocessor:
 
 
 # --- the dataset ---------------------------------------------------------------------------------
-@dataclass
-class Dataset:
-    """Preprocessed arrays (float32 (n, C, H, W), int64 labels) plus the raw pixels they came from."""
+@dataclass(repr=False)
+class Dataset(RichDisplay):
+    """Preprocessed arrays (float32 (n, C, H, W), int64 labels) plus the raw pixels they came from.
+
+    In a notebook it shows its sizes, classes with their counts and a strip of pictures per class
+    (cnnscope.views.display); repr() is one line.
+    """
 
     config: DataConfig
     class_names: tuple[str, ...]
@@ -281,6 +286,16 @@ class Dataset:
         self.train_x = self.preprocessor(self.train_raw)
         self.test_x = self.preprocessor(self.test_raw)
         self.val_x = None if self.val_raw is None else self.preprocessor(self.val_raw)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{split} {len(labels):,}" for split, labels in self.split_labels().items())
+        c, h, w = self.input_shape
+        return f"Dataset({self.name!r}: {sizes} images of {c}×{h}×{w}, {len(self.class_names)} classes)"
+
+    def split_labels(self) -> dict[str, np.ndarray]:
+        """The labels of each split there is: {"train": …, "val": … (when held out), "test": …}."""
+        found = {"train": self.train_y, "val": self.val_y, "test": self.test_y}
+        return {split: labels for split, labels in found.items() if labels is not None}
 
     @property
     def name(self) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from cnnscope.base.errors import DataError
 from cnnscope.base.fileio import atomic_write, atomic_write_text
+from cnnscope.base.progress import progress_bar
 
 log = logging.getLogger("cnnscope")
 
@@ -108,13 +109,11 @@ def first_notice(key: str) -> bool:
 def download(url: str, dest: Path, md5: str | None) -> None:
     """Download `url` to `dest` with a progress bar, verify its MD5 (a warning when none is published), then
     rename into place."""
-    from tqdm.auto import tqdm
-
 
     def fetch(tmp: Path) -> None:
         with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
+            with progress_bar(show=True, total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
                 for chunk in iter(lambda: resp.read(1 << 16), b""):
                     out.write(chunk)
                     bar.update(len(chunk))

@@ -24,6 +24,7 @@ import numpy as np
 
 from cnnscope.base.errors import DataError, brief
 from cnnscope.base.fileio import atomic_write
+from cnnscope.base.progress import progress_bar
 from cnnscope.data.download import cache_dir
 from cnnscope.data.formats import MAX_IDX_BYTES, check_labels
 from cnnscope.data.pictures import MAX_PIXELS, decode_chunk, probe_chunk
@@ -416,12 +417,9 @@ def holdout(labels: np.ndarray, n_classes: int, test_size: int, seed: int,
 
 def _run(work, paths: list[str], args: tuple, progress: bool | None, desc: str) -> list:
     """[work(chunk, *args) for each chunk of `paths`] in order (in a process pool for many pictures)."""
-    from tqdm.auto import tqdm
-
     chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
     workers = min(len(chunks), os.cpu_count() or 1) if len(paths) >= POOL_MIN else 1
-    with tqdm(total=len(paths), desc=desc, unit="picture", leave=False,
-              disable=None if progress is None else not progress) as bar:
+    with progress_bar(show=progress, total=len(paths), desc=desc, unit="picture", leave=False) as bar:
         if workers <= 1:
             return [(work(chunk, *args), bar.update(len(chunk)))[0] for chunk in chunks]
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnscope.base.errors import DataError, PictureError
-from cnnscope.data.pictures import MAX_PIXELS  # one limit for users' pictures and folders (decompression bombs)
+from cnnscope.data.pictures import ALPHA_MODES, MAX_PIXELS, flatten_transparency, luminance  # one limit, one rule
 
 SIZE = 28  # MNIST's field
 # MNIST: the digit is scaled so its longer side is 20 px and placed by its centre of mass in the 28×28 field.
@@ -152,19 +152,10 @@ def brief_exc(exc: BaseException, limit: int = 80) -> str:
 
 def _grey(img, mode: str, notes: list[str]) -> np.ndarray:
     """A Pillow image as float greyscale 0..255; transparency is flattened onto a contrasting background."""
-    from PIL import Image
-
-    has_alpha = img.mode in ("RGBA", "LA", "PA", "La", "RGBa")
-    if has_alpha:
+    if img.mode in ALPHA_MODES:
         rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
-        alpha = rgba[..., 3] / 255.0
-        if alpha.min() < 1.0:
-            lum = np.asarray(Image.fromarray(rgba[..., :3].astype(np.uint8)).convert("L"), dtype=np.float32)
-            opaque = alpha > 0.5
-            ink_dark = lum[opaque].mean() < 128 if opaque.any() else True
-            background = 255.0 if ink_dark else 0.0
-            notes.append(f"flattened transparency onto a {'white' if ink_dark else 'black'} background")
-            return lum * alpha + background * (1.0 - alpha)
+        if rgba[..., 3].min() < 255:
+            return luminance(_flatten(rgba, notes))
     if mode not in ("L", "I", "I;16", "I;16B", "I;16L", "F", "1"):
         notes.append(f"converted {mode} colour to greyscale")
     if img.mode.startswith("I") or img.mode == "F":  # 16-bit or float greyscale: rescale to 0..255
@@ -175,21 +166,17 @@ def _grey(img, mode: str, notes: list[str]) -> np.ndarray:
 
 
 def _flatten(rgba: np.ndarray, notes: list[str]) -> np.ndarray:
-    """RGBA float (H, W, 4) -> RGB on a background that contrasts with the opaque part (white under dark ink,
-    black under light), the same rule as for grey pictures."""
-    alpha = rgba[..., 3:] / 255.0
-    lum = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
-    opaque = alpha[..., 0] > 0.5
-    ink_dark = lum[opaque].mean() < 128 if opaque.any() else True
-    background = 255.0 if ink_dark else 0.0
-    notes.append(f"flattened transparency onto a {'white' if ink_dark else 'black'} background")
-    return rgba[..., :3] * alpha + background * (1.0 - alpha)
+    """RGBA float (H, W, 4) -> RGB flattened by cnnscope.data.pictures.flatten_transparency (white under dark ink,
+    black under light), with the note saying so."""
+    rgb, white = flatten_transparency(rgba)
+    notes.append(f"flattened transparency onto a {'white' if white else 'black'} background")
+    return rgb
 
 
 def _rgb(img, mode: str, notes: list[str]) -> np.ndarray:
     """A Pillow image as float RGB (H, W, 3) 0..255; transparency flattened as for grey pictures, a grey picture's
     value copied into the three channels."""
-    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+    if img.mode in ALPHA_MODES:
         rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
         if rgba[..., 3].min() < 255:
             return _flatten(rgba, notes)

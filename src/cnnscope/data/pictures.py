@@ -1,6 +1,7 @@
 """Reading one picture file safely for a data set: known formats only, the pixel limit checked from the header
-before anything is decoded, the channel count it holds, transparency flattened as inspect/images.py does, and one
-size. Works on chunks of paths so that a process pool can share the work (owndata.py)."""
+before anything is decoded, the channel count it holds, transparency flattened (`flatten_transparency`: the one
+rule, which users' pictures in data/picture_input.py follow too), and one size. Works on chunks of paths so that a
+process pool can share the work (data/folder.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,28 @@ import numpy as np
 from cnnscope.base.errors import DataError
 
 # One source for the per-picture pixel limit (decompression bombs): pictures above it are refused from their
-# header, before anything is decoded. inspect/images.py holds the same value for users' pictures.
+# header, before anything is decoded. data/picture_input.py reads the same value for users' pictures.
 MAX_PIXELS = 4096 * 4096
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
 ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma: the weights Pillow's convert("L") uses
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """Float luminance (H, W) 0..255 of float RGB (or RGBA) pixels (H, W, 3|4), by the LUMA weights."""
+    return np.asarray(rgb, np.float32)[..., :3] @ np.array(LUMA, np.float32)
+
+
+def flatten_transparency(rgba: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Float RGBA (H, W, 4) 0..255 -> (float RGB (H, W, 3) on a background that contrasts with the opaque part,
+    whether that background is white): white under dark ink, black under light ink, white when nothing is
+    opaque. The one rule for folders of pictures and for users' pictures."""
+    alpha = rgba[..., 3:] / 255.0
+    opaque = alpha[..., 0] > 0.5
+    white = bool(not opaque.any() or luminance(rgba)[opaque].mean() < 128)
+    background = 255.0 if white else 0.0
+    return rgba[..., :3] * alpha + background * (1.0 - alpha), white
 
 
 def probe_chunk(paths: list[str]) -> list[tuple[int, int, int, str]]:
@@ -124,12 +142,9 @@ def _to_mode(img, channels: int):
     mode = "L" if channels == 1 else "RGB"
     if img.mode in ALPHA_MODES or "transparency" in img.info:
         rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
-        alpha = rgba[..., 3:] / 255.0
-        if alpha.min() < 1.0:
-            lum = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
-            opaque = alpha[..., 0] > 0.5
-            background = 255.0 if not opaque.any() or lum[opaque].mean() < 128 else 0.0
-            rgb = np.clip(np.round(rgba[..., :3] * alpha + background * (1.0 - alpha)), 0, 255).astype(np.uint8)
+        if rgba[..., 3].min() < 255:
+            flat, _ = flatten_transparency(rgba)
+            rgb = np.clip(np.round(flat), 0, 255).astype(np.uint8)
             return Image.fromarray(rgb, "RGB").convert(mode), 1
     if img.mode.startswith("I") or img.mode == "F":  # 16-bit or float grey: stretched to 0..255
         x = np.asarray(img, dtype=np.float64)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from cnnscope.data.picture_input import InputImage, load_picture, mnist_format, read_picture, select_image
 from cnnscope.inspect.activations import (
-            MapDisplay,
             activation_grid,
             activations,
             as_maps,
             capture,
             conv_layers,
-            display_maps,
             layer_output_shape,
             map_layers,
             standardize_maps,
@@ -36,6 +34,7 @@ from cnnscope.inspect.compare import (
             match_maps,
 )
 from cnnscope.inspect.deletion import DeletionResult, brightness_map, curve_area, deletion_score, deletion_scores
+from cnnscope.inspect.display import MapDisplay, display_maps, layer_display, overview_displays
 from cnnscope.inspect.filters import Filters, conv_filters
 from cnnscope.inspect.gradcam import grad_cam, guided_grad_cam, last_conv_layer, seen_pixels
 from cnnscope.inspect.methods import DEFAULT_METHOD, METHODS, AttributionMethod, attribute, get_method
@@ -71,7 +70,7 @@ from cnnscope.inspect.profile import (
 __all__ = ["activations", "layer_output_shape"]
 __all__ += ["Filters", "InputImage", "MapDisplay", "activation_grid", "as_maps", "capture", "conv_filters",
             "conv_layers", "display_maps", "load_picture", "map_layers", "mnist_format", "read_picture",
-            "select_image", "standardize_maps"]
+            "select_image", "standardize_maps", "layer_display", "overview_displays"]
 __all__ += ["PatternResult", "input_bounds", "map_statistics", "maximize_activation", "maximize_activation_result",
             "parse_maps"]
 __all__ += ["DEFAULT_METHOD", "METHODS", "AttributionMethod", "DeletionResult", "attribute", "brightness_map",

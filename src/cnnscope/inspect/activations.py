@@ -1,22 +1,20 @@
-"""Outputs of named layers, captured with forward hooks (the model is never rebuilt), and their display grids."""
+"""Outputs of named layers, captured with forward hooks (the model is never rebuilt), and their grids (the colour
+ranges they are shown with: cnnscope.inspect.display)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from cnnscope.base.errors import ConfigError, SpecError, StopForward, choice_error
+from cnnscope.base.errors import ConfigError, SpecError, StopForward
 from cnnscope.inspect.common import evaluating, model_device
 from cnnscope.model.layers import CONV, DENSE
 from cnnscope.model.network import CNN
 
 ACTIVATED = (CONV, DENSE)  # the layer kinds with an activation function (and so a pre-activation output)
-
-NORMS = ("map", "layer", "fixed")
 
 
 def _hook_target(model: CNN, name: str, pre_activation: bool) -> nn.Module:
@@ -155,60 +153,3 @@ def activation_grid(maps: np.ndarray, cols: int = 8, scale: bool = False) -> np.
     cells[:n] = maps
     # (rows, cols, h, w) -> (rows, h, cols, w) -> (rows·h, cols·w)
     return cells.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
-
-
-@dataclass(frozen=True)
-class MapDisplay:
-    """Maps ready to draw with one colour scale that is true for every one of them."""
-
-    values: np.ndarray  # (maps, h, w), the numbers to colour
-    vmin: float
-    vmax: float
-    label: str  # what the colour bar's numbers mean
-    signed: bool  # negative values present: use a diverging map centred on zero
-    extend: str  # 'neither', 'min', 'max' or 'both': values beyond the colour range were clipped
-
-
-def display_maps(maps: np.ndarray, norm: str = "layer", fixed: tuple[float, float] | None = None,
-                 scale: bool = False) -> MapDisplay:
-    """Normalise one image's maps for display.
-
-    norm='layer': one range (min..max of all maps; ±max|x| when signed) so maps are comparable; 'map': each map
-    its own range (0..1 of its min..max, or −1..1 of its max |x| when signed); 'fixed': the given (lo, hi).
-    scale=True: the series' standardise-and-clip (a per-map norm; values 0..255).
-    """
-    if norm not in NORMS:
-        raise choice_error(ConfigError, "norm", norm, NORMS)
-    x = as_maps(maps).astype(np.float32)
-    if scale:
-        if norm != "map":
-            raise ConfigError(f"scale (standardise and clip) is a per-map normalisation; it cannot be combined "
-                              f"with norm {norm!r} (use norm 'map' or leave scale off)")
-        return MapDisplay(standardize_maps(x), 0.0, 255.0, "per map: (x − mean)/std·64 + 128", False, "neither")
-    finite = x[np.isfinite(x)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    signed = lo < 0
-    if norm == "fixed":
-        if fixed is None or len(fixed) != 2:
-            raise ConfigError("norm 'fixed' needs a range: LO HI")
-        flo, fhi = float(fixed[0]), float(fixed[1])
-        if not (math.isfinite(flo) and math.isfinite(fhi) and flo < fhi):
-            raise ConfigError(f"fixed range needs LO < HI, received {flo:g} {fhi:g}")
-        extend = {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}[
-            (lo < flo, hi > fhi)]
-        return MapDisplay(np.clip(x, flo, fhi), flo, fhi, "activation (fixed range)", flo < 0 < fhi, extend)
-    if norm == "layer":
-        if signed:
-            m = max(abs(lo), abs(hi)) or 1.0
-            return MapDisplay(x, -m, m, "activation (one range for the layer)", True, "neither")
-        return MapDisplay(x, lo, hi if hi > lo else lo + 1.0, "activation (one range for the layer)", False,
-                          "neither")
-    axes = (1, 2)
-    if signed:
-        m = np.abs(x).max(axis=axes, keepdims=True)
-        return MapDisplay(x / np.where(m > 0, m, 1.0), -1.0, 1.0, "per map: x / max|x| of the map", True,
-                          "neither")
-    mn, mx = x.min(axis=axes, keepdims=True), x.max(axis=axes, keepdims=True)
-    span = mx - mn
-    return MapDisplay(np.where(span > 0, (x - mn) / np.where(span > 0, span, 1.0), 0.0).astype(np.float32),
-                      0.0, 1.0, "per map: 0 = its min, 1 = its max", False, "neither")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnscope.base.display import RichDisplay
 from cnnscope.base.errors import SpecError, check_number, choice_error
 from cnnscope.base.fileio import atomic_write_text, read_json, read_toml, write_toml
 from cnnscope.model.geometry import NO_PADDING, Geometry, Padding, window_padding
@@ -220,9 +221,20 @@ def _positive_int(value: Any, where: str) -> None:
         raise SpecError(f"{where} must be a positive integer, received {value!r}")
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A CNN: conv layers (each optionally followed by a pool), flatten, dense layers, output layer."""
+def describe_model(model: dict[str, Any]) -> str:
+    """A short description of a [model] table (as read from a file, so any shape): 'conv 8-16 · dense 32'."""
+    conv = [str(c.get("filters", "?")) for c in model.get("conv", []) if isinstance(c, dict)]
+    dense = [str(d.get("units", "?")) for d in model.get("dense", []) if isinstance(d, dict)]
+    parts = [f"conv {'-'.join(conv)}" if conv else "", f"dense {'-'.join(dense)}" if dense else ""]
+    return " · ".join(p for p in parts if p) or "?"
+
+
+@dataclass(frozen=True, repr=False)
+class ModelSpec(RichDisplay):
+    """A CNN: conv layers (each optionally followed by a pool), flatten, dense layers, output layer.
+
+    In a notebook it shows its summary table (cnnscope.views.display); repr() is one line.
+    """
 
     conv: tuple[ConvSpec, ...] = ()
     dense: tuple[DenseSpec, ...] = ()
@@ -248,6 +260,11 @@ class ModelSpec:
         if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise SpecError(f"dropout must be in [0, 1), received {self.dropout!r}")
         self.layers()  # validates shapes and names
+
+    def __repr__(self) -> str:
+        c, h, w = self.input_shape
+        return (f"ModelSpec({describe_model(self.to_dict())} → {self.num_classes} classes, input {c}×{h}×{w}, "
+                f"{self.total_params:,} params)")
 
     # --- resolution -------------------------------------------------------------------------
     def layers(self) -> list[LayerInfo]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from cnnscope.model.spec import LayerInfo, ModelSpec
 
-__all__ = ["summary_dict", "summary_table"]
+__all__ = ["SummaryText", "summary_dict", "summary_rows", "summary_table", "summary_totals"]
 
 
 def _fmt(pair: tuple[int, int]) -> str:
@@ -40,8 +40,9 @@ def _layer_dict(layer: LayerInfo) -> dict[str, Any]:
             "jump": geometry.get("jump"), "start": geometry.get("start")}
 
 
-def _summary_rows(spec: ModelSpec) -> list[tuple[str, str, str, str]]:
-    """The table's rows; a layer with batch norm is followed by an indented BatchNorm row with its parameters."""
+def summary_rows(spec: ModelSpec) -> list[tuple[str, str, str, str]]:
+    """The table's rows, a header first; a layer with batch norm is followed by an indented BatchNorm row with its
+    parameters."""
     rows = [("Layer (type)", "Output shape", "Param #", "Receptive field")]
     for layer in spec.layers():
         rf = _fmt(layer.receptive_field) if layer.receptive_field else ""
@@ -52,10 +53,30 @@ def _summary_rows(spec: ModelSpec) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def summary_table(spec: ModelSpec) -> str:
+def summary_totals(spec: ModelSpec) -> list[str]:
+    """The lines under the table: total, trainable and non-trainable parameters, the output and the regularizer."""
+    total, trainable = spec.total_params, spec.trainable_params
+    reg = spec.regularizer
+    reg_text = "none" if reg.kind == "none" else f"{reg.kind} {reg.coefficient:g} on dense" + (
+        " and conv" if reg.conv else "") + " kernels"
+    return [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}",
+            f"Output: {spec.num_classes} classes, {spec.output_activation}; regularizer: {reg_text}"]
+
+
+class SummaryText(str):
+    """The summary as text; a notebook cell shows it as the table it is (not a string with its \\n escapes)."""
+
+    __slots__ = ()
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # IPython's plain-text display
+        printer.text(str(self))
+
+
+def summary_table(spec: ModelSpec) -> SummaryText:
     """Keras-like summary as text: name (type), output shape (C, H, W), params, receptive field; BatchNorm rows
     under their layers; total, trainable and non-trainable parameters (BatchNorm's running statistics)."""
-    rows = _summary_rows(spec)
+    rows = summary_rows(spec)
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     line = "─" * (sum(widths) + 6)
 
@@ -63,13 +84,6 @@ def summary_table(spec: ModelSpec) -> str:
         return "  ".join(cell.ljust(width) if i in (0, 1) else cell.rjust(width)
                          for i, (cell, width) in enumerate(zip(row, widths, strict=False))).rstrip()
 
-    total, trainable = spec.total_params, spec.trainable_params
-    reg = spec.regularizer
-    reg_text = "none" if reg.kind == "none" else f"{reg.kind} {reg.coefficient:g} on dense" + (
-        " and conv" if reg.conv else "") + " kernels"
     lines = [f"Input shape (C, H, W): {spec.input_shape}", line, fmt(rows[0]), line,
-             *(fmt(r) for r in rows[1:]), line,
-             f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-             f"Non-trainable params: {total - trainable:,}",
-             f"Output: {spec.num_classes} classes, {spec.output_activation}; regularizer: {reg_text}"]
-    return "\n".join(lines)
+             *(fmt(r) for r in rows[1:]), line, *summary_totals(spec)]
+    return SummaryText("\n".join(lines))

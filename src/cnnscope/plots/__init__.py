@@ -1,6 +1,7 @@
-"""Figures (matplotlib, Agg backend) drawn from arrays they are given: no run loading, no data, no model calls.
+"""Figures drawn from arrays they are given: no run loading, no data, no model calls.
 
-Each *_figure function returns a Figure; cnnscope.plots.figures writes it atomically (save_figure_as, save_figure).
+Each *_figure function returns a matplotlib Figure made by cnnscope.plots.backend.new_figure (never through pyplot,
+so nothing stays open); cnnscope.plots.figures writes it atomically (save_figure_as, save_figure).
 Loading a run and choosing what to draw is the job of cnnscope.views.
 """
 

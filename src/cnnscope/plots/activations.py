@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.cm import ScalarMappable
 from matplotlib.collections import PatchCollection
 from matplotlib.colors import Colormap, Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from cnnscope.base.errors import ConfigError, choice_error
 from cnnscope.base.imaging import rgb_kernels
-from cnnscope.inspect.activations import MapDisplay, activation_grid, as_maps, display_maps
+from cnnscope.inspect.activations import activation_grid
+from cnnscope.inspect.display import MapDisplay
 from cnnscope.inspect.filters import Filters
-from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.plots.backend import new_figure
 from cnnscope.plots.figures import DIVERGING, get_cmap, show_picture
 
 MIN_PT = 9.0  # the smallest text of a figure at its default size: readable from a projector's back row (issue 23)
@@ -58,7 +61,7 @@ def _draw_grid(ax, display: MapDisplay, cols: int, cmap: Colormap, cell_in: floa
     ax.vlines(np.arange(1, cols) * w, 0, rows * h, colors=line_colour, linewidth=line)
     ax.hlines(np.arange(1, rows) * h, 0, cols * w, colors=line_colour, linewidth=line)
     if display.signed:
-        ax.add_patch(plt.Rectangle((0, 0), cols * w, rows * h, fill=False, edgecolor=line_colour, linewidth=line))
+        ax.add_patch(Rectangle((0, 0), cols * w, rows * h, fill=False, edgecolor=line_colour, linewidth=line))
     ax.set_xlim(0, cols * w)
     ax.set_ylim(rows * h, 0)
     ax.set_xticks([])
@@ -68,7 +71,7 @@ def _draw_grid(ax, display: MapDisplay, cols: int, cmap: Colormap, cell_in: floa
     flat_values = display.values.reshape(n, -1)
     flat = np.flatnonzero(flat_values.min(axis=1) == flat_values.max(axis=1)) if h * w > 1 else []
     if len(flat):  # one value everywhere (e.g. a map that is zero for this image): hatched, one artist for all
-        boxes = [plt.Rectangle((k % cols * w, k // cols * h), w, h) for k in flat]
+        boxes = [Rectangle((k % cols * w, k // cols * h), w, h) for k in flat]
         ax.add_collection(PatchCollection(boxes, facecolor="none", edgecolor=(1, 1, 1, 0.45), hatch="///",
                                           linewidth=0))
     if numbers and cell_in * 72 * 0.22 >= MIN_PT:
@@ -108,63 +111,25 @@ def draw_input(ax, image: np.ndarray, source: str, prediction: Prediction | None
 
 
 def _colorbar(fig: Figure, rect: list[float], display: MapDisplay, cmap: Colormap, orientation: str) -> None:
-    mappable = plt.cm.ScalarMappable(_norm(display.vmin, display.vmax, display.signed), cmap)
+    mappable = ScalarMappable(_norm(display.vmin, display.vmax, display.signed), cmap)
     cax = fig.add_axes(rect, label="colorbar")
     bar = fig.colorbar(mappable, cax=cax, orientation=orientation, extend=display.extend)
     bar.set_label(display.label, fontsize=9)
     bar.ax.tick_params(labelsize=9)
 
 
-DEFAULT_CLIP = 99.0  # --norm layer: the colour range ends at this percentile (benchmarks/README.md)
+def activations_figure(image: np.ndarray, display: MapDisplay, *, layer: str, source: str = "",
+                       prediction: Prediction | None = None, cols: int = 8, cmap: str | None = None,
+                       stage: str = "") -> Figure:
+    """The input image beside the grid of one layer's maps, with map numbers and one colour bar.
 
-
-def clip_display(display: MapDisplay, clip: float = DEFAULT_CLIP) -> tuple[MapDisplay, str]:
-    """A one-range display whose top ends at the clip-th percentile of the values (of |x| when signed), so a few
-    very bright nodes do not leave most maps black; the values above it get the end colour and the colour bar an
-    arrow. Returns the display and words for the subtitle ('' when nothing is clipped)."""
-    x = display.values[np.isfinite(display.values)]
-    if clip >= 100 or x.size == 0:
-        return display, ""
-    top = float(np.percentile(np.abs(x) if display.signed else x, clip))
-    full = display.vmax
-    if not (top > (0.0 if display.signed else display.vmin) and top < full):
-        return display, ""
-    above = float(np.mean(np.abs(x) > top if display.signed else x > top))
-    low, high = (bool(x.min() < -top), bool(x.max() > top)) if display.signed else (False, True)
-    extend = {(True, True): "both", (True, False): "min", (False, True): "max"}.get((low, high), "neither")
-    vmin = -top if display.signed else display.vmin
-    label = f"activation (one range for the layer, to its {clip:g}th percentile)"
-    words = (f"colours: one range for the layer, {vmin:.3g} to {top:.3g} = its {clip:g}th percentile "
-             f"(max {full:.3g}; the top {above:.1%} of values share the end colour, arrow on the bar)")
-    return MapDisplay(display.values, vmin, top, label, display.signed, extend), words
-
-
-def _is_vector(values: np.ndarray) -> bool:
-    values = np.asarray(values)
-    return values.ndim == 1 or (values.ndim == 3 and values.shape[1:] == (1, 1))
-
-
-def activations_figure(image: np.ndarray, maps: np.ndarray, *, layer: str, source: str = "",
-                       prediction: Prediction | None = None, cols: int = 8, scale: bool = False,
-                       cmap: str | None = None, norm: str | None = None, fixed: tuple[float, float] | None = None,
-                       stage: str = "", clip: float = DEFAULT_CLIP) -> Figure:
-    """The input image beside the grid of one layer's maps (maps, h, w), with map numbers and one colour bar.
-
-    norm: 'layer' (default), 'map' (implied by scale=True) or 'fixed' with `fixed` = (lo, hi); see display_maps.
-    clip: with norm 'layer', the colour range ends at this percentile of the values (100: the full range).
+    display: the maps (maps, h, w) with their colour range and its words (cnnscope.inspect.display.layer_display:
+    one range for the layer, ending at a percentile; one per map; a fixed one; the series' standardisation).
     stage: words on what the values are (e.g. "after ReLU"), shown in the title.
-    A vector (units,) or (units, 1, 1), e.g. a dense layer, is drawn as bars (see vector_figure).
+    A vector, e.g. a dense layer's output, is drawn as bars by vector_figure.
     """
-    if _is_vector(maps):
-        return vector_figure(image, maps, layer=layer, source=source, prediction=prediction, cmap=cmap,
-                             stage=stage)
-    maps = as_maps(maps)
-    norm = norm or ("map" if scale else "layer")
-    display, words = display_maps(maps, norm, fixed, scale), ""
-    if norm == "layer" and not scale:
-        display, words = clip_display(display, clip)
     colormap = get_cmap(cmap, display.signed)
-    n, h, w = maps.shape
+    n, h, w = display.values.shape
     cols = max(1, min(int(cols), n))
     rows = math.ceil(n / cols)
     # Cells as large as fit in about 8 × 10 inches; the input panel beside is 2.4 inches square.
@@ -173,7 +138,7 @@ def activations_figure(image: np.ndarray, maps: np.ndarray, *, layer: str, sourc
     side, top, bottom, left = 2.4, 1.25, 0.25, 0.25
     height = max(grid_h, side + 0.9) + top + bottom
     width = left + side + 0.45 + grid_w + 0.15 + 0.14 + 0.9
-    fig = plt.figure(figsize=(width, height))
+    fig = new_figure(figsize=(width, height))
     y_top = height - top
     ax_in = fig.add_axes(_inches_to_fig(fig, left, y_top - side, side, side))
     draw_input(ax_in, image, source, prediction)
@@ -183,26 +148,15 @@ def activations_figure(image: np.ndarray, maps: np.ndarray, *, layer: str, sourc
     _colorbar(fig, _inches_to_fig(fig, left + side + 0.45 + grid_w + 0.15, y_top - bar_h, 0.14, bar_h), display,
               colormap, "vertical")
     title = f"{layer}: {n} map{'s' if n != 1 else ''} of {h}×{w}" + (f" ({stage})" if stage else "")
-    subtitle = (f"output shape ({', '.join(map(str, maps.shape))})  ·  {display.label}  ·  {n} of {n} maps "
-                f"shown{_flat_note(display.values)}")
-    _titles(fig, left, height, title, [subtitle, words or _scale_words(display, norm, scale)])
+    subtitle = (f"output shape ({', '.join(map(str, display.values.shape))})  ·  {display.label}  ·  {n} of {n} "
+                f"maps shown{_flat_note(display.values)}")
+    _titles(fig, left, height, title, [subtitle, display.words])
     return fig
-
-
-def _scale_words(display: MapDisplay, norm: str, scale: bool) -> str:
-    """The subtitle's line on the colour scale when nothing is clipped."""
-    if scale or norm == "map":
-        return "colours: each map its own range (maps are not comparable by colour)"
-    if norm == "fixed":
-        return f"colours: the fixed range {display.vmin:.3g} to {display.vmax:.3g}"
-    return f"colours: one range for the layer, {display.vmin:.3g} to {display.vmax:.3g} (its full range)"
 
 
 def _titles(fig: Figure, left: float, height: float, title: str, lines: list[str], most: int = 3) -> None:
     """Title and subtitle lines, wrapped to the figure's width (about 0.066 inch a character at 9 pt) so that no
     word is cut off at the edge; at most `most` subtitle lines fit above the panels."""
-    import textwrap
-
     width = fig.get_size_inches()[0]
     chars = max(40, int((width - left - 0.1) / 0.066))
     wrapped = [part for line in lines if line for part in textwrap.wrap(line, chars)]
@@ -228,7 +182,7 @@ def vector_figure(image: np.ndarray, values: np.ndarray, *, layer: str, source: 
     side, top, bottom, left = 2.4, 1.0, 0.2, 0.25
     plot_w = min(9.0, max(4.0, 0.09 * n))
     width, height = left + side + 0.9 + plot_w + 0.3, side + 0.9 + top + bottom
-    fig = plt.figure(figsize=(width, height))
+    fig = new_figure(figsize=(width, height))
     y_top = height - top
     draw_input(fig.add_axes(_inches_to_fig(fig, left, y_top - side, side, side)), image, source, prediction)
     ax = fig.add_axes(_inches_to_fig(fig, left + side + 0.9, y_top - side, plot_w, side))
@@ -259,36 +213,22 @@ def _flat_note(values: np.ndarray) -> str:
     return f"  ·  hatched: {k} flat map{'s' if k != 1 else ''} (one value everywhere)" if k else ""
 
 
-def _relative(display: MapDisplay, clip: float) -> MapDisplay:
-    """A layer-range display expressed as a fraction of that range, so layers can share one colour bar."""
-    display, words = clip_display(display, clip)
-    end = f"its {clip:g}th percentile" if words else "max"
-    if display.signed:
-        return MapDisplay(display.values / display.vmax, -1.0, 1.0, f"per layer: x / {end} of |x|", True,
-                          display.extend)
-    span = display.vmax - display.vmin
-    return MapDisplay((display.values - display.vmin) / span, 0.0, 1.0, f"per layer: 0 = its min, 1 = {end}",
-                      False, display.extend)
-
-
-def overview_figure(image: np.ndarray, outputs: dict[str, np.ndarray], *, source: str = "",
-                    prediction: Prediction | None = None, scale: bool = False, cmap: str | None = None,
-                    norm: str | None = None, fixed: tuple[float, float] | None = None,
-                    clip: float = DEFAULT_CLIP) -> Figure:
+def overview_figure(image: np.ndarray, outputs: dict[str, np.ndarray], displays: dict[str, MapDisplay],
+                    shared: MapDisplay, *, source: str = "", prediction: Prediction | None = None,
+                    cmap: str | None = None) -> Figure:
     """Every given layer's maps for one image (conv and pool layers), in near-square grids, one colour bar.
 
-    With norm 'layer' each layer is shown relative to its own range, ending at its clip-th percentile (stated in
-    its title), so one colour bar holds for every panel; 'map', scale and 'fixed' are as in activations_figure.
+    outputs: each layer's maps as computed (their range is written above the panel); displays and shared: each
+    layer's colour range and the one its colour bar shows (cnnscope.inspect.display.overview_displays: with norm
+    'layer', each layer relative to its own range, so one colour bar holds for every panel).
     """
-    displays, shared = _overview_displays(outputs, norm or ("map" if scale else "layer"), fixed, scale,
-                                                  clip)
     colormap = get_cmap(cmap, shared.signed)
     per_row = min(3, 1 + len(displays))
     n_rows = math.ceil((1 + len(displays)) / per_row)
     side, gap_x, gap_y, top, bottom = 3.0, 0.35, 0.75, 0.8, 0.85
     width = per_row * side + (per_row - 1) * gap_x + 0.5
     height = top + n_rows * side + (n_rows - 1) * gap_y + bottom
-    fig = plt.figure(figsize=(width, height))
+    fig = new_figure(figsize=(width, height))
 
     def slot(i: int) -> tuple[float, float]:
         r, c = divmod(i, per_row)
@@ -305,24 +245,6 @@ def overview_figure(image: np.ndarray, outputs: dict[str, np.ndarray], *, source
     fig.text(0.25 / width, (height - 0.2) / height, "Every conv and pool layer for one image", fontsize=13,
              fontweight="bold", va="top")
     return fig
-
-
-def _overview_displays(outputs: dict[str, np.ndarray], norm: str, fixed: tuple[float, float] | None, scale: bool,
-                       clip: float) -> tuple[dict[str, MapDisplay], MapDisplay]:
-    """Each layer's display (relative to its own range with norm 'layer') and the one scale they share (one
-    diverging scale when any layer is signed)."""
-    displays = {}
-    for name, values in outputs.items():
-        display = display_maps(values, norm, fixed, scale)
-        displays[name] = _relative(display, clip) if norm == "layer" and not scale else display
-    signed = any(d.signed for d in displays.values())
-    if norm == "layer" and signed:  # one diverging scale for all: unsigned layers use its upper half
-        displays = {k: d if d.signed else MapDisplay(d.values, -1.0, 1.0, "per layer: x / the top of its range",
-                                                    True, d.extend) for k, d in displays.items()}
-    first = next(iter(displays.values()))
-    shared = MapDisplay(first.values, first.vmin, first.vmax, first.label, signed,
-                        _widest(d.extend for d in displays.values()))
-    return displays, shared
 
 
 def _overview_panel(fig: Figure, corner: tuple[float, float], side: float, name: str, display: MapDisplay,
@@ -342,13 +264,6 @@ def _overview_panel(fig: Figure, corner: tuple[float, float], side: float, name:
     lo, hi = float(np.min(raw)), float(np.max(raw))
     ax.text(0.5, 1.01, f"values {lo:.3g} … {hi:.3g}" + (f", {flat} flat (hatched)" if flat else ""),
             transform=ax.transAxes, ha="center", va="bottom", fontsize=MIN_PT, color="#444444")
-
-
-def _widest(extends) -> str:
-    got = set(extends)
-    if "both" in got or {"min", "max"} <= got:
-        return "both"
-    return "min" if "min" in got else "max" if "max" in got else "neither"
 
 
 def kernel_words(filters: Filters) -> str:
@@ -427,7 +342,7 @@ def filters_figure(filters: Filters, cols: int = 8, cmap: str | None = None, nor
     block_h = head + rows * (cell_h + label_h)
     width = max(left + cols * cell + (0.2 + 0.14 + 1.0 if not rgb else 0.2), 6.0)
     height = top + len(blocks) * block_h + 0.2
-    fig = plt.figure(figsize=(width, height))
+    fig = new_figure(figsize=(width, height))
     for b, kernels in enumerate(blocks):
         y0 = height - top - b * block_h - head
         if split:
@@ -456,8 +371,6 @@ def filters_figure(filters: Filters, cols: int = 8, cmap: str | None = None, nor
 
 def _wrapped_note(fig: Figure, left: float, height: float, text: str) -> None:
     """The figure's subtitle, wrapped to its width (at most four lines)."""
-    import textwrap
-
     width = fig.get_size_inches()[0]
     lines = textwrap.wrap(text, max(40, int((width - left - 0.1) / 0.075)))[:4]
     fig.text(left / width, (height - 0.45) / height, "\n".join(lines), fontsize=10, va="top", color="#444444",

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize, TwoSlopeNorm
@@ -16,7 +15,7 @@ from matplotlib.patches import Patch
 
 from cnnscope.base.errors import ConfigError
 from cnnscope.inspect.methods import METHODS
-from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.plots.backend import new_figure
 from cnnscope.plots.figures import show_picture
 
 NOT_SEEN = "#b8c4cc"  # pixels no cell of Grad-CAM's layer sees: drawn grey, not as a zero
@@ -105,8 +104,8 @@ def explain_figure(image: np.ndarray, heatmap: np.ndarray, *, method: str, capti
                           f"and {heat.shape}")
     norm, colormap = _heat_style(heat, signed, cmap)
     panels = 5 if deletion is not None else 3
-    fig, axes = plt.subplots(1, panels, figsize=(2.75 * panels + 0.6, 3.9),
-                             gridspec_kw={"width_ratios": [1, 1, 1, 1.35, 1.35][:panels]})
+    fig = new_figure(figsize=(2.75 * panels + 0.6, 3.9))
+    axes = fig.subplots(1, panels, gridspec_kw={"width_ratios": [1, 1, 1, 1.35, 1.35][:panels]})
     show_picture(axes[0], image)
     axes[0].set_title("input", fontsize=10)
     axes[1].imshow(heat, cmap=colormap, norm=norm, interpolation="nearest")
@@ -132,7 +131,8 @@ def explain_figure(image: np.ndarray, heatmap: np.ndarray, *, method: str, capti
 def deletion_curves_figure(deletion: dict[str, Any], method: str, title: str = "") -> Figure:
     """The deletion and insertion curves of a deletion test (`DeletionResult.summary()`, one image or the mean
     over many) side by side, with the verdict."""
-    fig, axes = plt.subplots(1, 2, figsize=(8.2, 3.4))
+    fig = new_figure(figsize=(8.2, 3.4))
+    axes = fig.subplots(1, 2)
     _curves(axes[0], deletion, "deletion", method)
     _curves(axes[1], deletion, "insertion", method)
     if title:
@@ -168,7 +168,8 @@ def methods_figure(image: np.ndarray, heats: dict[str, np.ndarray], captions: di
     deletion result; one legend below for the colours of signed and unsigned methods."""
     image = np.asarray(image, np.float32)
     rows = -(-(len(heats) + 1) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols, 3.9 * rows + 0.4), squeeze=False)
+    fig = new_figure(figsize=(2.9 * cols, 3.9 * rows + 0.4))
+    axes = fig.subplots(rows, cols, squeeze=False)
     flat = list(axes.ravel())
     show_picture(flat[0], image)
     flat[0].set_title("input", fontsize=10)

@@ -7,14 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cnnscope.inspect.activations import as_maps
 from cnnscope.inspect.compare import THRESHOLD
-from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.plots.backend import new_figure
 
 
 def pick_pairs(matching: Sequence[Sequence[float]], count: int, skip: Sequence[bool] | None = None) -> list[int]:
@@ -160,7 +159,7 @@ def compare_figure(image: np.ndarray, maps_a: np.ndarray, maps_b: np.ndarray, re
     per_row = max(1, min(per_row, len(chosen)))
     rows = max(1, math.ceil(len(chosen) / per_row))
     height = max(rows * (CELL + CAP), 7.4) + HEAD + 0.3
-    fig = plt.figure(figsize=(LEFT_W + per_row * (2 * CELL + 0.06 + GAP) + 0.2, height))
+    fig = new_figure(figsize=(LEFT_W + per_row * (2 * CELL + 0.06 + GAP) + 0.2, height))
     ax = _axes(fig, 0.55, HEAD + 0.25, 1.9, 1.9)  # the example image
     ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     _bare(ax)
@@ -196,7 +195,7 @@ def matrix_figure(matrix: np.ndarray, names: Sequence[str], layer: str, *, image
                                                   None if baseline_above is None else np.asarray(baseline_above))
     n = len(names)
     side = min(max(3.2, 0.9 * n + 1.6), 14.0)
-    fig = plt.figure(figsize=(side + 1.2, side + 1.1))
+    fig = new_figure(figsize=(side + 1.2, side + 1.1))
     ax = fig.add_axes([1.2 / (side + 1.2), 0.9 / (side + 1.1), (side - 1.0) / (side + 1.2),
                        (side - 1.0) / (side + 1.1)])
     low = min(0.0, float(np.nanmin(shown_values, initial=0.0)))
@@ -269,7 +268,7 @@ def found_figure(maps: np.ndarray, found_by: Sequence[int], r: Sequence[Sequence
     rows = math.ceil(n / cols)
     per = 2 if kernels is not None else 1
     cell_h = per * (CELL + 0.04) + CAP
-    fig = plt.figure(figsize=(max(cols * (CELL + 0.12) + 0.3, 7.0), rows * cell_h + HEAD + 0.2))
+    fig = new_figure(figsize=(max(cols * (CELL + 0.12) + 0.3, 7.0), rows * cell_h + HEAD + 0.2))
     for slot, a in enumerate(order):
         row, col = divmod(slot, cols)
         _draw_found_cell(fig, (0.15 + col * (CELL + 0.12), HEAD + 0.2 + row * cell_h + CAP), maps[a],

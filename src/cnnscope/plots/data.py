@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from cnnscope.base.errors import DataError
 from cnnscope.inspect.datastats import class_examples, preprocessing_arrays
-from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.plots.backend import new_figure
 
 PANELS = (("mean", "per-pixel mean (0–255)", "magma"), ("scale", "deviation divided by (0–255)", "magma"),
           ("white", "a white pixel becomes", "magma"))
@@ -108,7 +107,7 @@ def preprocessing_figure(arrays: dict[str, np.ndarray], kind: str, examples: np.
     cols = min(max(k, 1), EXAMPLE_COLS)
     blocks = -(-k // cols) if k else 0
     panels_h, examples_h = 2.9, blocks * 2 * (CELL + 0.3)
-    fig = plt.figure(figsize=(max(9.0, 1.3 + CELL * 1.12 * cols), panels_h + examples_h + 0.9))
+    fig = new_figure(figsize=(max(9.0, 1.3 + CELL * 1.12 * cols), panels_h + examples_h + 0.9))
     outer = fig.add_gridspec(2 if k else 1, 1, height_ratios=[panels_h, examples_h] if k else [1], hspace=0.12,
                              left=0.14, right=0.93, top=1 - 0.8 / (panels_h + examples_h + 0.9), bottom=0.02)
     top = outer[0].subgridspec(1, len(PANELS), wspace=0.45)

@@ -6,14 +6,12 @@ import re
 from pathlib import Path
 
 import matplotlib
-import matplotlib.pyplot as plt
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 
 from cnnscope.base.errors import ConfigError, OutputError
 from cnnscope.base.fileio import atomic_write
 from cnnscope.base.imaging import picture_pixels
-from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
 
 FORMATS = (".png", ".svg", ".pdf")
 SEQUENTIAL = "magma"  # default for non-negative data (the series' choice)
@@ -72,28 +70,22 @@ def write_figure(fig: Figure, path: Path, **savefig) -> None:
 def save_figure_as(fig: Figure, path: str | Path, svg: bool = False, dpi: int = 110) -> list[Path]:
     """Save as `path` (PNG, SVG or PDF by suffix) atomically; svg=True also writes an SVG beside a PNG.
 
-    Closes `fig`. The figures here are laid out in inches, so no 'tight' bounding box (a second full draw) is
+    The figures here are laid out in inches, so no 'tight' bounding box (a second full draw) is
     needed. Returns the paths written. OutputError for an unknown suffix or a file that cannot be written.
     """
-    try:
-        path = check_figure_path(path)
-        paths = [path]
-        if svg and path.suffix.lower() != ".svg":
-            paths.append(path.with_suffix(".svg"))
-        for target in paths:
-            write_figure(fig, target, dpi=dpi)
-    finally:
-        plt.close(fig)
+    path = check_figure_path(path)
+    paths = [path]
+    if svg and path.suffix.lower() != ".svg":
+        paths.append(path.with_suffix(".svg"))
+    for target in paths:
+        write_figure(fig, target, dpi=dpi)
     return paths
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Save `fig` atomically (.png, .svg or .pdf by suffix; none: PNG) with a tight bounding box (for figures
-    laid out by matplotlib, e.g. the training curves) and close it; OutputError if it cannot."""
-    try:
-        path = Path(path)
-        check_figure_path(path)
-        write_figure(fig, path, dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    laid out by matplotlib, e.g. the training curves); OutputError if it cannot."""
+    path = Path(path)
+    check_figure_path(path)
+    write_figure(fig, path, dpi=dpi, bbox_inches="tight")
     return path

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
 from cnnscope.plots.activations import Prediction, draw_input
+from cnnscope.plots.backend import new_figure
 
 POSITIVE, NEGATIVE, PLAIN, BEST, TRUE = "#b2182b", "#2166ac", "#9e9ac8", "#54278f", "#1b7837"
 
@@ -37,7 +36,7 @@ def output_figure(image: np.ndarray, logits: np.ndarray, probabilities: np.ndarr
     n = len(logits)
     best = int(np.argmax(probs))
     height = max(3.4, 0.3 * n + 1.6)
-    fig = plt.figure(figsize=(11.0, height))
+    fig = new_figure(figsize=(11.0, height))
     grid = fig.add_gridspec(1, 3, width_ratios=(1.0, 1.25, 1.25), left=0.04, right=0.97, top=1 - 1.05 / height,
                             bottom=0.75 / height, wspace=0.55)
     draw_input(fig.add_subplot(grid[0]), image, source, prediction)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
 from cnnscope.base.errors import ConfigError
 from cnnscope.base.imaging import pictures
-from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.plots.backend import new_figure
 from cnnscope.plots.figures import get_cmap
 
 
@@ -56,7 +55,7 @@ def patterns_figure(images: np.ndarray, maps: Sequence[int], activation: Sequenc
     px = min(0.9 / w, 8.0 / canvas.shape[1])  # inches per pixel: cells up to 0.9 in, grid up to 8 in wide
     head = 0.75 if title or subtitle else 0.1
     fig_w, fig_h = canvas.shape[1] * px + 0.3, canvas.shape[0] * px + head + 0.1
-    fig = plt.figure(figsize=(fig_w, fig_h))
+    fig = new_figure(figsize=(fig_w, fig_h))
     ax = fig.add_axes([0.15 / fig_w, 0.1 / fig_h, canvas.shape[1] * px / fig_w, canvas.shape[0] * px / fig_h])
     if colour:
         ax.imshow(canvas, interpolation="nearest", aspect="equal")

@@ -8,7 +8,6 @@ import textwrap
 from collections.abc import Sequence
 
 import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -16,7 +15,7 @@ from matplotlib.patches import Rectangle
 from cnnscope.base.errors import ConfigError
 from cnnscope.inspect.classify import PatternClassification
 from cnnscope.inspect.profile import Misclassified, TopImages
-from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.plots.backend import new_figure
 from cnnscope.plots.figures import show_picture
 from cnnscope.plots.training import confusion_figure
 
@@ -96,7 +95,7 @@ def profile_figure(profile: np.ndarray, class_names: Sequence[str], *, layer: st
     cell = 0.19 if per > 32 else 0.3
     width = max(6.0, per * cell + 2.6)
     panel_h = k * cell + 0.55
-    fig = plt.figure(figsize=(width, chunks * panel_h + 0.75))
+    fig = new_figure(figsize=(width, chunks * panel_h + 0.75))
     colour = matplotlib.colormaps[cmap].with_extremes(bad="#cfcfcf")
     image = None
     axes = []
@@ -180,7 +179,7 @@ def classify_figure(found: PatternClassification, class_names: Sequence[str], *,
     item = found.layer(layer)
     k = len(class_names)
     side = max(3.6, 0.34 * k + 1.6)
-    fig = plt.figure(figsize=(max(6.5, 0.95 * len(found.layers) + 2.0) + side + 0.6, max(5.4, side + 1.7)))
+    fig = new_figure(figsize=(max(6.5, 0.95 * len(found.layers) + 2.0) + side + 0.6, max(5.4, side + 1.7)))
     W, H = fig.get_size_inches()
     left_w = W - side - 1.7
     ax = fig.add_axes([0.6 / W, 1.45 / H, left_w / W, (H - 2.35) / H])
@@ -216,7 +215,7 @@ def top_images_figure(raw_images: np.ndarray, top: TopImages, *, labels: Sequenc
     cols = max(1, min(cols, n))
     rows = max(1, math.ceil(n / cols))
     size, title_h, head = 1.45, 0.38, 0.75
-    fig = plt.figure(figsize=(cols * size + 0.2, rows * (size + title_h) + head))
+    fig = new_figure(figsize=(cols * size + 0.2, rows * (size + title_h) + head))
     W, H = fig.get_size_inches()
     for slot, (index, value, box) in enumerate(zip(top.indices, top.values, top.boxes, strict=True)):
         r, c = divmod(slot, cols)
@@ -257,13 +256,10 @@ def top_images_figure(raw_images: np.ndarray, top: TopImages, *, labels: Sequenc
 
 # --- errors --------------------------------------------------------------------------------------------------
 def _figure_pixels(fig: Figure, dpi: int = 220) -> np.ndarray:
-    """Render a figure to an RGBA array (to place one figure inside another) and close it."""
-    try:
-        fig.set_dpi(dpi)
-        fig.canvas.draw()
-        return np.asarray(fig.canvas.buffer_rgba()).copy()
-    finally:
-        plt.close(fig)
+    """Render a figure to an RGBA array (to place one figure inside another)."""
+    fig.set_dpi(dpi)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba()).copy()
 
 
 def _percent(p: float) -> str:
@@ -288,7 +284,7 @@ def errors_figure(raw_images: np.ndarray, errors: Misclassified, class_names: Se
     rows = max(1, math.ceil(shown / cols))
     gallery_w = cols * cell_w
     height = max(matrix_h + 0.6, rows * cell_h + 0.9)
-    fig = plt.figure(figsize=(matrix_w + gallery_w + 0.6, height))
+    fig = new_figure(figsize=(matrix_w + gallery_w + 0.6, height))
     W, H = fig.get_size_inches()
     ax = fig.add_axes([0.1 / W, (H - 0.5 - matrix_h) / H, matrix_w / W, matrix_h / H])
     ax.imshow(matrix, interpolation="antialiased")

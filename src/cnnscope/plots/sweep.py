@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.plots.backend import new_figure
 
 MAX_PANELS = 12
 
@@ -54,7 +53,8 @@ def params_figure(columns: dict[str, Sequence], values: Sequence[float], statuse
     keys = list(columns)[:MAX_PANELS]
     cols = min(3, len(keys))
     rows = -(-len(keys) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    fig = new_figure(figsize=(4.2 * cols, 3.3 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     y = np.asarray(values, dtype=float)
     done = np.asarray([s == "completed" for s in statuses])
     shown = None if tests is None else np.asarray([np.nan if t is None else t for t in tests], dtype=float)
@@ -82,7 +82,8 @@ def history_figure(numbers: Sequence[int], values: Sequence[float], statuses: Se
                    direction: str, tests: Sequence[float | None] | None = None) -> Figure:
     """Each trial's metric by trial number (whole numbers on the axis), the best so far (a step line) and, given,
     each trial's test figure."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig = new_figure(figsize=(6.4, 3.6))
+    ax = fig.subplots()
     x, y = np.asarray(numbers), np.asarray(values, dtype=float)
     done = np.asarray([s == "completed" for s in statuses])
     shown = None if tests is None else np.asarray([np.nan if t is None else t for t in tests], dtype=float)
@@ -104,7 +105,8 @@ def history_figure(numbers: Sequence[int], values: Sequence[float], statuses: Se
 def importance_figure(importances: dict[str, float], metric: str) -> Figure:
     """Horizontal bars: each parameter's importance for the metric (Optuna's fANOVA estimate, summing to 1)."""
     items = sorted(importances.items(), key=lambda kv: kv[1])
-    fig, ax = plt.subplots(figsize=(6.4, 0.5 * len(items) + 1.4))
+    fig = new_figure(figsize=(6.4, 0.5 * len(items) + 1.4))
+    ax = fig.subplots()
     ax.barh([k for k, _ in items], [v for _, v in items], color="tab:blue")
     for i, (_, v) in enumerate(items):
         ax.text(v, i, f" {v:.2f}", va="center", fontsize=8)

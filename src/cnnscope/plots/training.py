@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cnnscope.base.errors import OutputError
 from cnnscope.base.fileio import atomic_write
-from cnnscope.plots import backend  # noqa: F401  (Agg, except in a notebook)
+from cnnscope.base.jupyter import in_ipython
+from cnnscope.plots.backend import figure_png, new_figure
 from cnnscope.plots.figures import save_figure
 from cnnscope.runs.layout import CURVES
 
@@ -52,7 +51,8 @@ def curves_figure(history: dict[str, Any]) -> Figure:
     """
     epochs = history.get("epoch", [])
     ms = 3 if len(epochs) > 1 else 6  # one epoch is one point per curve: drawn large enough to see
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig = new_figure(figsize=(13, 3.6))
+    axes = fig.subplots(1, 3)
     for key, style, label in _loss_lines(history):
         axes[0].plot(epochs, history.get(key, []), style, ms=ms, label=label)
     axes[1].plot(epochs, history.get("accuracy", []), "o-", ms=ms, label="train (during the epoch)")
@@ -105,7 +105,8 @@ def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[s
     """Confusion matrix with counts; rows are true classes, columns predictions."""
     matrix = np.asarray(confusion)
     k = len(matrix)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k))
+    fig = new_figure(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k))
+    ax = fig.subplots()
     # Log colour scale so the few errors are visible next to the large diagonal.
     ax.imshow(np.log1p(matrix), cmap="Blues")
     threshold = np.log1p(matrix).max() / 2
@@ -143,22 +144,14 @@ class LivePlot:
         self.frames = 0
         self._display = display
         self._handle: Any = None
-        if display is None and not _in_ipython():
+        if display is None and not in_ipython():
             instead = (f"and written to {self.path} after every epoch" if self.path is not None
                        else "(LivePlot(path=...) also writes it to a file)")
             log.warning("LivePlot: not in a notebook, so nothing is shown; the latest curves are kept as PNG bytes "
                         "in its .png %s", instead)
 
     def __call__(self, entry: Any) -> None:
-        import io
-
-        fig = curves_figure(entry.history)
-        buffer = io.BytesIO()
-        try:
-            fig.savefig(buffer, format="png", dpi=90)
-        finally:
-            plt.close(fig)
-        self.png = buffer.getvalue()
+        self.png = figure_png(curves_figure(entry.history), dpi=90, tight=False)
         self.frames += 1
         if self.path is not None:
             atomic_write(self.path, lambda tmp: tmp.write_bytes(self.png))
@@ -168,7 +161,7 @@ class LivePlot:
             self._show_in_ipython()
 
     def _show_in_ipython(self) -> None:
-        if not _in_ipython():
+        if not in_ipython():
             return
         from IPython.display import Image, display
 
@@ -178,8 +171,3 @@ class LivePlot:
         else:
             self._handle.update(image)
 
-
-def _in_ipython() -> bool:
-    """Running under IPython or Jupyter (where display() shows pictures)."""
-    ipython = sys.modules.get("IPython")  # never imported here: a script that did not load it is not in IPython
-    return ipython is not None and getattr(ipython, "get_ipython", lambda: None)() is not None

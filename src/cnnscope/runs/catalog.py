@@ -34,10 +34,11 @@ from typing import Any
 
 from cnnscope.base.errors import CnnscopeError, RunError, choice_error
 from cnnscope.base.fileio import read_json, read_toml
+from cnnscope.model.spec import describe_model
+from cnnscope.runs.layout import CONFIG, HISTORY, INITIAL, METRICS, RESULTS, STUDY
 
 log = logging.getLogger("cnnscope")
 
-RUN_MARK, STUDY_MARK = "config.toml", "study.toml"
 LIVE_SECONDS = 120.0
 MAX_DEPTH = 6
 MAX_ENTRIES = 5000
@@ -115,7 +116,7 @@ def walk(root: Path, max_depth: int = MAX_DEPTH) -> tuple[list[tuple[str, Path]]
     for depth in range(max_depth + 1):
         following: list[Path] = []
         for folder in level:
-            kind = "study" if _file_key(folder / STUDY_MARK) else "run" if _file_key(folder / RUN_MARK) else None
+            kind = "study" if _file_key(folder / STUDY) else "run" if _file_key(folder / CONFIG) else None
             if kind is not None:
                 found.append((kind, folder))
                 if kind == "run":
@@ -156,14 +157,6 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
             out.update(flatten(value, f"{prefix}[{i}]"))
         return out
     return {prefix: data}
-
-
-def describe_model(model: dict[str, Any]) -> str:
-    """A short description of a [model] table: 'conv 8-16 · dense 32'."""
-    conv = [str(c.get("filters", "?")) for c in model.get("conv", []) if isinstance(c, dict)]
-    dense = [str(d.get("units", "?")) for d in model.get("dense", []) if isinstance(d, dict)]
-    parts = [f"conv {'-'.join(conv)}" if conv else "", f"dense {'-'.join(dense)}" if dense else ""]
-    return " · ".join(p for p in parts if p) or "?"
 
 
 def _list(table: dict[str, Any], key: str) -> list:
@@ -216,7 +209,7 @@ def run_status(folder: Path, facts: dict[str, Any], keys: dict[str, Any], now: f
             return "failed", "the training diverged: its loss is not finite (try a lower lr)"
         status = facts["final_status"]
         return (status, "") if status in ("completed", "interrupted") else ("failed", "metrics.json has no status")
-    stamps = [k[0] for k in (history_key, _file_key(folder / "initial.safetensors"), keys["config"]) if k]
+    stamps = [k[0] for k in (history_key, _file_key(folder / INITIAL), keys["config"]) if k]
     window = max(live_seconds, 3 * facts["longest_epoch"] + 10)
     if stamps and now - max(stamps) / 1e9 <= window:
         return "running", ""
@@ -227,7 +220,7 @@ def run_status(folder: Path, facts: dict[str, Any], keys: dict[str, Any], now: f
 def _trial_rows(study: Path, cache: FileCache) -> list[dict[str, Any]]:
     """results.json's rows of a study (a list, or {"trials": [...]}); [] when absent or unreadable."""
     try:
-        _, rows = cache.get(study / "results.json", "json")
+        _, rows = cache.get(study / RESULTS, "json")
     except CnnscopeError as exc:
         log.warning("%s", exc)
         return []
@@ -314,8 +307,8 @@ class Catalog:
         entry: dict[str, Any] = {"name": self.name_of(folder), "kind": "run"}
         try:
             keys, parsed = {}, {}
-            for label, file, kind in (("config", RUN_MARK, "toml"), ("metrics", "metrics.json", "json"),
-                                      ("history", "history.json", "json")):
+            for label, file, kind in (("config", CONFIG, "toml"), ("metrics", METRICS, "json"),
+                                      ("history", HISTORY, "json")):
                 keys[label], parsed[label] = self.files.get(folder / file, kind)
         except CnnscopeError as exc:
             return {**entry, "status": "unreadable", "reason": str(exc), "flat": {}}
@@ -334,7 +327,7 @@ class Catalog:
         """A study's entry (its trials are listed as runs; _finish_studies adds their counts and the best)."""
         entry: dict[str, Any] = {"name": self.name_of(folder), "kind": "study", "status": "completed", "reason": ""}
         try:
-            _, definition = self.files.get(folder / STUDY_MARK, "toml")
+            _, definition = self.files.get(folder / STUDY, "toml")
         except CnnscopeError as exc:
             return {**entry, "status": "unreadable", "reason": str(exc), "rows": []}
         metric, direction = _study_goal(definition)

@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnscope.base.display import RichDisplay
 from cnnscope.base.errors import CnnscopeError, RunError
 from cnnscope.base.fileio import read_json, read_toml
 from cnnscope.data.dataset import DataConfig, Dataset, Preprocessor, load_dataset
+from cnnscope.data.sources import short_name
 from cnnscope.model.network import CNN, build_model
-from cnnscope.model.spec import ModelSpec
+from cnnscope.model.spec import ModelSpec, describe_model
 from cnnscope.runs.checkpoint import check_weights_file, load_weights
 from cnnscope.runs.layout import CONFIG, INITIAL, PREPROCESS, WEIGHTS
 from cnnscope.runs.records import read_history, read_metrics
@@ -23,9 +25,13 @@ from cnnscope.trainer.config import RunConfig, TrainConfig
 
 MAX_CONFIG_BYTES = 2**20
 # --- reading -------------------------------------------------------------------------------------
-@dataclass
-class Run:
-    """A loaded run: its model (rebuilt from the saved spec), configuration, history and metrics."""
+@dataclass(repr=False)
+class Run(RichDisplay):
+    """A loaded run: its model (rebuilt from the saved spec), configuration, history and metrics.
+
+    In a notebook it shows its model, data, test accuracy, epochs and curves (cnnscope.views.display); repr() is one
+    line.
+    """
 
     path: Path
     run_config: RunConfig
@@ -33,6 +39,14 @@ class Run:
     preprocessor: Preprocessor
     history: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        accuracy = self.metrics.get("test_accuracy")
+        tested = f"test accuracy {accuracy:.4f}" if isinstance(accuracy, (int, float)) else "not tested"
+        epochs = len(self.history.get("epoch", []))
+        data = short_name(self.data_config.dataset)
+        return (f"Run({str(self.path)!r}: {describe_model(self.spec.to_dict())} on {data}, "
+                f"{epochs} epoch{'s' * (epochs != 1)}, {tested})")
 
     @property
     def spec(self) -> ModelSpec:

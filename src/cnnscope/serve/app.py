@@ -30,13 +30,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from cnnscope.base import imaging
-from cnnscope.base.errors import CnnscopeError, RequestError, choice_error
+from cnnscope.base.errors import CnnscopeError, RequestError
 from cnnscope.data.picture_input import prepare_picture
-from cnnscope.inspect.datastats import range_warnings
-from cnnscope.inspect.methods import DEFAULT_METHOD, METHODS
 from cnnscope.serve.bodies import Posted, brief, posted
 from cnnscope.serve.guard import HostGuard, SafeJSONResponse
 from cnnscope.serve.viewer import Viewer
+from cnnscope.views.common import stranger_warnings
+from cnnscope.views.panels import explain_method
 
 log = logging.getLogger("cnnscope")
 
@@ -81,10 +81,7 @@ def _cmap(params: dict[str, str], default: str = "magma") -> str:
 
 
 def _method(params: dict[str, str]) -> str:
-    name = params.get("method") or DEFAULT_METHOD
-    if name not in METHODS:
-        raise choice_error(RequestError, "method", name, METHODS)
-    return name
+    return explain_method(params.get("method"))
 
 
 def _cols(params: dict[str, str]) -> int:
@@ -181,7 +178,7 @@ class Endpoints:
         if sent.picture is not None:
             sent.pixels, sent.notes = await self.decodes.run(prepare_picture, sent.picture, self.viewer.style,
                                                              "the upload")
-            sent.notes[:0] = range_warnings(self.viewer.run.preprocessor, sent.pixels)
+            sent.notes[:0] = stranger_warnings(self.viewer.run.preprocessor, sent.pixels)
             sent.picture = None
         return sent
 

@@ -1,7 +1,7 @@
 """The dashboard: `cnnscope serve DIR` on a folder of runs or a study.
 
 `GET /` is the home page (runs table, overlaid curves, studies); `GET /api/runs` the catalog
-(cnnscope.catalog), `GET /api/runs/NAME/history` a run's history.json as it stands, `GET /api/studies/NAME` a
+(cnnscope.runs.catalog), `GET /api/runs/NAME/history` a run's history.json as it stands, `GET /api/studies/NAME` a
 study's trials, `GET /api/studies/NAME/compare?layer=L&images=N` the matrix of mean matched correlation between
 its completed trials beside the same matrix at their initial weights (cnnscope.views.compare.study_matrix,
 computed in a worker thread, one at a time, and cached by the trials' weight files). The runs and history
@@ -17,7 +17,6 @@ import hashlib
 import os
 import re
 import threading
-import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -34,10 +33,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cnnscope.base.errors import CnnscopeError, RequestError, brief
+from cnnscope.base.errors import CnnscopeError, RequestError, SpecError, brief
 from cnnscope.base.threads import BACKGROUND
 from cnnscope.runs.catalog import LIVE_SECONDS, Catalog, Listing
+from cnnscope.runs.layout import CONFIG, HISTORY, INITIAL, TRIALS, WEIGHTS
+from cnnscope.serve.app import create_app, give_back_memory, http_error, request_error, server_error
 from cnnscope.serve.guard import HostGuard, SafeJSONResponse
+from cnnscope.serve.viewer import Viewer
+from cnnscope.views.compare import is_study, study_matrix, study_runs
 
 STATIC = Path(__file__).parent / "static"
 MAX_OPEN = 4  # single-run viewers kept loaded (each holds a model and its data set)
@@ -106,7 +109,7 @@ class Dashboard:
     def history(self, name: str) -> tuple[str, Any]:
         """(ETag, history.json as parsed) of the run `name`; {} before its first epoch."""
         self.entry(name)
-        path = self.catalog.root / name / "history.json"
+        path = self.catalog.root / name / HISTORY
         key, history = self.catalog.files.get(path, "json")
         return (f'"{key[0]:x}-{key[1]:x}"' if key else '"none"'), (history if history is not None else {})
 
@@ -114,7 +117,7 @@ class Dashboard:
         """The ETag history() would give, from the file's mtime and size alone (no read)."""
         self.entry(name)
         try:
-            info = os.lstat(self.catalog.root / name / "history.json")
+            info = os.lstat(self.catalog.root / name / HISTORY)
         except OSError:
             return '"none"'
         return f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
@@ -141,13 +144,10 @@ class Dashboard:
 
     def compare_trials(self, name: str) -> tuple[list[Path], list[str], tuple]:
         """(completed trial folders, notes on the others, cache stamp of their weight files) of study `name`."""
-        from cnnscope.runs.layout import INITIAL, WEIGHTS
-        from cnnscope.views.compare import is_study, study_runs
-
         self.entry(name, "study")
         folder = self.catalog.root / name
         if not is_study(folder):
-            return [], [f"{name}: no trials/ folder yet"], ()
+            return [], [f"{name}: no {TRIALS}/ folder yet"], ()
         trials, notes = study_runs(folder)
         return trials, notes, tuple((self.catalog.name_of(t), _stamp(t / WEIGHTS), _stamp(t / INITIAL))
                                     for t in trials)
@@ -166,14 +166,7 @@ class Dashboard:
         with self._cache_lock:
             if key in self._compared:
                 return self._compared[key]
-        runs = [self.catalog.name_of(t) for t in trials]
-        if len(trials) < 2:
-            answer = {"study": name, "layer": layer, "layers": [], "runs": runs, "matrix": None, "found_by_all": None,
-                      "counts": None, "threshold": None, "baseline": None, "kind": "trials", "notes": notes,
-                      "note": f"the compare matrix needs at least two completed trials; this study has {len(trials)} "
-                              f"so far"}
-        else:
-            answer = compute_matrix(trials, runs, layer, images, self.data_dir)
+        answer = compute_matrix(trials, [self.catalog.name_of(t) for t in trials], layer, images, self.data_dir)
         answer = {"study": name, **answer, "notes": notes + answer["notes"]}
         with self._cache_lock:
             for k in {key, (name, answer["layer"], images, stamp)}:
@@ -188,12 +181,6 @@ class Dashboard:
         Viewers of the same data share one copy of it; the least recently used beyond `max_open` is dropped, its
         warm-up stopped and its memory handed back (see `give_back_memory`: without it, under uvicorn, every
         dropped viewer's model and data stayed until a rare full collection: 0.27 → 7.7 GB in 3 rounds of 8)."""
-        from cnnscope.serve.app import (  # torch and the model code load only when a run is opened
-            create_app,
-            give_back_memory,
-        )
-        from cnnscope.serve.viewer import Viewer
-
         with self._open_lock:
             if name in self.viewers:
                 self.viewers.move_to_end(name)
@@ -218,7 +205,7 @@ class Dashboard:
             if not _inside(entry, real):
                 raise RequestError(f"{name}/{entry.name} leads outside {self.catalog.root.name or real}; the "
                                    f"dashboard reads only files inside the folder it serves", status=403)
-        _, config = self.catalog.files.get(folder / "config.toml", "toml")
+        _, config = self.catalog.files.get(folder / CONFIG, "toml")
         data = config.get("data") if isinstance(config, dict) else None
         source = str(data.get("dataset", "")) if isinstance(data, dict) else ""
         kind, _, where = source.partition(":")
@@ -264,17 +251,13 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 def compute_matrix(trials: list[Path], runs: list[str], layer: str | None, images: int,
                    data_dir: str | os.PathLike | None) -> dict[str, Any]:
     """cnnscope.views.compare.study_matrix (the trials' matrix, its baseline at initialisation, "seeds" or
-    "trials"), with the seconds it took; RequestError for a layer that is not a conv layer."""
-    from cnnscope.base.errors import SpecError
-    from cnnscope.views.compare import study_matrix
-
-    started = time.perf_counter()
+    "trials", the seconds it took), computed while the viewers' warm-ups wait; RequestError for a layer that is
+    not a conv layer."""
     try:
         with BACKGROUND:  # viewers' warm-ups pause at their next batch: one team of threads on the cores
-            answer = study_matrix(trials, runs, layer, images, data_dir)
+            return study_matrix(trials, runs, layer, images, data_dir)
     except SpecError as exc:
         raise RequestError(str(exc)) from None
-    return {**answer, "seconds": round(time.perf_counter() - started, 3)}
 
 
 def _images(value: str | None) -> int:
@@ -393,8 +376,6 @@ def create_dashboard_app(root: str | os.PathLike, data_dir: str | os.PathLike | 
                          hosts: Iterable[str] = (), live_seconds: float = LIVE_SECONDS,
                          board: Dashboard | None = None) -> ASGIApp:
     """The dashboard of the runs and studies under `root` (see this module's docstring and README's API)."""
-    from cnnscope.serve.app import http_error, request_error, server_error
-
     board = board or Dashboard(root, data_dir, hosts=hosts, live_seconds=live_seconds)
     api = Routes(board)
     routes = [

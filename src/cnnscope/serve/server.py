@@ -11,10 +11,10 @@ from pathlib import Path
 
 from cnnscope.base.errors import CnnscopeError
 from cnnscope.base.progress import say
+from cnnscope.runs.layout import CONFIG
 from cnnscope.serve.app import create_app
+from cnnscope.serve.dashboard import Dashboard, create_dashboard_app
 from cnnscope.serve.viewer import Viewer
-
-RUN_MARK = "config.toml"
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -86,12 +86,12 @@ def serve(run_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000
 def is_dashboard(path: str | os.PathLike) -> bool:
     """Whether `cnnscope serve PATH` opens the dashboard: PATH is a folder but not a run directory."""
     path = Path(path)
-    return path.is_dir() and not (path / RUN_MARK).exists()
+    return path.is_dir() and not (path / CONFIG).exists()
 
 
 def _uvicorn_server(app, host: str, sock: socket.socket, on_ready: Callable[[str], None] | None):
     """A uvicorn server that calls on_ready(url) once it answers requests (its start-up done), not before."""
-    import uvicorn
+    import uvicorn  # the server itself: loaded only when one is run (tests use Starlette's test client)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -108,8 +108,6 @@ def serve_dashboard(root: str | os.PathLike, host: str = "127.0.0.1", port: int 
                     data_dir: str | os.PathLike | None = None, on_ready: Callable[[str], None] | None = None) -> None:
     """The dashboard of the runs and studies under `root`: bind, scan, call on_ready(url), serve until interrupted;
     the single-run viewers it opened stop their warm-up threads on every way out."""
-    from cnnscope.serve.dashboard import Dashboard, create_dashboard_app
-
     sock = bind_socket(host, port)
     board = None
     try:

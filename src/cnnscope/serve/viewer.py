@@ -16,17 +16,14 @@ from urllib.parse import urlencode
 import numpy as np
 from torch import nn
 
-from cnnscope.base.errors import CnnscopeError, RequestError, SpecError, WarmUpStopped, choice_error
+from cnnscope.base.errors import CnnscopeError, RequestError, SpecError, WarmUpStopped
 from cnnscope.base.threads import BACKGROUND
 from cnnscope.data.dataset import Dataset
 from cnnscope.data.picture_input import picture_target
-from cnnscope.inspect import patterns as search
-from cnnscope.inspect.methods import DEFAULT_METHOD, METHODS
-from cnnscope.inspect.profile import map_peak_batches, readout_batches
 from cnnscope.model.layers import CONV, DENSE
 from cnnscope.model.spec import LayerInfo
 from cnnscope.runs.load import Run, load_run, predict_proba
-from cnnscope.views import panels
+from cnnscope.views import panel_data, panels
 
 log = logging.getLogger("cnnscope")
 
@@ -59,7 +56,7 @@ class Viewer:
         self._warm_thread: threading.Thread | None = None
         self._cache_lock = threading.Lock()
         self._top_lock = threading.Lock()
-        self._top: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+        self._top: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         self._influence: dict[str, np.ndarray] = {}
         self._patterns: dict[tuple[str, int, str], bytes] = {}
         self._bounds: dict[str, np.ndarray] | None = None
@@ -141,12 +138,10 @@ class Viewer:
 
     def maps(self, layer: str, raw: np.ndarray) -> np.ndarray:
         """Activation maps (maps, h, w) of a conv/pool layer for one raw image."""
-        from cnnscope.inspect import activations
-
         self.grid_layer(layer)
         x = self.run.preprocessor(self.check_raw(raw)[None])
         with self._model_lock:
-            return activations(self.model, layer, x)[0]
+            return panel_data.layer_maps(self.model, layer, x)
 
     def grid(self, layer: str, raw: np.ndarray, cols: int = 8, scale: bool = False,
              cmap: str = "magma") -> tuple[bytes, dict[str, Any]]:
@@ -161,10 +156,6 @@ class Viewer:
     def units(self, layer: str, raw: np.ndarray) -> dict[str, Any]:
         """A dense layer's units for one raw image; for the output layer its logits and the class probabilities
         (cnnscope.views.panels.units_panel). RequestError for a layer that is not dense."""
-        import torch
-
-        from cnnscope.inspect.activations import capture
-
         try:
             info = self.run.spec.layer(layer)
         except SpecError as exc:
@@ -173,11 +164,9 @@ class Viewer:
             valid = ", ".join(self.run.spec.layer_names(DENSE))
             raise RequestError(f"layer {layer!r} is a {info.type} layer; units are shown for the dense layers: "
                                f"{valid}")
-        x = torch.from_numpy(self.run.preprocessor(self.check_raw(raw)[None]))
-        with self._model_lock, torch.no_grad():
-            outputs, logits = capture(self.model, [layer], x)
-            probs = self.model.probabilities(logits)[0].float().cpu().numpy()
-        values = outputs[layer][0].float().cpu().numpy()
+        x = self.run.preprocessor(self.check_raw(raw)[None])
+        with self._model_lock:
+            values, probs = panel_data.dense_outputs(self.model, layer, x)
         return panels.units_panel(self.run, layer, values, probs, self.class_names).data
 
     # --- map cards --------------------------------------------------------------------------
@@ -200,25 +189,22 @@ class Viewer:
                 "readout": self._readout(layer, index),
                 "pattern_url": f"/api/pattern?{urlencode({'layer': layer, 'map': index})}"}
 
-    def explain(self, raw: np.ndarray, method: str = DEFAULT_METHOD) -> dict[str, Any]:
-        """Why the model predicts its class for one raw image: `method`'s heat map and its deletion test
-        (cnnscope.views.panels.explain_panel); RequestError listing the methods for a wrong name."""
-        if method not in METHODS:
-            raise choice_error(RequestError, "method", method, METHODS)
+    def explain(self, raw: np.ndarray, method: str | None = None) -> dict[str, Any]:
+        """Why the model predicts its class for one raw image: `method`'s heat map (default: the viewer's default
+        method) and its deletion test (cnnscope.views.panels.explain_panel); RequestError listing the methods for
+        a wrong name."""
+        method = panels.explain_method(method)
         raw = self.check_raw(raw)
         with self._model_lock:
             return panels.explain_panel(self.run, raw, method, self.class_names).data
 
     def _top_table(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Per grid layer: each test image's spatial maximum of every map, where it is, and its largest |value|
-        (computed once, by cnnscope.inspect.profile.map_peak_batches)."""
+        (computed once, by cnnscope.views.panel_data.peak_table)."""
         with self._top_lock:
-            if self._top is not None:
-                return self._top
-            names = [layer.name for layer in self.grid_layers]
-            parts = self._drain(map_peak_batches(self.model, names, self.dataset.test_x, TOP_BATCH))
-            self._top = {name: tuple(np.concatenate([p[name][i] for p in parts]) for i in range(3))
-                         for name in names}
+            if self._top is None:
+                names = [layer.name for layer in self.grid_layers]
+                self._top = panel_data.peak_table(self.model, names, self.dataset.test_x, TOP_BATCH, self._drain)
             return self._top
 
     def _drain(self, batches) -> list:
@@ -246,10 +232,9 @@ class Viewer:
         return panels.readout_panel(self._influence[layer], index, self.class_names, images).data
 
     def _compute_influence(self, layer: str) -> np.ndarray:
-        """(classes, maps): cnnscope.inspect.profile's class read-out, in small batches under the model lock."""
+        """(classes, maps): cnnscope.views.panel_data's class read-out, in small batches under the model lock."""
         x = self.dataset.test_x[:INFLUENCE_IMAGES]
-        parts = self._drain(readout_batches(self.model, layer, x, TOP_BATCH))
-        return np.sum(parts, axis=0) / max(len(x), 1)
+        return panel_data.class_readout_table(self.model, layer, x, TOP_BATCH, self._drain)
 
     def warm_up(self) -> None:
         """Fill the caches a map card needs (top images, class read-out); run in a background thread."""
@@ -287,7 +272,7 @@ class Viewer:
     # --- maximising patterns ------------------------------------------------------------------
     def pattern(self, layer: str, index: int, cmap: str = "gray") -> bytes:
         """PNG of the input (in pixels, 0..255) that maximises the spatial mean of map `index`: gradient ascent
-        by cnnscope.inspect.maximize_activation inside the training data's pixel range; computed once, cached."""
+        by cnnscope.views.panel_data.map_pattern inside the training data's pixel range; computed once, cached."""
         info = self.grid_layer(layer)
         if not 0 <= index < info.output_shape[0]:
             raise RequestError(f"map {index} is out of range: {layer} has {info.output_shape[0]} maps "
@@ -311,11 +296,8 @@ class Viewer:
             with self._model_lock:
                 self._pattern_model = copy.deepcopy(self.model)
         if self._bounds is None:  # keep the patterns inside the pixel range the training images span
-            lo, hi = search.input_bounds(self.dataset.train_x)
-            self._bounds = {"lo": lo, "hi": hi}
-        pattern = np.asarray(search.maximize_activation(self._pattern_model, layer, [index], **self._bounds),
-                             dtype=np.float32)
-        png = panels.pattern_png(pattern[0], self.run.preprocessor, cmap)  # (H, W) or (C, H, W)
+            self._bounds = panel_data.pattern_bounds(self.dataset.train_x)
+        png = panel_data.map_pattern(self._pattern_model, layer, index, self._bounds, self.run.preprocessor, cmap)
         self._patterns[key] = png  # one dict assignment (atomic); _pattern_lock orders the writers
         return png
 

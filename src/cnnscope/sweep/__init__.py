@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnscope.base.errors import SweepError
+from cnnscope.runs.layout import STUDY_FIGURES
 from cnnscope.sweep.definition import (
     IDENTITY,
     SweepSpec,
@@ -98,7 +99,8 @@ def _base_epochs(spec: SweepSpec) -> int:
 
 
 def run_sweep(study_dir: str | Path, spec: SweepSpec, *, pruner: Any = None) -> dict[str, Any]:
-    """Run (or continue) the study in `study_dir` up to spec.trials trials; its results (results.json's content).
+    """Run (or continue) the study in `study_dir` up to spec.trials trials; its results (results.json's content,
+    a dict: cnnscope.sweep.results.StudyResults, which a notebook shows as a table).
 
     `pruner` overrides spec.prune with any Optuna pruner. KeyboardInterrupt propagates after every worker has
     stopped and the results are written.
@@ -107,7 +109,7 @@ def run_sweep(study_dir: str | Path, spec: SweepSpec, *, pruner: Any = None) -> 
     if spec.engine == "ray":
         require("ray")
     from cnnscope.sweep.driver import Driver, make_pruner, open_study, study_lock
-    from cnnscope.sweep.results import FIGURES, write_results
+    from cnnscope.sweep.results import StudyResults, write_results
 
     study_dir = Path(study_dir)
     with study_lock(study_dir):
@@ -126,11 +128,12 @@ def run_sweep(study_dir: str | Path, spec: SweepSpec, *, pruner: Any = None) -> 
         pruner = pruner if pruner is not None else make_pruner(spec, _base_epochs(spec))
         study = open_study(study_dir, spec, pruner)
         if finished(study, spec.trials):  # nothing to train: no workers, no data, no figures redrawn
-            return {**write_results(study_dir, study, spec, running=set()), "nothing_to_do": True,
-                    "figures": [str(study_dir / name) for name in FIGURES if (study_dir / name).is_file()]}
+            figures = [str(study_dir / name) for name in STUDY_FIGURES if (study_dir / name).is_file()]
+            return StudyResults({**write_results(study_dir, study, spec, running=set()), "nothing_to_do": True,
+                                 "figures": figures})
         driver = Driver(study_dir, spec, study, _engine(spec, driver_prunes(pruner)))
         driver.run()
-        return driver.results
+        return StudyResults(driver.results)
 
 
 def finished(study: Any, trials: int) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 from cnnscope.base.errors import CnnscopeError, SweepError, brief, choice_error
 from cnnscope.base.fileio import read_toml, write_toml
+from cnnscope.runs.layout import STUDY
 from cnnscope.sweep.params import Param, param_from, parse_param
 from cnnscope.trainer.config import RunConfig
 
@@ -22,7 +23,6 @@ METRICS = ("val_accuracy", "test_accuracy", "val_loss")
 DIRECTIONS = ("maximize", "minimize")
 PRUNERS = ("none", "median", "hyperband")
 ENGINES = ("local", "ray")
-STUDY_FILE = "study.toml"
 MAX_TRIALS = 100_000
 MAX_WORKERS = 256
 IDENTITY = ("config", "params", "sampler", "metric", "direction", "prune")  # what defines a study
@@ -203,7 +203,7 @@ def check_base_config(tables: dict[str, Any]) -> None:
 
 def read_study(study_dir: Path) -> dict[str, Any] | None:
     """STUDY/study.toml as a dict, or None when the directory holds no study yet."""
-    path = study_dir / STUDY_FILE
+    path = study_dir / STUDY
     if not path.exists():
         return None
     data = read_toml(path, SweepError)
@@ -258,7 +258,7 @@ def _param_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 def save_study(study_dir: Path, spec: SweepSpec) -> None:
     """Write STUDY/study.toml atomically."""
-    write_toml(study_dir / STUDY_FILE, spec.to_dict())
+    write_toml(study_dir / STUDY, spec.to_dict())
 
 
 def with_trials(spec: SweepSpec, trials: int) -> SweepSpec:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnscope.base.errors import CnnscopeError, SweepError
+from cnnscope.runs.layout import STUDY_DB, STUDY_FILES, STUDY_LOCK, TRIALS
 from cnnscope.runs.records import read_history
 from cnnscope.sweep.definition import SweepSpec
 from cnnscope.sweep.results import RESULT_ATTRS, write_results
@@ -21,7 +22,6 @@ from cnnscope.sweep.task import TrialTask, one_line, read_run_files, recover_run
 
 log = logging.getLogger("cnnscope")
 STUDY_NAME = "cnnscope"
-TRIALS = "trials"
 INTERRUPT_WAIT = 120.0  # seconds to wait for interrupted workers to save and report
 MAX_LOST = 2  # times a trial is resumed elsewhere in one run when its node dies under it
 
@@ -29,9 +29,6 @@ MAX_LOST = 2  # times a trial is resumed elsewhere in one run when its node dies
 def trial_dir(study_dir: Path, number: int) -> Path:
     """STUDY/trials/NNNN."""
     return study_dir / TRIALS / f"{number:04d}"
-
-
-STUDY_FILES = (TRIALS, "study.db", ".lock", "study.toml", "results.json")
 
 
 def refuse_links(study_dir: Path) -> None:
@@ -51,7 +48,7 @@ def study_lock(study_dir: Path) -> Iterator[None]:
     """One sweep at a time on a study directory (two would resume the same interrupted trials)."""
     study_dir.mkdir(parents=True, exist_ok=True)
     refuse_links(study_dir)
-    lock = os.open(study_dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)  # no link, even if raced
+    lock = os.open(study_dir / STUDY_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)  # no link, even if raced
     with os.fdopen(lock, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -94,7 +91,7 @@ def open_study(study_dir: Path, spec: SweepSpec, pruner: Any) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = spec.storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"
+    storage = spec.storage or f"sqlite:///{(study_dir / STUDY_DB).resolve()}"
     try:
         return optuna.create_study(storage=storage, sampler=make_sampler(spec), pruner=pruner,
                                    study_name=STUDY_NAME, direction=spec.direction, load_if_exists=True)

@@ -13,10 +13,10 @@ from typing import Any
 from cnnscope.base.fileio import atomic_write_text, write_json
 from cnnscope.plots.figures import save_figure_as
 from cnnscope.plots.sweep import history_figure, importance_figure, params_figure
+from cnnscope.runs.layout import RESULTS, RESULTS_CSV, STUDY_FIGURES, TRIALS
 from cnnscope.sweep.definition import TEST_WARNING, SweepSpec
 
 log = logging.getLogger("cnnscope")
-RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
 ROW_KEYS = ("number", "params", "status", "value", "val_accuracy", "test_accuracy", "val_loss", "test_loss",
             "val_source", "best_val_accuracy", "best_val_loss", "epochs", "seconds", "run_dir", "reason")
 # what a trial's result leaves in Optuna's storage (user attributes), besides its value
@@ -24,7 +24,24 @@ RESULT_ATTRS = ("val_accuracy", "test_accuracy", "val_loss", "test_loss", "val_s
                 "best_val_loss", "epochs", "seconds", "reason")
 CSV_NUMBERS = ("value", "val_accuracy", "test_accuracy", "val_loss", "test_loss", "best_val_accuracy", "epochs",
                "seconds")
-FIGURES = ("sweep-params.png", "sweep-history.png", "sweep-importance.png")
+
+
+class StudyResults(dict):
+    """A study's results (results.json's content, a plain dict to code and JSON); a notebook shows its goal, best
+    trial and one row per trial (cnnscope.views.display), repr() says it in one line."""
+
+    def __repr__(self) -> str:
+        trials = self.get("trials") or []
+        done = sum(1 for r in trials if isinstance(r, dict) and r.get("status") == "completed")
+        best = self.get("best")
+        return (f"StudyResults({self.get('metric')} {self.get('direction')}, {len(trials)} trials, {done} completed, "
+                f"best: {'trial ' + str(best) if best is not None else 'none yet'})")
+
+    def _repr_html_(self) -> str:
+        # views/ loads runs and torch, which the sweep's driver never needs: imported when a notebook shows it
+        from cnnscope.views.display import study_html
+
+        return study_html(self)
 
 
 def trial_rows(study: Any, running: set[int]) -> list[dict[str, Any]]:
@@ -42,7 +59,7 @@ def trial_rows(study: Any, running: set[int]) -> list[dict[str, Any]]:
         row = {"number": t.number, "params": dict(t.params), "status": status,
                "value": t.value if t.state == TrialState.COMPLETE else _last(t),
                **{key: attrs.get(key) for key in RESULT_ATTRS}}
-        row.update(run_dir=f"trials/{t.number:04d}", reason=attrs.get("reason") or "")
+        row.update(run_dir=f"{TRIALS}/{t.number:04d}", reason=attrs.get("reason") or "")
         rows.append({key: row[key] for key in ROW_KEYS})
     return rows
 
@@ -77,15 +94,16 @@ def _cell(value: Any) -> Any:
     return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
 
 
-def write_results(study_dir: Path, study: Any, spec: SweepSpec, running: set[int], figures: bool = False) -> dict:
+def write_results(study_dir: Path, study: Any, spec: SweepSpec, running: set[int],
+                  figures: bool = False) -> StudyResults:
     """Rewrite results.json and results.csv (atomically); with `figures`, the study's figures too."""
     rows = trial_rows(study, running)
     best = best_row(rows, spec.direction)
-    data = {"metric": spec.metric, "direction": spec.direction, "best": best["number"] if best else None,
-            "selected_on": spec.selected_on, "validation": spec.selection_text(), "trials": rows}
+    data = StudyResults({"metric": spec.metric, "direction": spec.direction, "best": best["number"] if best else None,
+            "selected_on": spec.selected_on, "validation": spec.selection_text(), "trials": rows})
     if spec.selected_on == "test":
         data["warning"] = TEST_WARNING
-    write_json(study_dir / RESULTS_JSON, _json_safe(data))
+    write_json(study_dir / RESULTS, _json_safe(data))
     atomic_write_text(study_dir / RESULTS_CSV, csv_text(rows, [p.key for p in spec.params]))
     if figures:
         data["figures"], data["notes"] = write_figures(study_dir, study, spec, rows)
@@ -130,14 +148,14 @@ def write_figures(study_dir: Path, study: Any, spec: SweepSpec, rows: list[dict[
     columns = {k: [r["params"].get(k) for r in done] for k in keys}
     log_keys = [p.key for p in spec.params if p.kind == "loguniform"]
     paths = save_figure_as(params_figure(columns, values, statuses, spec.metric, log_keys, tests),
-                           study_dir / FIGURES[0])
+                           study_dir / STUDY_FIGURES[0])
     numbers = [r["number"] for r in done]
     paths += save_figure_as(history_figure(numbers, values, statuses, spec.metric, spec.direction, tests),
-                            study_dir / FIGURES[1])
+                            study_dir / STUDY_FIGURES[1])
     found, note = importances(study, spec, rows)
     notes = [note] if note else []
     if found:
-        paths += save_figure_as(importance_figure(found, spec.metric), study_dir / FIGURES[2])
+        paths += save_figure_as(importance_figure(found, spec.metric), study_dir / STUDY_FIGURES[2])
     else:
-        (study_dir / FIGURES[2]).unlink(missing_ok=True)
+        (study_dir / STUDY_FIGURES[2]).unlink(missing_ok=True)
     return [str(p) for p in paths], notes

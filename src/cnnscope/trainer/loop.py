@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from cnnscope.base.errors import ConfigError
 from cnnscope.base.metrics import confusion_matrix, per_class_accuracy
+from cnnscope.base.progress import progress_bar
 from cnnscope.data.dataset import Dataset, to_nchw
 from cnnscope.model.network import CNN
 from cnnscope.trainer.config import TrainConfig
@@ -290,12 +291,10 @@ def train_step(loop: Loop, xb: torch.Tensor, yb: torch.Tensor, lr: float) -> tor
 
 def train_epoch(loop: Loop, epoch: int, progress: bool | None) -> dict[str, Any]:
     """One pass over the training images: mean objective, data loss and accuracy, the lr of each step, seconds."""
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     totals, lrs = torch.zeros(3, dtype=loop.totals_dtype, device=loop.device), []
-    bar = tqdm(loop.batches.epoch(epoch), total=loop.batches.per_epoch, unit="batch", leave=False,
-               desc=f"epoch {epoch + 1}/{loop.config.epochs}", disable=None if progress is None else not progress)
+    bar = progress_bar(loop.batches.epoch(epoch), show=progress, total=loop.batches.per_epoch, unit="batch",
+                       leave=False, desc=f"epoch {epoch + 1}/{loop.config.epochs}")
     for b, (xb, yb) in enumerate(bar):
         xb = xb.to(loop.device, memory_format=loop.memory_format)
         lrs.append(loop.lr())

@@ -43,7 +43,8 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
 
     Args:
         initial_weights: a safetensors file (e.g. another run's initial.safetensors) to start from.
-        progress: show a progress bar; None shows one only on a terminal.
+        progress: show a progress bar (a widget in a notebook with ipywidgets, else text); None: on a terminal
+            or in a notebook, never into a pipe.
         plot: rewrite curves.png after every epoch.
         report: write report.html when the training completes (a failure is a warning).
         verbose: log one line per epoch to stderr; None: when run interactively and logging is not set up.

@@ -106,7 +106,7 @@ class Probe:
                 data.epochs.remove(epoch)
                 data.filters.pop(epoch, None)
                 data.maps.pop(epoch, None)
-            if entry.epoch == 1 and (run_dir / "initial.safetensors").is_file():
+            if entry.epoch == 1 and (run_dir / INITIAL).is_file():
                 self._record(0, _initial_model(run_dir))
         self._record(entry.epoch, entry.model)
         try:

@@ -6,17 +6,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from cnnscope.base.errors import ConfigError, choice_error
-from cnnscope.inspect.activations import ACTIVATED, capture, display_maps, map_layers
+from cnnscope.inspect.activations import ACTIVATED, capture, map_layers
+from cnnscope.inspect.display import DEFAULT_CLIP, display_maps, is_vector, layer_display, overview_displays
 from cnnscope.inspect.filters import CHANNEL_VIEWS, conv_filters, default_channels
 from cnnscope.plots.activations import (
-    DEFAULT_CLIP,
     FILTER_NORMS,
     Prediction,
     activations_figure,
     filters_figure,
     overview_figure,
+    vector_figure,
 )
 from cnnscope.plots.figures import get_cmap
 from cnnscope.plots.output import output_figure
@@ -47,8 +49,6 @@ def stage_words(model, layer: str, pre_activation: bool) -> str:
 def _outputs(run, layers: list[str], raw: np.ndarray, pre_activation: bool) -> tuple[dict[str, np.ndarray],
                                                                                       np.ndarray]:
     """Each layer's output for one raw image, and the class probabilities (one forward pass)."""
-    import torch
-
     x = torch.from_numpy(run.preprocessor(raw[None]))
     with torch.no_grad():
         outputs, logits = capture(run.model, layers, x, pre_activation=pre_activation)
@@ -85,9 +85,13 @@ def activations(run_dir: PathLike, layer: str, *, index: int | None = None, spli
     prediction = _prediction(run, probs, picked.label)
     if layer == run.spec.output_layer_name:  # the logits and the probabilities they become, per class
         return _output(run, picked, arrays[layer], probs, prediction, out, svg, image)
-    fig = activations_figure(picked.raw, arrays[layer], layer=layer, source=picked.source, prediction=prediction,
-                             cols=cols, scale=scale, cmap=cmap, norm=norm or ("map" if scale else "layer"),
-                             fixed=fixed_pair, stage=stage, clip=clip)
+    values, labels = arrays[layer], {"layer": layer, "source": picked.source, "prediction": prediction,
+                                      "cmap": cmap, "stage": stage}
+    if is_vector(values):  # a dense layer: one bar per unit
+        fig = vector_figure(picked.raw, values, **labels)
+    else:
+        fig = activations_figure(picked.raw, layer_display(values, norm, fixed_pair, scale, clip), cols=cols,
+                                 **labels)
     paths = save(fig, out, run.path / f"activations-{layer}-{image_slug(picked, image)}.png", svg)
     return ViewResult(paths, _data(run, picked, [layer], prediction), list(picked.notes))
 
@@ -117,8 +121,9 @@ def all_layers(run_dir: PathLike, *, index: int | None = None, split: str = "tes
     picked = pick_image(run, index, split, image, data_dir)
     arrays, probs = _outputs(run, layers, picked.raw, False)
     prediction = _prediction(run, probs, picked.label)
-    fig = overview_figure(picked.raw, arrays, source=picked.source, prediction=prediction, scale=scale, cmap=cmap,
-                          norm=norm or ("map" if scale else "layer"), fixed=fixed_pair, clip=clip)
+    displays, shared = overview_displays(arrays, norm, fixed_pair, scale, clip)
+    fig = overview_figure(picked.raw, arrays, displays, shared, source=picked.source, prediction=prediction,
+                          cmap=cmap)
     paths = save(fig, out, run.path / f"activations-all-{image_slug(picked, image)}.png", svg)
     return ViewResult(paths, _data(run, picked, layers, prediction), list(picked.notes))
 

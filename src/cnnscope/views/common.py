@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from cnnscope.base.display import RichDisplay
 from cnnscope.base.errors import ConfigError
 from cnnscope.base.progress import say
 from cnnscope.data.picture_input import select_image
@@ -20,14 +22,21 @@ from cnnscope.runs.load import load_run
 PathLike = str | os.PathLike
 
 
-@dataclass
-class ViewResult:
+@dataclass(repr=False)
+class ViewResult(RichDisplay):
     """What a view did: the figure files it wrote, what it found (JSON-ready) and notes for the reader
-    (e.g. how a user's picture was converted)."""
+    (e.g. how a user's picture was converted). A notebook shows its figures and notes; repr() is one line."""
 
     paths: list[Path]
     data: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        figures = ", ".join(p.name for p in self.paths) or "no figure"
+        notes = f", {len(self.notes)} note{'s' * (len(self.notes) != 1)}" if self.notes else ""
+        keys = [str(k) for k in self.data]
+        data = ", ".join(keys[:6]) + (f", … ({len(keys)} keys)" if len(keys) > 6 else "") if keys else "none"
+        return f"ViewResult({figures}{notes}; data: {data})"
 
     @property
     def figures(self) -> list[str]:
@@ -55,9 +64,15 @@ def pick_image(run, index: int | None, split: str, image: PathLike | None, data_
     (cnnscope.data.picture_input.InputImage, with its raw pixels, label, source and conversion notes)."""
     say("loading %s", f"the picture {image}" if image is not None else f"{split} image {index}")
     picked = select_image(run, index, split, image, data_dir)
-    if image is not None:  # a stranger's picture: say when the model has never seen inputs like it
-        picked.notes[:0] = range_warnings(run.preprocessor, picked.raw)
+    if image is not None:
+        picked.notes[:0] = stranger_warnings(run.preprocessor, picked.raw)
     return picked
+
+
+def stranger_warnings(preprocessor, raw: np.ndarray) -> list[str]:
+    """Warnings for a picture from outside the data set (a file, an upload, a drawing): when its pixels lie
+    where the model has never seen inputs (cnnscope.inspect.datastats.range_warnings)."""
+    return range_warnings(preprocessor, raw)
 
 
 def image_slug(picked, image: PathLike | None) -> str:
@@ -86,15 +101,13 @@ def split_images(run, split: str, limit: int | None,
 
 def probabilities(model, x: np.ndarray) -> np.ndarray:
     """The model's class probabilities for preprocessed images x (N, C, H, W), without gradients: (N, classes)."""
-    import torch
-
     with torch.no_grad():
         device = next(model.parameters()).device
         return model.probabilities(model(torch.from_numpy(x).to(device))).cpu().numpy()
 
 
 def save(fig, out: PathLike | None, default: Path, svg: bool) -> list[Path]:
-    """Write `fig` to `out`, or to `default` (a file inside the run directory) when out is not given; closes
-    it and returns the paths written (an SVG beside a PNG with svg=True)."""
+    """Write `fig` to `out`, or to `default` (a file inside the run directory) when out is not given, and
+    return the paths written (an SVG beside a PNG with svg=True)."""
     return save_figure_as(fig, out if out else default, svg)
 

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from cnnscope.inspect.activations import activations, conv_layers
 from cnnscope.inspect.compare import THRESHOLD, check_pair, check_runs, compare_many, compare_runs
 from cnnscope.inspect.filters import conv_filters
 from cnnscope.plots.compare import compare_figure, found_figure, matrix_figure
-from cnnscope.runs.layout import INITIAL
+from cnnscope.runs.layout import INITIAL, STUDY, TRIALS
 from cnnscope.runs.load import load_run
 from cnnscope.runs.records import read_metrics
 from cnnscope.views.common import PathLike, ViewResult, check_positive, load, save
@@ -159,7 +160,7 @@ def describe_runs(runs: Sequence, names: Sequence[str]) -> dict[str, Any]:
     same_model = all(r.spec == runs[0].spec for r in runs)
     starts: dict[Any, list[str]] = {}
     for name, run in zip(names, runs, strict=True):  # without the file: same seed and model, same start
-        starts.setdefault(_digest(run) or (run.config.seed, repr(run.spec)), []).append(name)
+        starts.setdefault(_digest(run) or (run.config.seed, run.spec), []).append(name)
     shared = [group for group in starts.values() if len(group) > 1]
     kind = "seeds" if len(set(seeds)) == len(seeds) and same_model and not shared else "trials"
     other = _differing(runs)
@@ -181,14 +182,14 @@ def describe_runs(runs: Sequence, names: Sequence[str]) -> dict[str, Any]:
 def is_study(path: PathLike) -> bool:
     """Whether `path` is a study directory (study.toml and trials/, as `cnnscope sweep` writes them)."""
     path = Path(path)
-    return (path / "study.toml").is_file() and (path / "trials").is_dir()
+    return (path / STUDY).is_file() and (path / TRIALS).is_dir()
 
 
 def study_runs(study: PathLike) -> tuple[list[Path], list[str]]:
     """The completed trials of a study (trials/*/ whose metrics.json says completed, in name order) and a note
     for each one left out; links are not followed."""
     runs, notes = [], []
-    for trial in sorted(Path(study, "trials").iterdir()):
+    for trial in sorted(Path(study, TRIALS).iterdir()):
         if trial.is_symlink() or not trial.is_dir():
             continue
         try:
@@ -340,7 +341,11 @@ def study_matrix(trials: Sequence[Path], names: Sequence[str], layer: str | None
     matrix (null where no map varies), matched_above, mean_correlation, counts (per map of the first trial: the
     other trials that find it), found_by_all, constant_maps, baseline (the same at initialisation, or None),
     baseline_note, kind ("seeds" or "trials", see describe_runs), seeds, differ_in, notes (shared initial weights,
-    a missing baseline). SpecError for a layer that is not a conv layer."""
+    a missing baseline), seconds (the time it took). With fewer than two trials: no matrix, and a note saying
+    why. SpecError for a layer that is not a conv layer."""
+    if len(trials) < 2:
+        return _no_matrix(names, layer)
+    started = time.perf_counter()
     loaded = [load(t) for t in trials]
     layers = conv_layers(loaded[0].model)
     layer = layers[0] if layer is None and layers else layer
@@ -359,4 +364,12 @@ def study_matrix(trials: Sequence[Path], names: Sequence[str], layer: str | None
             "threshold": result["threshold"], "matrix": _nullable(result["matrix"]),
             "matched_above": result["matched_above"], "mean_correlation": result["mean_correlation"],
             "counts": [m["found_by"] for m in result["first_run_maps"]], "found_by_all": result["found_by_all"],
-            "constant_maps": result["constant_maps"], "baseline": base, "baseline_note": note, **described}
+            "constant_maps": result["constant_maps"], "baseline": base, "baseline_note": note, **described,
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _no_matrix(names: Sequence[str], layer: str | None) -> dict[str, Any]:
+    """study_matrix's answer for a study with fewer than two completed trials."""
+    return {"layer": layer, "layers": [], "runs": list(names), "matrix": None, "found_by_all": None, "counts": None,
+            "threshold": None, "baseline": None, "kind": "trials", "notes": [],
+            "note": f"the compare matrix needs at least two completed trials; this study has {len(names)} so far"}

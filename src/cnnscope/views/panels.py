@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnscope.base.errors import RequestError, choice_error
 from cnnscope.base.imaging import COLORMAPS, colorize, data_uri, picture_png, png_bytes, rgb_kernels
 from cnnscope.inspect.filters import colour_layer
 from cnnscope.inspect.gradcam import last_conv_layer
@@ -186,6 +187,15 @@ def pattern_png(pattern: np.ndarray, preprocessor, cmap: str = "gray") -> bytes:
     return png_bytes(rgb)
 
 
+def explain_method(name: str | None) -> str:
+    """The attribution method called `name` (the default one for None or ''); RequestError listing the methods
+    the viewer offers otherwise."""
+    name = name or DEFAULT_METHOD
+    if name not in METHODS:
+        raise choice_error(RequestError, "method", name, METHODS)
+    return name
+
+
 def explain_methods() -> list[dict[str, str]]:
     """The attribution methods the viewer offers (cnnscope.inspect.methods.METHODS), the default first."""
     order = [DEFAULT_METHOD, *(name for name in METHODS if name != DEFAULT_METHOD)]
@@ -215,5 +225,5 @@ def explain_panel(run, raw: np.ndarray, method: str, class_names: Sequence[str],
                            "unseen_pixels": unseen, "deletion": deletion, "verdict": deletion["verdict"]})
 
 
-__all__ = ["explain_panel", "geometry_json", "grid_panel", "info_panel", "kernel_panel", "layers_panel",
-           "map_panel", "pattern_png", "pool_panel", "readout_panel", "top_panel", "units_panel"]
+__all__ = ["explain_method", "explain_panel", "geometry_json", "grid_panel", "info_panel", "kernel_panel",
+           "layers_panel", "map_panel", "pattern_png", "pool_panel", "readout_panel", "top_panel", "units_panel"]

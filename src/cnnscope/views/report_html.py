@@ -7,12 +7,12 @@ is one file that opens anywhere without a network.
 from __future__ import annotations
 
 import html
-import io
 from typing import Any
 
 import numpy as np
 
 from cnnscope.base.imaging import data_uri, picture_png
+from cnnscope.plots.backend import figure_png
 from cnnscope.views.common import ViewResult
 
 
@@ -22,15 +22,8 @@ def esc(value: Any) -> str:
 
 
 def figure_uri(fig, dpi: int = 100) -> str:
-    """A matplotlib figure as a PNG data URI (closed afterwards)."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return data_uri(buffer.getvalue())
+    """A matplotlib figure as a PNG data URI."""
+    return data_uri(figure_png(fig, dpi=dpi))
 
 
 def img(uri: str, alt: str, cls: str = "") -> str:

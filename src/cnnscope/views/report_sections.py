@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cnnscope.base.metrics import per_class_accuracy
 from cnnscope.inspect.profile import dead_maps, layer_summary, mistakes
 from cnnscope.model.summary import summary_table
 from cnnscope.plots.training import confusion_figure, curves_figure
@@ -188,7 +189,7 @@ def training_section(run, class_names: list[str]):
 
 
 def _accuracy_rows(class_names: list[str], confusion: np.ndarray) -> tuple[str, np.ndarray]:
-    per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    per_class = per_class_accuracy(confusion)
     rows = "".join(
         f'<tr><th>{esc(name)}</th><td class="bar"><span style="width:{100 * acc:.1f}%"></span></td>'
         f'<td class="num">{100 * acc:.2f} %</td><td class="num muted">{int(confusion[i].sum()):,}</td></tr>'

@@ -1,39 +1,16 @@
-// cnnscope dashboard: the runs table and overlaid curves of the selected runs. No dependencies, no build step.
-// Every name and value from the server goes into the page as text (textContent), never as markup.
+// cnnscope dashboard: the runs table and overlaid curves of the selected runs. No dependencies, no build step
+// (common.js, loaded first, holds the helpers it shares with the viewer: $, el, svg, fmt).
+// Every name and value from the server goes into the page as text (el(), svg(), textContent), never as markup.
 "use strict";
 
 const POLL_MS = 2000;
 const COLOURS = ["#5b3fd6", "#e4572e", "#17a398", "#f2a541", "#3f88c5", "#d1495b", "#66a182", "#8d6a9f",
   "#2e4057", "#c28a00"];
-const SVG = "http://www.w3.org/2000/svg";
-const $ = (id) => document.getElementById(id);
+const DIGITS = 4; // accuracies in the table and the studies: 4 decimals tell 0.01 % apart
 const state = {
   runs: [], differing: [], tag: null, sort: "name", dir: "asc", filter: "", selected: new Set(),
   colours: new Map(), histories: new Map(), studies: new Map(), compares: new Map(), firstLoad: true, polls: 0,
 };
-
-function el(tag, attrs = {}, text = null) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  if (text !== null) node.textContent = String(text);
-  return node;
-}
-
-function svg(tag, attrs = {}, text = null) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
-  if (text !== null) node.textContent = String(text);
-  return node;
-}
-
-function fmt(value, digits = 4) {
-  if (value === null || value === undefined) return "–";
-  if (typeof value === "number") {
-    if (Number.isInteger(value)) return String(value);
-    return Math.abs(value) >= 1e4 || (Math.abs(value) < 1e-3 && value !== 0) ? value.toPrecision(3) : value.toFixed(digits);
-  }
-  return String(value);
-}
 
 function seconds(value) {
   if (value === null || value === undefined) return "–";
@@ -127,14 +104,15 @@ function runRow(entry) {
   tr.append(pick, name, statusCell(entry), el("td", {}, entry.dataset), el("td", {}, entry.model));
   for (const key of state.differing) tr.append(el("td", { class: "num" }, fmt((entry.settings || {})[key], 6)));
   const epochs = entry.epochs_planned ? `${entry.epochs}/${entry.epochs_planned}` : fmt(entry.epochs);
-  tr.append(el("td", { class: "num" }, fmt(entry.test_accuracy)), el("td", { class: "num" }, fmt(entry.best_val_accuracy)),
+  tr.append(el("td", { class: "num" }, fmt(entry.test_accuracy, DIGITS)),
+    el("td", { class: "num" }, fmt(entry.best_val_accuracy, DIGITS)),
     el("td", { class: "num" }, epochs), el("td", { class: "num" }, seconds(entry.seconds)));
   return tr;
 }
 
 function studyRow(entry) {
   const tr = el("tr", { class: "study", "data-name": entry.name, "data-status": entry.status });
-  const best = entry.best ? `best ${entry.best.metric} ${fmt(entry.best.value)} (${entry.best.name})` : "no trial finished";
+  const best = entry.best ? `best ${entry.best.metric} ${fmt(entry.best.value, DIGITS)} (${entry.best.name})` : "no trial finished";
   tr.append(el("td"), el("td", {}, `${entry.name} (study)`), statusCell(entry), el("td", {}, entry.dataset),
     el("td", {}, entry.model));
   const cell = el("td", { colspan: String(state.differing.length + 4) },
@@ -245,10 +223,8 @@ function epochTicks(node, xs, box) {
   }
 }
 
-function drawChart(chart) {
-  const node = $(`chart-${chart}`);
-  node.replaceChildren();
-  const log = $("logscale").checked && chart !== "accuracy";
+// Each selected run's training and validation series of one chart, smoothed; only points a log axis can show.
+function chartLines(chart, log) {
   const weight = Number($("smooth").value);
   const lines = [];
   for (const name of state.selected) {
@@ -260,6 +236,14 @@ function drawChart(chart) {
       lines.push({ name, kind: s.kind, points });
     }
   }
+  return lines;
+}
+
+function drawChart(chart) {
+  const node = $(`chart-${chart}`);
+  node.replaceChildren();
+  const log = $("logscale").checked && chart !== "accuracy";
+  const lines = chartLines(chart, log);
   const all = lines.flatMap((l) => l.points);
   node.setAttribute("data-curves", String(lines.filter((l) => l.points.length).length));
   if (!all.length) {
@@ -274,19 +258,20 @@ function drawChart(chart) {
   drawAxes(node, [xlo, xhi], [ylo, yhi], box, log);
   const sx = scaled(xlo, xhi, box[0], box[1], false);
   const sy = scaled(ylo, yhi, box[3], box[2], log);
-  for (const line of lines) {
-    if (!line.points.length) continue;
-    const d = line.points.map(([x, y], i) => `${i ? "L" : "M"}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join("");
-    const path = svg("path", { class: `curve ${line.kind}`, d, stroke: colourOf(line.name), "data-run": line.name,
-      "data-series": line.kind, "data-points": line.points.length });
-    path.append(svg("title", {}, `${line.name} (${line.kind === "val" ? "validation" : "training"})`));
-    node.append(path);
-    if (chart !== "lr") {
-      for (const [x, y] of line.points) {
-        node.append(svg("circle", { cx: sx(x).toFixed(1), cy: sy(y).toFixed(1), r: line.points.length > 1 ? 2 : 4, fill: colourOf(line.name),
-          "data-run": line.name, "data-epoch": x }));
-      }
-    }
+  for (const line of lines) drawLine(node, line, chart, sx, sy);
+}
+
+function drawLine(node, line, chart, sx, sy) {
+  if (!line.points.length) return;
+  const d = line.points.map(([x, y], i) => `${i ? "L" : "M"}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join("");
+  const path = svg("path", { class: `curve ${line.kind}`, d, stroke: colourOf(line.name), "data-run": line.name,
+    "data-series": line.kind, "data-points": line.points.length });
+  path.append(svg("title", {}, `${line.name} (${line.kind === "val" ? "validation" : "training"})`));
+  node.append(path);
+  if (chart === "lr") return;
+  for (const [x, y] of line.points) {
+    node.append(svg("circle", { cx: sx(x).toFixed(1), cy: sy(y).toFixed(1), r: line.points.length > 1 ? 2 : 4, fill: colourOf(line.name),
+      "data-run": line.name, "data-epoch": x }));
   }
 }
 
@@ -363,11 +348,11 @@ function scatter(rows, param, study) {
     const cx = axis.sx(axis.xv(x)).toFixed(1);
     if (test !== null) {
       const cross = svg("path", { d: `M${cx - 3},${sy(test) - 3}l6,6m0,-6l-6,6`, stroke: "#e07b00", "stroke-width": 1.5, "data-test": test });
-      cross.append(svg("title", {}, `${name}: test accuracy ${fmt(test)} (reported only, not chosen on)`));
+      cross.append(svg("title", {}, `${name}: test accuracy ${fmt(test, DIGITS)} (reported only, not chosen on)`));
       node.append(cross);
     }
     const dot = svg("circle", { cx, cy: sy(y).toFixed(1), r: 4, fill: "#5b3fd6", "fill-opacity": 0.7 });
-    dot.append(svg("title", {}, `${name}: ${param} = ${x}, ${metric} ${fmt(y)}`));
+    dot.append(svg("title", {}, `${name}: ${param} = ${x}, ${metric} ${fmt(y, DIGITS)}`));
     node.append(dot);
   }
   return node;
@@ -378,9 +363,10 @@ function studyBest(study) {
   best.append(document.createTextNode("best trial: "));
   best.append(el("a", { href: `/runs/${runPath(study.best.name)}/` }, study.best.name));
   const onTest = study.selected_on === "test";
-  best.append(document.createTextNode(` · chosen by ${study.best.metric} ${fmt(study.best.value)} on ` +
+  best.append(document.createTextNode(` · chosen by ${study.best.metric} ${fmt(study.best.value, DIGITS)} on ` +
     (onTest ? "the test set" : "validation") + (onTest ? "" :
-      ` · validation accuracy ${fmt(study.val_accuracy)} · test accuracy ${fmt(study.test_accuracy)} (reported only)`)));
+      ` · validation accuracy ${fmt(study.val_accuracy, DIGITS)} · test accuracy ${fmt(study.test_accuracy, DIGITS)} ` +
+      "(reported only)")));
   return best;
 }
 

@@ -1,9 +1,10 @@
-// cnnscope viewer: one page, no build step, no dependencies. Talks to the /api/ endpoints of `cnnscope serve`.
-// Every text that comes from the run, a file, a request or the model goes in as text (el(), textContent,
-// attribute setters): this file never parses HTML, so a run or class named like markup shows as that markup.
+// cnnscope viewer: one page, no build step, no dependencies (common.js, loaded first, holds the helpers it shares
+// with the dashboard: $, el, svg, fmt, pct). Every request goes through one object, `backend`: the /api/ endpoints
+// of `cnnscope serve` here. Every text that comes from the run, a file, a request or the model goes in as text
+// (el(), svg(), textContent, attribute setters): this file never parses HTML, so a run or class named like markup
+// shows as that markup.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 const GAP = 3; // pixels between maps in the grid
 
 const state = {
@@ -22,17 +23,50 @@ const state = {
   card: null, // {layer, map}
 };
 
-// --- small helpers ----------------------------------------------------------------------------
-// el("b", {class: "x", title: t}, "text", child, …): an element; strings become text nodes, never markup.
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === "class") node.className = value;
-    else if (key === "style") Object.assign(node.style, value);
-    else node.setAttribute(key, value);
+// --- the back end -----------------------------------------------------------------------------
+// Every request of the page goes through `backend`. Here it is the HTTP API of `cnnscope serve`; a page that
+// computes in the browser sets window.cnnscopeBackend, before this file loads, to an object with the same methods
+// giving the same answers. `where` names the image: {set, index} (a data-set image), {blob} (a picture to prepare)
+// or {pixels} (base64 of the model's input, as an earlier answer gave it).
+const backend = window.cnnscopeBackend || httpBackend();
+
+function httpBackend() {
+  const json = async (url, options) => (await api(url, options)).json();
+  return {
+    info: () => json("/api/info"),
+    layers: () => json("/api/layers"),
+    sample: (params) => json(`/api/sample?${qs(params)}`), // by index, class or at random, with its prediction
+    predict: (where) => json("/api/predict", { method: "POST", ...pictureBody(where) }),
+    maps: async (params, where) => gridAnswer(await api(...request("/api/activations", params, where))),
+    units: (params, where) => json(...request("/api/units", params, where)),
+    explain: (method, where) => json(...request("/api/explain", { method }, where)),
+    card: (params, where) => json(...request("/api/card", params, where)),
+    patternUrl: (card) => `/api/pattern?${qs({ layer: card.layer, map: card.map })}`,
+    colormapUrl: (cmap) => `/api/colormap?${qs({ cmap })}`,
+  };
+}
+
+// [url, fetch options] of a call about `where`: a GET naming the data-set image, or a POST of the picture.
+function request(path, params, where) {
+  if (where.set !== undefined) return [`${path}?${qs({ ...where, ...params })}`, {}];
+  return [`${path}?${qs(params)}`, { method: "POST", ...pictureBody(where) }];
+}
+
+// A picture goes up as multipart; afterwards its pixels (the model's input) are enough.
+function pictureBody(where) {
+  if (!where.blob) return { headers: { "Content-Type": "application/json" }, body: JSON.stringify({ pixels: where.pixels }) };
+  const form = new FormData();
+  form.append("image", where.blob, "drawing.png");
+  return { body: form };
+}
+
+// The grid's PNG and its geometry and value range (X-Grid-* headers).
+async function gridAnswer(response) {
+  const meta = {};
+  for (const key of ["maps", "rows", "cols", "height", "width", "min", "max", "value-min", "value-max"]) {
+    meta[key] = Number(response.headers.get(`X-Grid-${key}`)); // header names are case-insensitive
   }
-  for (const child of children) if (child !== null && child !== undefined && child !== false) node.append(child);
-  return node;
+  return { blob: await response.blob(), meta };
 }
 
 function qs(params) {
@@ -49,18 +83,12 @@ async function api(path, options = {}) {
   return response;
 }
 
+// --- small helpers ----------------------------------------------------------------------------
 function showError(error) {
   const box = $("error");
   if (!error) { box.hidden = true; return; }
   box.textContent = String(error.message || error);
   box.hidden = false;
-}
-
-function fmt(value, digits = 3) {
-  if (value === null || value === undefined || Number.isNaN(value)) return "–";
-  const abs = Math.abs(value);
-  if (abs !== 0 && (abs < 0.001 || abs >= 10000)) return value.toExponential(2);
-  return Number(value.toFixed(digits)).toString();
 }
 
 function gridParams() {
@@ -69,8 +97,12 @@ function gridParams() {
 
 function layerInfo(name) { return state.layers.find((l) => l.name === name); }
 
-// The grid's endpoint for a layer with maps; a dense layer's units (the output layer: logits, probabilities).
-function layerPath() { return layerInfo(state.layer).grid ? "/api/activations" : "/api/units"; }
+// The image being looked at, for the back end; `picture`: a drawing or upload not sent yet goes up as its blob.
+function where(picture = false) {
+  const src = state.source;
+  if (src.kind === "dataset") return { set: src.set, index: src.index };
+  return picture && src.blob ? { blob: src.blob } : { pixels: state.pixels };
+}
 
 // Latest-wins: every refresh gets a number; answers to older refreshes are dropped.
 let sequence = 0;
@@ -95,28 +127,12 @@ async function refresh() {
 }
 
 async function refreshNow(mine) {
-  const src = state.source;
-  let prediction, gridResponse;
-  if (src.kind === "dataset") {
-    const where = { set: src.set, index: src.index };
-    [prediction, gridResponse] = await Promise.all([
-      api(`/api/sample?${qs(where)}`).then((r) => r.json()),
-      api(`${layerPath()}?${qs({ ...where, ...gridParams() })}`),
-    ]);
-  } else {
-    // A picture (drawn or uploaded) goes up as multipart; afterwards its pixels (the model's input) are enough.
-    const body = () => {
-      if (src.blob) { const form = new FormData(); form.append("image", src.blob, "drawing.png"); return form; }
-      return JSON.stringify({ pixels: state.pixels });
-    };
-    const headers = src.blob ? {} : { "Content-Type": "application/json" };
-    [prediction, gridResponse] = await Promise.all([
-      api("/api/predict", { method: "POST", body: body(), headers }).then((r) => r.json()),
-      api(`${layerPath()}?${qs(gridParams())}`, { method: "POST", body: body(), headers }),
-    ]);
-  }
-  const units = layerInfo(state.layer).grid ? null : await gridResponse.json();
-  const blob = units ? null : await gridResponse.blob();
+  const src = state.source, image = where(true);
+  const dense = !layerInfo(state.layer).grid; // a dense layer's units (the output layer: logits, probabilities)
+  const [prediction, view] = await Promise.all([
+    src.kind === "dataset" ? backend.sample(image) : backend.predict(image),
+    dense ? backend.units(gridParams(), image) : backend.maps(gridParams(), image),
+  ]);
   if (mine !== sequence) return; // a newer refresh was started meanwhile
   state.pixels = prediction.pixels;
   if (src.kind === "dataset") state.notes = null;
@@ -126,14 +142,10 @@ async function refreshNow(mine) {
   showPrediction(prediction);
   if (src.kind === "dataset") showOnCanvas(prediction.image, `${src.set} image ${src.index}`);
   explain(true); // in the background: the grid does not wait for the heat map
-  showGrid(!units);
-  if (units) { drawUnits(units); return; }
-  const meta = {};
-  for (const key of ["maps", "rows", "cols", "height", "width", "min", "max", "value-min", "value-max"]) {
-    meta[key] = Number(gridResponse.headers.get(`X-Grid-${key}`)); // header names are case-insensitive
-  }
-  state.gridMeta = meta;
-  await drawGrid(blob, meta);
+  showGrid(!dense);
+  if (dense) { drawUnits(view); return; }
+  state.gridMeta = view.meta;
+  await drawGrid(view.blob, view.meta);
   if (state.card) openCard(state.card.layer, state.card.map, true);
 }
 
@@ -141,34 +153,42 @@ async function refreshNow(mine) {
 function smoothingNote() {
   const cap = state.info && state.info.confidence_cap;
   if (typeof cap !== "number") return "";
-  return ` (of at most about ${(100 * cap).toFixed(1)} %: trained with label smoothing ${state.info.label_smoothing}, ` +
+  return ` (of at most about ${pct(cap)}: trained with label smoothing ${state.info.label_smoothing}, ` +
     "which aims the true class at that, not at 100 %)";
 }
 
 function showPrediction(p) {
   $("input-img").src = p.image;
   $("pred-label").textContent = p.predicted_name;
-  $("pred-conf").textContent = `${(100 * p.probabilities[p.predicted]).toFixed(1)} % confident` + smoothingNote();
+  $("pred-conf").textContent = `${pct(p.probabilities[p.predicted])} confident` + smoothingNote();
   const truth = p.label;
   const truthBox = $("true-label");
   if (truth !== undefined) {
     const ok = truth === p.predicted;
-    truthBox.replaceChildren("true class ", el("b", {}, String(p.class_names[truth])), ok ? " ✓" : " ✗");
+    truthBox.replaceChildren("true class ", el("b", {}, p.class_names[truth]), ok ? " ✓" : " ✗");
     truthBox.style.color = ok ? "var(--good)" : "var(--bad)";
   } else {
     truthBox.textContent = state.source.kind === "upload" ? "uploaded picture" : "your drawing";
     truthBox.style.color = "";
   }
-  const probs = $("probs");
-  probs.replaceChildren();
-  p.probabilities.forEach((value, k) => {
+  $("probs").replaceChildren(...p.probabilities.map((value, k) => {
     const name = String(p.class_names[k]);
     const width = `${(100 * (value || 0)).toFixed(2)}%`;
-    probs.appendChild(el("div", { class: "prob" + (k === p.predicted ? " best" : "") + (k === truth ? " truth" : "") },
+    return el("div", { class: "prob" + (k === p.predicted ? " best" : "") + (k === truth ? " truth" : "") },
       el("span", { class: "name", title: name }, name),
       el("span", { class: "bar" }, el("span", { class: "fill", style: { width } })),
-      el("span", { class: "pct" }, value === null ? "–" : `${(100 * value).toFixed(1)}%`)));
-  });
+      el("span", { class: "pct" }, value === null ? "–" : `${(100 * value).toFixed(1)}%`));
+  }));
+}
+
+// What was done to an uploaded or drawn picture, and warnings when it is far from the data set's images.
+function showNotes(serverWarning) {
+  const box = $("notes");
+  const n = state.notes;
+  const warnings = [...(n ? n.warnings : []), ...(serverWarning ? [serverWarning] : [])];
+  const notes = n && n.kind === "upload" ? n.notes : [];
+  box.replaceChildren(...warnings.map((w) => el("li", { class: "warn" }, w)), ...notes.map((text) => el("li", {}, text)));
+  box.hidden = !warnings.length && !notes.length;
 }
 
 // --- why this class: a heat map by the chosen attribution method, with its deletion test -----------
@@ -176,7 +196,6 @@ function showPrediction(p) {
 // passes when its deletion AUC is below the brightness ranking's (the answer's `criterion` says it exactly).
 let explainSequence = 0;
 const RANKINGS = { method: ["#5b3fd6", "method"], brightness: ["#e08a00", "brightness"], random: ["#8a8a8a", "random"] };
-const pct = (v) => `${(100 * v).toFixed(1)} %`;
 
 async function explain(newImage = false) {
   const mine = ++explainSequence;
@@ -188,13 +207,7 @@ async function explain(newImage = false) {
   $("explain-verdict").hidden = true; // never a verdict of another image or method while this one computes
   $("explain-curves").replaceChildren();
   try {
-    const src = state.source;
-    const response = src.kind === "dataset"
-      ? await api(`/api/explain?${qs({ set: src.set, index: src.index, method })}`)
-      : await api(`/api/explain?${qs({ method })}`, {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ pixels: state.pixels }),
-      });
-    const e = await response.json();
+    const e = await backend.explain(method, where());
     if (mine !== explainSequence) return; // a newer image or method was asked for meanwhile
     $("explain-img").src = e.png;
     showVerdict(e);
@@ -236,49 +249,30 @@ function explainWords(e) {
 
 // A small SVG chart: the class probability along each ranking's deletion (or insertion) curve.
 function curvePlot(d, kind) {
-  const NS = "http://www.w3.org/2000/svg", W = 150, H = 90, L = 22, B = 14;
-  const node = (tag, attrs, text) => {
-    const n = document.createElementNS(NS, tag);
-    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
-    if (text !== undefined) n.textContent = text;
-    return n;
-  };
+  const W = 150, H = 90, L = 22, B = 14;
   const fMax = d.fractions[d.fractions.length - 1];
   const x = (f) => L + (W - L - 4) * f / fMax, y = (p) => 4 + (H - B - 8) * (1 - p);
-  const svg = node("svg", { viewBox: `0 0 ${W} ${H}`, class: `curves ${kind}`, role: "img",
+  const plot = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: `curves ${kind}`, role: "img",
     "aria-label": `${kind} curves: class probability against the share of pixels ${kind === "deletion" ? "blanked" : "inserted"}` });
-  svg.append(node("line", { x1: L, y1: y(0), x2: W - 4, y2: y(0), class: "axis" }),
-    node("line", { x1: L, y1: y(0), x2: L, y2: y(1), class: "axis" }),
-    node("text", { x: L - 3, y: y(1) + 4, "text-anchor": "end" }, "1"),
-    node("text", { x: L - 3, y: y(0), "text-anchor": "end" }, "0"),
-    node("text", { x: (L + W) / 2, y: H - 2, "text-anchor": "middle" }, `${kind} 0–${Math.round(100 * fMax)} %`));
+  plot.append(svg("line", { x1: L, y1: y(0), x2: W - 4, y2: y(0), class: "axis" }),
+    svg("line", { x1: L, y1: y(0), x2: L, y2: y(1), class: "axis" }),
+    svg("text", { x: L - 3, y: y(1) + 4, "text-anchor": "end" }, "1"),
+    svg("text", { x: L - 3, y: y(0), "text-anchor": "end" }, "0"),
+    svg("text", { x: (L + W) / 2, y: H - 2, "text-anchor": "middle" }, `${kind} 0–${Math.round(100 * fMax)} %`));
   for (const [name, [colour, label]] of Object.entries(RANKINGS)) {
     const row = d.rankings[name];
     const points = row[kind].map((p, i) => `${x(d.fractions[i]).toFixed(1)},${y(p).toFixed(1)}`).join(" ");
-    const line = node("polyline", { points, fill: "none", stroke: colour, "stroke-width": name === "method" ? 2.2 : 1.3 });
-    line.append(node("title", {}, `${label}: AUC ${row[`${kind}_auc`].toFixed(3)}`));
-    svg.append(line);
+    plot.append(svg("polyline", { points, fill: "none", stroke: colour, "stroke-width": name === "method" ? 2.2 : 1.3 },
+      svg("title", {}, `${label}: AUC ${row[`${kind}_auc`].toFixed(3)}`)));
   }
-  return svg;
-}
-
-// What was done to an uploaded or drawn picture, and warnings when it is far from the data set's images.
-function showNotes(serverWarning) {
-  const box = $("notes");
-  const n = state.notes;
-  const warnings = [...(n ? n.warnings : []), ...(serverWarning ? [serverWarning] : [])];
-  const notes = n && n.kind === "upload" ? n.notes : [];
-  box.replaceChildren(...warnings.map((w) => el("li", { class: "warn" }, String(w))),
-    ...notes.map((text) => el("li", {}, String(text))));
-  box.hidden = !warnings.length && !notes.length;
+  return plot;
 }
 
 // --- the activation grid ----------------------------------------------------------------------
 let gridLayout = null;
 
-async function drawGrid(blob, meta) {
-  const bitmap = await createImageBitmap(blob);
-  const canvas = $("grid");
+// Cell sizes that fit the grid's width and, when possible, the window's height; the canvas sized for them.
+function sizeGrid(canvas, meta) {
   const width = canvas.parentElement.clientWidth;
   const maxHeight = Math.max(360, window.innerHeight - 260); // keep the whole grid on screen when possible
   const byWidth = (width - GAP * (meta.cols - 1)) / meta.cols;
@@ -296,6 +290,13 @@ async function drawGrid(blob, meta) {
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.imageSmoothingEnabled = false;
   ctx.clearRect(0, 0, cssW, cssH);
+  return { ctx, cell, cellH };
+}
+
+async function drawGrid(blob, meta) {
+  const bitmap = await createImageBitmap(blob);
+  const canvas = $("grid");
+  const { ctx, cell, cellH } = sizeGrid(canvas, meta);
   for (let m = 0; m < meta.maps; m++) {
     const r = Math.floor(m / meta.cols), c = m % meta.cols;
     ctx.drawImage(bitmap, c * meta.width, r * meta.height, meta.width, meta.height,
@@ -309,51 +310,19 @@ async function drawGrid(blob, meta) {
   }
   gridLayout = { cell, cellH, meta };
   canvas.dataset.renders = String(Number(canvas.dataset.renders) + 1);
+  showLayerInfo(meta);
+}
+
+function showLayerInfo(meta) {
   const info = layerInfo(state.layer);
   const shape = info.output_shape;
   const rf = info.geometry ? info.geometry.size.join("×") : "–";
-  $("layer-info").replaceChildren(el("b", {}, String(info.name)), " ", el("span", { class: "muted" }, `(${info.type})`),
+  $("layer-info").replaceChildren(el("b", {}, info.name), " ", el("span", { class: "muted" }, `(${info.type})`),
     ` · ${shape[0]} maps of ${shape[1]}×${shape[2]} · receptive field ${rf} px · values ` +
     `${fmt(meta["value-min"])} … ${fmt(meta["value-max"])}`);
-  $("cbar").style.backgroundImage = `url(/api/colormap?cmap=${encodeURIComponent(state.cmap)})`;
+  $("cbar").style.backgroundImage = `url(${backend.colormapUrl(state.cmap)})`;
   $("cbar-min").textContent = state.scale ? "−2σ" : fmt(meta.min);
   $("cbar-max").textContent = state.scale ? "+2σ" : fmt(meta.max);
-}
-
-// --- a dense layer: one bar per unit; the output layer: logits and probabilities per class --------
-function showGrid(on) {
-  for (const id of ["grid", "cbar-row", "grid-note"]) $(id).hidden = !on;
-  $("units").hidden = on;
-}
-
-function unitBars(values, names, format, signed) {
-  const peak = Math.max(...values.map((v) => Math.abs(v || 0))) || 1;
-  return values.map((v, k) => {
-    const width = (signed ? 50 : 100) * Math.abs(v || 0) / peak;
-    const seg = { left: `${signed && v < 0 ? 50 - width : signed ? 50 : 0}%`, width: `${width}%` };
-    return el("div", { class: "r" }, el("span", {}, String(names[k])),
-      el("span", { class: signed ? "axis" : "axis plain" }, el("span", { class: `seg ${v >= 0 ? "pos" : "neg"}`, style: seg })),
-      el("span", { class: "v" }, format(v)));
-  });
-}
-
-function drawUnits(u) {
-  const box = $("units");
-  const signed = u.min < 0;
-  const head = el("p", {}, el("b", {}, String(u.layer)), ` (${u.type}${u.output ? ", the output layer" : ""}) · ` +
-    `${u.units} units${u.stage ? ` (${u.stage})` : ""} · values ${fmt(u.min)} … ${fmt(u.max)}`);
-  const names = u.output ? u.class_names : u.values.map((_, k) => `unit ${k}`);
-  const logits = el("div", { class: "readout units-bars" }, ...unitBars(u.values, names, (v) => fmt(v), signed));
-  if (!u.output) { box.replaceChildren(head, logits); return; }
-  const probs = el("div", { class: "readout units-bars" },
-    ...unitBars(u.probabilities, names, (v) => `${(100 * v).toFixed(1)} %`, false));
-  box.replaceChildren(head, el("div", { class: "pair" },
-    el("section", {}, el("h3", {}, "logits (the layer's output)"), logits),
-    el("section", {}, el("h3", {}, `probabilities (${u.activation} of the logits)`), probs)),
-  el("p", { class: "muted small" }, u.activation === "softmax"
-    ? `The softmax turns the logits into probabilities that sum to 1; chance is ${(100 / names.length).toFixed(0)} %.`
-    : "The sigmoid turns each logit into a probability of its own class."));
-  $("layer-info").replaceChildren();
 }
 
 function mapAt(event) {
@@ -367,8 +336,43 @@ function mapAt(event) {
   return m >= 0 && m < meta.maps ? { map: m, x, y } : null;
 }
 
+// --- a dense layer: one bar per unit; the output layer: logits and probabilities per class --------
+function showGrid(on) {
+  for (const id of ["grid", "cbar-row", "grid-note"]) $(id).hidden = !on;
+  $("units").hidden = on;
+}
+
+// One row per value: its name, a bar (signed: from the middle, red above zero, blue below) and the value.
+function unitBars(values, names, format, signed) {
+  const peak = Math.max(...values.map((v) => Math.abs(v || 0))) || 1;
+  return values.map((v, k) => {
+    const width = (signed ? 50 : 100) * Math.abs(v || 0) / peak;
+    const seg = { left: `${signed && v < 0 ? 50 - width : signed ? 50 : 0}%`, width: `${width}%` };
+    return el("div", { class: "r" }, el("span", {}, names[k]),
+      el("span", { class: signed ? "axis" : "axis plain" }, el("span", { class: `seg ${v >= 0 ? "pos" : "neg"}`, style: seg })),
+      el("span", { class: "v" }, format(v)));
+  });
+}
+
+function drawUnits(u) {
+  const box = $("units");
+  const head = el("p", {}, el("b", {}, u.layer), ` (${u.type}${u.output ? ", the output layer" : ""}) · ` +
+    `${u.units} units${u.stage ? ` (${u.stage})` : ""} · values ${fmt(u.min)} … ${fmt(u.max)}`);
+  const names = u.output ? u.class_names : u.values.map((_, k) => `unit ${k}`);
+  const logits = el("div", { class: "readout units-bars" }, ...unitBars(u.values, names, (v) => fmt(v), u.min < 0));
+  $("layer-info").replaceChildren();
+  if (!u.output) { box.replaceChildren(head, logits); return; }
+  const probs = el("div", { class: "readout units-bars" }, ...unitBars(u.probabilities, names, pct, false));
+  box.replaceChildren(head, el("div", { class: "pair" },
+    el("section", {}, el("h3", {}, "logits (the layer's output)"), logits),
+    el("section", {}, el("h3", {}, `probabilities (${u.activation} of the logits)`), probs)),
+  el("p", { class: "muted small" }, u.activation === "softmax"
+    ? `The softmax turns the logits into probabilities that sum to 1; chance is ${(100 / names.length).toFixed(0)} %.`
+    : "The sigmoid turns each logit into a probability of its own class."));
+}
+
 // --- drawing and uploads ----------------------------------------------------------------------
-const draw = { canvas: null, ctx: null, down: false, last: null, timer: null, dirty: false };
+const draw = { canvas: null, ctx: null, down: false, last: null, timer: null };
 
 // The data-set image being analysed fills the big canvas (a stroke on it starts a new drawing).
 async function showOnCanvas(uri, what) {
@@ -419,30 +423,34 @@ function scheduleDrawingUpdate(delay = 120) {
   }, delay);
 }
 
+function startStroke(e) {
+  if (!state.drawing) return; // colour models take pictures, not drawings
+  e.preventDefault();
+  if (state.source.kind !== "drawing") resetCanvas(); // a new drawing starts from a clean canvas
+  draw.canvas.setPointerCapture(e.pointerId);
+  draw.down = true;
+  draw.last = null;
+  $("draw-hint").hidden = true;
+  strokeTo(canvasPoint(e));
+  state.source = { kind: "drawing", blob: null };
+  scheduleDrawingUpdate();
+}
+
+function continueStroke(e) {
+  if (!draw.down) return;
+  e.preventDefault();
+  const events = e.getCoalescedEvents ? e.getCoalescedEvents() : [e];
+  for (const ev of events.length ? events : [e]) strokeTo(canvasPoint(ev));
+  scheduleDrawingUpdate();
+}
+
 function setupDrawing() {
   draw.canvas = $("draw");
   draw.ctx = draw.canvas.getContext("2d");
   resetCanvas();
   const c = draw.canvas;
-  c.addEventListener("pointerdown", (e) => {
-    if (!state.drawing) return; // colour models take pictures, not drawings
-    e.preventDefault();
-    if (state.source.kind !== "drawing") resetCanvas(); // a new drawing starts from a clean canvas
-    c.setPointerCapture(e.pointerId);
-    draw.down = true;
-    draw.last = null;
-    $("draw-hint").hidden = true;
-    strokeTo(canvasPoint(e));
-    state.source = { kind: "drawing", blob: null };
-    scheduleDrawingUpdate();
-  });
-  c.addEventListener("pointermove", (e) => {
-    if (!draw.down) return;
-    e.preventDefault();
-    const events = e.getCoalescedEvents ? e.getCoalescedEvents() : [e];
-    for (const ev of events.length ? events : [e]) strokeTo(canvasPoint(ev));
-    scheduleDrawingUpdate();
-  });
+  c.addEventListener("pointerdown", startStroke);
+  c.addEventListener("pointermove", continueStroke);
   const end = () => { if (draw.down) { draw.down = false; draw.last = null; scheduleDrawingUpdate(30); } };
   c.addEventListener("pointerup", end);
   c.addEventListener("pointercancel", end);
@@ -491,10 +499,6 @@ function setDatasetImage(index, set) {
 }
 
 // --- the map card -----------------------------------------------------------------------------
-function sourceForCard() {
-  return state.source.kind === "dataset" ? { set: state.source.set, index: state.source.index } : null;
-}
-
 async function openCard(layer, map, quiet = false) {
   state.card = { layer, map };
   $("card").hidden = false;
@@ -502,19 +506,11 @@ async function openCard(layer, map, quiet = false) {
   const info = layerInfo(layer);
   $("card-title").textContent = `${layer} · map ${map} of ${info.output_shape[0]}`;
   if (!quiet) $("card-body").replaceChildren(el("div", { class: "spinner" }, "computing…"));
-  const where = sourceForCard();
-  const params = { layer, map, cmap: state.cmap };
   let card;
   try {
-    if (where) {
-      card = await (await api(`/api/card?${qs({ ...params, ...where })}`)).json();
-    } else {
-      card = await (await api(`/api/card?${qs(params)}`, {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ pixels: state.pixels }),
-      })).json();
-    }
+    card = await backend.card({ layer, map, cmap: state.cmap }, where());
   } catch (error) {
-    $("card-body").replaceChildren(el("p", { class: "error" }, String(error.message)));
+    $("card-body").replaceChildren(el("p", { class: "error" }, error.message));
     return;
   }
   if (!state.card || state.card.layer !== layer || state.card.map !== map) return;
@@ -569,20 +565,25 @@ async function renderCard(card) {
   const body = $("card-body");
   body.replaceChildren();
   if (card.dead) body.appendChild(deadNotice(card));
-  const size = state.info.input_shape.slice(1);
-  const inputSrc = $("input-img").src;
-  const rf = card.receptive_field;
-  const [h, w] = card.shape;
+  await mapSection(body, card);
+  if (card.kernel) await kernelSection(body, card.kernel);
+  else if (card.pool) body.appendChild(poolSection(card));
+  body.appendChild(patternSection(card));
+  if (card.top && card.top.length && !card.dead) body.appendChild(topSection(card));
+  if (card.readout) body.appendChild(readoutSection(card.readout));
+}
 
-  // 1. the map enlarged + its receptive field on the input
+// 1. the map enlarged, and the input patch (receptive field) that a position of it sees: click or hover to move it
+async function mapSection(body, card) {
+  const size = state.info.input_shape.slice(1), inputSrc = $("input-img").src;
+  const rf = card.receptive_field, [h, w] = card.shape;
   const big = el("canvas", { class: "map-big" }), rfCanvas = el("canvas", { class: "rf-input" });
   const posText = el("span", { class: "pos" });
-  const s1 = section("Map and receptive field", el("div", { class: "pair" },
+  body.appendChild(section("Map and receptive field", el("div", { class: "pair" },
     el("figure", {}, big, el("figcaption", {}, `${h}×${w} map · ${fmt(card.min)} … ${fmt(card.max)}, mean ` +
       `${fmt(card.mean)} · `, posText)),
     el("figure", {}, rfCanvas, el("figcaption", {}, `The input patch (${rf.size.join("×")} px) that the marked ` +
-      "position sees. Click or hover the map to move it."))));
-  body.appendChild(s1);
+      "position sees. Click or hover the map to move it.")))));
   const mapImg = await loadImage(card.png);
   const px = Math.max(1, Math.floor(230 / Math.max(h, w)));
   const showPos = async (pos) => {
@@ -603,149 +604,149 @@ async function renderCard(card) {
   big.addEventListener("pointermove", (e) => showPos(posFromEvent(e)));
   big.addEventListener("click", (e) => showPos(posFromEvent(e)));
   await showPos(card.peak);
+}
 
-  // 2. kernels (conv) or the pooling rule
-  if (card.kernel) {
-    const k = card.kernel;
-    const canvas = el("canvas", { class: "kernels" });
-    body.appendChild(section("Kernel", canvas, el("p", {}, `The ${k.height}×${k.width} weights applied to each ` +
-      `of the ${k.channels} ${k.input === "input" ? (k.rgb_png ? "colour channels (red, green, blue)" : "input channel(s)") : `maps of ${k.input}`} (blue negative, ` +
-      `red positive, ±${fmt(k.max)}); bias ${fmt(k.bias)}.`)));
-    const kimg = await loadImage(k.png);
-    const cell = Math.max(10, Math.min(k.channels <= 4 ? 96 : 48, Math.floor((480 - 4 * (k.cols - 1)) / k.cols)));
-    canvas.width = k.cols * cell + 4 * (k.cols - 1);
-    canvas.height = k.rows * cell + 4 * (k.rows - 1);
-    canvas.style.width = `${canvas.width}px`;
-    const ctx = canvas.getContext("2d");
-    ctx.imageSmoothingEnabled = false;
-    for (let i = 0; i < k.channels; i++) {
-      const r = Math.floor(i / k.cols), c = i % k.cols;
-      ctx.drawImage(kimg, c * k.width, r * k.height, k.width, k.height, c * (cell + 4), r * (cell + 4), cell, cell);
-    }
-    if (k.rgb_png) { // a colour model's first layer: the three kernels as one RGB picture (mid-grey = 0)
-      const rgbImg = el("img", { class: "pixelated kernel-rgb", src: k.rgb_png, alt: "the filter as one RGB picture",
-        width: String(cell), height: String(Math.round(cell * k.height / k.width)) });
-      canvas.parentElement.appendChild(el("p", {}, rgbImg, " the red, green and blue kernels as one RGB " +
-        "picture, scaled together (mid-grey = 0): the colour this filter responds to."));
-    }
-  } else if (card.pool) {
-    body.appendChild(section("Pooling", el("p", {}, `Each value is the ${card.pool.kind} of a ` +
-      `${card.pool.size.join("×")} window (stride ${card.pool.stride.join("×")}) of map ${card.map} of ` +
-      `${card.pool.input}: pooling has no weights.`)));
+// 2. a conv map's kernel: its weights on each input channel (and on a colour model's first layer, as one picture)
+async function kernelSection(body, k) {
+  const canvas = el("canvas", { class: "kernels" });
+  const inputs = k.input === "input" ? (k.rgb_png ? "colour channels (red, green, blue)" : "input channel(s)")
+    : `maps of ${k.input}`;
+  body.appendChild(section("Kernel", canvas, el("p", {}, `The ${k.height}×${k.width} weights applied to each of ` +
+    `the ${k.channels} ${inputs} (blue negative, red positive, ±${fmt(k.max)}); bias ${fmt(k.bias)}.`)));
+  const kimg = await loadImage(k.png);
+  const cell = Math.max(10, Math.min(k.channels <= 4 ? 96 : 48, Math.floor((480 - 4 * (k.cols - 1)) / k.cols)));
+  canvas.width = k.cols * cell + 4 * (k.cols - 1);
+  canvas.height = k.rows * cell + 4 * (k.rows - 1);
+  canvas.style.width = `${canvas.width}px`;
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  for (let i = 0; i < k.channels; i++) {
+    const r = Math.floor(i / k.cols), c = i % k.cols;
+    ctx.drawImage(kimg, c * k.width, r * k.height, k.width, k.height, c * (cell + 4), r * (cell + 4), cell, cell);
   }
-
-  // 3. maximising pattern (computed lazily by the server, then cached)
-  if (card.pattern_url) {
-    const img = el("img", { class: "pattern pixelated", alt: "pattern" });
-    const note = el("p", {}, "computing… An input found by gradient ascent that makes this map as large as possible.");
-    body.appendChild(section("Maximising pattern", el("div", { class: "pair" }, img, note)));
-    img.onload = () => { note.textContent = "An input found by gradient ascent that makes this map as large as possible."; };
-    img.onerror = () => { note.textContent = "could not compute the pattern"; };
-    img.src = card.pattern_url;
-  } else {
-    body.appendChild(section("Maximising pattern", el("p", {}, "Not available in this installation.")));
-  }
-
-  // 4. top-activating test images
-  if (card.top && card.top.length && !card.dead) {
-    const tops = el("div", { class: "tops" });
-    body.appendChild(section("Top-activating test images", tops, el("p", {}, "The test images whose strongest " +
-      "response in this map is largest; the box is the receptive field of that strongest position. Click one " +
-      "to look at it.")));
-    for (const t of card.top) {
-      const canvas = el("canvas");
-      const item = el("div", { class: "top-item" }, canvas, el("span", {}, `#${t.index} · ${t.class_name}`),
-        el("span", { class: "muted" }, fmt(t.value)));
-      item.addEventListener("click", () => { $("set").value = "test"; setDatasetImage(t.index, "test"); });
-      tops.appendChild(item);
-      paintWithRect(canvas, t.png, rf, t.position, size, 4);
-    }
-  }
-
-  // 5. read-out to the classes (last conv layer and what follows it)
-  if (card.readout) {
-    const ro = card.readout;
-    const peak = Math.max(...ro.values.map((v) => Math.abs(v || 0))) || 1;
-    const rows = ro.values.map((v, k) => {
-      const width = 50 * Math.abs(v || 0) / peak;
-      const seg = { left: `${v >= 0 ? 50 : 50 - width}%`, width: `${width}%` };
-      return el("div", { class: "r" }, el("span", {}, String(ro.class_names[k])),
-        el("span", { class: "axis" }, el("span", { class: `seg ${v >= 0 ? "pos" : "neg"}`, style: seg })),
-        el("span", { class: "v" }, `${v >= 0 ? "+" : ""}${fmt(v)}`));
-    });
-    body.appendChild(section("How it feeds each class", el("div", { class: "readout" }, ...rows),
-      el("p", {}, "Gradient of each class logit with respect to this map's spatial mean (the map rising by one " +
-        `unit everywhere), averaged over ${ro.images} test images, through the dense head.`)));
+  if (k.rgb_png) { // a colour model's first layer: the three kernels as one RGB picture (mid-grey = 0)
+    const rgbImg = el("img", { class: "pixelated kernel-rgb", src: k.rgb_png, alt: "the filter as one RGB picture",
+      width: cell, height: Math.round(cell * k.height / k.width) });
+    canvas.parentElement.appendChild(el("p", {}, rgbImg, " the red, green and blue kernels as one RGB " +
+      "picture, scaled together (mid-grey = 0): the colour this filter responds to."));
   }
 }
 
-// --- setup ------------------------------------------------------------------------------------
-async function init() {
-  try {
-    const [info, layers] = await Promise.all([
-      api("/api/info").then((r) => r.json()), api("/api/layers").then((r) => r.json()),
-    ]);
-    state.info = info;
-    state.layers = layers.layers;
-    const hasAcc = info.test_accuracy !== null && info.test_accuracy !== undefined;
-    $("run-info").replaceChildren("run ", el("b", {}, String(info.run)),
-      ` · ${info.dataset} · ${Number(info.params).toLocaleString()} parameters` +
-      (info.epochs ? ` · ${info.epochs} epochs` : "") + (hasAcc ? " · test accuracy " : ""),
-      hasAcc ? el("b", {}, `${(100 * info.test_accuracy).toFixed(2)} %`) : null);
-    document.title = `cnnscope viewer · ${info.run}`;
-    state.drawing = info.drawing !== false; // the canvas takes drawings for one-channel models only
-    const noun = info.noun === "item" ? "item" : "digit";
-    if (state.drawing) {
-      $("draw-hint").replaceChildren(noun === "item" ? "draw or upload an item" : "draw a digit here", el("br"),
-        el("small", {}, "or drop a picture"));
-      $("draw").setAttribute("aria-label", `drawing canvas: draw ${noun === "item" ? "an item" : "a digit"}`);
-    } else { // a colour model: pictures are uploaded or dropped, and shown here
-      $("draw-hint").replaceChildren("drop a picture here", el("br"), el("small", {}, "or use Upload picture…"));
-      $("draw").setAttribute("aria-label", "picture area: drop a picture");
-      $("draw").classList.add("no-draw");
-      $("clear").textContent = "Back to data set";
-    }
-    const [h, w] = info.input_shape.slice(1);
-    $("input-img").setAttribute("alt", `the model's ${h}×${w} input` + (info.channels === 3 ? " (colour)" : ""));
-    for (const [name, n] of Object.entries(info.sets)) $("set").add(new Option(`${name} (${n.toLocaleString()})`, name));
-    info.class_names.forEach((name, k) => $("klass").add(new Option(`${k}: ${name}`, k)));
-    for (const l of state.layers.filter((x) => x.grid || x.kind === "dense")) {
-      $("layer").add(new Option(`${l.name}  (${l.output_shape.join("×")})`, l.name));
-    }
-    for (const name of info.colormaps) $("cmap").add(new Option(name, name));
-    for (const m of info.methods || []) $("method").add(new Option(m.title, m.name));
-    state.layer = info.grid_layers[0];
-    state.cols = Math.min(8, layerInfo(state.layer).maps);
-  } catch (error) {
-    showError(error);
-    return;
+// 2'. a pool map's rule (pooling has no weights)
+function poolSection(card) {
+  return section("Pooling", el("p", {}, `Each value is the ${card.pool.kind} of a ${card.pool.size.join("×")} ` +
+    `window (stride ${card.pool.stride.join("×")}) of map ${card.map} of ${card.pool.input}: pooling has no weights.`));
+}
+
+// 3. the maximising pattern (computed lazily by the back end, then cached)
+function patternSection(card) {
+  if (!card.pattern_url) return section("Maximising pattern", el("p", {}, "Not available in this installation."));
+  const words = "An input found by gradient ascent that makes this map as large as possible.";
+  const img = el("img", { class: "pattern pixelated", alt: "pattern" });
+  const note = el("p", {}, `computing… ${words}`);
+  img.onload = () => { note.textContent = words; };
+  img.onerror = () => { note.textContent = "could not compute the pattern"; };
+  img.src = backend.patternUrl(card);
+  return section("Maximising pattern", el("div", { class: "pair" }, img, note));
+}
+
+// 4. the test images in which this map peaks highest, each with the receptive field of its peak; click to open one
+function topSection(card) {
+  const size = state.info.input_shape.slice(1);
+  const tops = el("div", { class: "tops" });
+  for (const t of card.top) {
+    const canvas = el("canvas");
+    const item = el("div", { class: "top-item" }, canvas, el("span", {}, `#${t.index} · ${t.class_name}`),
+      el("span", { class: "muted" }, fmt(t.value)));
+    item.addEventListener("click", () => { $("set").value = "test"; setDatasetImage(t.index, "test"); });
+    tops.appendChild(item);
+    paintWithRect(canvas, t.png, card.receptive_field, t.position, size, 4);
   }
-  setupDrawing();
+  return section("Top-activating test images", tops, el("p", {}, "The test images whose strongest response in " +
+    "this map is largest; the box is the receptive field of that strongest position. Click one to look at it."));
+}
+
+// 5. how the map feeds each class (the last conv layer and what follows it)
+function readoutSection(ro) {
+  const rows = unitBars(ro.values, ro.class_names, (v) => `${v >= 0 ? "+" : ""}${fmt(v)}`, true);
+  return section("How it feeds each class", el("div", { class: "readout" }, ...rows),
+    el("p", {}, "Gradient of each class logit with respect to this map's spatial mean (the map rising by one " +
+      `unit everywhere), averaged over ${ro.images} test images, through the dense head.`));
+}
+
+// --- setup ------------------------------------------------------------------------------------
+function showRunInfo(info) {
+  const hasAcc = info.test_accuracy !== null && info.test_accuracy !== undefined;
+  $("run-info").replaceChildren("run ", el("b", {}, info.run),
+    ` · ${info.dataset} · ${Number(info.params).toLocaleString()} parameters` +
+    (info.epochs ? ` · ${info.epochs} epochs` : "") + (hasAcc ? " · test accuracy " : ""),
+    hasAcc ? el("b", {}, `${(100 * info.test_accuracy).toFixed(2)} %`) : null);
+  document.title = `cnnscope viewer · ${info.run}`;
+  const [h, w] = info.input_shape.slice(1);
+  $("input-img").setAttribute("alt", `the model's ${h}×${w} input` + (info.channels === 3 ? " (colour)" : ""));
+}
+
+// The big canvas takes drawings for one-channel models only; a colour model's pictures are uploaded or dropped.
+function setupCanvasWords(info) {
+  state.drawing = info.drawing !== false;
+  const item = info.noun === "item";
+  if (state.drawing) {
+    $("draw-hint").replaceChildren(item ? "draw or upload an item" : "draw a digit here", el("br"),
+      el("small", {}, "or drop a picture"));
+    $("draw").setAttribute("aria-label", `drawing canvas: draw ${item ? "an item" : "a digit"}`);
+  } else {
+    $("draw-hint").replaceChildren("drop a picture here", el("br"), el("small", {}, "or use Upload picture…"));
+    $("draw").setAttribute("aria-label", "picture area: drop a picture");
+    $("draw").classList.add("no-draw");
+    $("clear").textContent = "Back to data set";
+  }
+}
+
+function fillSelectors(info) {
+  for (const [name, n] of Object.entries(info.sets)) $("set").add(new Option(`${name} (${n.toLocaleString()})`, name));
+  info.class_names.forEach((name, k) => $("klass").add(new Option(`${k}: ${name}`, k)));
+  for (const l of state.layers.filter((x) => x.grid || x.kind === "dense")) {
+    $("layer").add(new Option(`${l.name}  (${l.output_shape.join("×")})`, l.name));
+  }
+  for (const name of info.colormaps) $("cmap").add(new Option(name, name));
+  for (const m of info.methods || []) $("method").add(new Option(m.title, m.name));
+}
+
+function setCols(cols) {
+  state.cols = cols;
+  $("cols").value = cols;
+  $("cols-value").textContent = cols;
+}
+
+function setupToolbar() {
   $("layer").addEventListener("change", (e) => {
     state.layer = e.target.value;
     if (state.card) closeCard();
     const maps = layerInfo(state.layer).maps || 1;
     $("cols").max = Math.min(32, maps);
-    state.cols = Math.min(state.cols, maps);
-    $("cols").value = state.cols;
-    $("cols-value").textContent = state.cols;
+    setCols(Math.min(state.cols, maps));
     refresh();
   });
   $("cmap").addEventListener("change", (e) => { state.cmap = e.target.value; refresh(); });
   $("method").addEventListener("change", () => explain());
   $("scale").addEventListener("change", (e) => { state.scale = e.target.checked; refresh(); });
-  $("cols").addEventListener("input", (e) => { state.cols = Number(e.target.value); $("cols-value").textContent = state.cols; refresh(); });
+  $("cols").addEventListener("input", (e) => { setCols(Number(e.target.value)); refresh(); });
+}
+
+function setupImagePicker() {
   $("index").addEventListener("change", (e) => setDatasetImage(e.target.value));
   $("set").addEventListener("change", (e) => setDatasetImage(0, e.target.value));
   $("prev").addEventListener("click", () => setDatasetImage((state.source.index || 0) - 1));
   $("next").addEventListener("click", () => setDatasetImage((state.source.index || 0) + 1));
   $("random").addEventListener("click", async () => {
     try {
-      const params = { set: $("set").value, random: 1, class: $("klass").value || null };
-      const sample = await (await api(`/api/sample?${qs(params)}`)).json();
+      const sample = await backend.sample({ set: $("set").value, random: 1, class: $("klass").value || null });
       setDatasetImage(sample.index);
     } catch (error) { showError(error); }
   });
+}
+
+function setupGridEvents() {
   const grid = $("grid"), tip = $("grid-tip");
   grid.addEventListener("click", (e) => { const hit = mapAt(e); if (hit) openCard(state.layer, hit.map); });
   grid.addEventListener("pointermove", (e) => {
@@ -757,13 +758,19 @@ async function init() {
     tip.style.top = `${hit.y + 12}px`;
   });
   grid.addEventListener("pointerleave", () => { tip.hidden = true; });
-  $("card-close").addEventListener("click", closeCard);
-  $("card-backdrop").addEventListener("click", closeCard);
+  let resizeTimer = null;
+  window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(refresh, 150); });
+}
+
+// The card's buttons, and the keyboard: Escape closes the card, the arrows step through maps (card open) or images.
+function setupCardKeys() {
   const step = (d) => {
     if (!state.card) return;
     const n = layerInfo(state.card.layer).output_shape[0];
     openCard(state.card.layer, (state.card.map + d + n) % n);
   };
+  $("card-close").addEventListener("click", closeCard);
+  $("card-backdrop").addEventListener("click", closeCard);
   $("card-prev").addEventListener("click", () => step(-1));
   $("card-next").addEventListener("click", () => step(1));
   document.addEventListener("keydown", (e) => {
@@ -772,11 +779,29 @@ async function init() {
     else if (e.key === "ArrowLeft") state.card ? step(-1) : setDatasetImage((state.source.index || 0) - 1);
     else if (e.key === "ArrowRight") state.card ? step(1) : setDatasetImage((state.source.index || 0) + 1);
   });
-  let resizeTimer = null;
-  window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(refresh, 150); });
+}
+
+async function init() {
+  try {
+    const [info, layers] = await Promise.all([backend.info(), backend.layers()]);
+    state.info = info;
+    state.layers = layers.layers;
+    showRunInfo(info);
+    setupCanvasWords(info);
+    fillSelectors(info);
+    state.layer = info.grid_layers[0];
+    state.cols = Math.min(8, layerInfo(state.layer).maps);
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  setupDrawing();
+  setupToolbar();
+  setupImagePicker();
+  setupGridEvents();
+  setupCardKeys();
   $("cols").max = Math.min(32, layerInfo(state.layer).maps);
-  $("cols").value = state.cols;
-  $("cols-value").textContent = state.cols;
+  setCols(state.cols);
   refresh();
 }
 

@@ -1,0 +1,143 @@
+"""The pages' JavaScript: one shared module (common.js) for DOM helpers and number formatting, loaded by both pages
+under their Content-Security-Policy; texts go in as text only; short functions; the viewer's requests go through
+one back-end object that another page can replace."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import io
+import re
+import shutil
+import threading
+import warnings
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+from starlette.testclient import TestClient  # noqa: E402
+
+from cnnscope.serve.dashboard import create_dashboard_app, viewer_page  # noqa: E402
+from cnnscope.serve.guard import CSP  # noqa: E402
+from test_serve import browser_page, wait_until  # noqa: E402
+
+STATIC = Path(__file__).parents[1] / "src/cnnscope/serve/static"
+SCRIPTS = sorted(STATIC.glob("*.js"))
+SHARED = ("$", "el", "svg", "fmt", "pct")
+
+
+def _defined(source: str) -> set[str]:
+    """Names a script defines at its top level (function declarations and const/let bindings)."""
+    return set(re.findall(r"^(?:async )?function (\w+)\(", source, re.M)) | set(
+        re.findall(r"^(?:const|let) ([\w$]+) =", source, re.M))
+
+
+def test_both_pages_load_the_shared_module_before_their_own_script():
+    pages = {"index.html": "viewer.js", "dashboard.html": "dashboard.js", "run page": "viewer.js"}
+    for page, script in pages.items():
+        html = viewer_page() if page == "run page" else (STATIC / page).read_text()
+        sources = re.findall(r'<script src="([^"]+)" defer></script>', html)
+        assert sources[0] == "/static/common.js" and sources[1].endswith(script) and len(sources) == 2, page
+
+
+def test_the_helpers_are_defined_once_in_the_shared_module():
+    common = (STATIC / "common.js").read_text()
+    assert set(SHARED) <= _defined(common)
+    for path in SCRIPTS:
+        if path.name != "common.js":
+            again = _defined(path.read_text()) & set(SHARED)
+            assert not again, f"{path.name} defines {again} again (a second top-level binding is a SyntaxError)"
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
+def test_scripts_insert_text_never_markup(path):
+    source = path.read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function",
+                 'setAttribute("style"'):
+        assert sink not in source, sink
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
+def test_script_functions_are_short(path):
+    lines, start, name, long = path.read_text().splitlines(), None, "", []
+    for number, line in enumerate(lines, 1):
+        found = re.match(r"(?:async )?function (\w+)\(", line)
+        if found:
+            start, name = number, found.group(1)
+        elif line == "}" and start is not None:
+            if number - start + 1 > 40:
+                long.append(f"{name}: {number - start + 1} lines")
+            start = None
+    assert not long, long
+
+
+def test_the_shared_module_is_served_under_the_policy(tmp_path):
+    with TestClient(create_dashboard_app(tmp_path), base_url="http://127.0.0.1") as client:
+        answer = client.get("/static/common.js")
+    assert answer.status_code == 200 and "function fmt(" in answer.text
+    assert answer.headers["content-security-policy"] == CSP and "javascript" in answer.headers["content-type"]
+
+
+def _png_uri(size: int = 2) -> str:
+    buffer = io.BytesIO()
+    Image.new("L", (size, size), 200).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+# A back end that answers from the page itself: what a static copy of the viewer would install (issue 25).
+FAKE_BACKEND = """
+window.cnnscopeBackend = (() => {
+  const png = "%(png)s";
+  const blob = async () => (await fetch(png)).blob();
+  const meta = { maps: 1, rows: 1, cols: 1, height: 2, width: 2, min: 0, max: 1, "value-min": 0, "value-max": 1 };
+  return {
+    info: async () => ({ run: "in-page run", dataset: "toy", params: 12, epochs: 1, test_accuracy: 0.5,
+      input_shape: [1, 2, 2], channels: 1, drawing: true, noun: "digit", sets: { test: 1 },
+      class_names: ["zero", "from the page"], colormaps: ["magma"], methods: [{ name: "m", title: "M" }],
+      grid_layers: ["L"], confidence_cap: null }),
+    layers: async () => ({ layers: [{ name: "L", type: "Conv2D", kind: "conv", output_shape: [1, 2, 2], params: 2,
+      grid: true, maps: 1, geometry: { size: [1, 1], jump: [1, 1], offset: [0, 0] } }] }),
+    sample: async () => ({ set: "test", index: 0, label: 1, class_name: "from the page", pixels: "", image: png,
+      probabilities: [0.25, 0.75], predicted: 1, predicted_name: "from the page",
+      class_names: ["zero", "from the page"] }),
+    maps: async () => ({ blob: await blob(), meta }),
+    explain: async () => { throw new Error("no explanations in this back end"); },
+    colormapUrl: () => png,
+  };
+})();
+"""
+
+
+@pytest.fixture
+def static_copy(tmp_path):
+    """The viewer's page and scripts served as plain files (no cnnscope server); its URL."""
+    shutil.copytree(STATIC, tmp_path / "static")
+    shutil.copy(STATIC / "index.html", tmp_path / "index.html")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_viewer_runs_on_another_back_end(static_copy):
+    requests: list[str] = []
+    with browser_page("about:blank") as (page, errors):
+        page.on("request", lambda request: requests.append(request.url))
+        page.add_init_script(FAKE_BACKEND % {"png": _png_uri()})
+        page.goto(static_copy)
+        wait_until(page, "document.body.dataset.busy === '0' && "
+                         "Number(document.querySelector('#grid').dataset.renders) >= 1")
+        assert page.inner_text("#pred-label") == "from the page"
+        assert "in-page run" in page.inner_text("#run-info")
+        wait_until(page, "document.querySelector('#explain-text').textContent.includes('no explanations')")
+    assert not errors, errors
+    assert not [url for url in requests if "/api/" in url], requests  # every answer came from the page's back end
