@@ -90,13 +90,13 @@ def start_times(browser, url: str, loads: int) -> dict[str, list[float]]:
 
 def interactions(page, repeats: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {k: [] for k in ("draw -> prediction", "  of it: preparing the drawing",
-                                                    "  of it: the model and the bars", "next image -> grid",
+                                                    "  of it: the model (every output)", "next image -> grid",
                                                     "layer switch -> grid", "map card", "occlusion heat map")}
     layers = page.evaluate("[...document.querySelector('#layer').options].map((o) => o.value)")
     for i in range(repeats):
         out["draw -> prediction"].append(measured(page, "stroke", lambda i=i: draw(page, 0.01 * (i % 5))))
         out["  of it: preparing the drawing"].append(float(page.evaluate("document.body.dataset.prepareMs")))
-        out["  of it: the model and the bars"].append(float(page.evaluate("document.body.dataset.predictMs")))
+        out["  of it: the model (every output)"].append(float(page.evaluate("document.body.dataset.predictMs")))
         page.evaluate("delete document.body.dataset.explainMs")
         out["next image -> grid"].append(measured(page, "grid", lambda: page.click("#next")))
         wait_until(page, "document.body.dataset.explainMs !== undefined")  # computed after the grid's request

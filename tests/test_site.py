@@ -209,12 +209,45 @@ def test_the_folder_holds_the_page_the_model_the_runtime_and_the_facts(site):
     html = (folder / "index.html").read_text()
     csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
     assert "default-src 'none'" in csp and "script-src 'self' 'wasm-unsafe-eval'" in csp
+    assert "img-src 'self' blob:;" in csp  # blob: the pictures the page draws itself
     assert not re.search(r"https?:", csp) and "unsafe-inline" not in csp and "data:" not in csp
     for path in [*folder.glob("static/*"), folder / "index.html"]:  # the page's own files name no other host
         assert not re.search(r"(src|href)=\"?(https?:)?//", path.read_text(errors="replace")), path
     assert info["bytes"] < 20 * 2**20 and info["runtime_bytes"] > 14 * 10**6
     facts = json.loads((folder / "data/facts.json").read_text())
     assert facts["test"]["confusion"] and len(facts["test"]["per_class"]) == 10
+
+
+SITE_STATIC = Path(__file__).parents[1] / "src/cnnscope/serve/static"
+
+
+def test_the_page_is_the_viewer_s_page_with_its_own_back_end():
+    """Every element viewer.js looks for is in the static page (the two pages cannot drift apart), and the page
+    loads the HTTP viewer's own scripts after the module that installs the in-page back end."""
+    viewer = (SITE_STATIC / "viewer.js").read_text()
+    html = (SITE_STATIC / "site" / "index.html").read_text()
+    wanted = set(re.findall(r'\$\("([\w-]+)"\)', viewer))
+    present = set(re.findall(r'id="([\w-]+)"', html))
+    assert wanted and wanted <= present, wanted - present
+    scripts = re.findall(r'<script (?:type="module" )?src="([^"]+)"', html)
+    assert scripts == ["static/site.js", "static/guard.js", "static/common.js", "static/viewer.js"]
+
+
+@pytest.mark.parametrize("path", sorted((SITE_STATIC / "site").glob("*.js")), ids=lambda p: p.name)
+def test_the_page_s_modules_insert_text_and_keep_functions_short(path):
+    source = path.read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert sink not in source, sink
+    long, start = [], None
+    for number, line in enumerate(source.splitlines(), 1):
+        found = re.match(r"(?:export )?(?:async )?function (\w+)\(", line)
+        if found:
+            start, name = number, found.group(1)
+        elif line == "}" and start is not None:
+            if number - start + 1 > 40:
+                long.append(f"{name}: {number - start + 1} lines")
+            start = None
+    assert not long, long
 
 
 def test_an_earlier_export_is_replaced_whole(site):
@@ -250,7 +283,7 @@ def page(site):
 
 
 PAGE_OUTPUTS = """async (count) => {
-  const backend = await (await import(new URL("static/app.js", document.baseURI).href)).ready;
+  const backend = await (await import(new URL("static/site.js", document.baseURI).href)).ready;
   const found = [];
   for (let i = 0; i < count; i++) {
     const pixels = await backend.testPixels(i);
@@ -308,11 +341,8 @@ def test_a_drawing_is_prepared_as_python_prepares_it_and_predicted(page, trained
     draw_stroke(tab)
     wait_until(tab, f"document.body.dataset.busy === '0' && Number(document.querySelector('#grid').dataset.renders)"
                     f" > {renders} && document.querySelector('#true-label').textContent === 'your drawing'")
-    drawn = tab.evaluate("""async () => {
-      const app = await import(new URL("static/app.js", document.baseURI).href);
-      return { png: document.querySelector("#draw").toDataURL("image/png"), pixels: Array.from(app.state.pixels),
-               predicted: document.querySelector("#pred-label").textContent };
-    }""")
+    drawn = tab.evaluate("""() => ({ png: document.querySelector("#draw").toDataURL("image/png"),
+      pixels: Array.from(state.pixels), predicted: document.querySelector("#pred-label").textContent })""")
     run = load_run(trained_run)
     expected, _ = prepare_picture(base64.b64decode(drawn["png"].split(",", 1)[1]), picture_target(run))
     got = np.array(drawn["pixels"], np.uint8).reshape(expected.shape)
@@ -334,7 +364,7 @@ def test_pictures_of_any_polarity_and_size_are_prepared_as_in_python(page):
         pictures.append(np.clip(grey, 0, 255).round().astype(np.float32))
     found = tab.evaluate("""async (pictures) => {
       const { mnistFormat } = await import(new URL("static/prepare.js", document.baseURI).href);
-      const backend = await (await import(new URL("static/app.js", document.baseURI).href)).ready;
+      const backend = await (await import(new URL("static/site.js", document.baseURI).href)).ready;
       return pictures.map(([grey, h, w]) => Array.from(mnistFormat(Float32Array.from(grey), h, w,
         backend.info.picture).pixels));
     }""", [[p.ravel().tolist(), *p.shape] for p in pictures])
@@ -345,7 +375,7 @@ def test_pictures_of_any_polarity_and_size_are_prepared_as_in_python(page):
 
 PREPARE_IN_PAGE = """async ([grey, h, w]) => {
   const { mnistFormat } = await import(new URL("static/prepare.js", document.baseURI).href);
-  const backend = await (await import(new URL("static/app.js", document.baseURI).href)).ready;
+  const backend = await (await import(new URL("static/site.js", document.baseURI).href)).ready;
   try { return Array.from(mnistFormat(Float32Array.from(grey), h, w, backend.info.picture).pixels); }
   catch (error) { return String(error.message); }
 }"""
@@ -375,7 +405,7 @@ def test_the_page_prepares_any_picture_as_python_does_property(page, h, w, light
 def test_occlusion_in_the_page_is_the_library_s(page, trained_run, data_dir):
     tab, _, _, _ = page
     heat = tab.evaluate("""async () => {
-      const backend = await (await import(new URL("static/app.js", document.baseURI).href)).ready;
+      const backend = await (await import(new URL("static/site.js", document.baseURI).href)).ready;
       const { occlusionHeat } = await import(new URL("static/occlusion.js", document.baseURI).href);
       return Array.from((await occlusionHeat(backend, await backend.testPixels(3))).heat);
     }""")
@@ -401,9 +431,27 @@ def test_a_map_card_opens_with_its_kernel_pattern_and_top_images(page):
     assert not errors, errors
 
 
+def test_a_folder_without_its_runtime_says_so_and_asks_no_server(page, site, tmp_path):
+    _, folder, _ = site
+    shutil.copytree(folder, tmp_path / "site", ignore=shutil.ignore_patterns("ort"))  # a copy that lost ort/
+    browser = page[0].context.browser  # the module's browser (one Playwright per thread)
+    with static_server(tmp_path) as url:
+        tab, requests = browser.new_page(), []
+        try:
+            tab.on("request", lambda r: requests.append(r.url))
+            tab.goto(url + "site/")
+            wait_until(tab, "!document.querySelector('#error').hidden")
+            assert "this page's scripts could not be loaded" in tab.inner_text("#error")
+        finally:
+            tab.close()
+    assert all(r.startswith(url + "site/") for r in requests), requests  # never the HTTP viewer's /api/
+
+
 def test_nothing_is_requested_outside_the_site_s_folder(page):
     tab, url, requests, errors = page
-    assert requests and all(r.startswith(url) for r in requests), [r for r in requests if not r.startswith(url)]
+    origin = url.split("/site/")[0]
+    inside = [r for r in requests if r.startswith(url) or r.startswith(f"blob:{origin}/")]  # blob: the page's own
+    assert requests and inside == requests, [r for r in requests if r not in inside]
     # the policy holds (checked last: its refusals are console errors): no inline script, no other origin
     assert tab.evaluate("""() => { const s = document.createElement("script"); s.textContent = "window.ran = 1";
       document.head.append(s); return window.ran === undefined; }""")

@@ -1,6 +1,7 @@
 """`cnnscope export-site`: the viewer as a folder of static files that runs the model in the browser.
 
-The folder holds the page (static/site/ of this package and the viewer's stylesheet), the model as ONNX with every
+The folder holds the page (the HTTP viewer's own scripts and stylesheet, with the in-page back end of static/site/
+answering through viewer.js's back-end seam), the model as ONNX with every
 named layer's output (cnnscope.interop.onnx), onnxruntime-web's wasm build (cnnscope.interop.ortweb: fetched
 once into the cache and verified), and the facts computed in Python (cnnscope.views.site). It is written beside
 `out` and renamed into place, so a failed export leaves no half folder; a folder written by an earlier export is
@@ -26,7 +27,7 @@ from cnnscope.views.site import ATLAS_IMAGES, site_data
 
 STATIC = Path(__file__).parent / "static"
 PAGE = STATIC / "site"  # the page's own files: index.html, its modules and stylesheet
-SHARED = ("viewer.css",)  # files of the HTTP viewer the page uses as they are
+SHARED = ("viewer.css", "common.js", "viewer.js")  # the HTTP viewer's own files: one front end, two back ends
 MARKER = "cnnscope-site.json"  # what an export writes last: a folder holding it may be replaced
 
 

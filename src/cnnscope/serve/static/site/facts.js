@@ -2,8 +2,9 @@
 // training curves and the confusion matrix.
 "use strict";
 
-import { $, el } from "./dom.js";
 import { json, SITE } from "./files.js";
+
+// $ and el are common.js's (the HTTP viewer's shared helpers, loaded as a plain script before this runs).
 
 export async function showFacts() {
   const facts = await json("data/facts.json");

@@ -52,7 +52,10 @@ export async function occlusion(backend, pixels) {
   const { heat, cls, probability } = await occlusionHeat(backend, pixels);
   const [c, h, w] = backend.shape, method = backend.info.occlusion;
   const { rgba, vmin, vmax } = colorize(heat, backend.colormaps.tables.RdBu_r, null, null, method.signed);
+  const about = `How much the class's score (its logit) drops when a ${method.window}×${method.window} patch around ` +
+    `each pixel is blacked out (moved by ${method.stride} pixels, averaged over the patches that cover it); ` +
+    "computed in this page, without the HTTP viewer's deletion test.";
   return { method: method.name, title: method.title, layer: null, class: cls, channels: c, channels_note: null,
     class_name: backend.info.class_names[cls], probability, png: await toBitmap(rgba, w, h), min: vmin, max: vmax,
-    signed: method.signed, unseen_pixels: 0, deletion: null, heat };
+    signed: method.signed, unseen_pixels: 0, deletion: null, about, heat };
 }
