@@ -51,6 +51,11 @@ class UsageError(CnnscopeError):
     """A command-line mistake found by the parser (unknown option, missing command): one line, exit 2."""
 
 
+class SiteError(CnnscopeError):
+    """A static site cannot be exported: its runtime (onnxruntime-web) is missing, unreachable or fails its check,
+    or the output folder is unsuitable."""
+
+
 class SweepError(CnnscopeError):
     """A sweep definition is invalid (parameter, distribution, key), an extra is missing, or it differs from the
     study already in the study directory."""

@@ -14,7 +14,7 @@ import threading
 import traceback
 
 from cnnscope.base.errors import CnnscopeError, UsageError
-from cnnscope.cli import analyze, data, explain, interop, maps, report, runs, serve, sweep, train
+from cnnscope.cli import analyze, data, explain, interop, maps, report, runs, serve, site, sweep, train
 
 GLOBAL_HELP = {"--debug": "show the full traceback of an error (default: one line)",
                "--quiet": "only warnings and errors on stderr (default: progress and results too)"}
@@ -47,7 +47,7 @@ def _suggest(message: str) -> str:
 
 def _command_modules() -> list:
     """The modules that register commands, in the order of `cnnscope --help` (each has register(subparsers))."""
-    return [train, data, maps, explain, analyze, report, serve, runs, interop, sweep]
+    return [train, data, maps, explain, analyze, report, serve, site, runs, interop, sweep]
 
 
 class _HumanFormatter(logging.Formatter):

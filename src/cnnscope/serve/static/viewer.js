@@ -13,6 +13,7 @@ const state = {
   layer: null,
   cmap: "magma",
   cols: 8,
+  wantCols: 8, // the columns asked for: a layer with fewer maps shows fewer, the next one as many again
   scale: false,
   // the image being looked at: a data-set image, or a drawing/upload (sent as a picture, then as its pixels)
   source: { kind: "dataset", set: "test", index: 0 },
@@ -25,10 +26,12 @@ const state = {
 
 // --- the back end -----------------------------------------------------------------------------
 // Every request of the page goes through `backend`. Here it is the HTTP API of `cnnscope serve`; a page that
-// computes in the browser (or the notebook widget, serve/static/widget.js) sets window.cnnscopeBackend, before this
-// file loads, to an object with the same methods giving the same answers (patternUrl and colormapUrl may answer a
-// promise of the URL). `where` names the image: {set, index} (a data-set image), {blob} (a picture to prepare) or
-// {pixels} (base64 of the model's input, as an earlier answer gave it).
+// computes in the browser (the static site, or the notebook widget, serve/static/widget.js) sets
+// window.cnnscopeBackend, before this file loads, to an object with the same methods giving the same answers
+// (patternUrl and colormapUrl may answer a promise of the URL). `where` names the image: {set, index} (a data-set
+// image), {blob} (a picture to prepare) or {pixels} (base64 of the model's input, as an earlier answer gave it). A
+// back end may also have `picture(canvas)`: the drawing as it takes it (default: a PNG blob), and leave out an
+// explanation's deletion test.
 const backend = window.cnnscopeBackend || httpBackend();
 
 function httpBackend() {
@@ -211,7 +214,7 @@ async function explain(newImage = false) {
     const e = await backend.explain(method, where());
     if (mine !== explainSequence) return; // a newer image or method was asked for meanwhile
     $("explain-img").src = e.png;
-    showVerdict(e);
+    if (e.deletion) showVerdict(e); // a back end may give the heat map alone (the static site's occlusion)
     text.textContent = explainWords(e);
   } catch (error) {
     if (mine === explainSequence) text.textContent = String(error.message || error);
@@ -236,6 +239,10 @@ function showVerdict(e) {
 }
 
 function explainWords(e) {
+  if (!e.deletion) {
+    return `${e.title}, class ${e.class_name} (${pct(e.probability)}). ${e.about || ""}` +
+      (e.signed ? " Red raises the score, blue lowers it." : "");
+  }
   const d = e.deletion, r = d.rankings, top = Math.round(100 * d.fractions[d.fractions.length - 1]);
   const auc = (kind) => `${r.method[`${kind}_auc`].toFixed(3)} (brightness ${r.brightness[`${kind}_auc`].toFixed(3)}, ` +
     `random ${r.random[`${kind}_auc`].toFixed(3)})`;
@@ -415,14 +422,16 @@ function strokeTo(point) {
   draw.last = point;
 }
 
+// The drawing goes to the back end as its `picture(canvas)` makes it (an in-page back end takes the pixels as
+// they are), else as a PNG blob.
 function scheduleDrawingUpdate(delay = 120) {
   clearTimeout(draw.timer);
-  draw.timer = setTimeout(() => {
-    draw.canvas.toBlob((blob) => {
-      state.source = { kind: "drawing", blob };
-      $("source-label").textContent = "showing your drawing";
-      refresh();
-    }, "image/png");
+  draw.timer = setTimeout(async () => {
+    const blob = await (backend.picture ? backend.picture(draw.canvas)
+      : new Promise((resolve) => draw.canvas.toBlob(resolve, "image/png")));
+    state.source = { kind: "drawing", blob };
+    $("source-label").textContent = "showing your drawing";
+    refresh();
   }, delay);
 }
 
@@ -490,9 +499,10 @@ function useUpload(file) {
   refresh();
 }
 
-function setDatasetImage(index, set) {
+// `exact`: an index the back end named (a card's top image), used as it is (a static page ships only some images).
+function setDatasetImage(index, set, exact = false) {
   const size = state.info.sets[set || state.source.set || "test"];
-  index = Math.max(0, Math.min(size - 1, Number(index) || 0));
+  index = exact ? Number(index) : Math.max(0, Math.min(size - 1, Number(index) || 0));
   state.source = { kind: "dataset", set: set || $("set").value, index };
   $("index").value = index;
   $("source-label").textContent = "";
@@ -661,7 +671,7 @@ function topSection(card) {
     const canvas = el("canvas");
     const item = el("div", { class: "top-item" }, canvas, el("span", {}, `#${t.index} · ${t.class_name}`),
       el("span", { class: "muted" }, fmt(t.value)));
-    item.addEventListener("click", () => { $("set").value = "test"; setDatasetImage(t.index, "test"); });
+    item.addEventListener("click", () => { $("set").value = "test"; setDatasetImage(t.index, "test", true); });
     tops.appendChild(item);
     paintWithRect(canvas, t.png, card.receptive_field, t.position, size, 4);
   }
@@ -725,15 +735,14 @@ function setupToolbar() {
   $("layer").addEventListener("change", (e) => {
     state.layer = e.target.value;
     if (state.card) closeCard();
-    const maps = layerInfo(state.layer).maps || 1;
-    $("cols").max = Math.min(32, maps);
-    setCols(Math.min(state.cols, maps));
+    const maps = layerInfo(state.layer).maps; // none for a dense layer: the columns asked for stay as they are
+    if (maps) { $("cols").max = Math.min(32, maps); setCols(Math.min(state.wantCols, maps)); }
     refresh();
   });
   $("cmap").addEventListener("change", (e) => { state.cmap = e.target.value; refresh(); });
   $("method").addEventListener("change", () => explain());
   $("scale").addEventListener("change", (e) => { state.scale = e.target.checked; refresh(); });
-  $("cols").addEventListener("input", (e) => { setCols(Number(e.target.value)); refresh(); });
+  $("cols").addEventListener("input", (e) => { state.wantCols = Number(e.target.value); setCols(state.wantCols); refresh(); });
 }
 
 function setupImagePicker() {
