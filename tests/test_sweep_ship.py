@@ -6,10 +6,10 @@ The real two-node cluster is tests/test_sweep_cluster.py."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import logging
-import pickle
 import shutil
 from pathlib import Path
 
@@ -56,7 +56,7 @@ def test_a_trial_trains_and_resumes_on_the_shipped_data_alone(tmp_path, monkeypa
     base = {"model": {"preset": "tiny"}, "train": {"epochs": 2, "batch_size": 32, "optimizer": "adam", "lr": 0.003},
             "data": data}
     parcel = load_parcel(trial_data_config(base, {"train.seed": 1}))  # on the driver
-    shipped = pickle.loads(pickle.dumps(parcel))  # as it travels
+    shipped = copy.deepcopy(parcel)  # a copy that shares nothing with the driver (Ray serialises it in transit)
     here = load_dataset(config=parcel.config)  # what a trial loading its own data would train on
     for split in ("train", "val", "test"):
         assert np.array_equal(here.split(split)[2], getattr(shipped, f"{split}_raw"))
