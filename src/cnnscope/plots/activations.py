@@ -20,9 +20,8 @@ from cnnscope.inspect.activations import activation_grid
 from cnnscope.inspect.display import MapDisplay
 from cnnscope.inspect.filters import Filters
 from cnnscope.plots.backend import new_figure
-from cnnscope.plots.figures import DIVERGING, get_cmap, show_picture
+from cnnscope.plots.figures import DIVERGING, MIN_PT, get_cmap, show_picture
 
-MIN_PT = 9.0  # the smallest text of a figure at its default size: readable from a projector's back row (issue 23)
 _TAG = {"boxstyle": "square,pad=0.12", "facecolor": (0, 0, 0, 0.55), "edgecolor": "none"}
 
 

@@ -16,6 +16,7 @@ from cnnscope.base.imaging import picture_pixels
 FORMATS = (".png", ".svg", ".pdf")
 SEQUENTIAL = "magma"  # default for non-negative data (the series' choice)
 DIVERGING = "RdBu_r"  # default for signed data: blue below zero, red above, white at zero
+MIN_PT = 9.0  # the smallest text of every figure at its default size: readable from a projector's back row
 
 
 def get_cmap(name: str | None, signed: bool) -> Colormap:
