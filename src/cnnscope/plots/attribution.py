@@ -12,11 +12,12 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from cnnscope.base.errors import ConfigError
 from cnnscope.inspect.methods import METHODS
 from cnnscope.plots.backend import new_figure
-from cnnscope.plots.figures import show_picture
+from cnnscope.plots.figures import MIN_PT, show_picture
 
 NOT_SEEN = "#b8c4cc"  # pixels no cell of Grad-CAM's layer sees: drawn grey, not as a zero
 
@@ -58,7 +59,8 @@ RANKING_STYLE = {"method": ("#5b3fd6", "method"), "brightness": ("#e08a00", "bri
 
 def _colour_bar(fig: Figure, ax, norm: Normalize, colormap) -> None:
     bar = fig.colorbar(ScalarMappable(norm, colormap), ax=ax, fraction=0.046, pad=0.03)
-    bar.ax.tick_params(labelsize=6.5)
+    bar.ax.yaxis.set_major_locator(MaxNLocator(5))  # five ticks leave room for MIN_PT labels
+    bar.ax.tick_params(labelsize=MIN_PT)
 
 
 def _verdict(deletion: dict[str, Any]) -> tuple[str, bool]:
@@ -79,11 +81,12 @@ def _curves(ax, deletion: dict[str, Any], kind: str, method: str) -> None:
         ax.plot(fractions, row[kind], color=colour, lw=2.2 if name == "method" else 1.4, marker=".", ms=4,
                 label=f"{label}: AUC {row[f'{kind}_auc']:.3f}")
     ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel(f"% of pixels {'blanked' if kind == 'deletion' else 'inserted into black'}, most important first",
-                  fontsize=7.5)
-    ax.set_ylabel("class probability", fontsize=7.5)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=6.5, loc="upper right" if kind == "deletion" else "lower right", frameon=False)
+    ax.set_xlabel(f"% of pixels {'blanked' if kind == 'deletion' else 'inserted into black'},\nmost important first",
+                  fontsize=MIN_PT)
+    ax.set_ylabel("class probability", fontsize=MIN_PT)
+    ax.tick_params(labelsize=MIN_PT)
+    # below the panel, where it hides no curve: three lines of MIN_PT text do not fit inside it
+    ax.legend(fontsize=MIN_PT, loc="upper center", bbox_to_anchor=(0.5, -0.24), frameon=False)
     if kind == "deletion":
         text, good = _verdict(deletion)
         ax.set_title(text, fontsize=9.5, color="#1a7f37" if good else "#c0392b", fontweight="bold")
@@ -104,13 +107,13 @@ def explain_figure(image: np.ndarray, heatmap: np.ndarray, *, method: str, capti
                           f"and {heat.shape}")
     norm, colormap = _heat_style(heat, signed, cmap)
     panels = 5 if deletion is not None else 3
-    fig = new_figure(figsize=(2.75 * panels + 0.6, 3.9))
+    fig = new_figure(figsize=(2.75 * panels + 0.6, 3.9 if deletion is None else 4.6))
     axes = fig.subplots(1, panels, gridspec_kw={"width_ratios": [1, 1, 1, 1.35, 1.35][:panels]})
     show_picture(axes[0], image)
     axes[0].set_title("input", fontsize=10)
     axes[1].imshow(heat, cmap=colormap, norm=norm, interpolation="nearest")
     axes[1].set_title(_title(method), fontsize=10)
-    axes[1].set_xlabel(_unseen_note(heat, layer), fontsize=8)
+    axes[1].set_xlabel(_unseen_note(heat, layer), fontsize=MIN_PT)
     _colour_bar(fig, axes[1], norm, colormap)
     _overlay(axes[2], image, heat, norm, colormap)
     axes[2].set_title("overlay", fontsize=10)
@@ -121,7 +124,7 @@ def explain_figure(image: np.ndarray, heatmap: np.ndarray, *, method: str, capti
         _curves(axes[3], deletion, "deletion", method)
         _curves(axes[4], deletion, "insertion", method)
     if caption:
-        axes[0].set_xlabel(caption, fontsize=8.5, loc="left")
+        axes[0].set_xlabel(caption, fontsize=MIN_PT, loc="left")
     if title:
         fig.suptitle(title, fontsize=11.5, fontweight="bold", x=0.02, ha="left")
     fig.tight_layout()
@@ -131,7 +134,7 @@ def explain_figure(image: np.ndarray, heatmap: np.ndarray, *, method: str, capti
 def deletion_curves_figure(deletion: dict[str, Any], method: str, title: str = "") -> Figure:
     """The deletion and insertion curves of a deletion test (`DeletionResult.summary()`, one image or the mean
     over many) side by side, with the verdict."""
-    fig = new_figure(figsize=(8.2, 3.4))
+    fig = new_figure(figsize=(8.6, 4.5))
     axes = fig.subplots(1, 2)
     _curves(axes[0], deletion, "deletion", method)
     _curves(axes[1], deletion, "insertion", method)
@@ -142,15 +145,16 @@ def deletion_curves_figure(deletion: dict[str, Any], method: str, title: str = "
 
 
 def deletion_caption(summary: dict[str, Any]) -> str:
-    """One image's deletion test in words: the AUCs of the three rankings and the verdict against brightness."""
+    """One image's deletion test in words, a line per ranking (deletion / insertion AUC) and the verdict against
+    brightness; lines short enough for a 3-inch panel at MIN_PT."""
     r = summary["rankings"]
     if summary["passes"]:
         verdict = "PASSES: beats brightness" + ("" if summary["beats_random"] else " (not random)")
     else:
         verdict = "FAILS: not below brightness" + ("" if summary["beats_random"] else ", nor random")
-    return (f"deletion AUC {r['method']['deletion_auc']:.3f} (bright {r['brightness']['deletion_auc']:.3f}, "
-            f"rand {r['random']['deletion_auc']:.3f})\ninsertion AUC {r['method']['insertion_auc']:.3f} "
-            f"({r['brightness']['insertion_auc']:.3f}, {r['random']['insertion_auc']:.3f})\n{verdict}")
+    rows = [f"{label} {r[name]['deletion_auc']:.3f} / {r[name]['insertion_auc']:.3f}"
+            for name, label in (("method", "method"), ("brightness", "bright"), ("random", "random"))]
+    return "AUC deletion / insertion:\n" + "\n".join(rows) + f"\n{verdict}"
 
 
 def _sign_legend(fig: Figure) -> None:
@@ -159,7 +163,7 @@ def _sign_legend(fig: Figure) -> None:
                Patch(color=matplotlib.colormaps["RdBu_r"](0.1), label="signed: blue lowers it (white: 0)"),
                Patch(color=matplotlib.colormaps["inferno"](0.85), label="unsigned methods: bright matters most"),
                Patch(color=NOT_SEEN, label="grey: pixels the layer never sees")]
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=MIN_PT, frameon=False)
 
 
 def methods_figure(image: np.ndarray, heats: dict[str, np.ndarray], captions: dict[str, str], *, caption: str = "",
@@ -168,12 +172,12 @@ def methods_figure(image: np.ndarray, heats: dict[str, np.ndarray], captions: di
     deletion result; one legend below for the colours of signed and unsigned methods."""
     image = np.asarray(image, np.float32)
     rows = -(-(len(heats) + 1) // cols)
-    fig = new_figure(figsize=(2.9 * cols, 3.9 * rows + 0.4))
+    fig = new_figure(figsize=(3.1 * cols, 4.6 * rows + 0.5))
     axes = fig.subplots(rows, cols, squeeze=False)
     flat = list(axes.ravel())
     show_picture(flat[0], image)
     flat[0].set_title("input", fontsize=10)
-    flat[0].set_xlabel(caption, fontsize=8, loc="left")
+    flat[0].set_xlabel(caption, fontsize=MIN_PT, loc="left")
     for ax, (name, heat) in zip(flat[1:], heats.items(), strict=False):
         heat = np.asarray(heat, np.float32)
         norm, colormap = _heat_style(heat, METHODS[name].signed if name in METHODS else None, None)
@@ -181,7 +185,7 @@ def methods_figure(image: np.ndarray, heats: dict[str, np.ndarray], captions: di
         _colour_bar(fig, ax, norm, colormap)
         note = _unseen_note(heat, layer)
         ax.set_title(_title(name) + (f" ({layer})" if note else ""), fontsize=9.5)
-        ax.set_xlabel(captions.get(name, "") + (f"\n{note}" if note else ""), fontsize=7)
+        ax.set_xlabel(captions.get(name, "") + (f"\n{note}" if note else ""), fontsize=MIN_PT)
     for ax in flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -190,7 +194,7 @@ def methods_figure(image: np.ndarray, heats: dict[str, np.ndarray], captions: di
     if title:
         fig.suptitle(title, fontsize=11.5, fontweight="bold", x=0.02, ha="left")
     _sign_legend(fig)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0.35 / fig.get_figheight(), 1, 1))
     return fig
 
 

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from cnnscope.plots.backend import new_figure
+from cnnscope.plots.figures import MIN_PT
 
 MAX_PANELS = 12
 
@@ -28,10 +29,13 @@ def _positions(column: Sequence, log: bool | None = None) -> tuple[np.ndarray, l
     return np.asarray([labels.index(str(v)) for v in column], dtype=float), labels, False
 
 
-def _log_axis(ax) -> None:
-    """A log x axis labelled at 1, 2 and 5 of each decade, plainly (matplotlib's minor labels overlap)."""
+def _log_axis(ax, x: np.ndarray) -> None:
+    """A log x axis labelled plainly (matplotlib's minor labels overlap): at 1, 2 and 5 of each decade over a
+    narrow span, at 1 and 3 over a few decades, at each decade over more."""
+    decades = float(np.log10(x.max() / x.min())) if len(x) and x.min() > 0 else 0.0
+    subs = (1.0, 2.0, 5.0) if decades < 1.5 else (1.0, 3.0) if decades < 3.5 else (1.0,)
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
 
@@ -53,7 +57,7 @@ def params_figure(columns: dict[str, Sequence], values: Sequence[float], statuse
     keys = list(columns)[:MAX_PANELS]
     cols = min(3, len(keys))
     rows = -(-len(keys) // cols)
-    fig = new_figure(figsize=(4.2 * cols, 3.3 * rows))
+    fig = new_figure(figsize=(4.2 * cols, 3.3 * rows + 0.45))
     axes = fig.subplots(rows, cols, squeeze=False)
     y = np.asarray(values, dtype=float)
     done = np.asarray([s == "completed" for s in statuses])
@@ -62,27 +66,34 @@ def params_figure(columns: dict[str, Sequence], values: Sequence[float], statuse
         x, labels, log = _positions(columns[key], None if log_keys is None else key in log_keys)
         _points(ax, x, y, done, shown, metric)
         if labels is not None:
-            ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 4 else 0, fontsize=8)
+            ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 4 else 0, fontsize=MIN_PT)
         elif all(isinstance(v, int) for v in columns[key]) and not log:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if log:
-            _log_axis(ax)
+            _log_axis(ax, x)
         ax.set_xlabel(key + (" (log scale)" if log else ""))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=7)
     for ax in list(axes.flat)[len(keys):]:
         ax.set_visible(False)
     fig.suptitle(f"{metric} against each parameter ({len(y)} trials)", fontsize=10)
-    fig.tight_layout()
+    _legend_below(fig, axes.flat[0], 0.45 / fig.get_figheight())
     return fig
+
+
+def _legend_below(fig: Figure, ax, share: float) -> None:
+    """The markers' legend in one row under the panels (`share` of the figure's height kept for it), where it
+    hides no point."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=MIN_PT, frameon=False)
+    fig.tight_layout(rect=(0, share, 1, 1))
 
 
 def history_figure(numbers: Sequence[int], values: Sequence[float], statuses: Sequence[str], metric: str,
                    direction: str, tests: Sequence[float | None] | None = None) -> Figure:
     """Each trial's metric by trial number (whole numbers on the axis), the best so far (a step line) and, given,
     each trial's test figure."""
-    fig = new_figure(figsize=(6.4, 3.6))
+    fig = new_figure(figsize=(7.0, 4.0))
     ax = fig.subplots()
     x, y = np.asarray(numbers), np.asarray(values, dtype=float)
     done = np.asarray([s == "completed" for s in statuses])
@@ -97,8 +108,7 @@ def history_figure(numbers: Sequence[int], values: Sequence[float], statuses: Se
     ax.set_ylabel(metric)
     ax.set_title(f"Optimisation history ({direction} {metric})", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    _legend_below(fig, ax, 0.45 / fig.get_figheight())
     return fig
 
 
@@ -109,7 +119,7 @@ def importance_figure(importances: dict[str, float], metric: str) -> Figure:
     ax = fig.subplots()
     ax.barh([k for k, _ in items], [v for _, v in items], color="tab:blue")
     for i, (_, v) in enumerate(items):
-        ax.text(v, i, f" {v:.2f}", va="center", fontsize=8)
+        ax.text(v, i, f" {v:.2f}", va="center", fontsize=MIN_PT)
     ax.set_xlim(0, max([v for _, v in items] + [1e-9]) * 1.2)
     ax.set_xlabel(f"importance for {metric}")
     ax.set_title("Parameter importances", fontsize=10)
