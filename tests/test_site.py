@@ -32,7 +32,7 @@ from cnnscope.inspect.activations import capture
 from cnnscope.inspect.attribution import occlusion
 from cnnscope.interop import ortweb
 from cnnscope.runs.load import load_run
-from cnnscope.serve.site import MARKER, export_site
+from cnnscope.serve.site import MARKER, export_site, site_page
 from conftest import budget, one_line_error, run_cli
 from test_serve import CHROMIUM, CHROMIUM_ARGS, wait_until
 
@@ -225,12 +225,29 @@ def test_the_page_is_the_viewer_s_page_with_its_own_back_end():
     """Every element viewer.js looks for is in the static page (the two pages cannot drift apart), and the page
     loads the HTTP viewer's own scripts after the module that installs the in-page back end."""
     viewer = (SITE_STATIC / "viewer.js").read_text()
-    html = (SITE_STATIC / "site" / "index.html").read_text()
+    html = site_page()
     wanted = set(re.findall(r'\$\("([\w-]+)"\)', viewer))
     present = set(re.findall(r'id="([\w-]+)"', html))
     assert wanted and wanted <= present, wanted - present
     scripts = re.findall(r'<script (?:type="module" )?src="([^"]+)"', html)
     assert scripts == ["static/site.js", "static/guard.js", "static/common.js", "static/viewer.js"]
+    assert html.index("Content-Security-Policy") < html.index("<link") and 'class="muted small legend"' not in html
+    body = lambda page: re.sub(r"\s+", " ", page[page.index("<main"):page.index("</main>")])  # noqa: E731
+    viewer_page = re.sub(r'<p class="muted small legend">.*?</p>', "", (SITE_STATIC / "index.html").read_text())
+    assert body(html) == body(viewer_page)  # the same viewer, not a copy
+
+
+def test_a_changed_viewer_page_stops_the_site_page_loudly(monkeypatch, tmp_path):
+    """The site page is made by editing the viewer's; an edit that no longer finds its place raises, naming it."""
+    import cnnscope.serve.site as site
+
+    static = tmp_path / "static"
+    static.mkdir()
+    page = (SITE_STATIC / "index.html").read_text()
+    (static / "index.html").write_text(page.replace('<body data-busy="1">', "<body>"))
+    monkeypatch.setattr(site, "STATIC", static)
+    with pytest.raises(RuntimeError, match="data-busy"):
+        site.site_page()
 
 
 @pytest.mark.parametrize("path", sorted((SITE_STATIC / "site").glob("*.js")), ids=lambda p: p.name)

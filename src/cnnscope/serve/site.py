@@ -26,7 +26,7 @@ from cnnscope.runs.load import load_run
 from cnnscope.views.site import ATLAS_IMAGES, site_data
 
 STATIC = Path(__file__).parent / "static"
-PAGE = STATIC / "site"  # the page's own files: index.html, its modules and stylesheet
+PAGE = STATIC / "site"  # the page's own modules and stylesheet; parts/: what its index.html adds to the viewer's
 SHARED = ("viewer.css", "common.js", "viewer.js")  # the HTTP viewer's own files: one front end, two back ends
 MARKER = "cnnscope-site.json"  # what an export writes last: a folder holding it may be replaced
 
@@ -40,15 +40,38 @@ def check_out(out: Path) -> None:
                         f"folder, or one written by cnnscope export-site")
 
 
+def _edit(page: str, old: str, new: str) -> str:
+    """`page` with its one `old` replaced by `new`; an error naming `old` when the viewer's page no longer has it
+    (a change there must be carried here, never silently skipped)."""
+    if page.count(old) != 1:
+        raise RuntimeError(f"the viewer's index.html has {page.count(old)} of {old!r}, one expected")
+    return page.replace(old, new)
+
+
+def site_page() -> str:
+    """The site's index.html, made from the HTTP viewer's own page (one page, two back ends): the site's head
+    (CSP, its stylesheet, the in-page back end before the viewer's scripts), a flag the page sets once ready, the
+    run's facts below the maps, and no deletion legend (the page runs no deletion test)."""
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    start, end = page.index('  <link rel="icon"'), page.index("</head>")
+    page = _edit(page, page[start:end], (PAGE / "parts" / "head.html").read_text(encoding="utf-8"))
+    page = _edit(page, '<body data-busy="1">', '<body data-busy="1" data-ready="0">')
+    page = _edit(page, '<span class="muted">viewer</span>', '<span class="muted">viewer · runs in your browser</span>')
+    legend = page[page.index('        <p class="muted small legend">'):]
+    page = _edit(page, legend[:legend.index("\n") + 1], "")
+    return _edit(page, "</main>\n", "</main>\n\n" + (PAGE / "parts" / "facts.html").read_text(encoding="utf-8"))
+
+
 def copy_page(folder: Path) -> list[Path]:
-    """The page's files (index.html at the top, the rest under static/)."""
-    paths = []
+    """The page's files: index.html at the top (site_page), its modules, stylesheet and the viewer's shared files
+    under static/."""
+    (folder / "static").mkdir(parents=True, exist_ok=True)
+    (folder / "index.html").write_text(site_page(), encoding="utf-8")
+    paths = [folder / "index.html"]
     for source in sorted(PAGE.iterdir()):
         if source.is_file():
-            target = folder / source.name if source.name == "index.html" else folder / "static" / source.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-            paths.append(target)
+            shutil.copyfile(source, folder / "static" / source.name)
+            paths.append(folder / "static" / source.name)
     for name in SHARED:
         shutil.copyfile(STATIC / name, folder / "static" / name)
         paths.append(folder / "static" / name)
