@@ -14,7 +14,7 @@ import pytest
 
 from conftest import make_data_dir
 from test_catalog import copy_run
-from test_serve import CHROMIUM, _free_port, browser_page, wait_until
+from test_serve import CHROMIUM, SAFETY_MS, _free_port, browser_page, wait_until
 
 HOSTILE = 'x<img src=q onerror="document.title=1337">'
 
@@ -83,11 +83,11 @@ def test_a_training_run_shows_each_new_epoch_live(dashboard, tmp_path):
                     "--out", str(root / "live"), "--no-report", "--no-plot", "--threads", "1"])
     try:
         with _page(url) as (page, errors):
-            wait_until(page, "document.querySelector('tr[data-name=\"live\"]') !== null", timeout=30_000)
+            wait_until(page, "document.querySelector('tr[data-name=\"live\"]') !== null", timeout=SAFETY_MS)
             page.check('tr[data-name="live"] input[type=checkbox]')
-            wait_until(page, POINTS.format(1), timeout=40_000)
+            wait_until(page, POINTS.format(1), timeout=SAFETY_MS)
             seen = int(page.get_attribute('#chart-loss path[data-run="live"]', "data-points"))
-            wait_until(page, POINTS.format(seen + 1), timeout=30_000)  # the next epoch reaches the page
+            wait_until(page, POINTS.format(seen + 1), timeout=SAFETY_MS)  # the next epoch reaches the page
             row = page.locator('tr[data-name="live"]')
             assert row.get_attribute("data-status") in ("running", "completed")
             assert page.title() == "cnnscope dashboard"  # the run named like markup ran nothing
@@ -99,13 +99,13 @@ def test_a_training_run_shows_each_new_epoch_live(dashboard, tmp_path):
 def test_two_selected_runs_draw_both_curves(dashboard):
     url, _ = dashboard
     with _page(url) as (page, errors):
-        wait_until(page, "document.querySelectorAll('#runs-body tr').length === 2", timeout=20_000)
+        wait_until(page, "document.querySelectorAll('#runs-body tr').length === 2", timeout=SAFETY_MS)
         for box in page.locator("#runs-body input[type=checkbox]").all():
             box.uncheck()
         wait_until(page, "document.querySelector('#chart-loss').dataset.curves === '0'")
         page.locator('tr[data-name="first"] input[type=checkbox]').check()
         page.locator("#runs-body tr", has_text="onerror").locator("input[type=checkbox]").check()
-        wait_until(page, "document.querySelector('#chart-loss').dataset.curves === '4'", timeout=20_000)
+        wait_until(page, "document.querySelector('#chart-loss').dataset.curves === '4'", timeout=SAFETY_MS)
         runs = page.eval_on_selector_all("#chart-accuracy path.curve", "ps => ps.map(p => p.dataset.run)")
         assert sorted(set(runs)) == sorted(["first", HOSTILE]) and len(runs) == 4
         assert page.locator("#chart-lr path.curve").count() == 2

@@ -33,6 +33,7 @@ from conftest import finite_readout  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHROMIUM = Path("/usr/bin/chromium")
+SAFETY_MS = 120_000  # browser waits end on an event; this deadline only stops a hung test, even at load 14
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -386,7 +387,7 @@ def test_serve_command_errors(tmp_path, trained_run, data_dir, capsys):
 
 
 # --- the page in a real browser -----------------------------------------------------------------
-def wait_until(page, expression: str, timeout: int = 20_000) -> None:
+def wait_until(page, expression: str, timeout: int = SAFETY_MS) -> None:
     """Poll a JavaScript expression until it is true (page.evaluate: works under the page's CSP, which forbids
     the eval that page.wait_for_function uses for expressions)."""
     deadline = time.monotonic() + timeout / 1000
@@ -408,6 +409,7 @@ def browser_page(url: str, viewport: dict | None = None) -> Iterator[tuple[Any, 
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport=viewport or {"width": 1280, "height": 900})
+            page.set_default_timeout(SAFETY_MS)
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(url)
             yield page, errors
@@ -464,7 +466,7 @@ def test_drawing_in_a_real_browser_updates_prediction_and_grid(served, tmp_path)
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(served)
             idle = "document.body.dataset.busy === '0' && Number(document.querySelector('#grid').dataset.renders) >= {}"
-            wait_until(page, idle.format(1), timeout=20_000)
+            wait_until(page, idle.format(1), timeout=SAFETY_MS)
             grid_before = page.evaluate("document.querySelector('#grid').toDataURL()")
             probs_before = page.inner_text("#probs")
             assert "true class" in page.inner_text("#true-label")
@@ -477,8 +479,8 @@ def test_drawing_in_a_real_browser_updates_prediction_and_grid(served, tmp_path)
                 page.mouse.move(box["x"] + box["width"] * (0.3 + 0.03 * i), box["y"] + box["height"] * (0.2 + 0.04 * i))
             page.mouse.up()
             wait_until(page, idle.format(renders + 1) + " && document.querySelector('#source-label')"
-                                   ".textContent.includes('drawing')", timeout=20_000)
-            wait_until(page, "document.body.dataset.busy === '0'", timeout=20_000)
+                                   ".textContent.includes('drawing')", timeout=SAFETY_MS)
+            wait_until(page, "document.body.dataset.busy === '0'", timeout=SAFETY_MS)
             assert page.evaluate("document.querySelector('#grid').toDataURL()") != grid_before
             assert page.inner_text("#probs") != probs_before
             assert page.inner_text("#true-label") == "your drawing"
@@ -495,7 +497,7 @@ def test_drawing_in_a_real_browser_updates_prediction_and_grid(served, tmp_path)
 
             grid = page.locator("#grid").bounding_box()
             page.mouse.click(grid["x"] + 5, grid["y"] + 5)  # the first map opens its card
-            page.wait_for_selector("#card .kernels", timeout=20_000)
+            page.wait_for_selector("#card .kernels", timeout=SAFETY_MS)
             assert page.inner_text("#card-title").startswith("Conv2D_1 · map 0")
             # why this class: the default method's heat map with its deletion test, then another method
             wait_until(page, "document.querySelector('#explain-text').textContent.includes('deletion AUC')")

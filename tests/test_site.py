@@ -34,7 +34,7 @@ from cnnscope.interop import ortweb
 from cnnscope.runs.load import load_run
 from cnnscope.serve.site import MARKER, export_site, site_page
 from conftest import budget, one_line_error, run_cli
-from test_serve import CHROMIUM, CHROMIUM_ARGS, wait_until
+from test_serve import CHROMIUM, CHROMIUM_ARGS, SAFETY_MS, wait_until
 
 FAST_PATTERNS = {"steps": 4, "restarts": 1}  # the cards' patterns: enough to be drawn, quick to compute
 IMAGES = 20  # test images compared with PyTorch
@@ -286,13 +286,14 @@ def page(site):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            tab.set_default_timeout(SAFETY_MS)
             requests, errors = [], []
             tab.on("request", lambda r: requests.append(r.url))
             tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             tab.on("pageerror", lambda exc: errors.append(str(exc)))
             started = time.perf_counter()
             tab.goto(url + "site/")
-            wait_until(tab, "document.body.dataset.ready === '1'", timeout=60_000)
+            wait_until(tab, "document.body.dataset.ready === '1'", timeout=SAFETY_MS)
             tab.ready_seconds = time.perf_counter() - started
             yield tab, url + "site/", requests, errors
         finally:
@@ -323,7 +324,7 @@ def torch_outputs(run, raw: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarra
 def test_the_page_computes_what_pytorch_computes(page, site, trained_run, data_dir):
     tab, _, _, errors = page
     tab.reload()  # showing test image 0 again, whatever an earlier test drew or picked
-    wait_until(tab, "document.body.dataset.ready === '1'", timeout=60_000)
+    wait_until(tab, "document.body.dataset.ready === '1'", timeout=SAFETY_MS)
     run = load_run(trained_run)
     test_raw = run.dataset(data_dir).test_raw[:IMAGES]
     found = tab.evaluate(PAGE_OUTPUTS, IMAGES)
@@ -441,7 +442,7 @@ def test_a_map_card_opens_with_its_kernel_pattern_and_top_images(page):
     tab, _, _, errors = page
     grid = tab.locator("#grid").bounding_box()
     tab.mouse.click(grid["x"] + 5, grid["y"] + 5)
-    tab.wait_for_selector("#card .kernels", timeout=20_000)
+    tab.wait_for_selector("#card .kernels", timeout=SAFETY_MS)
     assert tab.inner_text("#card-title").startswith("Conv2D_1 · map 0")
     tab.wait_for_selector("#card .tops canvas")
     wait_until(tab, "document.querySelector('#card .pattern').complete && "
@@ -456,6 +457,7 @@ def test_a_folder_without_its_runtime_says_so_and_asks_no_server(page, site, tmp
     browser = page[0].context.browser  # the module's browser (one Playwright per thread)
     with static_server(tmp_path) as url:
         tab, requests = browser.new_page(), []
+        tab.set_default_timeout(SAFETY_MS)
         try:
             tab.on("request", lambda r: requests.append(r.url))
             tab.goto(url + "site/")

@@ -19,7 +19,7 @@ from cnnscope.base.errors import RequestError  # noqa: E402
 from cnnscope.serve import create_app  # noqa: E402
 from cnnscope.serve.widget import Dispatcher, esm_source, parse_message  # noqa: E402
 from conftest import budget  # noqa: E402
-from test_serve import browser_page, stroke_png, wait_until  # noqa: E402
+from test_serve import SAFETY_MS, browser_page, stroke_png, wait_until  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +214,7 @@ def test_the_widget_draws_predicts_and_opens_a_card_in_a_browser(dispatcher, cli
         assert page.locator("#true-label").inner_text() == "your drawing"
         grid = page.locator("#grid").bounding_box()
         page.mouse.click(grid["x"] + 5, grid["y"] + 5)
-        page.locator("#card .kernels").wait_for(timeout=20_000)
+        page.locator("#card .kernels").wait_for(timeout=SAFETY_MS)
         assert page.locator("#card-title").inner_text().startswith("Conv2D_1 · map 0")
         wait_until(page, f"{shadow}.querySelector('.pattern').src.startsWith('data:image/png')")
         page.select_option("#method", "gradcam")
