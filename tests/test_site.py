@@ -230,7 +230,7 @@ def test_the_page_is_the_viewer_s_page_with_its_own_back_end():
     present = set(re.findall(r'id="([\w-]+)"', html))
     assert wanted and wanted <= present, wanted - present
     scripts = re.findall(r'<script (?:type="module" )?src="([^"]+)"', html)
-    assert scripts == ["static/site.js", "static/guard.js", "static/common.js", "static/viewer.js"]
+    assert scripts == ["static/site.js", "static/guard.js", "static/common.js", "static/png.js", "static/viewer.js"]
     assert html.index("Content-Security-Policy") < html.index("<link") and 'class="muted small legend"' not in html
     body = lambda page: re.sub(r"\s+", " ", page[page.index("<main"):page.index("</main>")])  # noqa: E731
     viewer_page = re.sub(r'<p class="muted small legend">.*?</p>', "", (SITE_STATIC / "index.html").read_text())

@@ -14,6 +14,7 @@ import threading
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -36,11 +37,14 @@ def _defined(source: str) -> set[str]:
 
 
 def test_both_pages_load_the_shared_module_before_their_own_script():
-    pages = {"index.html": "viewer.js", "dashboard.html": "dashboard.js", "run page": "viewer.js"}
-    for page, script in pages.items():
+    """common.js first; the viewer's pages also load png.js (the drawing's encoder) before viewer.js."""
+    pages = {"index.html": ["png.js", "viewer.js"], "dashboard.html": ["dashboard.js"], "run page": ["png.js",
+                                                                                                    "viewer.js"]}
+    for page, scripts in pages.items():
         html = viewer_page() if page == "run page" else (STATIC / page).read_text()
         sources = re.findall(r'<script src="([^"]+)" defer></script>', html)
-        assert sources[0] == "/static/common.js" and sources[1].endswith(script) and len(sources) == 2, page
+        assert sources[0] == "/static/common.js" and len(sources) == 1 + len(scripts), page
+        assert all(source.endswith(script) for source, script in zip(sources[1:], scripts, strict=True)), page
 
 
 def test_the_helpers_are_defined_once_in_the_shared_module():
@@ -141,3 +145,25 @@ def test_the_viewer_runs_on_another_back_end(static_copy):
         wait_until(page, "document.querySelector('#explain-text').textContent.includes('no explanations')")
     assert not errors, errors
     assert not [url for url in requests if "/api/" in url], requests  # every answer came from the page's back end
+
+
+ENCODE = """async ([pixels, width, height, grey]) => {
+  const blob = encodePNG(Uint8Array.from(pixels), width, height, grey);
+  return [blob.type, Array.from(new Uint8Array(await blob.arrayBuffer()))];
+}"""
+
+
+@pytest.mark.parametrize("grey", [False, True], ids=["rgba", "grey"])
+def test_png_js_writes_pngs_that_decode_to_the_pixels_given(grey):
+    """The viewer's drawing and the site's pictures are encoded by png.js: what PIL reads back is what was given
+    (the red channel for grey), over more than one stored deflate block."""
+    rng = np.random.default_rng(0)
+    height, width = 150, 130  # 150 rows of 521 bytes: two stored blocks for RGBA
+    rgba = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
+    with browser_page("about:blank") as (page, errors):
+        page.add_script_tag(content=(STATIC / "png.js").read_text())
+        kind, data = page.evaluate(ENCODE, [rgba.ravel().tolist(), width, height, grey])
+    picture = Image.open(io.BytesIO(bytes(data)))
+    assert kind == "image/png" and not errors
+    assert picture.mode == ("L" if grey else "RGBA")
+    np.testing.assert_array_equal(np.asarray(picture), rgba[..., 0] if grey else rgba)

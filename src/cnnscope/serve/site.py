@@ -27,7 +27,7 @@ from cnnscope.views.site import ATLAS_IMAGES, site_data
 
 STATIC = Path(__file__).parent / "static"
 PAGE = STATIC / "site"  # the page's own modules and stylesheet; parts/: what its index.html adds to the viewer's
-SHARED = ("viewer.css", "common.js", "viewer.js")  # the HTTP viewer's own files: one front end, two back ends
+SHARED = ("viewer.css", "common.js", "png.js", "viewer.js")  # the HTTP viewer's own files: one front end
 MARKER = "cnnscope-site.json"  # what an export writes last: a folder holding it may be replaced
 
 

@@ -193,7 +193,8 @@ def esm_source() -> str:
     page = re.search(r"<body[^>]*>(.*)</body>", (STATIC / "index.html").read_text(encoding="utf-8"), re.S)
     style = (STATIC / "viewer.css").read_text(encoding="utf-8").replace(":root", ":host")
     style = style.replace("\nbody {", "\n.cnnscope-body {")  # the page's body is a div of the shadow root
-    scripts = "\n".join((STATIC / name).read_text(encoding="utf-8") for name in ("common.js", "viewer.js"))
+    names = ("common.js", "png.js", "viewer.js")  # the viewer page's own scripts, in its order
+    scripts = "\n".join((STATIC / name).read_text(encoding="utf-8") for name in names)
     return (f"const PAGE = {json.dumps(page.group(1) if page else '')};\nconst STYLE = {json.dumps(style)};\n"
             f"function startViewer(window, document) {{\n{scripts}\n}}\n"
             + (STATIC / "widget.js").read_text(encoding="utf-8"))

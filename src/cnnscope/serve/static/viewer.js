@@ -423,12 +423,13 @@ function strokeTo(point) {
 }
 
 // The drawing goes to the back end as its `picture(canvas)` makes it (an in-page back end takes the pixels as
-// they are), else as a PNG blob.
+// they are), else as a PNG blob encoded at once (png.js; canvas.toBlob waits for idle time, up to a second).
 function scheduleDrawingUpdate(delay = 120) {
   clearTimeout(draw.timer);
   draw.timer = setTimeout(async () => {
+    const { width, height } = draw.canvas;
     const blob = await (backend.picture ? backend.picture(draw.canvas)
-      : new Promise((resolve) => draw.canvas.toBlob(resolve, "image/png")));
+      : encodePNG(draw.ctx.getImageData(0, 0, width, height).data, width, height, true)); // white ink on black
     state.source = { kind: "drawing", blob };
     $("source-label").textContent = "showing your drawing";
     refresh();

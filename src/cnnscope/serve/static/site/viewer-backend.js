@@ -3,7 +3,6 @@
 // the page computes are handed over as blob: URLs (the page's policy allows its own files and blob: images only).
 "use strict";
 
-import { encodePNG } from "./png.js";
 
 const KEEP_URLS = 128; // blob: URLs kept alive (a card holds about a dozen); older ones are revoked
 const EXPLAIN_IDLE_MS = 150; // occlusion blocks the page while it runs: it starts once the image has stayed
@@ -16,7 +15,8 @@ export function record(name, ms) {
   document.body.dataset[`${name}Ms`] = ms.toFixed(1);
 }
 
-// An ImageBitmap of the in-page back end as a blob: URL (a PNG, encoded here: png.js), for viewer.js's <img>.
+// An ImageBitmap of the in-page back end as a blob: URL for viewer.js's <img> (a PNG, encoded at once by
+// encodePNG: static/png.js, a plain script of the page).
 async function bitmapURL(bitmap) {
   const canvas = new OffscreenCanvas(bitmap.width, bitmap.height), ctx = canvas.getContext("2d");
   ctx.drawImage(bitmap, 0, 0);

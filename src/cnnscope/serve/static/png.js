@@ -1,6 +1,8 @@
-// RGBA pixels -> PNG bytes, synchronously (no compression: the page's pictures are a few kilobytes). The browser's
-// own encoders (canvas.toBlob, convertToBlob) run in idle time, which Chromium withholds for up to a second after
-// input: a prediction would wait for a picture of itself.
+// RGBA pixels -> a PNG blob, synchronously (no compression: the pictures are small and never leave this machine or
+// its page). The browser's own encoders (canvas.toBlob, convertToBlob) run in idle time, which Chromium withholds
+// for up to a second after input: a prediction would wait for a picture of itself (1.08 s from the stroke's end in
+// `cnnscope serve`, benchmarks/README.md). A plain script: the viewer's pages, the widget and the static site
+// load it before their own, so encodePNG is one global of each.
 "use strict";
 
 const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
@@ -44,12 +46,17 @@ function stored(raw) {
   return out;
 }
 
-export function encodePNG(rgba, width, height) {
-  const raw = new Uint8Array(height * (1 + 4 * width));
-  for (let y = 0; y < height; y++) raw.set(rgba.subarray(4 * y * width, 4 * (y + 1) * width), y * (1 + 4 * width) + 1);
+// grey: one channel (the red one) per pixel, for pictures whose channels are equal (a drawing: a quarter the bytes).
+function encodePNG(rgba, width, height, grey = false) {
+  const channels = grey ? 1 : 4, raw = new Uint8Array(height * (1 + channels * width));
+  for (let y = 0; y < height; y++) {
+    const row = rgba.subarray(4 * y * width, 4 * (y + 1) * width), at = y * (1 + channels * width) + 1;
+    if (grey) for (let x = 0; x < width; x++) raw[at + x] = row[4 * x];
+    else raw.set(row, at);
+  }
   const header = new Uint8Array(13), view = new DataView(header.buffer);
   view.setUint32(0, width); view.setUint32(4, height);
-  header.set([8, 6, 0, 0, 0], 8); // 8 bits per channel, RGBA, deflate, no filter, no interlace
+  header.set([8, grey ? 0 : 6, 0, 0, 0], 8); // 8 bits per channel, grey or RGBA, deflate, no filter, no interlace
   const parts = [Uint8Array.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", header), chunk("IDAT", stored(raw)),
     chunk("IEND", new Uint8Array(0))];
   return new Blob(parts, { type: "image/png" });
