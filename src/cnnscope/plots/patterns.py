@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 from cnnscope.base.errors import ConfigError
 from cnnscope.base.imaging import pictures
 from cnnscope.plots.backend import new_figure
-from cnnscope.plots.figures import get_cmap
+from cnnscope.plots.figures import MIN_PT, get_cmap
+from cnnscope.plots.text import LINE, lines_inches, text_inches, wrap_inches
 
 
 def pattern_pixels(patterns: np.ndarray, preprocessor) -> np.ndarray:
@@ -26,13 +27,63 @@ def pattern_pixels(patterns: np.ndarray, preprocessor) -> np.ndarray:
     return pictures(np.clip(x * scale + mean, 0, 255))
 
 
+def _labels(maps: Sequence[int], activation: Sequence[float], reference: Sequence[float] | None,
+            dead: Sequence[bool] | None) -> list[tuple[str, str, str]]:
+    """Per pattern: its first label line, and the second with its colour ('' when there is none)."""
+    rows = []
+    for i, (m, a) in enumerate(zip(maps, activation, strict=True)):
+        if dead is not None and dead[i]:
+            second = ("dead", "#b00020")
+        elif reference is not None:
+            second = (f"p99 {reference[i]:.3g}", "#666666")
+        else:
+            second = ("", "")
+        rows.append((f"#{m}  {a:.3g}", *second))
+    return rows
+
+
+def _canvas(images: np.ndarray, cols: int, gap: int, band: int) -> np.ndarray:
+    """The patterns in a grid of `cols` columns, `gap` pixels apart, with `band` pixels under each row for its
+    labels; NaN where there is no pattern."""
+    k, h, w = images.shape[:3]
+    rows = math.ceil(k / cols)
+    cell_w, cell_h = w + gap, h + band
+    canvas = np.full((rows * cell_h, cols * cell_w - gap, *images.shape[3:]), np.nan, np.float32)
+    for i in range(k):
+        r, c = divmod(i, cols)
+        canvas[r * cell_h:r * cell_h + h, c * cell_w:c * cell_w + w] = images[i]
+    return canvas
+
+
+def _heading_lines(title: str | None, subtitle: str | None, width: float) -> tuple[list[str], list[str], float]:
+    """The title and subtitle lines wrapped to a figure `width` inches wide, and the height they take."""
+    title_lines = wrap_inches(title, 13, width - 0.3, "bold") if title else []
+    sub_lines = wrap_inches(subtitle, MIN_PT, width - 0.3) if subtitle else []
+    if not title_lines and not sub_lines:
+        return [], [], 0.1
+    return title_lines, sub_lines, 0.3 + lines_inches(len(title_lines), 13) + lines_inches(len(sub_lines), MIN_PT)
+
+
+def _draw_heading(fig: Figure, title_lines: list[str], sub_lines: list[str]) -> None:
+    """The bold title and the grey subtitle from the figure's top-left corner."""
+    W, H = fig.get_size_inches()
+    if title_lines:
+        fig.text(0.15 / W, 1 - 0.12 / H, "\n".join(title_lines), fontsize=13, fontweight="bold", va="top",
+                 linespacing=LINE)
+    if sub_lines:
+        below = 0.12 + lines_inches(len(title_lines), 13) + 0.04
+        fig.text(0.15 / W, 1 - below / H, "\n".join(sub_lines), fontsize=MIN_PT, va="top", color="#444444",
+                 linespacing=LINE)
+
+
 def patterns_figure(images: np.ndarray, maps: Sequence[int], activation: Sequence[float], *, layer: str,
                     reference: Sequence[float] | None = None, cols: int = 8, cmap: str | None = "gray",
                     vmin: float = 0.0, vmax: float = 255.0, title: str | None = None,
                     subtitle: str | None = None, dead: Sequence[bool] | None = None) -> Figure:
     """A grid of patterns (k, H, W) grey (through `cmap`) or (k, H, W, 3) colour (pixels 0..255), each labelled
     with its map number and the activation it reached (and, when given, a reference value such as the map's 99th
-    percentile over the test set; "dead", in red, for the maps `dead` marks: 0 on every test image)."""
+    percentile over the test set; "dead", in red, for the maps `dead` marks: 0 on every test image). Cells are
+    up to 0.9 inch (the grid up to 8 inches wide) but never narrower than their labels at MIN_PT."""
     images = np.asarray(images, dtype=np.float32)
     colour = images.ndim == 4 and images.shape[-1] == 3
     if images.ndim != 3 and not colour:
@@ -41,40 +92,37 @@ def patterns_figure(images: np.ndarray, maps: Sequence[int], activation: Sequenc
     if len(maps) != k or len(activation) != k or (reference is not None and len(reference) != k):
         raise ConfigError("maps, activation and reference need one value per pattern")
     cols = max(1, min(int(cols), k))
-    rows = math.ceil(k / cols)
-    gap = max(2, w // 14)  # pixels between cells
-    labelled = reference is not None or dead is not None
-    band = round(h * (0.42 if labelled else 0.28))  # room for the labels under each cell
-    cell_w, cell_h = w + gap, h + band
-    canvas = np.full((rows * cell_h, cols * cell_w - gap, *images.shape[3:]), np.nan, np.float32)  # NaN: background
-    for i in range(k):
-        r, c = divmod(i, cols)
-        canvas[r * cell_h:r * cell_h + h, c * cell_w:c * cell_w + w] = images[i]
-    if colour:  # RGB 0..1, background white
-        canvas = np.clip(np.nan_to_num((canvas - vmin) / ((vmax - vmin) or 1.0), nan=1.0), 0.0, 1.0)
-    px = min(0.9 / w, 8.0 / canvas.shape[1])  # inches per pixel: cells up to 0.9 in, grid up to 8 in wide
-    head = 0.75 if title or subtitle else 0.1
-    fig_w, fig_h = canvas.shape[1] * px + 0.3, canvas.shape[0] * px + head + 0.1
+    labels = _labels(maps, activation, reference, dead)
+    widest = max(text_inches(t, MIN_PT) for row in labels for t in row[:2])
+    px = max(min(0.9, 8.0 / cols), widest + 0.06) / w  # inches per pixel
+    gap = max(2, w // 14, math.ceil(0.06 / px))  # pixels between cells
+    lines = 2 if reference is not None or dead is not None else 1
+    band = math.ceil((lines_inches(lines, MIN_PT) + 0.08) / px)  # pixels under each cell for its labels
+    canvas = _canvas(images, cols, gap, band)
+    grid_w, grid_h = canvas.shape[1] * px, canvas.shape[0] * px
+    fig_w = max(grid_w + 0.3, 5.0 if title or subtitle else 0.0)
+    title_lines, sub_lines, head = _heading_lines(title, subtitle, fig_w)
+    fig_h = grid_h + head + 0.1
     fig = new_figure(figsize=(fig_w, fig_h))
-    ax = fig.add_axes([0.15 / fig_w, 0.1 / fig_h, canvas.shape[1] * px / fig_w, canvas.shape[0] * px / fig_h])
+    ax = fig.add_axes([0.15 / fig_w, 0.1 / fig_h, grid_w / fig_w, grid_h / fig_h])
+    _show(ax, canvas, colour, cmap, vmin, vmax)
+    for i, (first, second, colour_2) in enumerate(labels):
+        r, c = divmod(i, cols)
+        x, y = c * (w + gap) + w / 2, r * (h + band) + h + 0.03 / px
+        ax.text(x, y, first, ha="center", va="top", fontsize=MIN_PT)
+        if second:
+            ax.text(x, y + lines_inches(1, MIN_PT) / px, second, ha="center", va="top", fontsize=MIN_PT,
+                    color=colour_2)
+    _draw_heading(fig, title_lines, sub_lines)
+    return fig
+
+
+def _show(ax, canvas: np.ndarray, colour: bool, cmap: str | None, vmin: float, vmax: float) -> None:
+    """The grid: colour patterns as RGB 0..1 on white, grey ones through `cmap` with white around them."""
     if colour:
-        ax.imshow(canvas, interpolation="nearest", aspect="equal")
+        rgb = np.clip(np.nan_to_num((canvas - vmin) / ((vmax - vmin) or 1.0), nan=1.0), 0.0, 1.0)
+        ax.imshow(rgb, interpolation="nearest", aspect="equal")
     else:
         colormap = get_cmap(cmap, False).with_extremes(bad="white")
         ax.imshow(canvas, cmap=colormap, vmin=vmin, vmax=vmax, interpolation="nearest", aspect="equal")
     ax.set_axis_off()
-    size = max(5.0, min(8.0, w * px * 72 * 0.2))
-    for i in range(k):
-        r, c = divmod(i, cols)
-        x, y = c * cell_w + w / 2, r * cell_h + h + band * 0.08
-        ax.text(x, y, f"#{maps[i]}  {activation[i]:.3g}", ha="center", va="top", fontsize=size)
-        if dead is not None and dead[i]:
-            ax.text(x, y + band * 0.45, "dead", ha="center", va="top", fontsize=size * 0.9, color="#b00020")
-        elif reference is not None:
-            ax.text(x, y + band * 0.45, f"p99 {reference[i]:.3g}", ha="center", va="top", fontsize=size * 0.9,
-                    color="#666666")
-    if title:
-        fig.text(0.15 / fig_w, 1 - 0.12 / fig_h, title, fontsize=12, fontweight="bold", va="top")
-    if subtitle:
-        fig.text(0.15 / fig_w, 1 - 0.42 / fig_h, subtitle, fontsize=8, va="top", color="#444444")
-    return fig
