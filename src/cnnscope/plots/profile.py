@@ -374,17 +374,23 @@ def _percent(p: float) -> str:
     return ">99.9%" if p > 0.999 else f"{p:.1%}"
 
 
-def _error_captions(errors: Misclassified, class_names: Sequence[str], shown: int) -> list[str]:
-    """Each shown mistake's caption: index, true → predicted class, confidence; on 2 lines for short class
-    names, 3 for long ones, 4 when 3 would make the gallery's cells wider than 1.5 inches."""
+def _caption_lines(class_names: Sequence[str]) -> tuple[int, float]:
+    """How many lines a mistake's caption takes and the width of its widest possible line at MIN_PT (so the
+    gallery's size depends on the class names, not on which mistakes happen to be shown): 2 for short names,
+    3 for long ones, 4 when a third line '→ predicted (confidence)' would pass 1.3 inches."""
+    longest = max(class_names, key=lambda name: text_inches(name, MIN_PT))
+    if max(map(len, class_names)) <= 3:
+        return 2, text_inches(f"#00000: {longest} → {longest}", MIN_PT)
+    three = text_inches(f"→ {longest} (>99.9%)", MIN_PT)
+    return (3, three) if three <= 1.3 else (4, text_inches(f"→ {longest}", MIN_PT))
+
+
+def _error_captions(errors: Misclassified, class_names: Sequence[str], shown: int, lines: int) -> list[str]:
+    """Each shown mistake's caption on `lines` lines: index, true → predicted class, the model's confidence."""
     rows = [(int(errors.indices[s]), class_names[int(errors.true[s])], class_names[int(errors.predicted[s])],
              _percent(float(errors.confidence[s]))) for s in range(shown)]
-    if max(map(len, class_names)) <= 3:
-        return [f"#{i}: {t} → {p}\n{sure}" for i, t, p, sure in rows]
-    three = [f"#{i}\n{t}\n→ {p} ({sure})" for i, t, p, sure in rows]
-    if max((text_inches(c.split("\n")[-1], MIN_PT) for c in three), default=0) <= 1.4:
-        return three
-    return [f"#{i}\n{t}\n→ {p}\n{sure}" for i, t, p, sure in rows]
+    layout = {2: "#{i}: {t} → {p}\n{sure}", 3: "#{i}\n{t}\n→ {p} ({sure})", 4: "#{i}\n{t}\n→ {p}\n{sure}"}[lines]
+    return [layout.format(i=i, t=t, p=p, sure=sure) for i, t, p, sure in rows]
 
 
 @dataclass(frozen=True)
@@ -402,14 +408,12 @@ class _Gallery:
         return self.cols * self.cell_w
 
 
-def _gallery(captions: list[str], beside: float, cols: int | None) -> _Gallery:
-    """Cells as wide as the widest caption line (at MIN_PT) and at least 1.1 inches; by default as many rows as
-    fit `beside` inches of height (the matrix), 6 to 9 images a row."""
-    lines = [line for caption in captions for line in caption.split("\n")]
-    cell_w = max(1.1, max((text_inches(line, MIN_PT) for line in lines), default=0) + 0.12)
+def _gallery(shown: int, lines: int, widest: float, beside: float, cols: int | None) -> _Gallery:
+    """Cells as wide as the widest caption line and at least 1.1 inches; by default as many rows as fit `beside`
+    inches of height (the matrix), 6 to 9 images a row."""
+    cell_w = max(1.1, widest + 0.12)
     picture = cell_w - 0.1
-    cell_h = picture + lines_inches(max((c.count("\n") + 1 for c in captions), default=2), MIN_PT) + 0.15
-    shown = len(captions)
+    cell_h = picture + lines_inches(lines, MIN_PT) + 0.15
     if cols is None:
         cols = min(9, max(6, math.ceil(shown / max(1, round(beside / cell_h)))))
     cols = max(1, min(cols, max(shown, 1)))
@@ -445,8 +449,9 @@ def errors_figure(raw_images: np.ndarray, errors: Misclassified, class_names: Se
     note = 0 if cells.counts else lines_inches(len(wrap_inches(dropped_counts_note(len(matrix)), MIN_PT,
                                                                 box.width)), MIN_PT)
     block_h = lines_inches(len(title), 10) + 0.1 + box.side + box.bottom + note
-    captions = _error_captions(errors, class_names, shown)
-    grid = _gallery(captions, block_h, cols)
+    lines, widest = _caption_lines(class_names)
+    captions = _error_captions(errors, class_names, shown, lines)
+    grid = _gallery(shown, lines, widest, block_h, cols)
     head = _errors_head(errors, shown, grid.width)
     head_h = 0.15 + lines_inches(len(head[0]), 11) + lines_inches(len(head[1]), MIN_PT) + 0.2
     W = 0.1 + box.width + 0.4 + max(grid.width, 4.5) + 0.1
