@@ -1,17 +1,17 @@
 """Issue 23's projector goal, figure by figure: every figure a front end draws (CLI views, the report, the
 training files, a sweep's figures) has no text under 9 pt at its default size.
 
-Figures are caught where every front end writes them (cnnscope.plots.figures.write_figure for files,
-cnnscope.plots.backend.figure_png for the report's embedded pictures), so a new figure in a view is checked
-without a new test."""
+Figures are caught where every front end saves them (Figure.savefig), so a new figure in a view is checked without
+a new test."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
-import cnnscope.plots.backend as backend
-import cnnscope.plots.figures as figures
 from figure_checks import smallest_text_pt
 
 MIN_PT = 9.0
@@ -19,20 +19,16 @@ MIN_PT = 9.0
 
 @pytest.fixture
 def drawn(monkeypatch):
-    """The figures written or embedded while the test runs, in order."""
+    """(file name or 'embedded', figure) of every figure saved while the test runs, in order: every front end saves
+    through Figure.savefig (plots.figures.write_figure for files, plots.backend.figure_png for pages)."""
     caught = []
-    write, png = figures.write_figure, backend.figure_png
+    savefig = Figure.savefig
 
-    def write_figure(fig, path, **savefig):
-        caught.append((path.name, fig))
-        return write(fig, path, **savefig)
+    def recording(fig, target, *args, **kwargs):
+        caught.append((Path(target).name if isinstance(target, (str, Path)) else "embedded", fig))
+        return savefig(fig, target, *args, **kwargs)
 
-    def figure_png(fig, *args, **kwargs):
-        caught.append(("embedded", fig))
-        return png(fig, *args, **kwargs)
-
-    monkeypatch.setattr(figures, "write_figure", write_figure)
-    monkeypatch.setattr(backend, "figure_png", figure_png)
+    monkeypatch.setattr(Figure, "savefig", recording)
     return caught
 
 
