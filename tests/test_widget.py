@@ -106,11 +106,19 @@ def test_a_picture_over_the_limit_gets_413(dispatcher):
     assert message["status"] == 413 and "limit" in message["json"]["error"]
 
 
+def test_a_route_the_app_does_not_have_is_its_404(dispatcher):
+    """Paths of the API's shape (hyphens too, for routes to come) reach the app, which answers 404 to unknown ones."""
+    message, _ = ask(dispatcher, "GET", "/api/no-such-route", {}, None)
+    assert message["status"] == 404
+
+
 @pytest.mark.parametrize(("content", "needle"), [
     (None, "whole-number 'id'"), ({"id": "1"}, "whole-number 'id'"), ({"id": True}, "whole-number 'id'"),
     ({"id": 1, "method": "DELETE", "path": "/api/info"}, "GET or POST"),
     ({"id": 1, "method": "GET", "path": "/static/viewer.js"}, "API route"),
     ({"id": 1, "method": "GET", "path": "/"}, "API route"),
+    ({"id": 1, "method": "GET", "path": "/api/../static/viewer.js"}, "API route"),
+    ({"id": 1, "method": "GET", "path": "/api/-info"}, "API route"),
     ({"id": 1, "method": "GET", "path": "/api/info", "query": {"a": 1}}, "must be text"),
     ({"id": 1, "method": "GET", "path": "/api/info", "query": ["a"]}, "'query' must be"),
     ({"id": 1, "method": "POST", "path": "/api/predict", "body": [1]}, "'body' must be"),

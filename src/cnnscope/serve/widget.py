@@ -33,7 +33,7 @@ log = logging.getLogger("cnnscope")
 
 INSTALL = "the notebook viewer needs anywidget: pip install 'cnnscope[notebook]'"
 METHODS = ("GET", "POST")
-PATH = re.compile(r"/api/[a-z]{1,30}")  # the API's routes; anything else is refused before the app sees it
+PATH = re.compile(r"/api/[a-z][a-z-]{0,29}")  # the shape of the API's routes (the app answers 404 to others)
 MAX_PARAMS, MAX_TEXT = 32, 2000
 Answer = tuple[dict[str, Any], list[bytes]]
 

@@ -291,7 +291,6 @@ def compare_many_runs(paths: Sequence[PathLike], layers: Sequence[str], *, thres
     for layer in chosen:  # names and shapes fail before the data is loaded
         check_runs([r.model for r in runs], names, layer)
     say("loading the test images")
-    say("loading the test images")
     dataset = runs[0].dataset(data_dir)
     raw, labels = _example(dataset, limit, index)
     images = [run.preprocessor(raw) for run in runs]
