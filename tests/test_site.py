@@ -5,18 +5,13 @@ PyTorch's, a drawing gets a prediction, nothing is requested outside the site's 
 from __future__ import annotations
 
 import base64
-import contextlib
-import functools
 import hashlib
-import http.server
 import io
 import json
 import re
 import shutil
 import tarfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,31 +29,12 @@ from cnnscope.interop import ortweb
 from cnnscope.runs.load import load_run
 from cnnscope.serve.site import MARKER, export_site, site_page
 from conftest import budget, one_line_error, run_cli
+from pages import script_faults, static_server
 from test_serve import CHROMIUM, CHROMIUM_ARGS, SAFETY_MS, wait_until
 
 FAST_PATTERNS = {"steps": 4, "restarts": 1}  # the cards' patterns: enough to be drawn, quick to compute
 IMAGES = 20  # test images compared with PyTorch
 TOLERANCE = 1e-4
-
-
-# --- a static file server, as a course page or `python -m http.server` would serve the folder -----------------
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # the test's output stays readable
-        pass
-
-
-@contextlib.contextmanager
-def static_server(root: Path) -> Iterator[str]:
-    """http://127.0.0.1:PORT/ serving `root` from a thread; stopped afterwards."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 # --- the runtime: fetch, cache, checks (a fake package, so no network is needed) ----------------------------
@@ -252,19 +228,7 @@ def test_a_changed_viewer_page_stops_the_site_page_loudly(monkeypatch, tmp_path)
 
 @pytest.mark.parametrize("path", sorted((SITE_STATIC / "site").glob("*.js")), ids=lambda p: p.name)
 def test_the_page_s_modules_insert_text_and_keep_functions_short(path):
-    source = path.read_text()
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
-        assert sink not in source, sink
-    long, start = [], None
-    for number, line in enumerate(source.splitlines(), 1):
-        found = re.match(r"(?:export )?(?:async )?function (\w+)\(", line)
-        if found:
-            start, name = number, found.group(1)
-        elif line == "}" and start is not None:
-            if number - start + 1 > 40:
-                long.append(f"{name}: {number - start + 1} lines")
-            start = None
-    assert not long, long
+    assert script_faults(path.read_text()) == []
 
 
 def test_an_earlier_export_is_replaced_whole(site):
