@@ -249,3 +249,21 @@ def test_activation_figures_are_readable_from_the_back_row(n):
     displays, shared = overview_displays(outputs)
     assert smallest_text_pt(overview_figure(_image(), outputs, displays, shared, source="test image 0")) >= 9
     assert smallest_text_pt(vector_figure(_image(), np.linspace(-1, 1, 100), layer="Dense_1")) >= 9
+
+
+def test_a_narrow_grid_keeps_every_word_of_its_subtitle():
+    """One column of maps makes a narrow figure: the subtitle wraps onto as many lines as it needs (nothing cut to
+    '…'), above the panels' own titles."""
+    from matplotlib.text import Text
+
+    display = layer_display(_maps(5))
+    fig = activations_figure(_image(), display, layer="L", cols=1, source="test image 0")
+    fig.canvas.draw()
+    texts = [t for t in fig.findobj(Text) if t.get_text().strip()]
+    words = " ".join(t.get_text() for t in texts)
+    assert "…" not in words and all(word in words for word in display.words.split())
+    renderer = fig.canvas.get_renderer()
+    lines = [t for t in texts if len(t.get_text()) > 20 and t.get_text() in display.words]  # its wrapped lines
+    lowest_line = min(t.get_window_extent(renderer).y0 for t in lines)
+    panel_title = [t for t in texts if t.get_text() == "test image 0"][0].get_window_extent(renderer).y1
+    assert lowest_line > panel_title

@@ -21,6 +21,7 @@ from cnnscope.inspect.display import MapDisplay
 from cnnscope.inspect.filters import Filters
 from cnnscope.plots.backend import new_figure
 from cnnscope.plots.figures import DIVERGING, MIN_PT, get_cmap, show_picture
+from cnnscope.plots.text import wrap_inches
 
 _TAG = {"boxstyle": "square,pad=0.12", "facecolor": (0, 0, 0, 0.55), "edgecolor": "none"}
 
@@ -134,9 +135,13 @@ def activations_figure(image: np.ndarray, display: MapDisplay, *, layer: str, so
     # Cells as large as fit in about 8 × 10 inches; the input panel beside is 2.4 inches square.
     cell = min(0.8, 8.0 / cols, 10.0 / (rows * h / w))
     grid_w, grid_h = cols * cell, rows * cell * h / w
-    side, top, bottom, left = 2.4, 1.25, 0.25, 0.25
-    height = max(grid_h, side + 0.9) + top + bottom
+    side, bottom, left = 2.4, 0.25, 0.25
     width = left + side + 0.45 + grid_w + 0.15 + 0.14 + 0.9
+    subtitle = (f"output shape ({', '.join(map(str, display.values.shape))})  ·  {display.label}  ·  {n} of {n} "
+                f"maps shown{_flat_note(display.values)}")
+    lines = _subtitle(width, left, [subtitle, display.words])
+    top = _top(lines, 1.25)
+    height = max(grid_h, side + 0.9) + top + bottom
     fig = new_figure(figsize=(width, height))
     y_top = height - top
     ax_in = fig.add_axes(_inches_to_fig(fig, left, y_top - side, side, side))
@@ -147,22 +152,25 @@ def activations_figure(image: np.ndarray, display: MapDisplay, *, layer: str, so
     _colorbar(fig, _inches_to_fig(fig, left + side + 0.45 + grid_w + 0.15, y_top - bar_h, 0.14, bar_h), display,
               colormap, "vertical")
     title = f"{layer}: {n} map{'s' if n != 1 else ''} of {h}×{w}" + (f" ({stage})" if stage else "")
-    subtitle = (f"output shape ({', '.join(map(str, display.values.shape))})  ·  {display.label}  ·  {n} of {n} "
-                f"maps shown{_flat_note(display.values)}")
-    _titles(fig, left, height, title, [subtitle, display.words])
+    _titles(fig, left, height, title, lines)
     return fig
 
 
-def _titles(fig: Figure, left: float, height: float, title: str, lines: list[str], most: int = 3) -> None:
-    """Title and subtitle lines, wrapped to the figure's width (about 0.066 inch a character at 9 pt) so that no
-    word is cut off at the edge; at most `most` subtitle lines fit above the panels."""
+def _subtitle(width: float, left: float, lines: list[str]) -> list[str]:
+    """Subtitle lines wrapped at MIN_PT to a figure `width` inches wide (measured text: no word cut at the edge)."""
+    return [part for line in lines if line for part in wrap_inches(line, MIN_PT, width - left - 0.15)]
+
+
+def _top(lines: list[str], least: float) -> float:
+    """Inches above the panels for the title and these subtitle lines (never under `least`)."""
+    return max(least, 0.8 + 0.2 * len(lines))  # the title, the lines, then room for the panels' own titles
+
+
+def _titles(fig: Figure, left: float, height: float, title: str, lines: list[str]) -> None:
+    """The title and the subtitle lines (from _subtitle), in the room _top gave them."""
     width = fig.get_size_inches()[0]
-    chars = max(40, int((width - left - 0.1) / 0.066))
-    wrapped = [part for line in lines if line for part in textwrap.wrap(line, chars)]
-    if len(wrapped) > most:
-        wrapped = wrapped[:most - 1] + [textwrap.shorten(" ".join(wrapped[most - 1:]), chars, placeholder=" …")]
     fig.text(left / width, (height - 0.22) / height, title, fontsize=13, fontweight="bold", va="top")
-    for i, line in enumerate(wrapped):
+    for i, line in enumerate(lines):
         fig.text(left / width, (height - 0.5 - 0.2 * i) / height, line, fontsize=MIN_PT, va="top", color="#444444")
 
 
@@ -178,9 +186,13 @@ def vector_figure(image: np.ndarray, values: np.ndarray, *, layer: str, source: 
     signed = lo < 0
     get_cmap(cmap, signed)  # validated like the maps' (bars need no colour scale: their height is the value)
     colours = np.where(x >= 0, "#b2182b", "#2166ac") if signed else "#51127c"
-    side, top, bottom, left = 2.4, 1.0, 0.2, 0.25
+    side, bottom, left = 2.4, 0.2, 0.25
     plot_w = min(9.0, max(4.0, 0.09 * n))
-    width, height = left + side + 0.9 + plot_w + 0.3, side + 0.9 + top + bottom
+    width = left + side + 0.9 + plot_w + 0.3
+    lines = _subtitle(width, left, [f"output shape ({', '.join(map(str, shape))})  ·  bar height = activation, "
+                                    f"{lo:.3g} to {hi:.3g}  ·  {n} of {n} units shown"])
+    top = _top(lines, 1.0)
+    height = side + 0.9 + top + bottom
     fig = new_figure(figsize=(width, height))
     y_top = height - top
     draw_input(fig.add_axes(_inches_to_fig(fig, left, y_top - side, side, side)), image, source, prediction)
@@ -195,8 +207,7 @@ def vector_figure(image: np.ndarray, values: np.ndarray, *, layer: str, source: 
     if n <= 20:
         ax.set_xticks(np.arange(n))
     title = f"{layer}: {n} unit{'s' if n != 1 else ''}" + (f" ({stage})" if stage else "")
-    _titles(fig, left, height, title, [f"output shape ({', '.join(map(str, shape))})  ·  bar height = "
-                                      f"activation, {lo:.3g} to {hi:.3g}  ·  {n} of {n} units shown"])
+    _titles(fig, left, height, title, lines)
     return fig
 
 

@@ -163,6 +163,7 @@ class MatrixBox:
 
     @property
     def width(self) -> float:
+        """The panel's whole width in inches: names, matrix and the room right of it."""
         return self.left + self.side + self.right
 
 
