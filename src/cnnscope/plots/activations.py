@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,7 @@ from cnnscope.inspect.display import MapDisplay
 from cnnscope.inspect.filters import Filters
 from cnnscope.plots.backend import new_figure
 from cnnscope.plots.figures import DIVERGING, MIN_PT, get_cmap, show_picture
-from cnnscope.plots.text import wrap_inches
+from cnnscope.plots.text import lines_inches, wrap_inches
 
 _TAG = {"boxstyle": "square,pad=0.12", "facecolor": (0, 0, 0, 0.55), "edgecolor": "none"}
 
@@ -347,10 +346,13 @@ def filters_figure(filters: Filters, cols: int = 8, cmap: str | None = None, nor
     tiles = rgb_kernels(weights) if rgb else None
     cols = max(1, min(int(cols), n))
     rows = math.ceil(n / cols)
-    cell, label_h, head, top, left = 0.85, 0.62, 0.3 if split else 0.0, 1.35, 0.25
+    cell, label_h, head, left = 0.85, 0.62, 0.3 if split else 0.0, 0.25
     cell_h = cell * kh / kw
     block_h = head + rows * (cell_h + label_h)
     width = max(left + cols * cell + (0.2 + 0.14 + 1.0 if not rgb else 0.2), 6.0)
+    note = wrap_inches(f"{kernel_words(filters)}{_scale_note(norm, rgb, m)}  ·  b = the filter's bias", 10,
+                       width - left - 0.15)
+    top = max(1.35, 0.6 + lines_inches(len(note), 10) * 1.15 / 1.25)  # the note's lines at linespacing 1.15
     height = top + len(blocks) * block_h + 0.2
     fig = new_figure(figsize=(width, height))
     for b, kernels in enumerate(blocks):
@@ -375,13 +377,6 @@ def filters_figure(filters: Filters, cols: int = 8, cmap: str | None = None, nor
                                       grid_h - label_h - head), display, colormap, "vertical")
     fig.text(left / width, (height - 0.2) / height, f"{filters.layer}: {n} filters, {kh}×{kw} kernels",
              fontsize=13, fontweight="bold", va="top")
-    _wrapped_note(fig, left, height, f"{kernel_words(filters)}{_scale_note(norm, rgb, m)}  ·  b = the filter's bias")
-    return fig
-
-
-def _wrapped_note(fig: Figure, left: float, height: float, text: str) -> None:
-    """The figure's subtitle, wrapped to its width (at most four lines)."""
-    width = fig.get_size_inches()[0]
-    lines = textwrap.wrap(text, max(40, int((width - left - 0.1) / 0.075)))[:4]
-    fig.text(left / width, (height - 0.45) / height, "\n".join(lines), fontsize=10, va="top", color="#444444",
+    fig.text(left / width, (height - 0.45) / height, "\n".join(note), fontsize=10, va="top", color="#444444",
              linespacing=1.15)
+    return fig
