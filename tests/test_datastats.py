@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 from matplotlib.text import Text
 
 from cnnscope.base.errors import DataError, RunError
-from cnnscope.data.dataset import PREPROCESS, Preprocessor
+from cnnscope.data.dataset import PREPROCESS, Preprocessor, mean_std
 from cnnscope.inspect.datastats import (
     class_examples,
     edge_share,
@@ -39,6 +39,16 @@ def test_pixel_stats_per_pixel():
     assert summary["images"] == 50 and summary["never_inked_pixels"] == 36 - 4 - 1
     with pytest.raises(DataError, match=r"shape \(n, H, W\) or \(n, H, W, C\) with n ≥ 1, received \(0, 6, 6\)"):
         pixel_stats(np.zeros((0, 6, 6), np.uint8))
+
+
+@given(st.integers(1, 40), st.integers(1, 9), st.sampled_from([1, 3]), st.integers(0, 2**32 - 1))
+@settings(max_examples=40, deadline=None)
+def test_chunked_mean_and_deviation_are_numpy_s(n, chunk, channels, seed):
+    """mean_std works `chunk` images at a time (no float64 copy of the whole set): numpy's figures, any chunking."""
+    x = np.random.default_rng(seed).integers(0, 256, (n, channels, 5, 4), dtype=np.uint8)
+    mean, std = mean_std(x, chunk=chunk)
+    np.testing.assert_allclose(mean, x.mean(axis=0, dtype=np.float64), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(std, x.std(axis=0, dtype=np.float64), rtol=0, atol=1e-9)
 
 
 def test_white_pixel_shows_the_border_blow_up():

@@ -89,6 +89,28 @@ def test_serve_prints_its_address_once_it_answers(trained_run, data_dir):
         proc.stderr.close()
 
 
+def test_serve_is_quiet_once_it_answers(trained_run, monkeypatch, capsys):
+    """Before the address, serve says what it loads; after it, the page's requests (a card's patterns, the
+    dashboard's matrix) draw no bars and say no lines in the console."""
+    import cnnscope.serve.server as server
+
+    progress = logging.getLogger("cnnscope.progress")
+    seen = {}
+
+    def fake_serve(run, *, on_ready, **kwargs):
+        seen["before"] = progress.isEnabledFor(logging.INFO)
+        on_ready("http://127.0.0.1:1/")
+        seen["after"] = progress.isEnabledFor(logging.INFO)
+
+    monkeypatch.setattr(server, "serve", fake_serve)
+    level = progress.level
+    try:
+        assert _run(monkeypatch, capsys, ["serve", trained_run], tty=True)[0] == 0
+    finally:
+        progress.setLevel(level)  # setLevel, not an attribute: it also clears logging's cache of the answer
+    assert seen == {"before": True, "after": False}
+
+
 @pytest.mark.parametrize("quiet", [True, False])
 def test_quiet_hides_progress_even_on_a_terminal(trained_run, data_dir, tmp_path, monkeypatch, capsys, quiet):
     argv = ["activations", trained_run, "--layer", "Conv2D_1", "--index", "0", "--data-dir", data_dir,

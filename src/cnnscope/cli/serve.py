@@ -5,6 +5,7 @@ Imports inside the command function: `cnnscope --help` must not load starlette o
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from cnnscope.cli.train import add_data_dir
@@ -34,6 +35,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def ready(url: str) -> None:
         print(f"cnnscope {what} for {args.run}: {url}  (Ctrl-C to stop)", flush=True)
+        # from now on the work is the page's requests: their progress is the page's to show, not the console's
+        logging.getLogger("cnnscope.progress").setLevel(logging.WARNING)
 
     serve(args.run, host=args.host, port=args.port, data_dir=args.data_dir, on_ready=ready)
     return 0

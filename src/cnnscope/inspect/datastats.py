@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from cnnscope.base.errors import DataError, RunError
-from cnnscope.data.dataset import Preprocessor, to_nchw
+from cnnscope.data.dataset import Preprocessor, mean_std, to_nchw
 from cnnscope.inspect.activations import activations, layer_output_shape
 
 FAR_LIMIT = 10.0  # preprocessed values beyond ±10 (10 σ for the standard kinds) are far outside normal input
@@ -52,7 +52,7 @@ def pixel_stats(images: np.ndarray) -> PixelStats:
     if raw.ndim not in (3, 4) or len(raw) == 0:
         raise DataError(f"expected raw images of shape (n, H, W) or (n, H, W, C) with n ≥ 1, received {raw.shape}")
     x = to_nchw(raw)
-    stats = (x.mean(axis=0, dtype=np.float64), x.std(axis=0, dtype=np.float64), x.min(axis=0), x.max(axis=0))
+    stats = (*mean_std(x), x.min(axis=0), x.max(axis=0))
     if x.shape[1] == 1:
         stats = tuple(v[0] for v in stats)
     return PixelStats(len(raw), *(v.astype(np.float32) for v in stats))

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnscope.base.errors import ConfigError, RunError
+from cnnscope.base.progress import bar
 from cnnscope.inspect.activations import activations, capture, layer_output_shape
 from cnnscope.inspect.common import model_device
 from cnnscope.model.network import CNN
@@ -155,12 +156,12 @@ class _Ascent:
             loss = loss + self.decay * inp.pow(2).flatten(1).sum(1).sum()
         return loss
 
-    def ascend(self, x: torch.Tensor, target: torch.Tensor, first: int, last: int,
-               gen: torch.Generator) -> torch.Tensor:
+    def ascend(self, x: torch.Tensor, target: torch.Tensor, first: int, last: int, gen: torch.Generator,
+               desc: str) -> torch.Tensor:
         """Steps first..last-1 of Adam on the box coordinates, blurring now and then, kept inside the box."""
         u = self.to_u(x).clone().requires_grad_(True)
         opt = Optimizer("adam", [u], self.lr)  # torch.optim.Adam's rule, without its 1.1 s dynamo import
-        for step in range(first, last):
+        for step in bar(range(first, last), desc=desc, unit="step"):
             opt.zero_grad(set_to_none=True)
             (u.grad,) = torch.autograd.grad(self.step_loss(u, target, step, gen), u)
             opt.step()
@@ -206,11 +207,11 @@ def maximize_activation_result(model: CNN, layer: str, maps: Sequence[int] | str
         target = torch.tensor(chosen, device=device).repeat(restarts)
         reached = torch.zeros((1, k))
         if restarts > 1:  # explore from every start, keep each map's best, then refine it
-            x = ascent.ascend(x, target, 0, explore_steps, gen)
+            x = ascent.ascend(x, target, 0, explore_steps, gen, f"exploring from {restarts} starts per map")
             reached = ascent.score(x, target).view(restarts, k)  # (restarts, k)
             x = x.view(restarts, k, c, h, w)[reached.argmax(0), torch.arange(k, device=device)]
             target = target[:k]
-        x = ascent.ascend(x, target, explore_steps, steps, gen)
+        x = ascent.ascend(x, target, explore_steps, steps, gen, f"ascending for {k} map(s)")
         final = ascent.score(x, target)
     finally:
         model.train(was_training)
@@ -253,7 +254,7 @@ def map_statistics(model: CNN, layer: str, images: np.ndarray, maps: Sequence[in
     if len(x) == 0:
         raise ConfigError("map statistics need at least one image")
     means, peaks, sizes = [], [], []
-    for i in range(0, len(x), batch_size):
+    for i in bar(range(0, len(x), batch_size), desc=f"the maps' values over {len(x):,} images", unit="batch"):
         out = activations(model, layer, x[i:i + batch_size])[:, chosen]  # (b, k, h, w) or (b, k)
         flat = out.reshape(len(out), len(chosen), -1)
         means.append(flat.mean(2))

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnscope.base.progress import say
 from cnnscope.data.dataset import DataConfig, load_dataset, raw_channels
 from cnnscope.data.sources import checksum_note
 from cnnscope.inspect.datastats import outside_training_range, pixel_stats
@@ -53,11 +54,14 @@ def data(name: str, *, preprocess: str | None = None, data_dir: PathLike | None 
     `folder` holds DataConfig's folder options (image_size, channels, skip_bad, test_size)."""
     config = DataConfig(name, **({} if preprocess is None else {"preprocess": preprocess}),
                         data_dir=None if data_dir is None else str(data_dir), **folder)
+    say("loading %s", name)
     dataset = load_dataset(config=config)
+    say("summarising %s training and %s test images", f"{len(dataset.train_y):,}", f"{len(dataset.test_y):,}")
     info = summarize(dataset)
     note = checksum_note(config.dataset, data_dir)  # other commands warn once per file version; this always says it
     info["notes"] = [note, *info["notes"]] if note else info["notes"]
     per_class = 3 if len(dataset.class_names) <= 10 else 1
+    say("drawing the preprocessing figure")
     fig = preprocessing_figure(dataset, title=f"{dataset.name}: preprocessing {dataset.preprocessor.kind}",
                                per_class=per_class)
     default = Path(f"{dataset.name}-{dataset.preprocessor.kind}-preprocessing.png")
