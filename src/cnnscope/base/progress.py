@@ -58,4 +58,11 @@ def bar(items: Iterable[T], *, total: int | None = None, desc: str = "", unit: s
     yield from progress_bar(items, show=None if shown else False, total=total, desc=desc, unit=unit, leave=False)
 
 
-__all__ = ["bar", "bar_class", "progress_bar", "say", "shows_bars"]
+def batches(n: int, batch_size: int, desc: str) -> Iterable[int]:
+    """The start of each `batch_size` batch of `n` items, with a bar (`desc`) when there is more than one: a
+    whole test set gets its bar, a handful of images no line."""
+    starts = range(0, n, batch_size)
+    return bar(starts, desc=desc, unit="batch") if len(starts) > 1 else starts
+
+
+__all__ = ["bar", "bar_class", "batches", "progress_bar", "say", "shows_bars"]

@@ -5,6 +5,7 @@ class names in cnnscope.data.sources."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -300,9 +301,25 @@ class Dataset(RichDisplay):
             if raw is None or labels is None or len(raw) != len(labels):
                 raise DataError(f"the {split} split needs as many labels as images")
             check_labels(np.asarray(labels), len(self.class_names), f"{split} labels")
-        self.train_x = self.preprocessor(self.train_raw)
-        self.test_x = self.preprocessor(self.test_raw)
-        self.val_x = None if self.val_raw is None else self.preprocessor(self.val_raw)
+        for raw in (self.train_raw, self.test_raw, self.val_raw):
+            if raw is not None:  # pictures the statistics do not fit fail here; the arrays come on first use
+                self.preprocessor(raw[:1])
+
+    @functools.cached_property
+    def train_x(self) -> np.ndarray:
+        """The training images preprocessed, float32 (n, C, H, W), made on first use: a command that looks at the
+        test images never pays for the training ones (about 1 s and 188 MB for MNIST)."""
+        return self.preprocessor(self.train_raw)
+
+    @functools.cached_property
+    def test_x(self) -> np.ndarray:
+        """The test images preprocessed, float32 (n, C, H, W), made on first use."""
+        return self.preprocessor(self.test_raw)
+
+    @functools.cached_property
+    def val_x(self) -> np.ndarray | None:
+        """The held-out validation images preprocessed (None without a holdout), made on first use."""
+        return None if self.val_raw is None else self.preprocessor(self.val_raw)
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{split} {len(labels):,}" for split, labels in self.split_labels().items())
@@ -322,23 +339,20 @@ class Dataset(RichDisplay):
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """The model input (C, H, W) these pictures make."""
-        return tuple(int(d) for d in self.train_x.shape[1:])
+        return tuple(int(d) for d in to_nchw(self.train_raw[:1]).shape[1:])
 
     def validation(self) -> tuple[np.ndarray, np.ndarray, str]:
         """(x, y, source): the holdout when there is one, else the test set (as the series does)."""
-        if self.val_x is not None:
+        if self.val_raw is not None:
             return self.val_x, self.val_y, "validation"
         return self.test_x, self.test_y, "test"
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x, y, raw) of 'train', 'test' or 'val'."""
-        table = {"train": (self.train_x, self.train_y, self.train_raw),
-                 "test": (self.test_x, self.test_y, self.test_raw)}
-        if self.val_x is not None:
-            table["val"] = (self.val_x, self.val_y, self.val_raw)
-        if name not in table:
-            raise choice_error(DataError, "set", name, table)
-        return table[name]
+        names = ("train", "test", "val") if self.val_raw is not None else ("train", "test")
+        if name not in names:
+            raise choice_error(DataError, "set", name, names)
+        return getattr(self, f"{name}_x"), getattr(self, f"{name}_y"), getattr(self, f"{name}_raw")
 
 
 def _source(config: DataConfig) -> tuple[DataConfig, RawData]:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from cnnscope.base.errors import ConfigError, RunError
 from cnnscope.base.metrics import confusion_matrix
+from cnnscope.base.progress import batches
 from cnnscope.inspect.activations import capture
 from cnnscope.inspect.common import evaluating
 from cnnscope.model.network import CNN
@@ -130,7 +131,7 @@ def _features(out: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, t
 def _layer_batches(model: CNN, layer: str, images: np.ndarray, batch_size: int):
     """Per batch: the layer's output (b, maps, h, w), or the images themselves for INPUT."""
     device = next(model.parameters()).device
-    for start in range(0, len(images), batch_size):
+    for start in batches(len(images), batch_size, f"{layer} over {len(images):,} images"):
         x = torch.as_tensor(images[start:start + batch_size], device=device)
         if layer == INPUT:
             yield x

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from cnnscope.base.errors import RunError, SpecError
+from cnnscope.base.progress import batches
 from cnnscope.inspect.activations import activations, capture, conv_layers, layer_output_shape
 from cnnscope.model.network import CNN
 
@@ -176,7 +177,7 @@ def activation_correlation(model_a: CNN, model_b: CNN, layer: str, images: np.nd
     if len(images) == 0:
         raise RunError("compare needs at least one image")
     acc = _PearsonAccumulator()
-    for start in range(0, len(images), batch_size):
+    for start in batches(len(images), batch_size, f"{layer}'s maps of both runs over {len(images):,} images"):
         a = activations(model_a, layer, images[start:start + batch_size], batch_size)
         b = activations(model_b, layer, images_b[start:start + batch_size], batch_size)
         # (n, maps, h, w) -> (maps, n·h·w): every image and position is one sample of each map
@@ -332,7 +333,7 @@ def many_correlations(models: Sequence[CNN], layers: Sequence[str], images: Sequ
         raise RunError(f"compare needs the same images (at least one) for every run, received "
                        f"{sorted(len(x) for x in images)}")
     accumulators = {layer: _PearsonAccumulator() for layer in layers}
-    for start in range(0, len(images[0]), batch_size):
+    for start in batches(len(images[0]), batch_size, f"{len(models)} runs over {len(images[0]):,} images"):
         per_run = [_outputs(model, layers, x[start:start + batch_size]) for model, x in zip(models, images,
                                                                                           strict=True)]
         for layer, acc in accumulators.items():

@@ -12,6 +12,7 @@ import torch
 
 from cnnscope.base.errors import RunError
 from cnnscope.base.metrics import confusion_matrix
+from cnnscope.base.progress import batches
 from cnnscope.inspect.activations import activations, capture, layer_output_shape
 from cnnscope.inspect.common import evaluating
 from cnnscope.model.geometry import Geometry
@@ -20,8 +21,9 @@ from cnnscope.model.spec import ModelSpec
 from cnnscope.runs.load import predict_proba
 
 
-def _batches(n: int, batch_size: int):
-    for start in range(0, n, batch_size):
+def _batches(n: int, batch_size: int, desc: str = ""):
+    """(start, stop) of each batch; with `desc`, a bar when there is more than one."""
+    for start in batches(n, batch_size, desc) if desc else range(0, n, batch_size):
         yield start, min(n, start + batch_size)
 
 
@@ -66,7 +68,7 @@ def class_profile_dead(model: CNN, layer: str, images: np.ndarray, labels: np.nd
     maps = layer_output_shape(model, layer)[0]
     sums = np.zeros((k, maps), np.float64)
     peak = np.zeros(maps, np.float64)
-    for start, stop in _batches(len(images), batch_size):
+    for start, stop in _batches(len(images), batch_size, f"{layer}'s maps over {len(images):,} images"):
         batch = activations(model, layer, images[start:stop], batch_size)
         np.add.at(sums, labels[start:stop], _per_map(batch).astype(np.float64))
         peak = np.maximum(peak, _peak_abs(batch))
@@ -110,7 +112,7 @@ def layer_summary(model: CNN, layers: list[str], images: np.ndarray, batch_size:
     means: dict[str, list[np.ndarray]] = {name: [] for name in layers}
     peaks = {name: np.zeros(layer_output_shape(model, name)[0], np.float32) for name in layers}
     with evaluating(model):
-        for start, stop in _batches(len(images), batch_size):
+        for start, stop in _batches(len(images), batch_size, f"{len(layers)} layers over {len(images):,} images"):
             batch = torch.as_tensor(images[start:stop]).contiguous(memory_format=torch.channels_last)
             outputs, logits = capture(model, layers, batch)
             probs.append(model.probabilities(logits).float().cpu().numpy())

@@ -14,6 +14,7 @@ import torch
 from cnnscope.base.display import RichDisplay
 from cnnscope.base.errors import CnnscopeError, RunError
 from cnnscope.base.fileio import read_json, read_toml
+from cnnscope.base.progress import batches
 from cnnscope.data.dataset import DataConfig, Dataset, Preprocessor, load_dataset
 from cnnscope.data.sources import short_name
 from cnnscope.model.network import CNN, build_model
@@ -97,9 +98,10 @@ def predict_proba(model: CNN, x: np.ndarray, batch_size: int = 1000) -> np.ndarr
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    starts = batches(len(x), batch_size, f"predicting {len(x):,} images")  # 10,000: 2 s here
     try:
         out = [model.probabilities(model(torch.as_tensor(x[i:i + batch_size], device=device))).cpu().numpy()
-               for i in range(0, len(x), batch_size)]
+               for i in starts]
     finally:
         model.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, model.spec.num_classes), np.float32)

@@ -300,7 +300,7 @@ def compare_many_runs(paths: Sequence[PathLike], layers: Sequence[str], *, thres
     home = Path(paths[0]) if is_study(paths[0]) else runs[0].path
     source = f"test image {index} (class {dataset.class_names[int(labels[index])]})"
     figures = []
-    for result in results:
+    for result in bar(results, desc=f"drawing the matrix and found maps of {len(results)} layer(s)", unit="layer"):
         figures += _draw_many(result, runs, names, images[0][index:index + 1], source, len(raw),
                               (out, home, svg))
     data = {"runs": [str(p) for p in run_dirs], "names": names, "images": int(len(raw)), "threshold": threshold,

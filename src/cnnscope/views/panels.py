@@ -52,7 +52,7 @@ def info_panel(run, dataset, noun: str) -> ViewResult:
     """The run's description: name, data set, classes, set sizes, accuracy, parameters, layers with maps, and the
     label smoothing that caps its confidence."""
     sets = {"test": len(dataset.test_y), "train": len(dataset.train_y)}
-    if dataset.val_x is not None:
+    if dataset.val_raw is not None:
         sets["val"] = len(dataset.val_y)
     metrics = run.metrics
     return ViewResult([], {
