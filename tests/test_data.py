@@ -31,6 +31,17 @@ def test_loads_synthetic_dataset(data_dir):
     assert load_dataset("fashion-mnist", data_dir=data_dir).class_names[9] == "Ankle boot"
 
 
+def test_each_split_is_preprocessed_on_first_use(data_dir):
+    """A command on the test images never preprocesses the training ones; each split is made once, as eager
+    preprocessing made it."""
+    ds = load_dataset("mnist", data_dir=data_dir, preprocess="standard")
+    x, _, raw = ds.split("test")
+    assert "train_x" not in ds.__dict__ and ds.input_shape == (1, 28, 28)
+    assert ds.split("test")[0] is x and ds.test_x is x
+    np.testing.assert_array_equal(ds.train_x, ds.preprocessor(ds.train_raw))
+    np.testing.assert_array_equal(x, ds.preprocessor(raw))
+
+
 def test_standard_preprocessing_is_per_pixel_standard_scaler(data_dir):
     ds = load_dataset("mnist", data_dir=data_dir, preprocess="standard")
     raw = ds.train_raw.reshape(len(ds.train_raw), -1).astype(np.float64)
