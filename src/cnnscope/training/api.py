@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnscope.base.errors import CnnscopeError, ConfigError, RunError
+from cnnscope.base.progress import say
 from cnnscope.data.dataset import Dataset, load_dataset
 from cnnscope.model.network import build_model
 from cnnscope.model.spec import ModelSpec
@@ -181,6 +182,7 @@ def train_from_settings(config_file: str | Path | None = None, preset: str | Non
             raise RunError(f"--init-from {init_from}: no {INITIAL} there; pass a run directory")
     if out is not None:  # before the data is read: a refused --out should not cost a load
         check_run_dir(out, overwrite)
+    say("loading %s", config.data.dataset)
     dataset = load_dataset(config=config.data)
     config = fit_model_to_data(config, dataset.input_shape, len(dataset.class_names), config_file, preset)
     return train(config.model, dataset, config.train, out, initial_weights=initial, overwrite=overwrite, **options)
