@@ -334,49 +334,82 @@ def filters_figure(filters: Filters, cols: int = 8, cmap: str | None = None, nor
     weights = filters.weights
     split = filters.channels == "split" and weights is not None
     rgb = filters.channels == "rgb" and weights is not None and weights.shape[1] == 3
-    blocks = [filters.kernels] if not split else [weights[:, c] for c in range(weights.shape[1])]
     n, kh, kw = filters.kernels.shape
+    blocks, peaks, display = _filter_scales(filters, split, norm)
+    m = display.vmax
+    colormap, scale = get_cmap(cmap or DIVERGING, True), _norm(-m, m, True)
+    tiles = rgb_kernels(weights) if rgb else None
+    cols = max(1, min(int(cols), n))
+    grid = _FilterGrid(0.85, 0.85 * kh / kw, 0.62, 0.45 if split else 0.0, cols, math.ceil(n / cols))
+    width = max(grid.left + cols * grid.cell + (0.2 + 0.14 + 1.0 if not rgb else 0.2), 6.0)
+    note = wrap_inches(f"{kernel_words(filters)}{_scale_note(norm, rgb, m)}  ·  b = the filter's bias", 10,
+                       width - grid.left - 0.15)
+    top = max(1.35, 0.6 + lines_inches(len(note), 10) * 1.15 / 1.25)  # the note's lines at linespacing 1.15
+    height = top + len(blocks) * grid.block_h + 0.2
+    fig = new_figure(figsize=(width, height))
+    below = [(f"±{peaks[k]:.2f}\n" if norm == "filter" and not rgb else "") + f"b {filters.biases[k]:+.2f}"
+             for k in range(n)]
+    for b, kernels in enumerate(blocks):
+        y0 = height - top - b * grid.block_h - grid.head
+        if split:
+            _channel_heading(fig, filters, b, (grid.left, y0 + 0.22))  # above the first row's titles
+        for k in range(n):
+            title = f"{k}" + (f" ch {filters.sources[k]}" if filters.sources is not None else "")
+            last = b == len(blocks) - 1 or not split
+            ax = _filter_cell(fig, grid.rect(fig, k, y0), title, below[k] if last else None)
+            ax.imshow(tiles[k] if tiles is not None else kernels[k], cmap=None if rgb else colormap,
+                      norm=None if rgb else scale, interpolation="nearest")
+    grid_h = len(blocks) * grid.block_h
+    if not rgb:
+        _colorbar(fig, _inches_to_fig(fig, grid.left + cols * grid.cell + 0.2, height - top - grid_h + grid.label_h,
+                                      0.14, grid_h - grid.label_h - grid.head), display, colormap, "vertical")
+    fig.text(grid.left / width, (height - 0.2) / height, f"{filters.layer}: {n} filters, {kh}×{kw} kernels",
+             fontsize=13, fontweight="bold", va="top")
+    fig.text(grid.left / width, (height - 0.45) / height, "\n".join(note), fontsize=10, va="top",
+             color="#444444", linespacing=1.15)
+    return fig
+
+
+def _filter_scales(filters: Filters, split: bool, norm: str) -> tuple[list[np.ndarray], np.ndarray, MapDisplay]:
+    """The kernels to draw (one block, or one per input channel), each filter's peak |weight|, and the colour
+    range: ±1 of each filter's own peak ('filter'), or ± the layer's largest ('layer')."""
+    weights = filters.weights
+    blocks = [filters.kernels] if not split else [weights[:, c] for c in range(weights.shape[1])]
     peaks = _filter_peaks(filters, split)
     if norm == "filter":
         blocks = [block / peaks[:, None, None] for block in blocks]
     m = 1.0 if norm == "filter" else float(peaks.max())
     label = "weight / the filter's max |weight|" if norm == "filter" else "weight"
-    display = MapDisplay(blocks[0], -m, m, label, True, "neither")
-    colormap, scale = get_cmap(cmap or DIVERGING, True), _norm(-m, m, True)
-    tiles = rgb_kernels(weights) if rgb else None
-    cols = max(1, min(int(cols), n))
-    rows = math.ceil(n / cols)
-    cell, label_h, head, left = 0.85, 0.62, 0.3 if split else 0.0, 0.25
-    cell_h = cell * kh / kw
-    block_h = head + rows * (cell_h + label_h)
-    width = max(left + cols * cell + (0.2 + 0.14 + 1.0 if not rgb else 0.2), 6.0)
-    note = wrap_inches(f"{kernel_words(filters)}{_scale_note(norm, rgb, m)}  ·  b = the filter's bias", 10,
-                       width - left - 0.15)
-    top = max(1.35, 0.6 + lines_inches(len(note), 10) * 1.15 / 1.25)  # the note's lines at linespacing 1.15
-    height = top + len(blocks) * block_h + 0.2
-    fig = new_figure(figsize=(width, height))
-    for b, kernels in enumerate(blocks):
-        y0 = height - top - b * block_h - head
-        if split:
-            name = CHANNEL_NAMES[b] if weights.shape[1] == 3 and filters.view.startswith("each of the 3") else None
-            fig.text(left / width, (y0 + 0.08) / height, f"input channel {b}" + (f" ({name})" if name else ""),
-                     fontsize=10, fontweight="bold")
-        for k in range(n):
-            r, c = divmod(k, cols)
-            rect = _inches_to_fig(fig, left + c * cell + 0.04, y0 - (r + 1) * cell_h - r * label_h + 0.04,
-                                  cell - 0.08, cell_h - 0.08)
-            title = f"{k}" + (f" ch {filters.sources[k]}" if filters.sources is not None else "")
-            last = b == len(blocks) - 1 or not split
-            below = (f"±{peaks[k]:.2f}\n" if norm == "filter" and not rgb else "") + f"b {filters.biases[k]:+.2f}"
-            ax = _filter_cell(fig, rect, title, below if last else None)
-            ax.imshow(tiles[k] if tiles is not None else kernels[k], cmap=None if rgb else colormap,
-                      norm=None if rgb else scale, interpolation="nearest")
-    grid_h = len(blocks) * block_h
-    if not rgb:
-        _colorbar(fig, _inches_to_fig(fig, left + cols * cell + 0.2, height - top - grid_h + label_h, 0.14,
-                                      grid_h - label_h - head), display, colormap, "vertical")
-    fig.text(left / width, (height - 0.2) / height, f"{filters.layer}: {n} filters, {kh}×{kw} kernels",
-             fontsize=13, fontweight="bold", va="top")
-    fig.text(left / width, (height - 0.45) / height, "\n".join(note), fontsize=10, va="top", color="#444444",
-             linespacing=1.15)
-    return fig
+    return blocks, peaks, MapDisplay(blocks[0], -m, m, label, True, "neither")
+
+
+@dataclass(frozen=True)
+class _FilterGrid:
+    """A filters figure's grid in inches: cells (with their label band below) in rows, one block per channel."""
+
+    cell: float
+    cell_h: float
+    label_h: float
+    head: float  # above each block: the channel's heading ('split')
+    cols: int
+    rows: int
+    left: float = 0.25
+
+    @property
+    def block_h(self) -> float:
+        return self.head + self.rows * (self.cell_h + self.label_h)
+
+    def rect(self, fig: Figure, k: int, y0: float) -> list[float]:
+        """Kernel k's axes in a block whose top is y0 inches up the figure."""
+        r, c = divmod(k, self.cols)
+        return _inches_to_fig(fig, self.left + c * self.cell + 0.04, y0 - (r + 1) * self.cell_h - r * self.label_h
+                              + 0.04, self.cell - 0.08, self.cell_h - 0.08)
+
+
+def _channel_heading(fig: Figure, filters: Filters, b: int, at: tuple[float, float]) -> None:
+    """'input channel b' (with its colour for an RGB input) above that channel's block, at `at` inches."""
+    rgb = filters.weights.shape[1] == 3 and filters.view.startswith("each of the 3")
+    name = f" ({CHANNEL_NAMES[b]})" if rgb else ""
+    width, height = fig.get_size_inches()
+    fig.text(at[0] / width, at[1] / height, f"input channel {b}{name}", fontsize=10, fontweight="bold",
+             va="bottom")
