@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from figure_checks import smallest_text_pt
 
-MIN_PT = 9.0
+MIN_PT = 9.0  # the figure, not plots.figures.MIN_PT: lowering that constant must fail here
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from cnnscope.inspect.activations import as_maps
 from cnnscope.inspect.compare import THRESHOLD
 from cnnscope.plots.backend import new_figure
 from cnnscope.plots.figures import MIN_PT
-from cnnscope.plots.text import LINE, lines_inches, text_inches, wrap_inches
+from cnnscope.plots.text import LINE, TITLE_PT, draw_heading, lines_inches, text_inches, wrap_inches
 
 
 def pick_pairs(matching: Sequence[Sequence[float]], count: int, skip: Sequence[bool] | None = None) -> list[int]:
@@ -149,7 +149,7 @@ def _headline(result: dict[str, Any], names: tuple[str, str], shown: int, width:
     sub = (f"mean matched r = {result['mean_correlation']:.3f}{init[0]}, {above} of {counted} pairs above "
            f"{THRESHOLD:g}{init[1]}{dead_note}\nright: {shown} pairs from best to worst r; maps for the example "
            f"image, each in its own colour range (r does not depend on scale)")
-    return wrap_inches(title, 13, width - 0.3, "bold"), wrap_inches(sub, MIN_PT, width - 0.3)
+    return wrap_inches(title, TITLE_PT, width - 0.3, "bold"), wrap_inches(sub, MIN_PT, width - 0.3)
 
 
 def _column_titles(source: str, hist: str, matrix: bool, grey: bool) -> list[list[str]]:
@@ -186,7 +186,7 @@ def compare_figure(image: np.ndarray, maps_a: np.ndarray, maps_b: np.ndarray, re
     rows = max(1, math.ceil(len(chosen) / per_row))
     width = LEFT_W + per_row * (2 * CELL + 0.06 + GAP) + 0.2
     heading = _headline(result, names, len(chosen), width)
-    top = 0.25 + lines_inches(len(heading[0]), 13) + lines_inches(len(heading[1]), MIN_PT) + 0.15
+    top = 0.25 + lines_inches(len(heading[0]), TITLE_PT) + lines_inches(len(heading[1]), MIN_PT) + 0.15
     base = result.get("baseline") or {}
     means = (result["mean_correlation"], base.get("mean_correlation"))
     titles = _column_titles(source, _histogram_title(*means), correlation is not None, any(constant))
@@ -201,7 +201,7 @@ def compare_figure(image: np.ndarray, maps_a: np.ndarray, maps_b: np.ndarray, re
     if correlation is not None:
         _draw_matrix(fig, tops[2], "\n".join(titles[2]), correlation, matching, constant, names)
     _draw_pairs(fig, top, (maps_a, maps_b), matching, chosen, names, per_row, cmap)
-    _heading(fig, heading, 0.15)
+    draw_heading(fig, *heading, 0.15)
     return fig
 
 
@@ -262,7 +262,7 @@ def matrix_figure(matrix: np.ndarray, names: Sequence[str], layer: str, *, image
     left = label_w + 0.2
     width = max(6.0, left + side + 0.95)
     heading = _matrix_heading(layer, n, images, baseline is not None, lines, counts is not None, threshold, width)
-    top = 0.25 + lines_inches(len(heading[0]), 13) + lines_inches(len(heading[1]), MIN_PT) + 0.2
+    top = 0.25 + lines_inches(len(heading[0]), TITLE_PT) + lines_inches(len(heading[1]), MIN_PT) + 0.2
     height = top + side + bottom
     fig = new_figure(figsize=(width, height))
     ax = _axes(fig, left, top, side, side)
@@ -279,7 +279,7 @@ def matrix_figure(matrix: np.ndarray, names: Sequence[str], layer: str, *, image
     ax.set_yticks(ticks, labels=names[::step], fontsize=MIN_PT)
     bar = fig.colorbar(shown, cax=_axes(fig, left + side + 0.2, top, 0.15, side))
     bar.ax.tick_params(labelsize=MIN_PT)
-    _heading(fig, heading, 0.12)
+    draw_heading(fig, *heading, 0.12)
     return fig
 
 
@@ -296,17 +296,8 @@ def _matrix_heading(layer: str, n: int, images: int, baseline: bool, lines: int,
     note = shown[1] if lines == 2 or (lines == 1 and counted) else shown[0] if lines == 1 else shown[2]
     sub = f"{how}\n{note}; maps matched one-to-one per pair (Hungarian); maps that never vary left out"
     room = width - 0.24
-    return (wrap_inches(f"{layer}: mean matched correlation between {n} runs{over}", 13, room, "bold"),
+    return (wrap_inches(f"{layer}: mean matched correlation between {n} runs{over}", TITLE_PT, room, "bold"),
             wrap_inches(sub, MIN_PT, room))
-
-
-def _heading(fig: Figure, heading: tuple[list[str], list[str]], x: float) -> None:
-    """A bold title and grey subtitle lines from the figure's top-left corner (x inches from its left edge)."""
-    W, H = fig.get_size_inches()
-    title, sub = heading
-    fig.text(x / W, 1 - 0.2 / H, "\n".join(title), fontsize=13, fontweight="bold", va="top", linespacing=LINE)
-    below = 0.2 + lines_inches(len(title), 13) + 0.08
-    fig.text(x / W, 1 - below / H, "\n".join(sub), fontsize=MIN_PT, va="top", color="#444444", linespacing=LINE)
 
 
 def _matrix_labels(ax, values: np.ndarray, texts: list[list[tuple[str, str]]], lines: int, low: float) -> None:
@@ -370,14 +361,14 @@ def found_figure(maps: np.ndarray, found_by: Sequence[int], r: Sequence[Sequence
     width = max(cols * pitch + 0.3, 7.0)
     heading = _found_heading(layer, name, n, sum(1 for a in range(n) if found_by[a] == others and not constant[a]),
                              others, threshold, initial_found, kernels is not None, source, width)
-    top = 0.25 + lines_inches(len(heading[0]), 13) + lines_inches(len(heading[1]), MIN_PT) + 0.1
+    top = 0.25 + lines_inches(len(heading[0]), TITLE_PT) + lines_inches(len(heading[1]), MIN_PT) + 0.1
     fig = new_figure(figsize=(width, top + rows * cell_h + 0.2))
     for slot, a in enumerate(order):
         row, col = divmod(slot, cols)
         _draw_found_cell(fig, (0.15 + col * pitch + (pitch - CELL) / 2, top + row * cell_h + cap), maps[a],
                          None if kernels is None else kernels[a], bool(constant[a]), captions[a],
                          found_by[a] == others and not constant[a], cmap)
-    _heading(fig, heading, 0.15)
+    draw_heading(fig, *heading, 0.15)
     return fig
 
 
@@ -391,4 +382,4 @@ def _found_heading(layer: str, name: str, n: int, total: int, others: int, thres
     sub = (f"ordered by the runs with a one-to-one partner above {threshold:g} (green: all); r̄: mean matched r\n"
            f"{shown} for {source or 'the example image'}")
     room = width - 0.3
-    return wrap_inches(title, 13, room, "bold"), wrap_inches(sub, MIN_PT, room)
+    return wrap_inches(title, TITLE_PT, room, "bold"), wrap_inches(sub, MIN_PT, room)

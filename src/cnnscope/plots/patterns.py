@@ -12,7 +12,7 @@ from cnnscope.base.errors import ConfigError
 from cnnscope.base.imaging import pictures
 from cnnscope.plots.backend import new_figure
 from cnnscope.plots.figures import MIN_PT, get_cmap
-from cnnscope.plots.text import LINE, lines_inches, text_inches, wrap_inches
+from cnnscope.plots.text import TITLE_PT, draw_heading, lines_inches, text_inches, wrap_inches
 
 
 def pattern_pixels(patterns: np.ndarray, preprocessor) -> np.ndarray:
@@ -57,23 +57,12 @@ def _canvas(images: np.ndarray, cols: int, gap: int, band: int) -> np.ndarray:
 
 def _heading_lines(title: str | None, subtitle: str | None, width: float) -> tuple[list[str], list[str], float]:
     """The title and subtitle lines wrapped to a figure `width` inches wide, and the height they take."""
-    title_lines = wrap_inches(title, 13, width - 0.3, "bold") if title else []
+    title_lines = wrap_inches(title, TITLE_PT, width - 0.3, "bold") if title else []
     sub_lines = wrap_inches(subtitle, MIN_PT, width - 0.3) if subtitle else []
     if not title_lines and not sub_lines:
         return [], [], 0.1
-    return title_lines, sub_lines, 0.3 + lines_inches(len(title_lines), 13) + lines_inches(len(sub_lines), MIN_PT)
-
-
-def _draw_heading(fig: Figure, title_lines: list[str], sub_lines: list[str]) -> None:
-    """The bold title and the grey subtitle from the figure's top-left corner."""
-    W, H = fig.get_size_inches()
-    if title_lines:
-        fig.text(0.15 / W, 1 - 0.12 / H, "\n".join(title_lines), fontsize=13, fontweight="bold", va="top",
-                 linespacing=LINE)
-    if sub_lines:
-        below = 0.12 + lines_inches(len(title_lines), 13) + 0.04
-        fig.text(0.15 / W, 1 - below / H, "\n".join(sub_lines), fontsize=MIN_PT, va="top", color="#444444",
-                 linespacing=LINE)
+    height = 0.3 + lines_inches(len(title_lines), TITLE_PT) + lines_inches(len(sub_lines), MIN_PT)
+    return title_lines, sub_lines, height
 
 
 def patterns_figure(images: np.ndarray, maps: Sequence[int], activation: Sequence[float], *, layer: str,
@@ -113,7 +102,7 @@ def patterns_figure(images: np.ndarray, maps: Sequence[int], activation: Sequenc
         if second:
             ax.text(x, y + lines_inches(1, MIN_PT) / px, second, ha="center", va="top", fontsize=MIN_PT,
                     color=colour_2)
-    _draw_heading(fig, title_lines, sub_lines)
+    draw_heading(fig, title_lines, sub_lines, 0.15, top=0.12, gap=0.04)
     return fig
 
 

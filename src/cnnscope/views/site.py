@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from cnnscope.base.fileio import atomic_write_bytes
 from cnnscope.base.imaging import COLORMAPS, colormap, colormap_strip, png_bytes
 from cnnscope.base.progress import say
 from cnnscope.data.picture_input import MAX_MEAN, STYLES, picture_target
@@ -31,19 +30,11 @@ from cnnscope.plots.figures import save_figure
 from cnnscope.plots.training import confusion_figure, curves_figure
 from cnnscope.views import panels
 from cnnscope.views.common import ViewResult
-from cnnscope.views.site_cards import write_cards
+from cnnscope.views.site_cards import write, write_cards
 
 ATLAS_IMAGES = 300  # test images shipped for picking (the first ones of the test set)
 ATLAS_COLS = 20
 SITE_METHOD = "occlusion"  # gradient-free: the page computes it with the model alone
-
-
-def write(folder: Path, name: str, data: bytes) -> Path:
-    """Write `data` to folder/name (atomically, making the folders); returns the path."""
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, data)
-    return path
 
 
 def finite(value: Any) -> Any:

@@ -27,7 +27,8 @@ TOP_IMAGES = panels.TOP_IMAGES
 READOUT_IMAGES = 1000  # test images averaged for the class read-out (as the HTTP viewer does)
 
 
-def _write(folder: Path, name: str, data: bytes) -> Path:
+def write(folder: Path, name: str, data: bytes) -> Path:
+    """Write `data` to folder/name (atomically, making the folders); returns the path."""
     path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, data)
@@ -52,10 +53,10 @@ def kernel_card(folder: Path, run, layer: str, position: int, index: int) -> tup
         return None, []
     data = {k: v for k, v in kernel.data.items() if k not in ("values", "png", "rgb_png")}
     data["png"] = f"img/kernels/{position}-{index}.png"
-    paths = [_write(folder, data["png"], uri_bytes(kernel.data["png"]))]
+    paths = [write(folder, data["png"], uri_bytes(kernel.data["png"]))]
     if kernel.data["rgb_png"]:
         data["rgb_png"] = f"img/kernels/{position}-{index}-rgb.png"
-        paths.append(_write(folder, data["rgb_png"], uri_bytes(kernel.data["rgb_png"])))
+        paths.append(write(folder, data["rgb_png"], uri_bytes(kernel.data["rgb_png"])))
     return data, paths
 
 
@@ -81,7 +82,7 @@ def pattern_files(folder: Path, run, layer: str, position: int, maps: int, optio
     """Every map's maximising pattern (cnnscope.inspect.maximize_activation inside the training data's pixel
     range, with its defaults unless `options` say otherwise; grey PNG as the viewer's /api/pattern gives it)."""
     found = np.asarray(search.maximize_activation(run.model, layer, list(range(maps)), **options), np.float32)
-    return [_write(folder, f"img/patterns/{position}-{m}.png", panels.pattern_png(found[m], run.preprocessor))
+    return [write(folder, f"img/patterns/{position}-{m}.png", panels.pattern_png(found[m], run.preprocessor))
             for m in range(maps)]
 
 
@@ -100,7 +101,7 @@ def layer_cards(folder: Path, run, dataset, layer: str, position: int, peaks, pa
         cards.append({"map": index, "kernel": kernel, **top, "pattern": f"img/patterns/{position}-{index}.png",
                       "readout": None if readout is None else
                       panels.readout_panel(readout, index, names, min(READOUT_IMAGES, len(dataset.test_x))).data})
-    paths.append(_write(folder, f"img/tops/{position}.png", tops_png(pictures, dataset.test_raw.shape[1:])))
+    paths.append(write(folder, f"img/tops/{position}.png", tops_png(pictures, dataset.test_raw.shape[1:])))
     paths += pattern_files(folder, run, layer, position, maps, patterns)
     return {"layer": layer, "position": position, "pool": pool.data if pool else None,
             "tops": f"img/tops/{position}.png", "maps": cards}, paths
